@@ -1,0 +1,52 @@
+# Ordo: the two set-up commands are `make run` and `make test`. Both install what is missing
+# (Debian packages only), configure with CMake + Ninja and build Release.
+
+BUILD_DIR ?= build
+FUZZ_DIR  ?= build-fuzz
+DATA_DIR  ?= ./data
+JOBS      ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps configure build run test bench fuzz format format-check clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD_DIR)/build.ninja: CMakeLists.txt | deps
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+configure: $(BUILD_DIR)/build.ninja
+
+build: deps configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: build
+	$(BUILD_DIR)/src/cli/ordo serve --data-dir $(DATA_DIR)
+
+test: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+
+bench: build
+	bench/run-storage-bench --build-dir $(BUILD_DIR)
+
+# Coverage-guided fuzzing with libFuzzer (clang 14). FUZZ_TARGET=record_batch FUZZ_SECONDS=60
+FUZZ_TARGET  ?= record_batch
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	CXX=clang++-14 cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORDO_FUZZ=ON
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_$(FUZZ_TARGET)
+	mkdir -p $(FUZZ_DIR)/corpus-$(FUZZ_TARGET)
+	$(FUZZ_DIR)/tests/fuzz/fuzz_$(FUZZ_TARGET) -max_total_time=$(FUZZ_SECONDS) \
+	  $(FUZZ_DIR)/corpus-$(FUZZ_TARGET) tests/fuzz/corpus/$(FUZZ_TARGET)
+
+FORMAT_FILES = $(shell git ls-files '*.cc' '*.h')
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	clang-format --dry-run -Werror $(FORMAT_FILES)
+
+clean:
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR)
