@@ -1,0 +1,578 @@
+#include "storage/partition_log.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <sstream>
+
+#include "base/log.h"
+#include "model/record_batch.h"
+
+namespace ordo::storage {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view kStateFile = "partition.state";
+constexpr std::string_view kEpochFile = "leader-epoch-checkpoint";
+constexpr std::string_view kCleanShutdownFile = "clean-shutdown";
+
+struct PartitionState {
+  Offset recovery_point{0};
+  Offset log_start{0};
+};
+
+Result<std::optional<PartitionState>> read_state(const std::string& path) {
+  auto text = read_file(path, 4096);
+  if (!text) {
+    if (text.error().code == Errc::not_found) return std::optional<PartitionState>();
+    return std::move(text).error();
+  }
+  std::istringstream in(*text);
+  std::string magic, k1, k2;
+  int version = 0;
+  int64_t rp = -1, ls = -1;
+  if (!(in >> magic >> version >> k1 >> rp >> k2 >> ls) || magic != "ordo-partition-state" ||
+      version != 1 || k1 != "recovery_point" || k2 != "log_start_offset" || rp < 0 || ls < 0) {
+    return make_error(Errc::corrupt, "{}: malformed", path);
+  }
+  return std::optional<PartitionState>(PartitionState{Offset(rp), Offset(ls)});
+}
+
+// A segment file name: 20 digits then the suffix.
+std::optional<Offset> parse_segment_name(std::string_view name, std::string_view suffix) {
+  if (name.size() != 20 + suffix.size() || !name.ends_with(suffix)) return std::nullopt;
+  int64_t v = -1;
+  auto [p, ec] = std::from_chars(name.data(), name.data() + 20, v);
+  if (ec != std::errc() || p != name.data() + 20 || v < 0) return std::nullopt;
+  return Offset(v);
+}
+
+}  // namespace
+
+Result<void> execute_flush(const FlushTicket& ticket) {
+  for (const auto& f : ticket.data_files) ORDO_TRY(f->datasync());
+  for (const auto& p : ticket.metadata_paths) {
+    auto f = File::open(p, O_RDONLY);
+    if (!f) {
+      if (f.error().code == Errc::not_found) continue;  // deleted meanwhile
+      return std::move(f).error();
+    }
+    ORDO_TRY(f->sync());
+  }
+  return ok();
+}
+
+PartitionLog::PartitionLog(std::string dir, const LogConfig& config, const Clock& clock,
+                           LeaderEpochCache epochs)
+    : dir_(std::move(dir)), config_(config), clock_(clock), epochs_(std::move(epochs)) {}
+
+PartitionLog::~PartitionLog() = default;
+
+Result<std::unique_ptr<PartitionLog>> PartitionLog::open(std::string dir, const LogConfig& config,
+                                                         const Clock& clock,
+                                                         OpenOptions options) {
+  ORDO_TRY(config.validate());
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    if (!options.create_if_missing) {
+      return make_error(Errc::not_found, "partition dir {} does not exist", dir);
+    }
+    fs::create_directories(dir, ec);
+    if (ec) return make_error(Errc::io, "create {}: {}", dir, ec.message());
+    auto parent = fs::path(dir).parent_path().string();
+    ORDO_TRY(fsync_dir(parent.empty() ? "." : parent));
+  }
+  auto epochs = ORDO_TRY(LeaderEpochCache::load(dir + "/" + std::string(kEpochFile)));
+  auto log = std::unique_ptr<PartitionLog>(new PartitionLog(dir, config, clock, std::move(epochs)));
+  ORDO_TRY(log->load(options));
+  return log;
+}
+
+Result<void> PartitionLog::load(const OpenOptions& options) {
+  std::vector<Offset> bases;
+  std::vector<std::string> index_files;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir_, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (auto b = parse_segment_name(name, ".log")) {
+      bases.push_back(*b);
+    } else if (parse_segment_name(name, ".index") || parse_segment_name(name, ".timeindex")) {
+      index_files.push_back(name);
+    } else if (name.ends_with(".tmp")) {
+      ORDO_LOG_INFO("{}: removing unfinished temporary file {}", dir_, name);
+      ORDO_TRY(remove_file(dir_ + "/" + name));
+    } else if (name != kStateFile && name != kEpochFile && name != kCleanShutdownFile) {
+      ORDO_LOG_WARN("{}: ignoring unknown file {}", dir_, name);
+    }
+  }
+  if (ec) return make_error(Errc::io, "list {}: {}", dir_, ec.message());
+  std::sort(bases.begin(), bases.end());
+  for (const auto& name : index_files) {
+    Offset b = parse_segment_name(name, ".index").value_or(
+        parse_segment_name(name, ".timeindex").value_or(Offset(-1)));
+    if (!std::binary_search(bases.begin(), bases.end(), b)) {
+      ORDO_LOG_WARN("{}: removing index file {} without a segment", dir_, name);
+      ORDO_TRY(remove_file(dir_ + "/" + name));
+    }
+  }
+
+  const std::string marker = dir_ + "/" + std::string(kCleanShutdownFile);
+  const bool clean = file_exists(marker);
+  auto state_or = read_state(dir_ + "/" + std::string(kStateFile));
+  PartitionState state;
+  if (state_or && *state_or) {
+    state = **state_or;
+  } else if (!state_or) {
+    ORDO_LOG_WARN("{}: {}; recovering every segment", dir_, state_or.error().to_string());
+  }
+  const int64_t now = clock_.now_ms();
+
+  bool recovered_any = false;
+  for (size_t i = 0; i < bases.size(); ++i) {
+    Offset base = bases[i];
+    bool last = i + 1 == bases.size();
+    std::unique_ptr<Segment> seg;
+    if (clean || (base < state.recovery_point && !last)) {
+      seg = ORDO_TRY(Segment::open(dir_, base, config_, now));
+    } else {
+      RecoveryReport report;
+      seg = ORDO_TRY(Segment::recover(dir_, base, config_, now, options.truncate_corrupt, &report));
+      recovered_any = true;
+      if (report.dropped_bytes > 0 && !last) {
+        // Everything after a torn write is newer than it and was never durable.
+        for (size_t j = i + 1; j < bases.size(); ++j) {
+          ORDO_LOG_WARN("{}: removing segment {} after the torn tail", dir_,
+                        segment_file_name(bases[j], ".log"));
+          ORDO_TRY(remove_file(dir_ + "/" + segment_file_name(bases[j], ".log")));
+          ORDO_TRY(remove_file(dir_ + "/" + segment_file_name(bases[j], ".index")));
+          ORDO_TRY(remove_file(dir_ + "/" + segment_file_name(bases[j], ".timeindex")));
+        }
+        bases.resize(i + 1);
+        last = true;
+      }
+    }
+    if (!segments_.empty() && segments_.rbegin()->second->next_offset() > base) {
+      return make_error(Errc::corrupt, "{}: segment {} overlaps the previous one (ends at {})",
+                        dir_, segment_file_name(base, ".log"),
+                        segments_.rbegin()->second->next_offset());
+    }
+    segments_.emplace(base, std::move(seg));
+  }
+
+  if (segments_.empty()) {
+    Offset base = std::max(state.log_start, Offset(0));
+    segments_.emplace(base, ORDO_TRY(Segment::create(dir_, base, config_, now)));
+  }
+  log_start_ = std::max(state.log_start, segments_.begin()->first);
+  if (log_start_ > log_end_offset()) log_start_ = log_end_offset();
+
+  if (recovered_any) {
+    // What survived a crash may still be only in the page cache: make it durable before the
+    // recovery point moves past it.
+    for (auto it = segments_.begin(); it != segments_.end(); ++it) {
+      bool last = std::next(it) == segments_.end();
+      if (it->first < state.recovery_point && !last) continue;
+      if (!last) ORDO_TRY(it->second->seal());
+      ORDO_TRY(it->second->sync_all());
+    }
+  }
+  ORDO_TRY(epochs_.truncate_from_end(log_end_offset()));
+  ORDO_TRY(epochs_.truncate_from_start(log_start_));
+  flushed_ = log_end_offset();
+  high_watermark_ = log_end_offset();
+  recovery_point_ = segments_.rbegin()->first;
+  ORDO_TRY(persist_state());
+  if (clean) {
+    ORDO_TRY(remove_file(marker));
+    ORDO_TRY(fsync_dir(dir_));
+  }
+  check_invariants();
+  return ok();
+}
+
+Result<void> PartitionLog::persist_state() {
+  std::string s = fmt::format("ordo-partition-state 1\nrecovery_point {}\nlog_start_offset {}\n",
+                              recovery_point_, log_start_);
+  return write_file_atomic(dir_ + "/" + std::string(kStateFile), std::string_view(s));
+}
+
+void PartitionLog::check_invariants() const {
+  ORDO_ASSERT(!segments_.empty());
+  ORDO_ASSERT(log_start_ <= high_watermark_);
+  ORDO_ASSERT(high_watermark_ <= log_end_offset());
+  ORDO_ASSERT(flushed_ <= log_end_offset());
+  ORDO_ASSERT(log_start_ >= segments_.begin()->first);
+}
+
+void PartitionLog::set_config(const LogConfig& config) {
+  ORDO_ASSERT(config.validate().has_value());
+  config_ = config;
+  for (auto& [base, seg] : segments_) seg->set_config(config);
+}
+
+void PartitionLog::set_high_watermark(Offset hw) {
+  high_watermark_ = std::clamp(hw, log_start_, log_end_offset());
+  check_invariants();
+}
+
+int64_t PartitionLog::size_bytes() const {
+  int64_t total = 0;
+  for (const auto& [base, seg] : segments_) total += seg->size_bytes();
+  return total;
+}
+
+std::vector<Offset> PartitionLog::segment_bases() const {
+  std::vector<Offset> out;
+  for (const auto& [base, seg] : segments_) out.push_back(base);
+  return out;
+}
+
+Result<AppendResult> PartitionLog::append(std::span<uint8_t> batches,
+                                          const AppendOptions& options) {
+  ORDO_ASSERT(!closed_);
+  if (batches.empty()) return make_error(Errc::invalid_argument, "append of no batches");
+  std::vector<BatchInfo> infos;
+  Offset next = log_end_offset();
+  AppendResult result;
+  size_t pos = 0;
+  while (pos < batches.size()) {
+    auto bytes = batches.subspan(pos);
+    auto view = model::RecordBatchView::parse(bytes, size_t(config_.max_batch_bytes));
+    if (!view) {
+      return make_error(view.error().code == Errc::out_of_range ? Errc::invalid_argument
+                                                                 : Errc::corrupt,
+                        "batch {} at byte {}: {}", infos.size(), pos, view.error().message);
+    }
+    if (view->record_count() == 0 && options.assign_offsets) {
+      return make_error(Errc::invalid_argument, "batch {} has no records", infos.size());
+    }
+    if (options.verify_crc) {
+      auto crc = view->verify_crc();
+      if (!crc) return make_error(Errc::corrupt, "batch {}: {}", infos.size(), crc.error().message);
+    }
+    BatchInfo info;
+    info.position = int64_t(pos);
+    info.size = int64_t(view->size_bytes());
+    info.max_timestamp = view->max_timestamp();
+    int32_t delta = view->last_offset_delta();
+    if (options.assign_offsets) {
+      info.base = next;
+    } else {
+      info.base = view->base();
+      if (info.base < next) {
+        return make_error(Errc::invalid_argument, "batch {} base offset {} is below {}",
+                          infos.size(), info.base, next);
+      }
+    }
+    info.last = info.base + delta;
+    next = info.last + 1;
+    result.max_timestamp = std::max(result.max_timestamp, info.max_timestamp);
+    infos.push_back(info);
+    pos += size_t(info.size);
+  }
+  int64_t total = int64_t(batches.size());
+  if (total > config_.segment_bytes && total > int64_t(INT32_MAX) / 2) {
+    return make_error(Errc::too_large, "append of {} bytes", total);
+  }
+  // Every check passed: now write the assigned fields.
+  if (options.assign_offsets) {
+    for (const auto& info : infos) {
+      auto bytes = batches.subspan(size_t(info.position), size_t(info.size));
+      model::set_base_offset(bytes, info.base);
+      model::set_leader_epoch(bytes, options.leader_epoch);
+    }
+  }
+
+  const int64_t now = clock_.now_ms();
+  Segment* seg = &active();
+  Offset first = infos.front().base;
+  Offset last = infos.back().last;
+  bool roll_needed =
+      !seg->empty() &&
+      (seg->size_bytes() + total > config_.segment_bytes ||
+       now - seg->first_append_ms() >= config_.segment_ms ||
+       last - seg->base_offset() > int64_t(INT32_MAX) ||
+       seg->size_bytes() + total > int64_t(INT32_MAX));
+  if (seg->empty() && last - seg->base_offset() > int64_t(INT32_MAX)) {
+    // A follower's batch far past an empty segment: start the segment at the batch.
+    ORDO_TRY(seg->remove());
+    segments_.erase(seg->base_offset());
+    segments_.emplace(first, ORDO_TRY(Segment::create(dir_, first, config_, now)));
+    seg = &active();
+  } else if (roll_needed) {
+    ORDO_TRY(roll(first));
+    seg = &active();
+  }
+  ORDO_TRY(seg->append(batches, infos, now));
+
+  for (const auto& info : infos) {
+    int32_t epoch = options.assign_offsets
+                        ? options.leader_epoch
+                        : int32_t(load_be32(batches.data() + info.position +
+                                            model::batch_layout::kLeaderEpoch));
+    if (epoch >= 0) {
+      auto latest = epochs_.latest();
+      if (!latest || epoch > latest->epoch) ORDO_TRY(epochs_.assign(epoch, info.base));
+    }
+  }
+  result.first_offset = first;
+  result.last_offset = last;
+  result.batches = int32_t(infos.size());
+  result.log_start_offset = log_start_;
+  return result;
+}
+
+Result<void> PartitionLog::roll(Offset new_base) {
+  Segment& old = active();
+  if (old.empty()) return ok();
+  ORDO_ASSERT(new_base >= old.next_offset());
+  ORDO_TRY(old.seal());
+  auto seg = ORDO_TRY(Segment::create(dir_, new_base, config_, clock_.now_ms()));
+  segments_.emplace(new_base, std::move(seg));
+  ORDO_LOG_DEBUG("{}: rolled to segment {}", dir_, new_base);
+  return ok();
+}
+
+Result<bool> PartitionLog::maybe_roll_by_time() {
+  Segment& seg = active();
+  if (seg.empty() || clock_.now_ms() - seg.first_append_ms() < config_.segment_ms) return false;
+  ORDO_TRY(roll(seg.next_offset()));
+  return true;
+}
+
+Result<ReadResult> PartitionLog::read(const ReadOptions& options) const {
+  ORDO_ASSERT(!closed_);
+  ReadResult r;
+  r.log_start_offset = log_start_;
+  r.high_watermark = high_watermark_;
+  r.log_end_offset = log_end_offset();
+  r.slice.file = active().log_file();
+  if (options.start < log_start_ || options.start > r.log_end_offset) {
+    return make_error(Errc::out_of_range, "offset {} outside the log [{}, {}]", options.start,
+                      log_start_, r.log_end_offset);
+  }
+  Offset upper = std::min(options.upper_bound.value_or(high_watermark_), r.log_end_offset);
+  if (options.start >= upper || options.max_bytes <= 0) return r;
+  auto it = segments_.upper_bound(options.start);
+  if (it != segments_.begin()) --it;
+  for (; it != segments_.end(); ++it) {
+    const Segment& seg = *it->second;
+    if (seg.base_offset() >= upper) break;
+    int64_t max_position = seg.size_bytes();
+    if (upper < seg.next_offset()) {
+      auto b = ORDO_TRY(seg.find_batch(upper, seg.size_bytes()));
+      if (b) max_position = b->position;
+    }
+    r.slice = ORDO_TRY(seg.read(options.start, options.max_bytes, max_position,
+                                options.min_one_batch));
+    if (r.slice.size > 0 || upper <= seg.next_offset()) return r;
+  }
+  return r;
+}
+
+Result<std::optional<TimestampOffset>> PartitionLog::refine(const Segment& seg, const BatchInfo& b,
+                                                            int64_t ts, bool exact) const {
+  // The batch is found by its max timestamp; the record inside is found by decoding it. A
+  // compressed batch answers with its first offset.
+  auto bytes = ORDO_TRY(seg.read_batch(b));
+  auto view = ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
+  TimestampOffset out{b.max_timestamp, std::max(b.base, log_start_)};
+  if (view.compression() != model::Compression::none ||
+      view.timestamp_type() == model::TimestampType::log_append_time) {
+    return std::optional<TimestampOffset>(out);
+  }
+  auto records = ORDO_TRY(model::decode_records(view));
+  for (const auto& rec : records) {
+    Offset o = b.base + rec.offset_delta;
+    int64_t rts = view.base_timestamp() + rec.timestamp_delta;
+    if (o < log_start_) continue;
+    if (exact ? rts == ts : rts >= ts) return std::optional<TimestampOffset>(TimestampOffset{rts, o});
+  }
+  return std::optional<TimestampOffset>(out);
+}
+
+Result<std::optional<TimestampOffset>> PartitionLog::offset_for_timestamp(int64_t ts) const {
+  auto it = segments_.upper_bound(log_start_);
+  if (it != segments_.begin()) --it;
+  for (; it != segments_.end(); ++it) {
+    const Segment& seg = *it->second;
+    if (seg.max_timestamp() < ts) continue;
+    auto b = ORDO_TRY(seg.find_timestamp(ts));
+    if (!b || b->last < log_start_) continue;
+    return refine(seg, *b, ts, false);
+  }
+  return std::optional<TimestampOffset>();
+}
+
+Result<std::optional<TimestampOffset>> PartitionLog::max_timestamp_offset() const {
+  const Segment* best = nullptr;
+  for (const auto& [base, seg] : segments_) {
+    if (seg->next_offset() <= log_start_ || seg->max_timestamp() < 0) continue;
+    if (!best || seg->max_timestamp() > best->max_timestamp()) best = seg.get();
+  }
+  if (!best) return std::optional<TimestampOffset>();
+  auto b = ORDO_TRY(best->find_batch(best->offset_of_max_timestamp(), best->size_bytes()));
+  ORDO_ASSERT(b.has_value());
+  return refine(*best, *b, best->max_timestamp(), true);
+}
+
+Result<void> PartitionLog::delete_front_segment() {
+  ORDO_ASSERT(segments_.size() > 1);
+  auto it = segments_.begin();
+  ORDO_LOG_INFO("{}: deleting segment {} (offsets {}-{}, {} bytes)", dir_, it->first, it->first,
+                it->second->next_offset().value() - 1, it->second->size_bytes());
+  ORDO_TRY(it->second->remove());
+  segments_.erase(it);
+  log_start_ = std::max(log_start_, segments_.begin()->first);
+  recovery_point_ = std::max(recovery_point_, segments_.begin()->first);
+  high_watermark_ = std::max(high_watermark_, log_start_);
+  return ok();
+}
+
+Result<int> PartitionLog::enforce_retention() {
+  ORDO_ASSERT(!closed_);
+  int deleted = 0;
+  // Segments wholly below an explicitly advanced log start.
+  while (segments_.size() > 1 && std::next(segments_.begin())->first <= log_start_ &&
+         segments_.begin()->second->next_offset() <= log_start_) {
+    ORDO_TRY(delete_front_segment());
+    ++deleted;
+  }
+  if (config_.retention_bytes >= 0) {
+    int64_t total = size_bytes();
+    while (segments_.size() > 1 &&
+           total - segments_.begin()->second->size_bytes() >= config_.retention_bytes &&
+           segments_.begin()->second->next_offset() <= high_watermark_) {
+      total -= segments_.begin()->second->size_bytes();
+      ORDO_TRY(delete_front_segment());
+      ++deleted;
+    }
+  }
+  if (config_.retention_ms >= 0) {
+    int64_t cutoff = clock_.now_ms() - config_.retention_ms;
+    auto expired = [&](const Segment& s) {
+      return !s.empty() && s.max_timestamp() < cutoff && s.next_offset() <= high_watermark_;
+    };
+    // An expired active segment is rolled so that it can go too.
+    if (segments_.size() == 1 && expired(active())) ORDO_TRY(roll(active().next_offset()));
+    while (segments_.size() > 1 && expired(*segments_.begin()->second)) {
+      ORDO_TRY(delete_front_segment());
+      ++deleted;
+    }
+  }
+  if (deleted > 0) {
+    ORDO_TRY(epochs_.truncate_from_start(log_start_));
+    ORDO_TRY(persist_state());
+  }
+  check_invariants();
+  return deleted;
+}
+
+Result<void> PartitionLog::advance_log_start_offset(Offset offset) {
+  ORDO_ASSERT(!closed_);
+  if (offset > high_watermark_) {
+    return make_error(Errc::out_of_range, "log start {} past the high watermark {}", offset,
+                      high_watermark_);
+  }
+  if (offset <= log_start_) return ok();
+  log_start_ = offset;
+  ORDO_TRY(epochs_.truncate_from_start(log_start_));
+  ORDO_TRY(persist_state());
+  ORDO_TRY(enforce_retention());
+  check_invariants();
+  return ok();
+}
+
+Result<void> PartitionLog::truncate_to(Offset offset) {
+  ORDO_ASSERT(!closed_);
+  if (offset >= log_end_offset()) return ok();
+  const int64_t now = clock_.now_ms();
+  if (offset <= segments_.begin()->first || offset < log_start_) {
+    // Nothing survives: start again, empty, at offset.
+    for (auto& [base, seg] : segments_) ORDO_TRY(seg->remove());
+    segments_.clear();
+    segments_.emplace(offset, ORDO_TRY(Segment::create(dir_, offset, config_, now)));
+    log_start_ = offset;
+  } else {
+    while (segments_.rbegin()->first >= offset) {
+      ORDO_TRY(segments_.rbegin()->second->remove());
+      segments_.erase(std::prev(segments_.end()));
+    }
+    ORDO_TRY(active().truncate_to(offset));
+  }
+  ORDO_TRY(active().sync_data());
+  ORDO_TRY(fsync_dir(dir_));
+  ORDO_TRY(epochs_.truncate_from_end(log_end_offset()));
+  high_watermark_ = std::min(high_watermark_, log_end_offset());
+  flushed_ = std::min(flushed_, log_end_offset());
+  recovery_point_ = std::min(recovery_point_, active().base_offset());
+  ORDO_TRY(persist_state());
+  check_invariants();
+  return ok();
+}
+
+FlushTicket PartitionLog::prepare_flush() const {
+  FlushTicket t;
+  t.target = log_end_offset();
+  t.active_base = active().base_offset();
+  for (auto it = segments_.lower_bound(recovery_point_); it != segments_.end(); ++it) {
+    t.data_files.push_back(it->second->log_file());
+    if (it->first != t.active_base) {
+      t.metadata_paths.push_back(dir_ + "/" + segment_file_name(it->first, ".index"));
+      t.metadata_paths.push_back(dir_ + "/" + segment_file_name(it->first, ".timeindex"));
+    }
+  }
+  return t;
+}
+
+void PartitionLog::complete_flush(const FlushTicket& ticket) {
+  if (closed_) return;
+  // A truncation since the ticket was prepared may have removed what it covered.
+  flushed_ = std::max(flushed_, std::min(ticket.target, log_end_offset()));
+  if (ticket.active_base > recovery_point_ && segments_.count(ticket.active_base)) {
+    recovery_point_ = ticket.active_base;
+    auto r = persist_state();
+    if (!r) ORDO_LOG_WARN("{}: could not record recovery point: {}", dir_, r.error().to_string());
+  }
+  check_invariants();
+}
+
+bool PartitionLog::has_unflushed_sealed_segments() const {
+  return recovery_point_ < active().base_offset();
+}
+
+Result<void> PartitionLog::flush() {
+  FlushTicket t = prepare_flush();
+  ORDO_TRY(execute_flush(t));
+  complete_flush(t);
+  return ok();
+}
+
+Result<void> PartitionLog::close() {
+  if (closed_) return ok();
+  ORDO_TRY(active().seal());
+  ORDO_TRY(execute_flush(prepare_flush()));
+  ORDO_TRY(active().sync_all());
+  flushed_ = log_end_offset();
+  recovery_point_ = active().base_offset();
+  ORDO_TRY(persist_state());
+  ORDO_TRY(write_file_atomic(dir_ + "/" + std::string(kCleanShutdownFile), std::string_view("")));
+  closed_ = true;
+  return ok();
+}
+
+Result<void> PartitionLog::close_and_remove() {
+  closed_ = true;
+  segments_.clear();
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+  if (ec) return make_error(Errc::io, "remove {}: {}", dir_, ec.message());
+  return ok();
+}
+
+}  // namespace ordo::storage

@@ -1,0 +1,174 @@
+#pragma once
+// PartitionLog: one partition's append-only log of RecordBatches, as a sorted run of segments.
+//
+// Threading: a PartitionLog is not thread-safe. Exactly one thread (its LogManager shard)
+// calls every method; other threads reach it by posting to that thread. The only work that
+// may run elsewhere is execute_flush(ticket), which touches nothing but the ticket's files.
+//
+// Offsets:  log_start_offset <= high_watermark <= log_end_offset, and
+//           flushed_offset <= log_end_offset, checked on every update.
+// "Appended" means the batch is in the page cache and readable; "flushed" means an fdatasync
+// covering it returned. append() only appends; the flush policy (LogConfig::flush_mode) is
+// applied by the caller (LogManager) with prepare_flush / execute_flush / complete_flush, so
+// that one fdatasync serves every append that arrived while the previous one ran.
+//
+// Files in the partition dir (docs/storage-format.md):
+//   <base>.log / .index / .timeindex   segments
+//   partition.state                    recovery point and log start offset
+//   leader-epoch-checkpoint            epoch -> start offset
+//   clean-shutdown                     present only between a clean close and the next open
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/result.h"
+#include "base/strong_int.h"
+#include "storage/config.h"
+#include "storage/leader_epoch_cache.h"
+#include "storage/segment.h"
+
+namespace ordo::storage {
+
+struct OpenOptions {
+  // Create the directory and an empty log when it does not exist.
+  bool create_if_missing = true;
+  // After a crash, cut a segment at a corrupt batch even when valid batches follow it (they
+  // are dropped with a warning). Off: such a partition fails to open with Errc::corrupt.
+  bool truncate_corrupt = false;
+};
+
+struct AppendOptions {
+  // Leader: the log assigns consecutive offsets and writes leader_epoch into each batch.
+  // Follower: batches keep their offsets and epochs; each must start at or after the log end.
+  bool assign_offsets = true;
+  int32_t leader_epoch = -1;
+  // Verify each batch's CRC (a caller that already did may skip it).
+  bool verify_crc = true;
+};
+
+struct AppendResult {
+  Offset first_offset;
+  Offset last_offset;
+  int64_t max_timestamp = -1;
+  int32_t batches = 0;
+  Offset log_start_offset;
+};
+
+struct ReadOptions {
+  Offset start;
+  int64_t max_bytes = 1 << 20;
+  // Exclusive upper bound on the offsets returned; the high watermark when unset.
+  std::optional<Offset> upper_bound;
+  // Return the first batch even when it is larger than max_bytes (Kafka's KIP-74).
+  bool min_one_batch = true;
+};
+
+struct ReadResult {
+  FileSlice slice;  // size 0 when no batch qualifies
+  Offset log_start_offset;
+  Offset high_watermark;
+  Offset log_end_offset;
+};
+
+struct TimestampOffset {
+  int64_t timestamp;
+  Offset offset;
+  bool operator==(const TimestampOffset&) const = default;
+};
+
+// The files an fdatasync must cover to make everything below target durable. Runs anywhere.
+struct FlushTicket {
+  Offset target;
+  Offset active_base;  // segments below this one are sealed and covered by the ticket
+  std::vector<std::shared_ptr<File>> data_files;
+  std::vector<std::string> metadata_paths;  // index files of sealed segments
+};
+Result<void> execute_flush(const FlushTicket& ticket);
+
+class PartitionLog {
+ public:
+  static Result<std::unique_ptr<PartitionLog>> open(std::string dir, const LogConfig& config,
+                                                    const Clock& clock, OpenOptions options = {});
+  ~PartitionLog();
+  PartitionLog(const PartitionLog&) = delete;
+  PartitionLog& operator=(const PartitionLog&) = delete;
+
+  // Appends one or more concatenated batches (the caller's buffer: assigned offsets and epochs
+  // are written into it). All-or-nothing: any malformed batch rejects the whole call.
+  Result<AppendResult> append(std::span<uint8_t> batches, const AppendOptions& options = {});
+  Result<ReadResult> read(const ReadOptions& options) const;
+
+  Offset log_start_offset() const { return log_start_; }
+  Offset log_end_offset() const { return segments_.rbegin()->second->next_offset(); }
+  Offset high_watermark() const { return high_watermark_; }
+  Offset flushed_offset() const { return flushed_; }
+  // Set by the caller (the replication layer); clamped to [log_start, log_end].
+  void set_high_watermark(Offset hw);
+
+  // ListOffsets by timestamp: the first record with timestamp >= ts, nullopt if none.
+  Result<std::optional<TimestampOffset>> offset_for_timestamp(int64_t ts) const;
+  // ListOffsets MAX_TIMESTAMP: the record with the largest timestamp, nullopt if empty.
+  Result<std::optional<TimestampOffset>> max_timestamp_offset() const;
+
+  // Removes every batch with offsets >= offset (whole batches: the batch holding offset goes).
+  Result<void> truncate_to(Offset offset);
+  // DeleteRecords: moves the log start forward (not past the high watermark) and deletes
+  // segments wholly below it.
+  Result<void> advance_log_start_offset(Offset offset);
+  // Applies retention.bytes and retention.ms (and the log start) by deleting whole segments.
+  // Returns the number deleted.
+  Result<int> enforce_retention();
+  // Rolls to a new segment if segment.ms has passed since the active one got its first batch.
+  Result<bool> maybe_roll_by_time();
+
+  FlushTicket prepare_flush() const;
+  void complete_flush(const FlushTicket& ticket);
+  // prepare + execute + complete on this thread.
+  Result<void> flush();
+  // True after a roll, until the next completed flush: sealed segments await their sync.
+  bool has_unflushed_sealed_segments() const;
+
+  // Flushes everything, writes the indexes and the clean-shutdown marker. Nothing may be
+  // called afterwards.
+  Result<void> close();
+  // Closes and deletes the directory.
+  Result<void> close_and_remove();
+
+  const LogConfig& config() const { return config_; }
+  void set_config(const LogConfig& config);
+  const LeaderEpochCache& epochs() const { return epochs_; }
+  const std::string& dir() const { return dir_; }
+  size_t segment_count() const { return segments_.size(); }
+  int64_t size_bytes() const;
+  std::vector<Offset> segment_bases() const;
+
+ private:
+  PartitionLog(std::string dir, const LogConfig& config, const Clock& clock,
+               LeaderEpochCache epochs);
+  Result<void> load(const OpenOptions& options);
+  Result<void> roll(Offset new_base);
+  Result<void> delete_front_segment();
+  Result<void> persist_state();
+  Segment& active() const { return *segments_.rbegin()->second; }
+  Result<std::optional<TimestampOffset>> refine(const Segment& seg, const BatchInfo& b,
+                                                int64_t ts, bool exact) const;
+  void check_invariants() const;
+
+  std::string dir_;
+  LogConfig config_;
+  const Clock& clock_;
+  LeaderEpochCache epochs_;
+  std::map<Offset, std::unique_ptr<Segment>> segments_;
+  Offset log_start_{0};
+  Offset high_watermark_{0};
+  Offset flushed_{0};
+  Offset recovery_point_{0};  // persisted: segments from this base on are scanned after a crash
+  bool closed_ = false;
+};
+
+}  // namespace ordo::storage
