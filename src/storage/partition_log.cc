@@ -458,9 +458,9 @@ Result<int> PartitionLog::enforce_retention() {
     auto expired = [&](const Segment& s) {
       return !s.empty() && s.max_timestamp() < cutoff && s.next_offset() <= high_watermark_;
     };
-    // An expired active segment is rolled so that it can go too.
-    if (segments_.size() == 1 && expired(active())) ORDO_TRY(roll(active().next_offset()));
-    while (segments_.size() > 1 && expired(*segments_.begin()->second)) {
+    while (expired(*segments_.begin()->second)) {
+      // An expired active segment is rolled so that it can go too.
+      if (segments_.size() == 1) ORDO_TRY(roll(active().next_offset()));
       ORDO_TRY(delete_front_segment());
       ++deleted;
     }

@@ -1,0 +1,232 @@
+#include "storage/log_manager.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "base/log.h"
+#include "storage/tests/test_util.h"
+
+namespace ordo::storage {
+namespace {
+
+using model::TopicPartition;
+using testing::make_batch;
+using testing::read_slice_bytes;
+using testing::TempDir;
+using testing::values_of;
+
+LogManagerOptions options_for(const std::string& dir, FlushMode mode) {
+  LogManagerOptions o;
+  o.data_dir = dir;
+  o.shards = 2;
+  o.default_config.flush_mode = mode;
+  o.default_config.segment_bytes = 64 * 1024;
+  o.default_config.preallocate_bytes = 64 * 1024;
+  return o;
+}
+
+std::vector<std::string> consume_all(LogManager& mgr, const TopicPartition& tp) {
+  std::vector<std::string> out;
+  Offset next{0};
+  for (int guard = 0; guard < 100000; ++guard) {
+    auto r = mgr.read_sync(tp, {.start = next, .max_bytes = 64 * 1024});
+    EXPECT_TRUE(r) << r.error().to_string();
+    if (!r || r->slice.size == 0) break;
+    auto bytes = read_slice_bytes(r->slice.file->fd(), r->slice.position, r->slice.size);
+    auto vals = values_of(bytes);
+    out.insert(out.end(), vals.begin(), vals.end());
+    std::span<const uint8_t> rest(bytes);
+    while (!rest.empty()) {
+      auto v = model::RecordBatchView::parse(rest);
+      next = v->last() + 1;
+      rest = rest.subspan(v->size_bytes());
+    }
+  }
+  return out;
+}
+
+TEST(LogManager, DurableAppendsFromManyThreadsShareSyncs) {
+  TempDir dir;
+  auto mgr = LogManager::open(options_for(dir.path(), FlushMode::durable));
+  ASSERT_TRUE(mgr) << mgr.error().to_string();
+  TopicPartition tp{"orders", 0};
+  ASSERT_TRUE((*mgr)->create_sync(tp, (*mgr)->options().default_config));
+  EXPECT_EQ((*mgr)->create_sync(tp, (*mgr)->options().default_config).error().code,
+            Errc::already_exists);
+
+  constexpr int kThreads = 8, kPerThread = 200;
+  std::atomic<int> acked{0};
+  std::mutex mu;
+  std::vector<Offset> firsts;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto r = (*mgr)->append_sync(tp, make_batch(2, fmt::format("t{}-{}", t, i)));
+        ASSERT_TRUE(r) << r.error().to_string();
+        // Acknowledged means durable: the high watermark (= flushed offset) covers it.
+        std::lock_guard lock(mu);
+        firsts.push_back(r->first_offset);
+        ++acked;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(acked.load(), kThreads * kPerThread);
+  std::sort(firsts.begin(), firsts.end());
+  for (size_t i = 0; i < firsts.size(); ++i) EXPECT_EQ(firsts[i], Offset(int64_t(2 * i)));
+  auto st = (*mgr)->status();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].log_end_offset, Offset(2 * kThreads * kPerThread));
+  EXPECT_EQ(st[0].flushed_offset, st[0].log_end_offset);
+  EXPECT_EQ(st[0].high_watermark, st[0].log_end_offset);
+  EXPECT_EQ(consume_all(**mgr, tp).size(), size_t(2 * kThreads * kPerThread));
+  ASSERT_TRUE((*mgr)->close());
+}
+
+TEST(LogManager, ReopensPartitionsAndLocksTheDataDir) {
+  TempDir dir;
+  auto opts = options_for(dir.path(), FlushMode::none);
+  {
+    auto mgr = LogManager::open(opts);
+    ASSERT_TRUE(mgr);
+    for (int p = 0; p < 4; ++p) {
+      TopicPartition tp{"t", p};
+      ASSERT_TRUE((*mgr)->create_sync(tp, opts.default_config));
+      for (int i = 0; i < 10; ++i) {
+        ASSERT_TRUE((*mgr)->append_sync(tp, make_batch(3, fmt::format("p{}b{}", p, i))));
+      }
+    }
+    auto second = LogManager::open(opts);
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error().code, Errc::busy);
+    ASSERT_TRUE((*mgr)->close());
+  }
+  auto mgr = LogManager::open(opts);
+  ASSERT_TRUE(mgr) << mgr.error().to_string();
+  auto st = (*mgr)->status();
+  ASSERT_EQ(st.size(), 4u);
+  for (int p = 0; p < 4; ++p) {
+    EXPECT_EQ(st[size_t(p)].tp, (TopicPartition{"t", p}));
+    EXPECT_EQ(st[size_t(p)].log_end_offset, Offset(30));
+    auto vals = consume_all(**mgr, {"t", p});
+    ASSERT_EQ(vals.size(), 30u);
+    EXPECT_EQ(vals.front(), fmt::format("p{}b0-0", p));
+  }
+  ASSERT_TRUE((*mgr)->remove_sync({"t", 2}));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/t-2"));
+  EXPECT_EQ((*mgr)->read_sync({"t", 2}, {.start = Offset(0)}).error().code, Errc::not_found);
+  EXPECT_EQ((*mgr)->status().size(), 3u);
+}
+
+std::vector<std::string>& lines() {
+  static std::vector<std::string> l;
+  return l;
+}
+std::mutex g_mu;
+void sink(LogLevel, std::string_view s) {
+  std::lock_guard lock(g_mu);
+  lines().emplace_back(s);
+}
+
+TEST(LogManager, CorruptPartitionIsOfflineOthersServe) {
+  TempDir dir;
+  auto opts = options_for(dir.path(), FlushMode::none);
+  std::vector<int64_t> sizes;
+  {
+    auto mgr = LogManager::open(opts);
+    ASSERT_TRUE(mgr);
+    ASSERT_TRUE((*mgr)->create_sync({"good", 0}, opts.default_config));
+    ASSERT_TRUE((*mgr)->create_sync({"bad", 0}, opts.default_config));
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE((*mgr)->append_sync({"good", 0}, make_batch(2, "g")));
+      ASSERT_TRUE((*mgr)->append_sync({"bad", 0}, make_batch(2, "b")));
+    }
+    ASSERT_TRUE((*mgr)->close());
+  }
+  // Corrupt the second batch of bad-0 and make the shutdown look unclean.
+  std::string seg = dir.path() + "/bad-0/00000000000000000000.log";
+  {
+    auto f = File::open(seg, O_RDWR);
+    ASSERT_TRUE(f);
+    int64_t one = int64_t(make_batch(2, "b").size());
+    uint8_t byte = 0xff;
+    ASSERT_TRUE(f->pwrite_all({&byte, 1}, one + 65));
+  }
+  std::filesystem::remove(dir.path() + "/bad-0/clean-shutdown");
+  std::filesystem::create_directory(dir.path() + "/lost+found");
+  lines().clear();
+  set_log_sink(sink);
+  auto mgr = LogManager::open(opts);
+  set_log_sink(nullptr);
+  ASSERT_TRUE(mgr);
+  bool warned = false;
+  for (const auto& l : lines()) warned = warned || l.find("ignoring unknown entry lost+found") != std::string::npos;
+  EXPECT_TRUE(warned);
+  auto r = (*mgr)->read_sync({"bad", 0}, {.start = Offset(0)});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::corrupt);
+  EXPECT_EQ((*mgr)->append_sync({"bad", 0}, make_batch(1, "x")).error().code, Errc::corrupt);
+  EXPECT_EQ(consume_all(**mgr, {"good", 0}).size(), 10u);
+  auto st = (*mgr)->status();
+  ASSERT_EQ(st.size(), 2u);
+  EXPECT_FALSE(st[0].online);
+  EXPECT_NE(st[0].error.find("corrupt batch"), std::string::npos);
+  EXPECT_TRUE(st[1].online);
+  ASSERT_TRUE((*mgr)->close());
+  // The bad segment was not modified.
+  EXPECT_EQ(std::filesystem::file_size(seg), size_t(5 * make_batch(2, "b").size()));
+}
+
+TEST(LogManager, IntervalFlushAndRetentionRunOnTheShardTimer) {
+  TempDir dir;
+  ManualClock clock(1'700'000'000'000);
+  auto opts = options_for(dir.path(), FlushMode::interval);
+  opts.clock = &clock;
+  opts.tick_ms = 1;
+  opts.retention_check_interval_ms = 1000;
+  opts.default_config.flush_interval_ms = 500;
+  opts.default_config.retention_ms = 60'000;
+  opts.default_config.segment_bytes = 4096;
+  auto mgr = LogManager::open(opts);
+  ASSERT_TRUE(mgr);
+  TopicPartition tp{"events", 0};
+  ASSERT_TRUE((*mgr)->create_sync(tp, opts.default_config));
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE((*mgr)->append_sync(tp, make_batch(3, "e", clock.now_ms() - 120'000)));
+  }
+  auto wait_for = [&](auto pred) {
+    for (int i = 0; i < 20000 && !pred(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return pred();
+  };
+  clock.advance(600);
+  EXPECT_TRUE(wait_for([&] {
+    auto st = (*mgr)->status();
+    return st[0].flushed_offset == st[0].log_end_offset;
+  }));
+  clock.advance(1000);
+  EXPECT_TRUE(wait_for([&] {
+    auto st = (*mgr)->status();
+    return st[0].log_start_offset == st[0].log_end_offset && st[0].size_bytes == 0;
+  }));
+  ASSERT_TRUE((*mgr)->close());
+}
+
+TEST(LogManager, ClosedManagerRefusesWork) {
+  TempDir dir;
+  auto mgr = LogManager::open(options_for(dir.path(), FlushMode::none));
+  ASSERT_TRUE(mgr);
+  ASSERT_TRUE((*mgr)->close());
+  ASSERT_TRUE((*mgr)->close());
+  EXPECT_EQ((*mgr)->append_sync({"t", 0}, make_batch(1, "x")).error().code, Errc::closed);
+  EXPECT_EQ((*mgr)->create_sync({"t", 0}, {}).error().code, Errc::closed);
+}
+
+}  // namespace
+}  // namespace ordo::storage
