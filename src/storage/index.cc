@@ -6,6 +6,11 @@
 
 namespace ordo::storage {
 
+// docs/storage-format.md: .index entries are (u32 relative offset, u32 position) and
+// .timeindex entries are (i64 timestamp, u32 relative offset).
+static_assert(kOffsetIndexEntryBytes == sizeof(uint32_t) + sizeof(uint32_t));
+static_assert(kTimeIndexEntryBytes == sizeof(int64_t) + sizeof(uint32_t));
+
 void OffsetIndex::append(Offset offset, int64_t position) {
   int64_t rel = offset - base_;
   ORDO_ASSERT(rel >= 0 && rel <= int64_t(UINT32_MAX));
