@@ -491,6 +491,7 @@ Result<void> PartitionLog::advance_log_start_offset(Offset offset) {
 Result<void> PartitionLog::truncate_to(Offset offset) {
   ORDO_ASSERT(!closed_);
   if (offset >= log_end_offset()) return ok();
+  ++truncations_;
   const int64_t now = clock_.now_ms();
   if (offset <= segments_.begin()->first || offset < log_start_) {
     // Nothing survives: start again, empty, at offset.
@@ -520,6 +521,7 @@ FlushTicket PartitionLog::prepare_flush() const {
   FlushTicket t;
   t.target = log_end_offset();
   t.active_base = active().base_offset();
+  t.truncations = truncations_;
   for (auto it = segments_.lower_bound(recovery_point_); it != segments_.end(); ++it) {
     t.data_files.push_back(it->second->log_file());
     if (it->first != t.active_base) {
@@ -531,8 +533,8 @@ FlushTicket PartitionLog::prepare_flush() const {
 }
 
 void PartitionLog::complete_flush(const FlushTicket& ticket) {
-  if (closed_) return;
-  // A truncation since the ticket was prepared may have removed what it covered.
+  // A truncation since the ticket was prepared may have replaced what it covered.
+  if (closed_ || ticket.truncations != truncations_) return;
   flushed_ = std::max(flushed_, std::min(ticket.target, log_end_offset()));
   if (ticket.active_base > recovery_point_ && segments_.count(ticket.active_base)) {
     recovery_point_ = ticket.active_base;

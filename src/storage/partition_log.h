@@ -85,6 +85,7 @@ struct TimestampOffset {
 struct FlushTicket {
   Offset target;
   Offset active_base;  // segments below this one are sealed and covered by the ticket
+  uint64_t truncations = 0;  // the log's truncation count when prepared
   std::vector<std::shared_ptr<File>> data_files;
   std::vector<std::string> metadata_paths;  // index files of sealed segments
 };
@@ -168,6 +169,7 @@ class PartitionLog {
   Offset high_watermark_{0};
   Offset flushed_{0};
   Offset recovery_point_{0};  // persisted: segments from this base on are scanned after a crash
+  uint64_t truncations_ = 0;  // a flush prepared before a truncation proves nothing after it
   bool closed_ = false;
 };
 

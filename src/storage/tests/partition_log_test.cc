@@ -341,6 +341,19 @@ TEST_F(PartitionLogTest, FollowerAppendKeepsOffsetsAndEpochs) {
   EXPECT_EQ(log->append(b2, {.assign_offsets = false}).error().code, Errc::invalid_argument);
 }
 
+TEST_F(PartitionLogTest, FlushPreparedBeforeATruncationDoesNotCoverNewData) {
+  auto log = open_log();
+  append_n(*log, 10, 5, "a");
+  FlushTicket stale = log->prepare_flush();  // covers offsets < 50
+  ASSERT_TRUE(execute_flush(stale));
+  ASSERT_TRUE(log->truncate_to(Offset(20)));
+  append_n(*log, 10, 5, "b");  // offsets 20..69, none synced
+  log->complete_flush(stale);
+  EXPECT_LE(log->flushed_offset(), Offset(20));
+  ASSERT_TRUE(log->flush());
+  EXPECT_EQ(log->flushed_offset(), Offset(70));
+}
+
 // ---- Corruption ----------------------------------------------------------------------------
 
 std::vector<std::pair<LogLevel, std::string>>& captured() {
