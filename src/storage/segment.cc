@@ -12,7 +12,7 @@ namespace layout = model::batch_layout;
 
 namespace {
 
-constexpr size_t kScanChunkBytes = 64 * 1024;
+constexpr size_t kScanChunkBytes = 16 * 1024;
 constexpr size_t kRecoverChunkBytes = 1024 * 1024;
 constexpr size_t kMaxIndexFileBytes = size_t(1) << 30;
 

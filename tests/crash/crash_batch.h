@@ -34,7 +34,7 @@ inline std::vector<uint8_t> make_batch(int64_t round, int64_t index) {
   // Mostly small batches, sometimes large ones (hundreds of KiB) so that a kill can land in
   // the middle of a write.
   int records = 1 + int(h % 40);
-  size_t value_bytes = (h >> 8) % 8 == 0 ? 8000 + (h >> 16) % 20000 : 50 + (h >> 16) % 400;
+  size_t value_bytes = (h >> 8) % 16 == 0 ? 2000 + (h >> 16) % 6000 : 50 + (h >> 16) % 400;
   model::RecordBatchBuilder b;
   for (int j = 0; j < records; ++j) {
     std::string value(value_bytes, 'a');

@@ -85,7 +85,8 @@ TEST_F(PartitionLogTest, AppendAssignsOffsetsAndReadsBack) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->first_offset, Offset(0));
   EXPECT_EQ(r->last_offset, Offset(2));
-  auto r2 = log->append(*new std::vector<uint8_t>(make_batch(2, "b")), {.leader_epoch = 7});
+  auto second = make_batch(2, "b");
+  auto r2 = log->append(second, {.leader_epoch = 7});
   ASSERT_TRUE(r2);
   EXPECT_EQ(r2->first_offset, Offset(3));
   EXPECT_EQ(log->log_end_offset(), Offset(5));
