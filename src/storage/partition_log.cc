@@ -389,7 +389,8 @@ Result<std::optional<TimestampOffset>> PartitionLog::refine(const Segment& seg, 
   auto records = ORDO_TRY(model::decode_records(view));
   for (const auto& rec : records) {
     Offset o = b.base + rec.offset_delta;
-    int64_t rts = view.base_timestamp() + rec.timestamp_delta;
+    // Wrapping addition, as the producer's subtraction wrapped (see RecordBatchBuilder).
+    int64_t rts = int64_t(uint64_t(view.base_timestamp()) + uint64_t(rec.timestamp_delta));
     if (o < log_start_) continue;
     if (exact ? rts == ts : rts >= ts) return std::optional<TimestampOffset>(TimestampOffset{rts, o});
   }
