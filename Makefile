@@ -3,11 +3,13 @@
 
 BUILD_DIR ?= build
 FUZZ_DIR  ?= build-fuzz
+SAN_DIR   ?= build-sanitize
 DATA_DIR  ?= ./data
 JOBS      ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test bench fuzz format format-check clean
+.PHONY: all deps configure build run test test-release test-sanitize bench fuzz format \
+        format-check clean
 
 all: build
 
@@ -25,8 +27,17 @@ build: deps configure
 run: build
 	$(BUILD_DIR)/src/cli/ordo serve --data-dir $(DATA_DIR)
 
-test: build
+# Every test twice: the Release build, then an AddressSanitizer + UBSan build.
+test: test-release test-sanitize
+
+test-release: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+
+test-sanitize: deps
+	cmake -S . -B $(SAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORDO_SANITIZE=ON \
+	  -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON
+	cmake --build $(SAN_DIR) -j $(JOBS)
+	ctest --test-dir $(SAN_DIR) --output-on-failure -j $(JOBS)
 
 bench: build
 	bench/run-storage-bench --build-dir $(BUILD_DIR)
@@ -49,4 +60,4 @@ format-check:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 clean:
-	rm -rf $(BUILD_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR) $(SAN_DIR)
