@@ -220,7 +220,11 @@ std::vector<uint8_t> RecordBatchBuilder::build() const {
     const RecordInput& r = records_[i];
     body.clear();
     body.push_back(0);  // record attributes
-    body.insert(body.end(), tmp, tmp + put_varint64(tmp, r.timestamp_ms - base_ts));
+    // Relative to the first record's timestamp. Two timestamps can be further apart than int64
+    // holds, so the difference wraps (as a long subtraction does in Kafka's Java code); adding
+    // it back to baseTimestamp with the same wrap gives the exact timestamp.
+    int64_t ts_delta = int64_t(uint64_t(r.timestamp_ms) - uint64_t(base_ts));
+    body.insert(body.end(), tmp, tmp + put_varint64(tmp, ts_delta));
     body.insert(body.end(), tmp, tmp + put_varint32(tmp, int32_t(i)));
     put_bytes(body, r.key);
     put_bytes(body, r.value);

@@ -506,6 +506,9 @@ Result<void> PartitionLog::truncate_to(Offset offset) {
       segments_.erase(std::prev(segments_.end()));
     }
     ORDO_TRY(active().truncate_to(offset));
+    // The batch holding offset may have started below the log start (DeleteRecords inside a
+    // batch); then the log is empty at its end, as in Kafka (log start = min(start, end)).
+    log_start_ = std::min(log_start_, log_end_offset());
   }
   ORDO_TRY(active().sync_data());
   ORDO_TRY(fsync_dir(dir_));

@@ -147,6 +147,30 @@ TEST(RecordBatch, DecodeRejectsGarbledRecordsWithoutCrashing) {
   EXPECT_GT(rejected, 0);
 }
 
+TEST(RecordBatch, BuilderKeepsTimestampsFurtherApartThanInt64) {
+  // The builder used to subtract the first timestamp from each record's as int64, which
+  // overflowed (undefined behaviour, reported by UBSan) for these; replayed by ctest as
+  // tests/fuzz/corpus/record_batch/valid_timestamps_far_apart.
+  const int64_t ts[] = {INT64_MAX, INT64_MIN, -1, 0};
+  RecordBatchBuilder b;
+  for (int64_t t : ts) b.add("k", "v", t);
+  auto bytes = b.build();
+  auto v = RecordBatchView::parse(bytes);
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->verify_crc());
+  EXPECT_EQ(v->base_timestamp(), INT64_MAX);
+  EXPECT_EQ(v->max_timestamp(), INT64_MAX);
+  auto recs = decode_records(*v);
+  ASSERT_TRUE(recs) << recs.error().to_string();
+  ASSERT_EQ(recs->size(), 4u);
+  EXPECT_EQ((*recs)[0].timestamp_delta, 0);
+  EXPECT_EQ((*recs)[1].timestamp_delta, 1);  // INT64_MIN - INT64_MAX, wrapped
+  for (size_t i = 0; i < recs->size(); ++i) {
+    uint64_t back = uint64_t(v->base_timestamp()) + uint64_t((*recs)[i].timestamp_delta);
+    EXPECT_EQ(int64_t(back), ts[i]) << i;
+  }
+}
+
 TEST(RecordBatch, DecodeRefusesCompressed) {
   auto bytes = sample_batch();
   store_be16(bytes.data() + batch_layout::kAttributes, 1);

@@ -342,6 +342,19 @@ TEST_F(PartitionLogTest, FollowerAppendKeepsOffsetsAndEpochs) {
   EXPECT_EQ(log->append(b2, {.assign_offsets = false}).error().code, Errc::invalid_argument);
 }
 
+TEST_F(PartitionLogTest, TruncateIntoTheBatchHoldingTheLogStart) {
+  auto log = open_log();
+  append_n(*log, 6, 5, "a");  // batches of offsets 0-4, 5-9, ..., 25-29
+  log->set_high_watermark(Offset(30));
+  ASSERT_TRUE(log->advance_log_start_offset(Offset(22)));
+  ASSERT_TRUE(log->truncate_to(Offset(24)));  // removes the batch 20-24 that holds the start
+  EXPECT_EQ(log->log_end_offset(), Offset(20));
+  EXPECT_EQ(log->log_start_offset(), Offset(20));
+  EXPECT_EQ(log->high_watermark(), Offset(20));
+  append_n(*log, 1, 5, "b");
+  EXPECT_EQ(log->log_end_offset(), Offset(25));
+}
+
 TEST_F(PartitionLogTest, FlushPreparedBeforeATruncationDoesNotCoverNewData) {
   auto log = open_log();
   append_n(*log, 10, 5, "a");
