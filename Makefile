@@ -50,6 +50,7 @@ fuzz: deps
 	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_$(FUZZ_TARGET)
 	mkdir -p $(FUZZ_DIR)/corpus-$(FUZZ_TARGET)
 	$(FUZZ_DIR)/tests/fuzz/fuzz_$(FUZZ_TARGET) -max_total_time=$(FUZZ_SECONDS) \
+	  -artifact_prefix=$(FUZZ_DIR)/ \
 	  $(FUZZ_DIR)/corpus-$(FUZZ_TARGET) tests/fuzz/corpus/$(FUZZ_TARGET)
 
 FORMAT_FILES = $(shell git ls-files '*.cc' '*.h')
