@@ -19,16 +19,26 @@ void assert_fail(const char* expr, const char* file, int line, const char* msg) 
 
 const char* errc_name(Errc code) {
   switch (code) {
-    case Errc::ok: return "ok";
-    case Errc::io: return "io";
-    case Errc::corrupt: return "corrupt";
-    case Errc::invalid_argument: return "invalid_argument";
-    case Errc::out_of_range: return "out_of_range";
-    case Errc::not_found: return "not_found";
-    case Errc::already_exists: return "already_exists";
-    case Errc::busy: return "busy";
-    case Errc::too_large: return "too_large";
-    case Errc::closed: return "closed";
+    case Errc::ok:
+      return "ok";
+    case Errc::io:
+      return "io";
+    case Errc::corrupt:
+      return "corrupt";
+    case Errc::invalid_argument:
+      return "invalid_argument";
+    case Errc::out_of_range:
+      return "out_of_range";
+    case Errc::not_found:
+      return "not_found";
+    case Errc::already_exists:
+      return "already_exists";
+    case Errc::busy:
+      return "busy";
+    case Errc::too_large:
+      return "too_large";
+    case Errc::closed:
+      return "closed";
   }
   return "unknown";
 }

@@ -11,7 +11,9 @@
 
 namespace ordo {
 
-inline uint16_t load_be16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
+inline uint16_t load_be16(const uint8_t* p) {
+  return uint16_t(p[0] << 8 | p[1]);
+}
 inline uint32_t load_be32(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
@@ -35,10 +37,18 @@ inline void store_be64(uint8_t* p, uint64_t v) {
   std::memcpy(p, &v, 8);
 }
 
-inline uint32_t zigzag_encode32(int32_t v) { return (uint32_t(v) << 1) ^ uint32_t(v >> 31); }
-inline uint64_t zigzag_encode64(int64_t v) { return (uint64_t(v) << 1) ^ uint64_t(v >> 63); }
-inline int32_t zigzag_decode32(uint32_t v) { return int32_t(v >> 1) ^ -int32_t(v & 1); }
-inline int64_t zigzag_decode64(uint64_t v) { return int64_t(v >> 1) ^ -int64_t(v & 1); }
+inline uint32_t zigzag_encode32(int32_t v) {
+  return (uint32_t(v) << 1) ^ uint32_t(v >> 31);
+}
+inline uint64_t zigzag_encode64(int64_t v) {
+  return (uint64_t(v) << 1) ^ uint64_t(v >> 63);
+}
+inline int32_t zigzag_decode32(uint32_t v) {
+  return int32_t(v >> 1) ^ -int32_t(v & 1);
+}
+inline int64_t zigzag_decode64(uint64_t v) {
+  return int64_t(v >> 1) ^ -int64_t(v & 1);
+}
 
 constexpr size_t kMaxVarint32Bytes = 5;
 constexpr size_t kMaxVarint64Bytes = 10;
@@ -54,8 +64,12 @@ inline size_t put_uvarint(uint8_t* out, uint64_t v) {
   out[n++] = uint8_t(v);
   return n;
 }
-inline size_t put_varint32(uint8_t* out, int32_t v) { return put_uvarint(out, zigzag_encode32(v)); }
-inline size_t put_varint64(uint8_t* out, int64_t v) { return put_uvarint(out, zigzag_encode64(v)); }
+inline size_t put_varint32(uint8_t* out, int32_t v) {
+  return put_uvarint(out, zigzag_encode32(v));
+}
+inline size_t put_varint64(uint8_t* out, int64_t v) {
+  return put_uvarint(out, zigzag_encode64(v));
+}
 inline size_t uvarint_size(uint64_t v) {
   size_t n = 1;
   while (v >= 0x80) {
@@ -64,8 +78,12 @@ inline size_t uvarint_size(uint64_t v) {
   }
   return n;
 }
-inline size_t varint32_size(int32_t v) { return uvarint_size(zigzag_encode32(v)); }
-inline size_t varint64_size(int64_t v) { return uvarint_size(zigzag_encode64(v)); }
+inline size_t varint32_size(int32_t v) {
+  return uvarint_size(zigzag_encode32(v));
+}
+inline size_t varint64_size(int64_t v) {
+  return uvarint_size(zigzag_encode64(v));
+}
 
 // A decoded varint and the number of bytes it occupied.
 template <typename T>
@@ -76,8 +94,7 @@ struct Decoded {
 
 // Decodes an unsigned varint of at most max_bytes from in; nullopt when the input ends first or
 // the encoding is longer than max_bytes (or overflows 64 bits).
-inline std::optional<Decoded<uint64_t>> get_uvarint(std::span<const uint8_t> in,
-                                                    size_t max_bytes) {
+inline std::optional<Decoded<uint64_t>> get_uvarint(std::span<const uint8_t> in, size_t max_bytes) {
   uint64_t v = 0;
   for (size_t i = 0; i < in.size() && i < max_bytes; ++i) {
     uint64_t b = in[i];

@@ -93,7 +93,9 @@ uint32_t crc32c_hardware(uint32_t crc, const void* data, size_t n) {
 #endif
 }
 
-bool crc32c_has_hardware() { return kHasHw; }
+bool crc32c_has_hardware() {
+  return kHasHw;
+}
 
 uint32_t crc32c(uint32_t crc, const void* data, size_t n) {
   return kHasHw ? crc32c_hardware(crc, data, n) : crc32c_software(crc, data, n);

@@ -17,7 +17,9 @@ File& File::operator=(File&& o) noexcept {
   return *this;
 }
 
-File::~File() { close(); }
+File::~File() {
+  close();
+}
 
 void File::close() {
   if (fd_ >= 0) {
@@ -128,8 +130,8 @@ Result<std::string> read_file(const std::string& path, size_t max_bytes) {
     return make_error(Errc::too_large, "{}: {} bytes, at most {} expected", path, size, max_bytes);
   }
   std::string s(size_t(size), '\0');
-  size_t n = ORDO_TRY(f.pread_some(
-      std::span<uint8_t>(reinterpret_cast<uint8_t*>(s.data()), s.size()), 0));
+  size_t n =
+      ORDO_TRY(f.pread_some(std::span<uint8_t>(reinterpret_cast<uint8_t*>(s.data()), s.size()), 0));
   s.resize(n);
   return s;
 }
@@ -139,6 +141,8 @@ Result<void> remove_file(const std::string& path) {
   return ok();
 }
 
-bool file_exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+bool file_exists(const std::string& path) {
+  return ::access(path.c_str(), F_OK) == 0;
+}
 
 }  // namespace ordo

@@ -26,19 +26,29 @@ std::mutex g_mu;
 
 const char* level_name(LogLevel l) {
   switch (l) {
-    case LogLevel::debug: return "DEBUG";
-    case LogLevel::info: return "INFO";
-    case LogLevel::warn: return "WARN";
-    case LogLevel::error: return "ERROR";
+    case LogLevel::debug:
+      return "DEBUG";
+    case LogLevel::info:
+      return "INFO";
+    case LogLevel::warn:
+      return "WARN";
+    case LogLevel::error:
+      return "ERROR";
   }
   return "?";
 }
 
 }  // namespace
 
-LogLevel log_threshold() { return g_threshold.load(std::memory_order_relaxed); }
-void set_log_threshold(LogLevel level) { g_threshold.store(level); }
-void set_log_sink(LogSink sink) { g_sink.store(sink); }
+LogLevel log_threshold() {
+  return g_threshold.load(std::memory_order_relaxed);
+}
+void set_log_threshold(LogLevel level) {
+  g_threshold.store(level);
+}
+void set_log_sink(LogSink sink) {
+  g_sink.store(sink);
+}
 
 void log_line(LogLevel level, std::string_view message) {
   auto now = std::chrono::system_clock::now();

@@ -15,15 +15,15 @@ namespace ordo {
 
 enum class Errc {
   ok = 0,
-  io,               // an operating-system call failed
-  corrupt,          // stored bytes fail validation
-  invalid_argument, // the caller's input is malformed
-  out_of_range,     // an offset or position outside what exists
+  io,                // an operating-system call failed
+  corrupt,           // stored bytes fail validation
+  invalid_argument,  // the caller's input is malformed
+  out_of_range,      // an offset or position outside what exists
   not_found,
   already_exists,
-  busy,             // e.g. the data dir is locked by another process
-  too_large,        // a bound was exceeded
-  closed,           // the object was shut down
+  busy,       // e.g. the data dir is locked by another process
+  too_large,  // a bound was exceeded
+  closed,     // the object was shut down
 };
 
 const char* errc_name(Errc code);
@@ -46,7 +46,7 @@ Error errno_error(int err, std::string_view what);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
   Result(Error error) : v_(std::move(error)) {}  // NOLINT
 
   bool has_value() const { return v_.index() == 0; }
@@ -113,17 +113,19 @@ class [[nodiscard]] Result<void> {
   bool ok_ = true;
 };
 
-inline Result<void> ok() { return {}; }
+inline Result<void> ok() {
+  return {};
+}
 
 }  // namespace ordo
 
 // ORDO_TRY(expr): evaluates a Result; on error returns the error from the enclosing function,
 // otherwise yields the value. Uses a statement expression (GNU C++, g++ and clang).
-#define ORDO_TRY(expr)                                       \
-  ({                                                         \
-    auto&& ordo_try_r_ = (expr);                             \
-    if (!ordo_try_r_.has_value()) {                          \
-      return std::move(ordo_try_r_).error();                 \
-    }                                                        \
-    std::move(ordo_try_r_).value();                          \
+#define ORDO_TRY(expr)                       \
+  ({                                         \
+    auto&& ordo_try_r_ = (expr);             \
+    if (!ordo_try_r_.has_value()) {          \
+      return std::move(ordo_try_r_).error(); \
+    }                                        \
+    std::move(ordo_try_r_).value();          \
   })

@@ -57,8 +57,8 @@ int dump(const std::string& path, bool records) {
         int(v->is_transactional()), int(v->is_control()), crc_ok ? "valid" : "INVALID");
     if (!crc_ok) return 1;
     if (v->base_offset() < expected) {
-      std::printf("position %lld: offset %lld goes backwards (expected >= %lld)\n",
-                  (long long)pos, (long long)v->base_offset(), (long long)expected);
+      std::printf("position %lld: offset %lld goes backwards (expected >= %lld)\n", (long long)pos,
+                  (long long)v->base_offset(), (long long)expected);
       return 1;
     }
     if (records && v->compression() == model::Compression::none) {
@@ -74,8 +74,7 @@ int dump(const std::string& path, bool records) {
         std::printf("  | offset: %lld timestamp: %lld key: %s value: %s headers: %zu\n",
                     (long long)(v->base_offset() + r.offset_delta),
                     (long long)(uint64_t(v->base_timestamp()) + uint64_t(r.timestamp_delta)),
-                    key.c_str(),
-                    value.c_str(), r.headers.size());
+                    key.c_str(), value.c_str(), r.headers.size());
       }
     }
     expected = v->last().value() + 1;
@@ -88,6 +87,8 @@ int dump(const std::string& path, bool records) {
 
 }  // namespace
 
-int dump_log(const std::string& path, bool records) { return dump(path, records); }
+int dump_log(const std::string& path, bool records) {
+  return dump(path, records);
+}
 
 }  // namespace ordo::cli

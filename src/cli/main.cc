@@ -19,8 +19,9 @@ int main(int argc, char** argv) {
   auto* serve_cmd = app.add_subcommand(
       "serve", "Run the node on a data directory until SIGTERM or SIGINT (then close cleanly)");
   serve_cmd->add_option("--data-dir", serve.data_dir, "Data directory")->capture_default_str();
-  serve_cmd->add_option("--flush-mode", serve.flush_mode,
-                        "Default flush policy of logs: none, interval or durable")
+  serve_cmd
+      ->add_option("--flush-mode", serve.flush_mode,
+                   "Default flush policy of logs: none, interval or durable")
       ->capture_default_str();
   serve_cmd->add_option("--shards", serve.shards, "Log writer threads")->capture_default_str();
   serve_cmd->add_flag("--truncate-corrupt", serve.truncate_corrupt,

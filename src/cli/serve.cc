@@ -40,10 +40,11 @@ int serve(const ServeArgs& args) {
                     p.log_start_offset, p.log_end_offset, p.size_bytes, p.segments);
     }
   }
-  ORDO_LOG_INFO("ordo: data dir {} open: {} partitions ({} offline), flush mode {}",
-                args.data_dir, status.size(), offline, args.flush_mode);
-  ORDO_LOG_INFO("ordo: the Kafka listener is not built yet (see the broker issue); "
-                "SIGTERM or Ctrl-C closes the logs cleanly");
+  ORDO_LOG_INFO("ordo: data dir {} open: {} partitions ({} offline), flush mode {}", args.data_dir,
+                status.size(), offline, args.flush_mode);
+  ORDO_LOG_INFO(
+      "ordo: the Kafka listener is not built yet (see the broker issue); "
+      "SIGTERM or Ctrl-C closes the logs cleanly");
   int sig = 0;
   sigwait(&stop, &sig);
   ORDO_LOG_INFO("ordo: signal {}: closing", sig);

@@ -23,8 +23,7 @@ Result<RecordBatchView> RecordBatchView::parse(std::span<const uint8_t> data,
     if (data.size() > kMagic && int8_t(data[kMagic]) != kMagicV2) {
       return make_error(Errc::corrupt, "magic {} (expected 2)", int(int8_t(data[kMagic])));
     }
-    return make_error(Errc::out_of_range, "batch of {} bytes, only {} present", total,
-                      data.size());
+    return make_error(Errc::out_of_range, "batch of {} bytes, only {} present", total, data.size());
   }
   RecordBatchView v(data.first(size_t(total)));
   if (v.magic() != kMagicV2) {
@@ -32,8 +31,8 @@ Result<RecordBatchView> RecordBatchView::parse(std::span<const uint8_t> data,
   }
   if (v.last_offset_delta() < 0 || v.record_count() < 0 ||
       int64_t(v.record_count()) > int64_t(v.last_offset_delta()) + 1) {
-    return make_error(Errc::corrupt, "record count {} with last offset delta {}",
-                      v.record_count(), v.last_offset_delta());
+    return make_error(Errc::corrupt, "record count {} with last offset delta {}", v.record_count(),
+                      v.last_offset_delta());
   }
   if (v.base_offset() < 0 || v.base_offset() > INT64_MAX - v.last_offset_delta()) {
     return make_error(Errc::corrupt, "base offset {} out of range", v.base_offset());
@@ -149,8 +148,7 @@ Result<std::vector<RecordView>> decode_records(const RecordBatchView& batch,
     if (!r.int8(rec.attributes) || !r.varint64(rec.timestamp_delta) ||
         !r.varint32(rec.offset_delta) || !r.bytes(rec.key, true) || !r.bytes(rec.value, true) ||
         !r.varint32(header_count) || header_count < 0 ||
-        size_t(header_count) > max_headers_per_record ||
-        size_t(header_count) > r.remaining() / 2) {
+        size_t(header_count) > max_headers_per_record || size_t(header_count) > r.remaining() / 2) {
       return make_error(Errc::corrupt, "record {}: malformed fields", i);
     }
     rec.headers.reserve(size_t(header_count));
@@ -238,7 +236,8 @@ std::vector<uint8_t> RecordBatchBuilder::build() const {
   }
 
   uint16_t attrs = 0;
-  if (options_.timestamp_type == TimestampType::log_append_time) attrs |= batch_attr::kTimestampType;
+  if (options_.timestamp_type == TimestampType::log_append_time)
+    attrs |= batch_attr::kTimestampType;
   if (options_.transactional) attrs |= batch_attr::kTransactional;
   if (options_.control) attrs |= batch_attr::kControl;
   uint8_t* h = out.data();

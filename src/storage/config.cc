@@ -4,9 +4,12 @@ namespace ordo::storage {
 
 std::string_view flush_mode_name(FlushMode m) {
   switch (m) {
-    case FlushMode::none: return "none";
-    case FlushMode::interval: return "interval";
-    case FlushMode::durable: return "durable";
+    case FlushMode::none:
+      return "none";
+    case FlushMode::interval:
+      return "interval";
+    case FlushMode::durable:
+      return "durable";
   }
   return "?";
 }

@@ -33,8 +33,8 @@ struct LogConfig {
   int64_t segment_bytes = int64_t(1) << 30;
   int64_t segment_ms = int64_t(7) * 24 * 3600 * 1000;
   int32_t index_interval_bytes = 4096;
-  int64_t retention_bytes = -1;                            // -1: unlimited
-  int64_t retention_ms = int64_t(7) * 24 * 3600 * 1000;    // -1: unlimited
+  int64_t retention_bytes = -1;                          // -1: unlimited
+  int64_t retention_ms = int64_t(7) * 24 * 3600 * 1000;  // -1: unlimited
   FlushMode flush_mode = FlushMode::durable;
   int64_t flush_interval_ms = 1000;
   Preallocate preallocate = Preallocate::zero_fill;

@@ -63,8 +63,7 @@ std::vector<uint8_t> OffsetIndex::serialize() const {
 Result<OffsetIndex> OffsetIndex::parse(Offset base, std::span<const uint8_t> bytes,
                                        int64_t log_size) {
   if (bytes.size() % kOffsetIndexEntryBytes != 0) {
-    return make_error(Errc::corrupt, "offset index of {} bytes is not whole entries",
-                      bytes.size());
+    return make_error(Errc::corrupt, "offset index of {} bytes is not whole entries", bytes.size());
   }
   OffsetIndex idx(base);
   size_t n = bytes.size() / kOffsetIndexEntryBytes;
@@ -134,8 +133,8 @@ Result<TimeIndex> TimeIndex::parse(Offset base, std::span<const uint8_t> bytes,
     int64_t ts = int64_t(load_be64(bytes.data() + i * 12));
     Offset off = base + int64_t(load_be32(bytes.data() + i * 12 + 8));
     if (off >= next_offset) {
-      return make_error(Errc::corrupt, "time index entry {} offset {} past the log end {}", i,
-                        off, next_offset);
+      return make_error(Errc::corrupt, "time index entry {} offset {} past the log end {}", i, off,
+                        next_offset);
     }
     if (i > 0 && (ts <= idx.entries_.back().timestamp || off < idx.entries_.back().offset)) {
       return make_error(Errc::corrupt, "time index entry {} is not increasing", i);

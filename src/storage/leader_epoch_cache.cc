@@ -81,7 +81,7 @@ std::optional<int32_t> LeaderEpochCache::epoch_for(Offset offset) const {
 }
 
 std::optional<std::pair<int32_t, Offset>> LeaderEpochCache::end_offset_for(int32_t epoch,
-                                                                          Offset log_end) const {
+                                                                           Offset log_end) const {
   for (size_t i = entries_.size(); i-- > 0;) {
     if (entries_[i].epoch <= epoch) {
       Offset end = i + 1 < entries_.size() ? entries_[i + 1].start_offset : log_end;

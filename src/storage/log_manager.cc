@@ -81,7 +81,7 @@ struct LogManager::Impl {
     if (!opts.auto_high_watermark) return;
     PartitionLog& log = *p.log;
     log.set_high_watermark(log.config().flush_mode == FlushMode::durable ? log.flushed_offset()
-                                                                          : log.log_end_offset());
+                                                                         : log.log_end_offset());
   }
 
   void fail_partition(Partition& p, Error e) {
@@ -208,13 +208,14 @@ Result<std::unique_ptr<LogManager>> LogManager::open(LogManagerOptions options) 
   for (int i = 0; i < options.shards; ++i) impl.shards.push_back(std::make_unique<Shard>());
 
   std::vector<fs::path> entries;
-  for (auto it = fs::directory_iterator(options.data_dir, ec); !ec && it != fs::directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::directory_iterator(options.data_dir, ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
     entries.push_back(it->path());
   }
   if (ec) return make_error(Errc::io, "list {}: {}", options.data_dir, ec.message());
   std::sort(entries.begin(), entries.end());
-  OpenOptions open_options{.create_if_missing = false, .truncate_corrupt = options.truncate_corrupt};
+  OpenOptions open_options{.create_if_missing = false,
+                           .truncate_corrupt = options.truncate_corrupt};
   for (const auto& path : entries) {
     std::string name = path.filename().string();
     if (name == ".lock") continue;
@@ -230,8 +231,8 @@ Result<std::unique_ptr<LogManager>> LogManager::open(LogManagerOptions options) 
     }
     auto p = std::make_shared<Partition>();
     p->tp = *tp;
-    auto log = PartitionLog::open(path.string(), options.default_config, *options.clock,
-                                  open_options);
+    auto log =
+        PartitionLog::open(path.string(), options.default_config, *options.clock, open_options);
     if (log) {
       p->log = std::move(*log);
     } else {
@@ -265,8 +266,8 @@ void LogManager::create(const TopicPartition& tp, const LogConfig& config, Callb
     if (s.partitions.count(tp)) {
       return done(make_error(Errc::already_exists, "partition {} exists", tp.to_string()));
     }
-    auto log = PartitionLog::open(options_.data_dir + "/" + tp.to_string(), config,
-                                  *options_.clock);
+    auto log =
+        PartitionLog::open(options_.data_dir + "/" + tp.to_string(), config, *options_.clock);
     if (!log) return done(log.error());
     auto p = std::make_shared<Partition>();
     p->tp = tp;
@@ -348,8 +349,7 @@ void LogManager::set_config(const TopicPartition& tp, const LogConfig& config,
   });
 }
 
-void LogManager::with_log(const TopicPartition& tp,
-                          std::function<void(Result<PartitionLog*>)> fn) {
+void LogManager::with_log(const TopicPartition& tp, std::function<void(Result<PartitionLog*>)> fn) {
   if (impl_->closing) return fn(Impl::closed_error());
   Shard& s = impl_->shard_for(tp);
   asio::post(s.ctx, [&s, tp, fn = std::move(fn)] {
@@ -382,8 +382,7 @@ Result<void> LogManager::remove_sync(const TopicPartition& tp) {
   return c.wait();
 }
 
-Result<AppendResult> LogManager::append_sync(const TopicPartition& tp,
-                                             std::vector<uint8_t> batches,
+Result<AppendResult> LogManager::append_sync(const TopicPartition& tp, std::vector<uint8_t> batches,
                                              AppendOptions options) {
   SyncCall<AppendResult> c;
   append(tp, std::move(batches), options, c.callback());
@@ -400,27 +399,28 @@ std::vector<PartitionStatus> LogManager::status() {
   std::vector<PartitionStatus> out;
   if (impl_->closed) return out;
   for (auto& s : impl_->shards) {
-    auto part = Impl::call<std::vector<PartitionStatus>>(*s, [&s]() -> Result<std::vector<PartitionStatus>> {
-      std::vector<PartitionStatus> v;
-      for (const auto& [tp, p] : s->partitions) {
-        PartitionStatus st;
-        st.tp = tp;
-        st.online = !p->offline;
-        if (p->offline) {
-          st.error = p->offline->to_string();
-        } else {
-          const PartitionLog& log = *p->log;
-          st.log_start_offset = log.log_start_offset();
-          st.log_end_offset = log.log_end_offset();
-          st.high_watermark = log.high_watermark();
-          st.flushed_offset = log.flushed_offset();
-          st.size_bytes = log.size_bytes();
-          st.segments = log.segment_count();
-        }
-        v.push_back(std::move(st));
-      }
-      return v;
-    });
+    auto part = Impl::call<std::vector<PartitionStatus>>(
+        *s, [&s]() -> Result<std::vector<PartitionStatus>> {
+          std::vector<PartitionStatus> v;
+          for (const auto& [tp, p] : s->partitions) {
+            PartitionStatus st;
+            st.tp = tp;
+            st.online = !p->offline;
+            if (p->offline) {
+              st.error = p->offline->to_string();
+            } else {
+              const PartitionLog& log = *p->log;
+              st.log_start_offset = log.log_start_offset();
+              st.log_end_offset = log.log_end_offset();
+              st.high_watermark = log.high_watermark();
+              st.flushed_offset = log.flushed_offset();
+              st.size_bytes = log.size_bytes();
+              st.segments = log.segment_count();
+            }
+            v.push_back(std::move(st));
+          }
+          return v;
+        });
     out.insert(out.end(), part->begin(), part->end());
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.tp < b.tp; });

@@ -81,8 +81,8 @@ class LogManager {
   // Closes the log and deletes its directory. Pending durable appends fail.
   void remove(const model::TopicPartition& tp, Callback<void> done);
   // Appends (see PartitionLog::append); completes according to the partition's flush mode.
-  void append(const model::TopicPartition& tp, std::vector<uint8_t> batches,
-              AppendOptions options, Callback<AppendResult> done);
+  void append(const model::TopicPartition& tp, std::vector<uint8_t> batches, AppendOptions options,
+              Callback<AppendResult> done);
   void read(const model::TopicPartition& tp, ReadOptions options, Callback<ReadResult> done);
   void set_config(const model::TopicPartition& tp, const LogConfig& config, Callback<void> done);
   // Runs fn with the log on its thread (for operations without a dedicated method).

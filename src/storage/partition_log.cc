@@ -73,8 +73,7 @@ PartitionLog::PartitionLog(std::string dir, const LogConfig& config, const Clock
 PartitionLog::~PartitionLog() = default;
 
 Result<std::unique_ptr<PartitionLog>> PartitionLog::open(std::string dir, const LogConfig& config,
-                                                         const Clock& clock,
-                                                         OpenOptions options) {
+                                                         const Clock& clock, OpenOptions options) {
   ORDO_TRY(config.validate());
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
@@ -113,8 +112,8 @@ Result<void> PartitionLog::load(const OpenOptions& options) {
   if (ec) return make_error(Errc::io, "list {}: {}", dir_, ec.message());
   std::sort(bases.begin(), bases.end());
   for (const auto& name : index_files) {
-    Offset b = parse_segment_name(name, ".index").value_or(
-        parse_segment_name(name, ".timeindex").value_or(Offset(-1)));
+    Offset b = parse_segment_name(name, ".index")
+                   .value_or(parse_segment_name(name, ".timeindex").value_or(Offset(-1)));
     if (!std::binary_search(bases.begin(), bases.end(), b)) {
       ORDO_LOG_WARN("{}: removing index file {} without a segment", dir_, name);
       ORDO_TRY(remove_file(dir_ + "/" + name));
@@ -244,9 +243,9 @@ Result<AppendResult> PartitionLog::append(std::span<uint8_t> batches,
     auto bytes = batches.subspan(pos);
     auto view = model::RecordBatchView::parse(bytes, size_t(config_.max_batch_bytes));
     if (!view) {
-      return make_error(view.error().code == Errc::out_of_range ? Errc::invalid_argument
-                                                                 : Errc::corrupt,
-                        "batch {} at byte {}: {}", infos.size(), pos, view.error().message);
+      return make_error(
+          view.error().code == Errc::out_of_range ? Errc::invalid_argument : Errc::corrupt,
+          "batch {} at byte {}: {}", infos.size(), pos, view.error().message);
     }
     if (view->record_count() == 0 && options.assign_offsets) {
       return make_error(Errc::invalid_argument, "batch {} has no records", infos.size());
@@ -292,12 +291,10 @@ Result<AppendResult> PartitionLog::append(std::span<uint8_t> batches,
   Segment* seg = &active();
   Offset first = infos.front().base;
   Offset last = infos.back().last;
-  bool roll_needed =
-      !seg->empty() &&
-      (seg->size_bytes() + total > config_.segment_bytes ||
-       now - seg->first_append_ms() >= config_.segment_ms ||
-       last - seg->base_offset() > int64_t(INT32_MAX) ||
-       seg->size_bytes() + total > int64_t(INT32_MAX));
+  bool roll_needed = !seg->empty() && (seg->size_bytes() + total > config_.segment_bytes ||
+                                       now - seg->first_append_ms() >= config_.segment_ms ||
+                                       last - seg->base_offset() > int64_t(INT32_MAX) ||
+                                       seg->size_bytes() + total > int64_t(INT32_MAX));
   if (seg->empty() && last - seg->base_offset() > int64_t(INT32_MAX)) {
     // A follower's batch far past an empty segment: start the segment at the batch.
     ORDO_TRY(seg->remove());
@@ -311,10 +308,9 @@ Result<AppendResult> PartitionLog::append(std::span<uint8_t> batches,
   ORDO_TRY(seg->append(batches, infos, now));
 
   for (const auto& info : infos) {
-    int32_t epoch = options.assign_offsets
-                        ? options.leader_epoch
-                        : int32_t(load_be32(batches.data() + info.position +
-                                            model::batch_layout::kLeaderEpoch));
+    int32_t epoch = options.assign_offsets ? options.leader_epoch
+                                           : int32_t(load_be32(batches.data() + info.position +
+                                                               model::batch_layout::kLeaderEpoch));
     if (epoch >= 0) {
       auto latest = epochs_.latest();
       if (!latest || epoch > latest->epoch) ORDO_TRY(epochs_.assign(epoch, info.base));
@@ -368,8 +364,8 @@ Result<ReadResult> PartitionLog::read(const ReadOptions& options) const {
       auto b = ORDO_TRY(seg.find_batch(upper, seg.size_bytes()));
       if (b) max_position = b->position;
     }
-    r.slice = ORDO_TRY(seg.read(options.start, options.max_bytes, max_position,
-                                options.min_one_batch));
+    r.slice =
+        ORDO_TRY(seg.read(options.start, options.max_bytes, max_position, options.min_one_batch));
     if (r.slice.size > 0 || upper <= seg.next_offset()) return r;
   }
   return r;
@@ -392,7 +388,8 @@ Result<std::optional<TimestampOffset>> PartitionLog::refine(const Segment& seg, 
     // Wrapping addition, as the producer's subtraction wrapped (see RecordBatchBuilder).
     int64_t rts = int64_t(uint64_t(view.base_timestamp()) + uint64_t(rec.timestamp_delta));
     if (o < log_start_) continue;
-    if (exact ? rts == ts : rts >= ts) return std::optional<TimestampOffset>(TimestampOffset{rts, o});
+    if (exact ? rts == ts : rts >= ts)
+      return std::optional<TimestampOffset>(TimestampOffset{rts, o});
   }
   return std::optional<TimestampOffset>(out);
 }

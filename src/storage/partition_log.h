@@ -84,7 +84,7 @@ struct TimestampOffset {
 // The files an fdatasync must cover to make everything below target durable. Runs anywhere.
 struct FlushTicket {
   Offset target;
-  Offset active_base;  // segments below this one are sealed and covered by the ticket
+  Offset active_base;        // segments below this one are sealed and covered by the ticket
   uint64_t truncations = 0;  // the log's truncation count when prepared
   std::vector<std::shared_ptr<File>> data_files;
   std::vector<std::string> metadata_paths;  // index files of sealed segments
@@ -156,8 +156,8 @@ class PartitionLog {
   Result<void> delete_front_segment();
   Result<void> persist_state();
   Segment& active() const { return *segments_.rbegin()->second; }
-  Result<std::optional<TimestampOffset>> refine(const Segment& seg, const BatchInfo& b,
-                                                int64_t ts, bool exact) const;
+  Result<std::optional<TimestampOffset>> refine(const Segment& seg, const BatchInfo& b, int64_t ts,
+                                                bool exact) const;
   void check_invariants() const;
 
   std::string dir_;

@@ -20,7 +20,8 @@ constexpr size_t kMaxIndexFileBytes = size_t(1) << 30;
 // only when the range leaves the window.
 class WindowReader {
  public:
-  WindowReader(const File& file, int64_t end, size_t chunk) : file_(file), end_(end), chunk_(chunk) {}
+  WindowReader(const File& file, int64_t end, size_t chunk)
+      : file_(file), end_(end), chunk_(chunk) {}
 
   Result<std::span<const uint8_t>> get(int64_t pos, size_t len) {
     if (pos >= end_) return std::span<const uint8_t>();
@@ -102,7 +103,9 @@ std::string Segment::path(std::string_view suffix) const {
   return dir_ + "/" + segment_file_name(base_, suffix);
 }
 
-std::string Segment::log_path() const { return path(".log"); }
+std::string Segment::log_path() const {
+  return path(".log");
+}
 
 Result<std::unique_ptr<Segment>> Segment::create(const std::string& dir, Offset base,
                                                  const LogConfig& config, int64_t now_ms) {
@@ -130,8 +133,8 @@ Result<std::unique_ptr<Segment>> Segment::open(const std::string& dir, Offset ba
   if (size > int64_t(INT32_MAX)) {
     return make_error(Errc::corrupt, "segment {} is {} bytes", file.path(), size);
   }
-  auto seg =
-      std::unique_ptr<Segment>(new Segment(dir, base, config, std::make_shared<File>(std::move(file))));
+  auto seg = std::unique_ptr<Segment>(
+      new Segment(dir, base, config, std::make_shared<File>(std::move(file))));
   seg->size_ = size;
   seg->preallocated_end_ = size;
   seg->first_append_ms_ = now_ms;
@@ -245,8 +248,8 @@ Result<std::unique_ptr<Segment>> Segment::recover(const std::string& dir, Offset
                                                   bool truncate_corrupt, RecoveryReport* report) {
   File file = ORDO_TRY(File::open(dir + "/" + segment_file_name(base, ".log"), O_RDWR));
   int64_t file_size = ORDO_TRY(file.size());
-  auto seg =
-      std::unique_ptr<Segment>(new Segment(dir, base, config, std::make_shared<File>(std::move(file))));
+  auto seg = std::unique_ptr<Segment>(
+      new Segment(dir, base, config, std::make_shared<File>(std::move(file))));
   seg->first_append_ms_ = now_ms;
   const File& f = *seg->log_;
   WindowReader w(f, file_size, kRecoverChunkBytes);
@@ -394,7 +397,7 @@ Result<FileSlice> Segment::read(Offset start, int64_t max_bytes, int64_t max_pos
     if (min_one) slice.size = first->size;
     return slice;
   }
-  int64_t limit = first->position + max_bytes;  // max_bytes <= first->size..INT64 bounded below
+  int64_t limit = first->position + max_bytes;     // max_bytes <= first->size..INT64 bounded below
   if (limit < first->position) limit = INT64_MAX;  // overflow
   int64_t end = first->position + first->size;
   int64_t from = std::max(end, offset_index_.lookup_position(limit).position);

@@ -94,8 +94,7 @@ class Segment {
   Result<std::optional<BatchInfo>> find_timestamp(int64_t ts) const;
   // Whole batches from the one holding start, at most max_bytes (but at least one batch when
   // min_one), none starting at or after max_position. Size 0 when nothing qualifies.
-  Result<FileSlice> read(Offset start, int64_t max_bytes, int64_t max_position,
-                         bool min_one) const;
+  Result<FileSlice> read(Offset start, int64_t max_bytes, int64_t max_position, bool min_one) const;
   // Reads the bytes of one batch into memory.
   Result<std::vector<uint8_t>> read_batch(const BatchInfo& batch) const;
 

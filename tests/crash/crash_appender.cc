@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -34,8 +34,8 @@ int main(int argc, char** argv) {
   o.default_config.flush_mode = storage::FlushMode::durable;
   o.default_config.segment_bytes = 512 * 1024;  // many rolls
   o.default_config.index_interval_bytes = 1024;
-  o.default_config.preallocate = (round % 2 == 0) ? storage::Preallocate::zero_fill
-                                                  : storage::Preallocate::none;
+  o.default_config.preallocate =
+      (round % 2 == 0) ? storage::Preallocate::zero_fill : storage::Preallocate::none;
   o.default_config.preallocate_bytes = 64 * 1024;
   o.default_config.retention_ms = -1;
   auto mgr = storage::LogManager::open(o);
@@ -62,26 +62,25 @@ int main(int argc, char** argv) {
       cv.wait(lock, [&] { return in_flight < kInFlight; });
       ++in_flight;
     }
-    (*mgr)->append(tp, crashtest::make_batch(round, index), {.leader_epoch = int32_t(round)},
-                   [&, index](Result<storage::AppendResult> r) {
-                     if (!r) {
-                       std::fprintf(stderr, "crash_appender: append: %s\n",
-                                    r.error().to_string().c_str());
-                       failed = true;
-                     } else {
-                       crashtest::Ack ack{round, index, r->first_offset.value(),
-                                          r->last_offset.value()};
-                       // <= PIPE_BUF: the write is atomic.
-                       ssize_t n;
-                       do {
-                         n = ::write(ack_fd, &ack, sizeof ack);
-                       } while (n < 0 && errno == EINTR);
-                       if (n != sizeof ack) failed = true;
-                     }
-                     std::lock_guard lock(mu);
-                     --in_flight;
-                     cv.notify_one();
-                   });
+    (*mgr)->append(
+        tp, crashtest::make_batch(round, index), {.leader_epoch = int32_t(round)},
+        [&, index](Result<storage::AppendResult> r) {
+          if (!r) {
+            std::fprintf(stderr, "crash_appender: append: %s\n", r.error().to_string().c_str());
+            failed = true;
+          } else {
+            crashtest::Ack ack{round, index, r->first_offset.value(), r->last_offset.value()};
+            // <= PIPE_BUF: the write is atomic.
+            ssize_t n;
+            do {
+              n = ::write(ack_fd, &ack, sizeof ack);
+            } while (n < 0 && errno == EINTR);
+            if (n != sizeof ack) failed = true;
+          }
+          std::lock_guard lock(mu);
+          --in_flight;
+          cv.notify_one();
+        });
   }
   std::unique_lock lock(mu);
   cv.wait(lock, [&] { return in_flight == 0; });

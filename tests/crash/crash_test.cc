@@ -70,8 +70,8 @@ std::vector<Stored> verify_log(storage::PartitionLog& log) {
                     << log.log_end_offset().value();
       break;
     }
-    auto bytes = storage::testing::read_slice_bytes(r->slice.file->fd(), r->slice.position,
-                                                    r->slice.size);
+    auto bytes =
+        storage::testing::read_slice_bytes(r->slice.file->fd(), r->slice.position, r->slice.size);
     std::span<const uint8_t> rest(bytes);
     while (!rest.empty()) {
       auto v = model::RecordBatchView::parse(rest);
@@ -121,8 +121,8 @@ TEST(CrashTest, AcknowledgedDurableAppendsSurviveSigkill) {
     if (pid == 0) {
       ::close(fds[0]);
       std::string r = std::to_string(round), fd = std::to_string(fds[1]);
-      ::execl(ORDO_CRASH_APPENDER, ORDO_CRASH_APPENDER, dir.path().c_str(), r.c_str(),
-              fd.c_str(), static_cast<char*>(nullptr));
+      ::execl(ORDO_CRASH_APPENDER, ORDO_CRASH_APPENDER, dir.path().c_str(), r.c_str(), fd.c_str(),
+              static_cast<char*>(nullptr));
       ::_exit(127);
     }
     ::close(fds[1]);

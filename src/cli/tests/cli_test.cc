@@ -88,7 +88,8 @@ TEST(Cli, DumpLogPrintsAndChecksBatches) {
   std::string seg = tmp.path() + "/t-0/00000000000000000000.log";
   CommandRun good = run("dump-log --records " + seg);
   EXPECT_EQ(good.exit_code, 0) << good.output;
-  EXPECT_NE(good.output.find("baseOffset: 3 lastOffset: 5 count: 3"), std::string::npos) << good.output;
+  EXPECT_NE(good.output.find("baseOffset: 3 lastOffset: 5 count: 3"), std::string::npos)
+      << good.output;
   EXPECT_NE(good.output.find("| offset: 7 timestamp: 1001 key: key-1 value: v2-1"),
             std::string::npos)
       << good.output;

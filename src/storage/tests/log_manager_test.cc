@@ -165,7 +165,8 @@ TEST(LogManager, CorruptPartitionIsOfflineOthersServe) {
   set_log_sink(nullptr);
   ASSERT_TRUE(mgr);
   bool warned = false;
-  for (const auto& l : lines()) warned = warned || l.find("ignoring unknown entry lost+found") != std::string::npos;
+  for (const auto& l : lines())
+    warned = warned || l.find("ignoring unknown entry lost+found") != std::string::npos;
   EXPECT_TRUE(warned);
   auto r = (*mgr)->read_sync({"bad", 0}, {.start = Offset(0)});
   ASSERT_FALSE(r);

@@ -52,7 +52,8 @@ std::vector<uint8_t> read_all(PartitionLog& log, Offset from = Offset(0)) {
 std::vector<std::string> expected_values(int batches, int per_batch, const std::string& tag) {
   std::vector<std::string> v;
   for (int b = 0; b < batches; ++b)
-    for (int i = 0; i < per_batch; ++i) v.push_back(tag + std::to_string(b) + "-" + std::to_string(i));
+    for (int i = 0; i < per_batch; ++i)
+      v.push_back(tag + std::to_string(b) + "-" + std::to_string(i));
   return v;
 }
 
@@ -155,9 +156,9 @@ TEST_F(PartitionLogTest, ReadHonoursMaxBytesAndUpperBound) {
   EXPECT_EQ(size_t(r2->slice.size), one * 2);  // whole batches only
   auto r3 = log->read({.start = Offset(20), .upper_bound = Offset(40)});
   ASSERT_TRUE(r3);
-  EXPECT_EQ(values_of(read_slice_bytes(r3->slice.file->fd(), r3->slice.position, r3->slice.size))
-                .size(),
-            20u);
+  EXPECT_EQ(
+      values_of(read_slice_bytes(r3->slice.file->fd(), r3->slice.position, r3->slice.size)).size(),
+      20u);
   auto at_hw = log->read({.start = Offset(20)});
   ASSERT_TRUE(at_hw);
   EXPECT_EQ(at_hw->slice.size, 0);
@@ -427,7 +428,7 @@ TEST_F(CorruptionTest, FlippedByteInLastBatchIsTruncated) {
   EXPECT_EQ(log->log_end_offset(), Offset(95));
   EXPECT_EQ(log->size_bytes(), pos[19]);
   EXPECT_TRUE(logged(LogLevel::warn, fmt::format("truncating {} bytes at position {}",
-                                                  pos[20] - pos[19], pos[19])));
+                                                 pos[20] - pos[19], pos[19])));
   EXPECT_EQ(values_of(read_all(*log)), expected_values(19, 5, "x"));
 }
 
@@ -493,7 +494,8 @@ TEST_F(CorruptionTest, MissingOrTruncatedIndexIsRebuilt) {
   std::filesystem::remove(seg_path(bases[0], ".index"));
   std::filesystem::resize_file(seg_path(bases[1], ".index"),
                                std::filesystem::file_size(seg_path(bases[1], ".index")) - 3);
-  ASSERT_TRUE(write_file_atomic(seg_path(bases[2], ".timeindex"), std::string_view("garbage!garb")));
+  ASSERT_TRUE(
+      write_file_atomic(seg_path(bases[2], ".timeindex"), std::string_view("garbage!garb")));
   captured().clear();
   auto log = open_log();
   EXPECT_TRUE(logged(LogLevel::warn, "rebuilding indexes"));
