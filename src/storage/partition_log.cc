@@ -366,21 +366,29 @@ Result<ReadResult> PartitionLog::read(const ReadOptions& options) const {
     }
     r.slice =
         ORDO_TRY(seg.read(options.start, options.max_bytes, max_position, options.min_one_batch));
-    if (r.slice.size > 0 || upper <= seg.next_offset()) return r;
+    // Nothing from this segment: either it has no batch at or after start (a gap: go on), or
+    // the one it has is larger than max_bytes without min_one_batch (stop there).
+    if (r.slice.size > 0 || upper <= seg.next_offset() || options.start < seg.next_offset()) {
+      return r;
+    }
   }
   return r;
 }
 
 Result<std::optional<TimestampOffset>> PartitionLog::refine(const Segment& seg, const BatchInfo& b,
                                                             int64_t ts, bool exact) const {
-  // The batch is found by its max timestamp; the record inside is found by decoding it. A
-  // compressed batch answers with its first offset.
+  // The batch is found by its max timestamp; the record inside by decoding it. Records below
+  // the log start do not count. A compressed batch (or one stamped with LogAppendTime, where
+  // every record has the batch's timestamp) answers with its first visible offset.
   auto bytes = ORDO_TRY(seg.read_batch(b));
   auto view = ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
-  TimestampOffset out{b.max_timestamp, std::max(b.base, log_start_)};
   if (view.compression() != model::Compression::none ||
       view.timestamp_type() == model::TimestampType::log_append_time) {
-    return std::optional<TimestampOffset>(out);
+    if (b.last < log_start_ || (exact ? b.max_timestamp != ts : b.max_timestamp < ts)) {
+      return std::optional<TimestampOffset>();
+    }
+    return std::optional<TimestampOffset>(
+        TimestampOffset{b.max_timestamp, std::max(b.base, log_start_)});
   }
   auto records = ORDO_TRY(model::decode_records(view));
   for (const auto& rec : records) {
@@ -388,10 +396,11 @@ Result<std::optional<TimestampOffset>> PartitionLog::refine(const Segment& seg, 
     // Wrapping addition, as the producer's subtraction wrapped (see RecordBatchBuilder).
     int64_t rts = int64_t(uint64_t(view.base_timestamp()) + uint64_t(rec.timestamp_delta));
     if (o < log_start_) continue;
-    if (exact ? rts == ts : rts >= ts)
+    if (exact ? rts == ts : rts >= ts) {
       return std::optional<TimestampOffset>(TimestampOffset{rts, o});
+    }
   }
-  return std::optional<TimestampOffset>(out);
+  return std::optional<TimestampOffset>();
 }
 
 Result<std::optional<TimestampOffset>> PartitionLog::offset_for_timestamp(int64_t ts) const {
@@ -400,23 +409,82 @@ Result<std::optional<TimestampOffset>> PartitionLog::offset_for_timestamp(int64_
   for (; it != segments_.end(); ++it) {
     const Segment& seg = *it->second;
     if (seg.max_timestamp() < ts) continue;
-    auto b = ORDO_TRY(seg.find_timestamp(ts));
-    if (!b || b->last < log_start_) continue;
-    return refine(seg, *b, ts, false);
+    // The first batch whose max timestamp qualifies may hold only records below the log start,
+    // or qualify only through them: then the answer is in a later batch.
+    int64_t from = 0;
+    for (int64_t guard = 0; guard <= seg.size_bytes(); ++guard) {
+      auto b = ORDO_TRY(seg.find_timestamp(ts, from));
+      if (!b) break;
+      if (b->last >= log_start_) {
+        auto found = ORDO_TRY(refine(seg, *b, ts, false));
+        if (found) return found;
+      }
+      from = b->position + b->size;
+    }
   }
   return std::optional<TimestampOffset>();
 }
 
 Result<std::optional<TimestampOffset>> PartitionLog::max_timestamp_offset() const {
-  const Segment* best = nullptr;
-  for (const auto& [base, seg] : segments_) {
-    if (seg->next_offset() <= log_start_ || seg->max_timestamp() < 0) continue;
-    if (!best || seg->max_timestamp() > best->max_timestamp()) best = seg.get();
+  // The largest timestamp of a record at or after the log start, and the first such record.
+  const Segment* best_seg = nullptr;
+  std::optional<BatchInfo> best_batch;  // set when the best is a batch of the first segment
+  int64_t best_ts = -1;
+  auto it = segments_.upper_bound(log_start_);
+  if (it != segments_.begin()) --it;
+  if (it != segments_.end() && it->first < log_start_) {
+    // The segment holding the log start: only its batches (and records) from there on count.
+    const Segment& seg = *it->second;
+    auto first = ORDO_TRY(seg.find_batch(log_start_, seg.size_bytes()));
+    if (first) {
+      Result<void> failed = ok();
+      ORDO_TRY(seg.scan(first->position, seg.size_bytes(), [&](const BatchInfo& b) {
+        int64_t visible_max = b.max_timestamp;
+        if (b.base < log_start_) {
+          // Partly below the log start: the best visible record decides.
+          auto bytes = seg.read_batch(b);
+          if (!bytes) {
+            failed = bytes.error();
+            return false;
+          }
+          auto view = model::RecordBatchView::parse(*bytes, bytes->size());
+          auto records = view ? model::decode_records(*view)
+                              : Result<std::vector<model::RecordView>>(view.error());
+          if (records) {
+            visible_max = -1;
+            for (const auto& rec : *records) {
+              if (b.base + rec.offset_delta < log_start_) continue;
+              visible_max = std::max(visible_max, int64_t(uint64_t(view->base_timestamp()) +
+                                                          uint64_t(rec.timestamp_delta)));
+            }
+          }
+        }
+        if (visible_max > best_ts) {
+          best_ts = visible_max;
+          best_seg = &seg;
+          best_batch = b;
+        }
+        return true;
+      }));
+      ORDO_TRY(failed);
+    }
+    ++it;
   }
-  if (!best) return std::optional<TimestampOffset>();
-  auto b = ORDO_TRY(best->find_batch(best->offset_of_max_timestamp(), best->size_bytes()));
-  ORDO_ASSERT(b.has_value());
-  return refine(*best, *b, best->max_timestamp(), true);
+  for (; it != segments_.end(); ++it) {
+    const Segment& seg = *it->second;
+    if (seg.max_timestamp() > best_ts) {
+      best_ts = seg.max_timestamp();
+      best_seg = &seg;
+      best_batch.reset();
+    }
+  }
+  if (!best_seg || best_ts < 0) return std::optional<TimestampOffset>();
+  if (!best_batch) {
+    best_batch =
+        ORDO_TRY(best_seg->find_batch(best_seg->offset_of_max_timestamp(), best_seg->size_bytes()));
+    ORDO_ASSERT(best_batch.has_value());
+  }
+  return refine(*best_seg, *best_batch, best_ts, true);
 }
 
 Result<void> PartitionLog::delete_front_segment() {

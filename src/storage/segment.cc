@@ -371,11 +371,21 @@ Result<std::optional<BatchInfo>> Segment::find_batch(Offset target, int64_t end_
   return found;
 }
 
-Result<std::optional<BatchInfo>> Segment::find_timestamp(int64_t ts) const {
+Result<std::optional<BatchInfo>> Segment::find_timestamp(int64_t ts, int64_t min_position) const {
   std::optional<BatchInfo> found;
-  if (max_timestamp_ < ts || size_ == 0) return found;
+  if (max_timestamp_ < ts || min_position >= size_) return found;
   int64_t from = 0;
   if (auto e = time_index_.lookup_before(ts)) from = offset_index_.lookup(e->offset).position;
+  if (from < min_position) from = offset_index_.lookup_position(min_position).position;
+  if (from < min_position) {
+    // Walk from the index entry to the batch boundary at min_position.
+    int64_t boundary = from;
+    ORDO_TRY(scan(from, size_, [&](const BatchInfo& b) {
+      boundary = b.position;
+      return b.position < min_position;
+    }));
+    from = boundary;
+  }
   ORDO_TRY(scan(from, size_, [&](const BatchInfo& b) {
     if (b.max_timestamp >= ts) {
       found = b;

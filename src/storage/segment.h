@@ -90,8 +90,8 @@ class Segment {
                     const std::function<bool(const BatchInfo&)>& fn) const;
   // The first batch with last offset >= target starting before end_position.
   Result<std::optional<BatchInfo>> find_batch(Offset target, int64_t end_position) const;
-  // The first batch with max timestamp >= ts.
-  Result<std::optional<BatchInfo>> find_timestamp(int64_t ts) const;
+  // The first batch starting at or after min_position with max timestamp >= ts.
+  Result<std::optional<BatchInfo>> find_timestamp(int64_t ts, int64_t min_position = 0) const;
   // Whole batches from the one holding start, at most max_bytes (but at least one batch when
   // min_one), none starting at or after max_position. Size 0 when nothing qualifies.
   Result<FileSlice> read(Offset start, int64_t max_bytes, int64_t max_position, bool min_one) const;
