@@ -37,7 +37,9 @@ struct LogConfig {
   int64_t retention_ms = int64_t(7) * 24 * 3600 * 1000;  // -1: unlimited
   FlushMode flush_mode = FlushMode::durable;
   int64_t flush_interval_ms = 1000;
-  Preallocate preallocate = Preallocate::zero_fill;
+  // none by measurement (BENCHMARKS.md): zero_fill speeds up small durable appends but writes
+  // every byte twice and slows large ones down more than it helps small ones.
+  Preallocate preallocate = Preallocate::none;
   int64_t preallocate_bytes = int64_t(16) << 20;
   // The largest single batch the log accepts (the broker's max.message.bytes is smaller).
   int64_t max_batch_bytes = int64_t(64) << 20;

@@ -1,5 +1,7 @@
 #include "storage/segment.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -26,15 +28,17 @@ class WindowReader {
   Result<std::span<const uint8_t>> get(int64_t pos, size_t len) {
     if (pos >= end_) return std::span<const uint8_t>();
     len = size_t(std::min<int64_t>(int64_t(len), end_ - pos));
-    if (pos < start_ || pos + int64_t(len) > start_ + int64_t(buf_.size())) {
+    if (pos < start_ || pos + int64_t(len) > start_ + int64_t(size_)) {
       size_t want = size_t(std::min<int64_t>(int64_t(std::max(len, chunk_)), end_ - pos));
-      buf_.resize(want);
-      size_t n = ORDO_TRY(file_.pread_some(buf_, pos));
-      buf_.resize(n);
+      if (want > capacity_) {
+        buf_.reset(new uint8_t[want]);  // uninitialised: pread fills what is used
+        capacity_ = want;
+      }
+      size_ = ORDO_TRY(file_.pread_some(std::span<uint8_t>(buf_.get(), want), pos));
       start_ = pos;
-      len = std::min(len, n);
+      len = std::min(len, size_);
     }
-    return std::span<const uint8_t>(buf_.data() + (pos - start_), len);
+    return std::span<const uint8_t>(buf_.get() + (pos - start_), len);
   }
 
  private:
@@ -42,7 +46,9 @@ class WindowReader {
   int64_t end_;
   size_t chunk_;
   int64_t start_ = 0;
-  std::vector<uint8_t> buf_;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+  std::unique_ptr<uint8_t[]> buf_;
 };
 
 // Parses the fixed header of the batch at position pos without its records.
@@ -97,7 +103,10 @@ Segment::Segment(std::string dir, Offset base, const LogConfig& config, std::sha
       log_(std::move(log)),
       next_(base),
       offset_index_(base),
-      time_index_(base) {}
+      time_index_(base) {
+  // Logs are read front to back: ask for the larger read-ahead (advice only; errors ignored).
+  (void)::posix_fadvise(log_->fd(), 0, 0, POSIX_FADV_SEQUENTIAL);
+}
 
 std::string Segment::path(std::string_view suffix) const {
   return dir_ + "/" + segment_file_name(base_, suffix);
@@ -407,13 +416,17 @@ Result<FileSlice> Segment::read(Offset start, int64_t max_bytes, int64_t max_pos
     if (min_one) slice.size = first->size;
     return slice;
   }
-  int64_t limit = first->position + max_bytes;     // max_bytes <= first->size..INT64 bounded below
+  int64_t limit = first->position + max_bytes;
   if (limit < first->position) limit = INT64_MAX;  // overflow
   int64_t end = first->position + first->size;
-  int64_t from = std::max(end, offset_index_.lookup_position(limit).position);
-  if (from > end && from <= max_position) end = from;
-  if (end < max_position) {
-    ORDO_TRY(scan(end, max_position, [&](const BatchInfo& b) {
+  if (limit >= max_position) {
+    end = max_position;  // everything up to the bound fits: no scan
+  } else {
+    // Whole batches, as many as fit: jump to the last indexed batch boundary that fits, then
+    // scan the few headers after it.
+    int64_t from = std::max(end, offset_index_.lookup_position(limit).position);
+    end = from;
+    ORDO_TRY(scan(from, max_position, [&](const BatchInfo& b) {
       if (b.position + b.size > limit) return false;
       end = b.position + b.size;
       return true;

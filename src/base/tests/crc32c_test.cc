@@ -35,5 +35,18 @@ TEST(Crc32c, HardwareMatchesSoftwareAndIsIncremental) {
   }
 }
 
+TEST(Crc32c, LongInputsTakeTheInterleavedPathAndAgree) {
+  // Lengths around multiples of the 3 x 8 KiB interleaved round, and split points inside it.
+  Random rng(11);
+  std::vector<uint8_t> data(200'000);
+  for (auto& b : data) b = uint8_t(rng.next());
+  for (size_t len : {24575u, 24576u, 24577u, 49152u, 49160u, 100'003u, 200'000u}) {
+    uint32_t sw = crc32c_software(0, data.data(), len);
+    EXPECT_EQ(crc32c(0, data.data(), len), sw) << len;
+    size_t cut = rng.below(len);
+    EXPECT_EQ(crc32c(crc32c(0, data.data(), cut), data.data() + cut, len - cut), sw) << len;
+  }
+}
+
 }  // namespace
 }  // namespace ordo
