@@ -16,6 +16,7 @@ namespace {
 
 constexpr size_t kScanChunkBytes = 16 * 1024;
 constexpr size_t kRecoverChunkBytes = 1024 * 1024;
+constexpr int64_t kReadAheadBytes = 4 * 1024 * 1024;
 constexpr size_t kMaxIndexFileBytes = size_t(1) << 30;
 
 // A read-ahead window over a file: get(pos, len) returns up to len bytes at pos, re-reading
@@ -433,6 +434,15 @@ Result<FileSlice> Segment::read(Offset start, int64_t max_bytes, int64_t max_pos
     }));
   }
   slice.size = end - first->position;
+  // Readers go front to back: ask the kernel to start reading the next stretch now, so that
+  // the header reads of the next fetch do not defeat its own read-ahead. Each byte is advised
+  // once (checking pages costs even when they are cached).
+  if (end < size_ && end + kReadAheadBytes / 2 > advised_until_) {
+    int64_t from = std::max(end, advised_until_);
+    int64_t to = std::min(size_, end + kReadAheadBytes);
+    if (to > from) (void)::posix_fadvise(log_->fd(), from, to - from, POSIX_FADV_WILLNEED);
+    advised_until_ = to;
+  }
   return slice;
 }
 

@@ -131,6 +131,7 @@ class Segment {
   Offset offset_of_max_timestamp_{-1};
   int64_t bytes_since_index_ = 0;
   int64_t first_append_ms_ = 0;
+  mutable int64_t advised_until_ = 0;  // read-ahead requested up to here (see read())
   OffsetIndex offset_index_;
   TimeIndex time_index_;
 };
