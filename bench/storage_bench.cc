@@ -449,7 +449,7 @@ void register_all() {
   // the shipped default only.
   for (int64_t batch : {16 * kKiB, kMiB}) {
     for (Preallocate p : {Preallocate::none, Preallocate::zero_fill}) {
-      for (int appenders : {1, 4}) {
+      for (int appenders : {1, 4, 16}) {
         register_append({FlushMode::none, batch, appenders, p, g_sizes.buffered_bytes});
       }
     }
