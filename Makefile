@@ -27,15 +27,16 @@ build: deps configure
 run: build
 	$(BUILD_DIR)/src/cli/ordo serve --data-dir $(DATA_DIR)
 
-# Every test twice: the Release build, then an AddressSanitizer + UBSan build.
+# Every test twice: the Release build, then an AddressSanitizer + UBSan build (-O1: it compiles
+# the ~200 generated protocol files in about half the time of -O2 -g).
 test: test-release test-sanitize
 
 test-release: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
 test-sanitize: deps
-	cmake -S . -B $(SAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORDO_SANITIZE=ON \
-	  -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON
+	cmake -S . -B $(SAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O1 \
+	  -DORDO_SANITIZE=ON -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON
 	cmake --build $(SAN_DIR) -j $(JOBS)
 	ctest --test-dir $(SAN_DIR) --output-on-failure -j $(JOBS)
 
