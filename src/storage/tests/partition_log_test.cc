@@ -49,6 +49,19 @@ std::vector<uint8_t> read_all(PartitionLog& log, Offset from = Offset(0)) {
   return out;
 }
 
+// A one-byte read from o returns exactly the one batch that holds o (min_one_batch).
+void expect_one_batch_holding(const PartitionLog& log, Offset o) {
+  SCOPED_TRACE(fmt::format("offset {}", o));
+  auto r = log.read({.start = o, .max_bytes = 1});
+  ASSERT_TRUE(r);
+  auto bytes = read_slice_bytes(r->slice.file->fd(), r->slice.position, r->slice.size);
+  auto v = model::RecordBatchView::parse(bytes);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(size_t(r->slice.size), v->size_bytes());
+  EXPECT_LE(v->base(), o);
+  EXPECT_GE(v->last(), o);
+}
+
 std::vector<std::string> expected_values(int batches, int per_batch, const std::string& tag) {
   std::vector<std::string> v;
   for (int b = 0; b < batches; ++b)
@@ -123,17 +136,7 @@ TEST_F(PartitionLogTest, RollsSegmentsAndReadsAcrossThem) {
   EXPECT_GT(log->segment_count(), 2u);
   log->set_high_watermark(log->log_end_offset());
   EXPECT_EQ(values_of(read_all(*log)), expected_values(60, 5, "v"));
-  // Reads from every offset start at the batch holding it.
-  for (int64_t o = 0; o < 300; o += 7) {
-    auto r = log->read({.start = Offset(o), .max_bytes = 1});
-    ASSERT_TRUE(r);
-    auto bytes = read_slice_bytes(r->slice.file->fd(), r->slice.position, r->slice.size);
-    auto v = model::RecordBatchView::parse(bytes);
-    ASSERT_TRUE(v);
-    EXPECT_EQ(size_t(r->slice.size), v->size_bytes());  // min_one: exactly one batch
-    EXPECT_LE(v->base(), Offset(o));
-    EXPECT_GE(v->last(), Offset(o));
-  }
+  for (int64_t o = 0; o < 300; o += 7) expect_one_batch_holding(*log, Offset(o));
   auto none = log->read({.start = Offset(5), .max_bytes = 1, .min_one_batch = false});
   ASSERT_TRUE(none);
   EXPECT_EQ(none->slice.size, 0);
@@ -500,15 +503,7 @@ TEST_F(CorruptionTest, MissingOrTruncatedIndexIsRebuilt) {
   auto log = open_log();
   EXPECT_TRUE(logged(LogLevel::warn, "rebuilding indexes"));
   EXPECT_EQ(values_of(read_all(*log)), expected_values(60, 5, "i"));
-  for (int64_t o = 0; o < 300; o += 13) {
-    auto r = log->read({.start = Offset(o), .max_bytes = 1});
-    ASSERT_TRUE(r);
-    auto bytes = read_slice_bytes(r->slice.file->fd(), r->slice.position, r->slice.size);
-    auto v = model::RecordBatchView::parse(bytes);
-    ASSERT_TRUE(v);
-    EXPECT_LE(v->base(), Offset(o));
-    EXPECT_GE(v->last(), Offset(o));
-  }
+  for (int64_t o = 0; o < 300; o += 13) expect_one_batch_holding(*log, Offset(o));
   EXPECT_EQ(std::filesystem::file_size(seg_path(bases[1], ".index")) % 8, 0u);
   ASSERT_TRUE(log->offset_for_timestamp(1000).value().has_value());
 }
