@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes a facts-only copy of Kafka's message schemas into src/protocol/schema/.
 
-    tools/kafka_schema_facts.py /work/shared/kafka-protocol/messages src/protocol/schema
+    tools/kafka_schema_facts.py ../shared/kafka-protocol/messages src/protocol/schema
 
 Kafka's message definitions are JSON with // comment lines, "about" prose and a license
 header. The copy keeps only the wire facts that tools/gen_protocol.py needs (API key, versions,
