@@ -1,10 +1,26 @@
 #include <signal.h>
 
+#include <fmt/format.h>
+
 #include "base/log.h"
+#include "broker/broker.h"
+#include "broker/config.h"
+#include "broker/server.h"
 #include "cli/commands.h"
-#include "storage/log_manager.h"
 
 namespace ordo::cli {
+
+std::string serve_settings_help() {
+  std::string out =
+      "Settings (TOML key / --set NAME=VALUE; environment: ORDO_ + NAME upper-cased with '.' -> "
+      "'_'; later sources win: defaults < file < environment < flags). docs/configuration.md "
+      "has the details.\n";
+  for (const auto& s : broker::describe_config(broker::BrokerConfig{})) {
+    out += fmt::format("  {:<34} {:<14} {}\n", s.name, s.value.empty() ? "\"\"" : s.value,
+                       s.description);
+  }
+  return out;
+}
 
 int serve(const ServeArgs& args) {
   // Block the stop signals in every thread; this one waits for them below.
@@ -13,24 +29,26 @@ int serve(const ServeArgs& args) {
   sigaddset(&stop, SIGTERM);
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  // A client that disconnects mid-response must not kill the process.
+  signal(SIGPIPE, SIG_IGN);
 
-  auto mode = storage::parse_flush_mode(args.flush_mode);
-  if (!mode) {
-    ORDO_LOG_ERROR("{}", mode.error().to_string());
+  auto config = broker::load_config(args.config_file, broker::ordo_environment(), args.overrides);
+  if (!config) {
+    ORDO_LOG_ERROR("configuration: {}", config.error().message);
     return 2;
   }
-  storage::LogManagerOptions o;
-  o.data_dir = args.data_dir;
-  o.shards = args.shards;
-  o.truncate_corrupt = args.truncate_corrupt;
-  o.default_config.flush_mode = *mode;
-  auto mgr = storage::LogManager::open(o);
-  if (!mgr) {
-    ORDO_LOG_ERROR("cannot open {}: {}", args.data_dir, mgr.error().to_string());
+  if (args.print_config) {
+    for (const auto& s : broker::describe_config(*config)) fmt::print("{} = {}\n", s.name, s.value);
+    return 0;
+  }
+  auto b = broker::Broker::open(*config);
+  if (!b) {
+    ORDO_LOG_ERROR("cannot open {}: {}", config->data_dir, b.error().to_string());
     return 1;
   }
+  broker::Broker& brk = **b;
   size_t offline = 0;
-  auto status = (*mgr)->status();
+  auto status = brk.logs().status();
   for (const auto& p : status) {
     if (!p.online) {
       ++offline;
@@ -40,15 +58,26 @@ int serve(const ServeArgs& args) {
                     p.log_start_offset, p.log_end_offset, p.size_bytes, p.segments);
     }
   }
-  ORDO_LOG_INFO("ordo: data dir {} open: {} partitions ({} offline), flush mode {}", args.data_dir,
-                status.size(), offline, args.flush_mode);
-  ORDO_LOG_INFO(
-      "ordo: the Kafka listener is not built yet (see the broker issue); "
-      "SIGTERM or Ctrl-C closes the logs cleanly");
+  broker::Server server(brk);
+  auto port = server.start();
+  if (!port) {
+    ORDO_LOG_ERROR("{}", port.error().to_string());
+    return 1;
+  }
+  if (config->advertised_port == 0) {
+    brk.set_advertised(
+        config->advertised_host.empty() ? config->listen_host : config->advertised_host, *port);
+  }
+  ORDO_LOG_INFO("ordo: data dir {}: {} topics, {} partitions ({} offline), flush mode {}",
+                config->data_dir, brk.topics().snapshot()->size(), status.size(), offline,
+                storage::flush_mode_name(config->log.flush_mode));
+  // The line tests and scripts wait for.
+  ORDO_LOG_INFO("ordo: listening on {}:{}", config->listen_host, *port);
   int sig = 0;
   sigwait(&stop, &sig);
-  ORDO_LOG_INFO("ordo: signal {}: closing", sig);
-  auto closed = (*mgr)->close();
+  ORDO_LOG_INFO("ordo: signal {}: stopping", sig);
+  server.stop();
+  auto closed = brk.close();
   if (!closed) {
     ORDO_LOG_ERROR("close: {}", closed.error().to_string());
     return 1;

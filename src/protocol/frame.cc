@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/assert.h"
 #include "base/coding.h"
 
 namespace ordo::protocol {
@@ -40,6 +41,16 @@ void FrameDecoder::pop() {
   size_ = 0;
   body_.clear();
   if (body_.capacity() > (size_t(1) << 20)) body_.shrink_to_fit();
+}
+
+std::vector<uint8_t> FrameDecoder::take_frame() {
+  ORDO_ASSERT(has_frame());
+  std::vector<uint8_t> out = std::move(body_);
+  body_ = {};
+  have_size_ = false;
+  prefix_len_ = 0;
+  size_ = 0;
+  return out;
 }
 
 }  // namespace ordo::protocol

@@ -35,6 +35,8 @@ class FrameDecoder {
   // The complete frame's bytes, without the size prefix. Valid until pop() or feed().
   std::span<const uint8_t> frame() const { return body_; }
   void pop();
+  // Moves the complete frame out (for handling after more bytes are fed) and pops it.
+  std::vector<uint8_t> take_frame();
   // Bytes held for the frame in progress (size prefix included).
   size_t buffered() const { return prefix_len_ + body_.size(); }
 

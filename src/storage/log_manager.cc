@@ -80,8 +80,12 @@ struct LogManager::Impl {
   void set_hw(Partition& p) {
     if (!opts.auto_high_watermark) return;
     PartitionLog& log = *p.log;
+    Offset before = log.high_watermark();
     log.set_high_watermark(log.config().flush_mode == FlushMode::durable ? log.flushed_offset()
                                                                          : log.log_end_offset());
+    if (log.high_watermark() != before && opts.on_high_watermark) {
+      opts.on_high_watermark(p.tp, log.high_watermark());
+    }
   }
 
   void fail_partition(Partition& p, Error e) {
@@ -126,7 +130,12 @@ struct LogManager::Impl {
         p->log->complete_flush(ticket);
         set_hw(*p);
         complete_waiters(*p);
-        if (!p->waiters.empty() || p->log->has_unflushed_sealed_segments()) start_flush(s, p);
+        // In durable mode everything written gets synced, waited for (acks=-1) or not (acks=1).
+        bool behind = p->log->config().flush_mode == FlushMode::durable &&
+                      p->log->flushed_offset() < p->log->log_end_offset();
+        if (!p->waiters.empty() || behind || p->log->has_unflushed_sealed_segments()) {
+          start_flush(s, p);
+        }
       });
     });
   }
@@ -219,6 +228,10 @@ Result<std::unique_ptr<LogManager>> LogManager::open(LogManagerOptions options) 
   for (const auto& path : entries) {
     std::string name = path.filename().string();
     if (name == ".lock") continue;
+    if (std::find(options.reserved_names.begin(), options.reserved_names.end(), name) !=
+        options.reserved_names.end()) {
+      continue;
+    }
     if (name.ends_with(".delete") && fs::is_directory(path, ec)) {
       ORDO_LOG_INFO("removing {} left by an unfinished delete", name);
       fs::remove_all(path, ec);
@@ -319,6 +332,10 @@ void LogManager::append(const TopicPartition& tp, std::vector<uint8_t> batches,
     auto r = p->log->append(batches, options);
     if (!r) return done(std::move(r).error());
     if (p->log->config().flush_mode == FlushMode::durable) {
+      if (!options.wait_for_flush) {
+        impl_->start_flush(s, p);
+        return done(std::move(r));
+      }
       p->waiters.push_back({r->last_offset, std::move(*r), std::move(done)});
       impl_->start_flush(s, p);
       return;

@@ -49,6 +49,12 @@ struct LogManagerOptions {
   // retention_check_interval_ms.
   int64_t tick_ms = 20;
   int64_t retention_check_interval_ms = 5 * 60 * 1000;
+  // Called on the shard thread whenever a partition's high watermark moves (after appends in
+  // page-cache modes, after a sync in durable mode, on truncation). Must not block.
+  std::function<void(const model::TopicPartition&, Offset)> on_high_watermark;
+  // Entries of the data dir that belong to someone else (e.g. the broker's topic registry):
+  // skipped without a warning when the partitions are opened.
+  std::vector<std::string> reserved_names;
 };
 
 struct PartitionStatus {

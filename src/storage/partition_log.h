@@ -49,6 +49,9 @@ struct AppendOptions {
   int32_t leader_epoch = -1;
   // Verify each batch's CRC (a caller that already did may skip it).
   bool verify_crc = true;
+  // LogManager, flush mode durable: false completes the append once it is written (a Kafka
+  // acks=1 producer); the sync that makes it durable still follows at once (group commit).
+  bool wait_for_flush = true;
 };
 
 struct AppendResult {

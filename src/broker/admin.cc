@@ -1,0 +1,595 @@
+// Topic administration (create, delete, partitions, configs), DeleteRecords, DescribeCluster
+// and DescribeLogDirs. Changes to topics run on the controller thread, one at a time.
+
+#include <sys/statvfs.h>
+
+#include <filesystem>
+#include <future>
+
+#include "broker/handlers.h"
+#include "protocol/messages/alter_configs_request.h"
+#include "protocol/messages/alter_configs_response.h"
+#include "protocol/messages/create_partitions_request.h"
+#include "protocol/messages/create_partitions_response.h"
+#include "protocol/messages/create_topics_request.h"
+#include "protocol/messages/create_topics_response.h"
+#include "protocol/messages/delete_records_request.h"
+#include "protocol/messages/delete_records_response.h"
+#include "protocol/messages/delete_topics_request.h"
+#include "protocol/messages/delete_topics_response.h"
+#include "protocol/messages/describe_cluster_request.h"
+#include "protocol/messages/describe_cluster_response.h"
+#include "protocol/messages/describe_configs_request.h"
+#include "protocol/messages/describe_configs_response.h"
+#include "protocol/messages/describe_log_dirs_request.h"
+#include "protocol/messages/describe_log_dirs_response.h"
+#include "protocol/messages/incremental_alter_configs_request.h"
+#include "protocol/messages/incremental_alter_configs_response.h"
+
+namespace ordo::broker {
+
+namespace {
+
+constexpr int8_t kResourceTopic = 2;
+constexpr int8_t kResourceBroker = 4;
+constexpr int32_t kMaxPartitions = 100000;
+
+// DescribeConfigs config_source values.
+constexpr int8_t kSourceDynamicTopic = 1;
+constexpr int8_t kSourceStaticBroker = 4;
+constexpr int8_t kSourceDefault = 5;
+
+using Outcome = std::pair<ErrorCode, std::string>;
+
+std::string topic_error_name(const std::string& name) {
+  return fmt::format("'{}' is not a valid topic name (1-249 characters of [a-zA-Z0-9._-])", name);
+}
+
+}  // namespace
+
+// ---- controller-thread operations ----
+
+Broker::Handlers::CreateResult Broker::Handlers::create_topic(
+    Broker& b, const std::string& name, int32_t partitions,
+    const std::map<std::string, std::string>& configs, bool validate_only) {
+  CreateResult r;
+  if (!model::is_valid_topic_name(name)) {
+    return {ErrorCode::invalid_topic_exception, topic_error_name(name), {}};
+  }
+  if (b.topics_->find(*b.topics_->snapshot(), name)) {
+    return {ErrorCode::topic_already_exists, fmt::format("topic '{}' already exists", name), {}};
+  }
+  if (partitions < 1 || partitions > kMaxPartitions) {
+    return {ErrorCode::invalid_partitions,
+            fmt::format("number of partitions must be in [1, {}]", kMaxPartitions),
+            {}};
+  }
+  auto settings = resolve_topic_settings(b.config_, configs);
+  if (!settings) return {ErrorCode::invalid_config, settings.error().message, {}};
+  for (const auto& [k, v] : configs) {
+    if (auto c = validate_topic_config(k, v); !c) {
+      return {ErrorCode::invalid_config, c.error().message, {}};
+    }
+  }
+  r.topic = TopicInfo{name, random_topic_id(), partitions, configs};
+  if (validate_only) return r;
+  // Partitions first: a crash before the registry write leaves dirs that the next start
+  // registers (with default configs), never a registered topic without its partitions.
+  for (int32_t i = 0; i < partitions; ++i) {
+    auto c = b.logs_->create_sync({name, i}, settings->log);
+    if (!c && c.error().code != Errc::already_exists) {
+      return {ErrorCode::kafka_storage_error, c.error().message, {}};
+    }
+  }
+  if (auto p = b.topics_->put(r.topic); !p) {
+    return {ErrorCode::kafka_storage_error, p.error().message, {}};
+  }
+  return r;
+}
+
+Outcome Broker::Handlers::delete_topic(Broker& b, const std::string& name) {
+  const TopicInfo* t = b.topics_->find(*b.topics_->snapshot(), name);
+  if (!t) return {ErrorCode::unknown_topic_or_partition, fmt::format("no topic '{}'", name)};
+  int32_t partitions = t->partitions;
+  // The registry first (with a pending-delete mark), then the files, then the mark: a crash in
+  // between is finished by the next start.
+  if (auto r = b.topics_->begin_delete(name); !r) {
+    return {ErrorCode::kafka_storage_error, r.error().message};
+  }
+  for (int32_t i = 0; i < partitions; ++i) {
+    auto r = b.logs_->remove_sync({name, i});
+    if (!r && r.error().code != Errc::not_found) {
+      return {ErrorCode::kafka_storage_error, r.error().message};
+    }
+  }
+  if (auto r = b.topics_->end_delete(name); !r) {
+    return {ErrorCode::kafka_storage_error, r.error().message};
+  }
+  return {ErrorCode::none, {}};
+}
+
+Outcome Broker::Handlers::set_partitions(Broker& b, const std::string& name, int32_t count,
+                                         bool validate_only) {
+  const TopicInfo* found = b.topics_->find(*b.topics_->snapshot(), name);
+  if (!found) return {ErrorCode::unknown_topic_or_partition, fmt::format("no topic '{}'", name)};
+  TopicInfo t = *found;
+  if (count <= t.partitions) {
+    return {ErrorCode::invalid_partitions,
+            fmt::format("topic has {} partitions; the count can only grow", t.partitions)};
+  }
+  if (count > kMaxPartitions) {
+    return {ErrorCode::invalid_partitions, fmt::format("at most {} partitions", kMaxPartitions)};
+  }
+  if (validate_only) return {ErrorCode::none, {}};
+  auto settings = resolve_topic_settings(b.config_, t.configs);
+  if (!settings) return {ErrorCode::invalid_config, settings.error().message};
+  for (int32_t i = t.partitions; i < count; ++i) {
+    auto c = b.logs_->create_sync({name, i}, settings->log);
+    if (!c && c.error().code != Errc::already_exists) {
+      return {ErrorCode::kafka_storage_error, c.error().message};
+    }
+  }
+  t.partitions = count;
+  if (auto p = b.topics_->put(std::move(t)); !p) {
+    return {ErrorCode::kafka_storage_error, p.error().message};
+  }
+  return {ErrorCode::none, {}};
+}
+
+Outcome Broker::Handlers::set_topic_configs(Broker& b, const std::string& name,
+                                            std::map<std::string, std::string> configs,
+                                            bool validate_only) {
+  const TopicInfo* found = b.topics_->find(*b.topics_->snapshot(), name);
+  if (!found) return {ErrorCode::unknown_topic_or_partition, fmt::format("no topic '{}'", name)};
+  for (const auto& [k, v] : configs) {
+    if (auto c = validate_topic_config(k, v); !c)
+      return {ErrorCode::invalid_config, c.error().message};
+  }
+  auto settings = resolve_topic_settings(b.config_, configs);
+  if (!settings) return {ErrorCode::invalid_config, settings.error().message};
+  if (validate_only) return {ErrorCode::none, {}};
+  TopicInfo t = *found;
+  t.configs = std::move(configs);
+  if (auto p = b.topics_->put(t); !p) return {ErrorCode::kafka_storage_error, p.error().message};
+  for (int32_t i = 0; i < t.partitions; ++i) {
+    std::promise<Result<void>> done;
+    auto f = done.get_future();
+    b.logs_->set_config({name, i}, settings->log, [&done](Result<void> r) { done.set_value(r); });
+    if (auto r = f.get(); !r) return {ErrorCode::kafka_storage_error, r.error().message};
+  }
+  return {ErrorCode::none, {}};
+}
+
+// ---- CreateTopics ----
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::create_topics(Broker& b, Request& req) {
+  auto body = decode_body<protocol::CreateTopicsRequest>(req, b.config_.socket_request_max_bytes);
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  protocol::CreateTopicsResponse resp;
+  for (const auto& t : body->topics) {
+    protocol::CreateTopicsResponse::CreatableTopicResult out;
+    out.name = t.name;
+    std::map<std::string, std::string> configs;
+    std::optional<Outcome> bad;
+    for (const auto& c : t.configs) {
+      if (!c.value) {
+        bad = Outcome{ErrorCode::invalid_config, fmt::format("{}: null value", c.name)};
+        break;
+      }
+      configs[c.name] = *c.value;
+    }
+    int32_t partitions = t.num_partitions == -1 ? b.config_.num_partitions : t.num_partitions;
+    if (!t.assignments.empty()) {
+      if (t.num_partitions != -1 || t.replication_factor != -1) {
+        bad = Outcome{ErrorCode::invalid_request,
+                      "assignments need num_partitions and replication_factor of -1"};
+      }
+      partitions = int32_t(t.assignments.size());
+      for (size_t i = 0; i < t.assignments.size() && !bad; ++i) {
+        const auto& a = t.assignments[i];
+        if (a.partition_index != int32_t(i) || a.broker_ids != std::vector{b.config_.node_id}) {
+          bad = Outcome{ErrorCode::invalid_replica_assignment,
+                        fmt::format("partitions 0..n-1 each on broker {} only", b.config_.node_id)};
+        }
+      }
+    } else if (t.replication_factor != -1 && t.replication_factor != 1) {
+      bad = Outcome{ErrorCode::invalid_replication_factor,
+                    fmt::format("replication factor {} is larger than the 1 available broker",
+                                t.replication_factor)};
+    }
+    if (bad) {
+      out.error_code = code(bad->first);
+      out.error_message = bad->second;
+      resp.topics.push_back(std::move(out));
+      continue;
+    }
+    std::string name = t.name;
+    bool validate_only = body->validate_only;
+    auto op0 = run_on<CreateResult>(controller(b), [&b, name, partitions, configs, validate_only] {
+      return create_topic(b, name, partitions, configs, validate_only);
+    });
+    auto r = co_await std::move(op0);
+    out.error_code = code(r.error);
+    if (r.error != ErrorCode::none) {
+      out.error_message = r.message;
+    } else {
+      out.topic_id = r.topic.id;
+      out.num_partitions = r.topic.partitions;
+      out.replication_factor = 1;
+      std::vector<protocol::CreateTopicsResponse::CreatableTopicConfigs> cs;
+      for (const auto& d : topic_config_defs()) {
+        auto it = configs.find(std::string(d.name));
+        bool set = it != configs.end();
+        cs.push_back({std::string(d.name),
+                      set ? it->second : topic_config_default(b.config_, d.name),
+                      false,
+                      set ? kSourceDynamicTopic : kSourceDefault,
+                      false,
+                      {}});
+      }
+      out.configs = std::move(cs);
+    }
+    resp.topics.push_back(std::move(out));
+  }
+  co_return respond(req, resp);
+}
+
+// ---- DeleteTopics ----
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::delete_topics(Broker& b, Request& req) {
+  auto body = decode_body<protocol::DeleteTopicsRequest>(req, b.config_.socket_request_max_bytes);
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  // v0-5 name topics; v6 names or ids.
+  std::vector<protocol::DeleteTopicsRequest::DeleteTopicState> wanted = body->topics;
+  for (const auto& n : body->topic_names) wanted.push_back({n, {}, {}});
+  protocol::DeleteTopicsResponse resp;
+  for (const auto& w : wanted) {
+    protocol::DeleteTopicsResponse::DeletableTopicResult out;
+    out.name = w.name;
+    out.topic_id = w.topic_id;
+    std::optional<std::string> name = w.name;
+    if (!name) {
+      auto snap = b.topics_->snapshot();
+      for (const auto& [n, t] : *snap) {
+        if (t.id == w.topic_id) name = n;
+      }
+      if (!name) {
+        out.error_code = code(ErrorCode::unknown_topic_id);
+        resp.responses.push_back(std::move(out));
+        continue;
+      }
+      out.name = name;
+    }
+    auto op1 = run_on<Outcome>(controller(b), [&b, n = *name] { return delete_topic(b, n); });
+    auto r = co_await std::move(op1);
+    out.error_code = code(r.first);
+    if (r.first != ErrorCode::none) out.error_message = r.second;
+    resp.responses.push_back(std::move(out));
+  }
+  co_return respond(req, resp);
+}
+
+// ---- CreatePartitions ----
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::create_partitions(Broker& b, Request& req) {
+  auto body =
+      decode_body<protocol::CreatePartitionsRequest>(req, b.config_.socket_request_max_bytes);
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  protocol::CreatePartitionsResponse resp;
+  for (const auto& t : body->topics) {
+    protocol::CreatePartitionsResponse::CreatePartitionsTopicResult out;
+    out.name = t.name;
+    bool bad_assignment = false;
+    if (t.assignments) {
+      for (const auto& a : *t.assignments) {
+        if (a.broker_ids != std::vector{b.config_.node_id}) bad_assignment = true;
+      }
+    }
+    Outcome r;
+    if (bad_assignment) {
+      r = {ErrorCode::invalid_replica_assignment,
+           fmt::format("new partitions can only be on broker {}", b.config_.node_id)};
+    } else {
+      bool validate_only = body->validate_only;
+      auto op2 =
+          run_on<Outcome>(controller(b), [&b, name = t.name, count = t.count, validate_only] {
+            return set_partitions(b, name, count, validate_only);
+          });
+      r = co_await std::move(op2);
+    }
+    out.error_code = code(r.first);
+    if (r.first != ErrorCode::none) out.error_message = r.second;
+    resp.results.push_back(std::move(out));
+  }
+  co_return respond(req, resp);
+}
+
+// ---- DescribeConfigs ----
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::describe_configs(Broker& b, Request& req) {
+  auto body =
+      decode_body<protocol::DescribeConfigsRequest>(req, b.config_.socket_request_max_bytes);
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  using Entry = protocol::DescribeConfigsResponse::DescribeConfigsResourceResult;
+  protocol::DescribeConfigsResponse resp;
+  auto snap = b.topics_->snapshot();
+  auto wanted = [](const auto& keys, std::string_view name) {
+    return !keys || keys->empty() || std::find(keys->begin(), keys->end(), name) != keys->end();
+  };
+  for (const auto& r : body->resources) {
+    protocol::DescribeConfigsResponse::DescribeConfigsResult out;
+    out.resource_type = r.resource_type;
+    out.resource_name = r.resource_name;
+    if (r.resource_type == kResourceTopic) {
+      const TopicInfo* t = b.topics_->find(*snap, r.resource_name);
+      if (!t) {
+        out.error_code = code(ErrorCode::unknown_topic_or_partition);
+        out.error_message = fmt::format("no topic '{}'", r.resource_name);
+      } else {
+        for (const auto& d : topic_config_defs()) {
+          if (!wanted(r.configuration_keys, d.name)) continue;
+          Entry e;
+          e.name = std::string(d.name);
+          auto it = t->configs.find(e.name);
+          bool set = it != t->configs.end();
+          std::string def = topic_config_default(b.config_, d.name);
+          e.value = set ? it->second : def;
+          e.is_default = !set;
+          e.config_source = set ? kSourceDynamicTopic : kSourceDefault;
+          e.config_type = int8_t(d.type);
+          if (body->include_documentation) e.documentation = std::string(d.doc);
+          if (body->include_synonyms) {
+            if (set) e.synonyms.push_back({e.name, it->second, kSourceDynamicTopic, {}});
+            e.synonyms.push_back({e.name, def, kSourceDefault, {}});
+          }
+          out.configs.push_back(std::move(e));
+        }
+      }
+    } else if (r.resource_type == kResourceBroker) {
+      if (!r.resource_name.empty() && r.resource_name != std::to_string(b.config_.node_id)) {
+        out.error_code = code(ErrorCode::invalid_request);
+        out.error_message =
+            fmt::format("broker {} is not this broker ({})", r.resource_name, b.config_.node_id);
+      } else {
+        for (const auto& s : describe_config(b.config_)) {
+          if (!wanted(r.configuration_keys, s.name)) continue;
+          Entry e;
+          e.name = s.name;
+          e.value = s.value;
+          e.read_only = true;
+          e.config_source = kSourceStaticBroker;
+          e.config_type = int8_t(ConfigType::string);
+          if (body->include_documentation) e.documentation = s.description;
+          out.configs.push_back(std::move(e));
+        }
+      }
+    } else {
+      out.error_code = code(ErrorCode::invalid_request);
+      out.error_message = fmt::format("resource type {} is not supported", r.resource_type);
+    }
+    resp.results.push_back(std::move(out));
+  }
+  co_return respond(req, resp);
+}
+
+// ---- AlterConfigs (replaces the whole set) and IncrementalAlterConfigs ----
+
+namespace {
+template <typename Resp, typename Res>
+void reject_non_topic(const Res& r, Resp& out) {
+  out.error_code = code(r.resource_type == kResourceBroker ? ErrorCode::invalid_request
+                                                           : ErrorCode::invalid_request);
+  out.error_message = r.resource_type == kResourceBroker
+                          ? std::string("broker settings are static (set them in the config file)")
+                          : fmt::format("resource type {} is not supported", r.resource_type);
+}
+}  // namespace
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::alter_configs(Broker& b, Request& req) {
+  auto body = decode_body<protocol::AlterConfigsRequest>(req, b.config_.socket_request_max_bytes);
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  protocol::AlterConfigsResponse resp;
+  for (const auto& r : body->resources) {
+    protocol::AlterConfigsResponse::AlterConfigsResourceResponse out;
+    out.resource_type = r.resource_type;
+    out.resource_name = r.resource_name;
+    if (r.resource_type != kResourceTopic) {
+      reject_non_topic(r, out);
+      resp.responses.push_back(std::move(out));
+      continue;
+    }
+    std::map<std::string, std::string> configs;
+    for (const auto& c : r.configs) {
+      if (c.value) configs[c.name] = *c.value;
+    }
+    bool validate_only = body->validate_only;
+    auto op3 = run_on<Outcome>(controller(b), [&b, name = r.resource_name, configs, validate_only] {
+      return set_topic_configs(b, name, configs, validate_only);
+    });
+    auto res = co_await std::move(op3);
+    out.error_code = code(res.first);
+    if (res.first != ErrorCode::none) out.error_message = res.second;
+    resp.responses.push_back(std::move(out));
+  }
+  co_return respond(req, resp);
+}
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::incremental_alter_configs(Broker& b,
+                                                                            Request& req) {
+  auto body = decode_body<protocol::IncrementalAlterConfigsRequest>(
+      req, b.config_.socket_request_max_bytes);
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  protocol::IncrementalAlterConfigsResponse resp;
+  for (const auto& r : body->resources) {
+    protocol::IncrementalAlterConfigsResponse::AlterConfigsResourceResponse out;
+    out.resource_type = r.resource_type;
+    out.resource_name = r.resource_name;
+    if (r.resource_type != kResourceTopic) {
+      reject_non_topic(r, out);
+      resp.responses.push_back(std::move(out));
+      continue;
+    }
+    bool validate_only = body->validate_only;
+    auto ops = r.configs;
+    auto op4 = run_on<Outcome>(
+        controller(b), [&b, name = r.resource_name, ops, validate_only]() -> Outcome {
+          const TopicInfo* t = b.topics_->find(*b.topics_->snapshot(), name);
+          if (!t)
+            return {ErrorCode::unknown_topic_or_partition, fmt::format("no topic '{}'", name)};
+          auto configs = t->configs;
+          for (const auto& op : ops) {
+            const TopicConfigDef* def = find_topic_config(op.name);
+            if (!def)
+              return {ErrorCode::invalid_config, fmt::format("unknown topic config '{}'", op.name)};
+            std::string current = configs.contains(op.name)
+                                      ? configs[op.name]
+                                      : topic_config_default(b.config_, op.name);
+            switch (op.config_operation) {
+              case 0:  // SET
+                if (!op.value)
+                  return {ErrorCode::invalid_config, fmt::format("{}: null value", op.name)};
+                configs[op.name] = *op.value;
+                break;
+              case 1:  // DELETE (back to the default)
+                configs.erase(op.name);
+                break;
+              case 2:    // APPEND
+              case 3: {  // SUBTRACT
+                if (def->type != ConfigType::list || !op.value) {
+                  return {ErrorCode::invalid_config,
+                          fmt::format("{}: APPEND and SUBTRACT need a list config and a value",
+                                      op.name)};
+                }
+                std::vector<std::string> items;
+                for (size_t at = 0; at <= current.size();) {
+                  size_t comma = current.find(',', at);
+                  if (comma == std::string::npos) comma = current.size();
+                  if (comma > at) items.push_back(current.substr(at, comma - at));
+                  at = comma + 1;
+                }
+                auto found = std::find(items.begin(), items.end(), *op.value);
+                if (op.config_operation == 2 && found == items.end()) items.push_back(*op.value);
+                if (op.config_operation == 3 && found != items.end()) items.erase(found);
+                std::string joined;
+                for (const auto& i : items) joined += (joined.empty() ? "" : ",") + i;
+                configs[op.name] = joined;
+                break;
+              }
+              default:
+                return {ErrorCode::invalid_request,
+                        fmt::format("unknown config operation {}", op.config_operation)};
+            }
+          }
+          return set_topic_configs(b, name, configs, validate_only);
+        });
+    auto res = co_await std::move(op4);
+    out.error_code = code(res.first);
+    if (res.first != ErrorCode::none) out.error_message = res.second;
+    resp.responses.push_back(std::move(out));
+  }
+  co_return respond(req, resp);
+}
+
+// ---- DeleteRecords ----
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::delete_records(Broker& b, Request& req) {
+  auto body = decode_body<protocol::DeleteRecordsRequest>(req, b.config_.socket_request_max_bytes);
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  using PartResult = protocol::DeleteRecordsResponse::DeleteRecordsPartitionResult;
+  protocol::DeleteRecordsResponse resp;
+  auto snap = b.topics_->snapshot();
+  for (const auto& t : body->topics) {
+    auto& tout = resp.topics.emplace_back();
+    tout.name = t.name;
+    const TopicInfo* info = b.topics_->find(*snap, t.name);
+    for (const auto& p : t.partitions) {
+      PartResult out;
+      out.partition_index = p.partition_index;
+      out.low_watermark = -1;
+      if (!info || p.partition_index < 0 || p.partition_index >= info->partitions) {
+        out.error_code = code(ErrorCode::unknown_topic_or_partition);
+        tout.partitions.push_back(out);
+        continue;
+      }
+      int64_t target = p.offset;
+      out = co_await on_callback<PartResult>([&](auto done) {
+        b.logs_->with_log({t.name, p.partition_index},
+                          [out, target, done](Result<storage::PartitionLog*> log) mutable {
+                            if (!log) {
+                              out.error_code = code(error_code_for(log.error()));
+                              return done(out);
+                            }
+                            storage::PartitionLog& l = **log;
+                            int64_t hw = l.high_watermark().value();
+                            int64_t to = target == -1 ? hw : target;
+                            if (to < 0 || to > hw) {
+                              out.error_code = code(ErrorCode::offset_out_of_range);
+                            } else if (to > l.log_start_offset().value()) {
+                              if (auto r = l.advance_log_start_offset(Offset(to)); !r) {
+                                out.error_code = code(error_code_for(r.error()));
+                              }
+                            }
+                            out.low_watermark = l.log_start_offset().value();
+                            done(out);
+                          });
+      });
+      tout.partitions.push_back(out);
+    }
+  }
+  co_return respond(req, resp);
+}
+
+// ---- DescribeCluster and DescribeLogDirs ----
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::describe_cluster(Broker& b, Request& req) {
+  auto body =
+      decode_body<protocol::DescribeClusterRequest>(req, b.config_.socket_request_max_bytes);
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  protocol::DescribeClusterResponse resp;
+  resp.cluster_id = b.config_.cluster_id;
+  resp.controller_id = b.config_.node_id;
+  resp.brokers.push_back(
+      {b.config_.node_id, b.advertised_host_, int32_t(b.advertised_port_), std::nullopt, {}});
+  co_return respond(req, resp);
+}
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::describe_log_dirs(Broker& b, Request& req) {
+  auto body =
+      decode_body<protocol::DescribeLogDirsRequest>(req, b.config_.socket_request_max_bytes);
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  // status() blocks on the shards: run it on the controller thread, not a network thread.
+  auto op5 = run_on<std::vector<storage::PartitionStatus>>(controller(b),
+                                                           [&b] { return b.logs_->status(); });
+  auto status = co_await std::move(op5);
+  protocol::DescribeLogDirsResponse resp;
+  auto& dir = resp.results.emplace_back();
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(b.config_.data_dir, ec);
+  dir.log_dir = ec ? b.config_.data_dir : abs.lexically_normal().string();
+  struct statvfs fs;
+  if (::statvfs(b.config_.data_dir.c_str(), &fs) == 0) {
+    dir.total_bytes = int64_t(fs.f_blocks) * int64_t(fs.f_frsize);
+    dir.usable_bytes = int64_t(fs.f_bavail) * int64_t(fs.f_frsize);
+  }
+  auto wanted = [&](const model::TopicPartition& tp) {
+    if (!body->topics) return true;
+    for (const auto& t : *body->topics) {
+      if (t.topic == tp.topic &&
+          std::find(t.partitions.begin(), t.partitions.end(), tp.partition) != t.partitions.end()) {
+        return true;
+      }
+    }
+    return false;
+  };
+  std::map<std::string, protocol::DescribeLogDirsResponse::DescribeLogDirsTopic> topics;
+  for (const auto& p : status) {
+    if (!wanted(p.tp)) continue;
+    auto& t = topics[p.tp.topic];
+    t.name = p.tp.topic;
+    t.partitions.push_back({p.tp.partition, p.size_bytes, 0, false, {}});
+  }
+  for (auto& [name, t] : topics) dir.topics.push_back(std::move(t));
+  co_return respond(req, resp);
+}
+
+}  // namespace ordo::broker

@@ -1,0 +1,338 @@
+#include "broker/broker.h"
+
+#include <algorithm>
+#include <future>
+#include <set>
+
+#include "broker/handlers.h"
+#include "protocol/messages/api_versions_request.h"
+#include "protocol/messages/api_versions_response.h"
+#include "protocol/messages/metadata_request.h"
+#include "protocol/messages/metadata_response.h"
+
+namespace ordo::broker {
+
+using model::TopicPartition;
+
+// ---- the API table ----
+
+namespace {
+constexpr SupportedApi kApis[] = {
+    {0, 0, 9, &Broker::Handlers::produce},
+    {1, 4, 12, &Broker::Handlers::fetch},
+    {2, 0, 7, &Broker::Handlers::list_offsets},
+    {3, 0, 12, &Broker::Handlers::metadata},
+    {18, 0, 3, &Broker::Handlers::api_versions},
+    {19, 0, 7, &Broker::Handlers::create_topics},
+    {20, 0, 6, &Broker::Handlers::delete_topics},
+    {21, 0, 2, &Broker::Handlers::delete_records},
+    {32, 0, 4, &Broker::Handlers::describe_configs},
+    {33, 0, 2, &Broker::Handlers::alter_configs},
+    {35, 0, 4, &Broker::Handlers::describe_log_dirs},
+    {37, 0, 3, &Broker::Handlers::create_partitions},
+    {44, 0, 1, &Broker::Handlers::incremental_alter_configs},
+    {60, 0, 0, &Broker::Handlers::describe_cluster},
+};
+
+const SupportedApi* find_supported(int16_t key) {
+  for (const auto& a : kApis) {
+    if (a.key == key) return &a;
+  }
+  return nullptr;
+}
+
+template <typename T>
+Result<T> wait_for(std::function<void(storage::LogManager::Callback<T>)> start) {
+  std::promise<Result<T>> p;
+  auto f = p.get_future();
+  start([&p](Result<T> r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+}  // namespace
+
+std::span<const SupportedApi> supported_apis() {
+  return kApis;
+}
+
+ErrorCode error_code_for(const Error& e) {
+  switch (e.code) {
+    case Errc::not_found:
+      return ErrorCode::unknown_topic_or_partition;
+    case Errc::out_of_range:
+      return ErrorCode::offset_out_of_range;
+    case Errc::corrupt:
+      return ErrorCode::corrupt_message;
+    case Errc::too_large:
+      return ErrorCode::message_too_large;
+    case Errc::invalid_argument:
+      return ErrorCode::invalid_record;
+    case Errc::closed:
+      return ErrorCode::not_leader_or_follower;  // shutting down: retriable
+    default:
+      return ErrorCode::kafka_storage_error;
+  }
+}
+
+// ---- PartitionWaiters ----
+
+void PartitionWaiters::add(const TopicPartition& tp, const std::shared_ptr<Waiter>& w) {
+  std::lock_guard lock(mu_);
+  by_tp_[tp].push_back(w);
+}
+
+void PartitionWaiters::remove(const TopicPartition& tp, const std::shared_ptr<Waiter>& w) {
+  std::lock_guard lock(mu_);
+  auto it = by_tp_.find(tp);
+  if (it == by_tp_.end()) return;
+  std::erase_if(it->second, [&](const std::weak_ptr<Waiter>& x) {
+    auto s = x.lock();
+    return !s || s == w;
+  });
+  if (it->second.empty()) by_tp_.erase(it);
+}
+
+void PartitionWaiters::notify(const TopicPartition& tp) {
+  std::vector<std::weak_ptr<Waiter>> wake;
+  {
+    std::lock_guard lock(mu_);
+    auto it = by_tp_.find(tp);
+    if (it == by_tp_.end()) return;
+    wake = std::move(it->second);
+    by_tp_.erase(it);
+  }
+  for (auto& weak : wake) {
+    auto w = weak.lock();
+    if (!w) continue;
+    asio::post(w->timer.get_executor(), [w] {
+      w->notified = true;
+      w->timer.cancel();
+    });
+  }
+}
+
+// ---- open / close ----
+
+Broker::Broker(BrokerConfig config) : config_(std::move(config)) {}
+
+Broker::~Broker() {
+  auto r = close();
+  if (!r) ORDO_LOG_ERROR("broker close: {}", r.error().to_string());
+}
+
+Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
+  ORDO_TRY(config.validate());
+  auto b = std::unique_ptr<Broker>(new Broker(std::move(config)));
+  const BrokerConfig& c = b->config_;
+  b->advertised_host_ = c.advertised_host.empty() ? c.listen_host : c.advertised_host;
+  b->advertised_port_ = c.advertised_port ? c.advertised_port : c.listen_port;
+  b->waiters_ = std::make_unique<PartitionWaiters>();
+
+  storage::LogManagerOptions o;
+  o.data_dir = c.data_dir;
+  o.shards = c.shards;
+  o.flush_threads = c.flush_threads;
+  o.default_config = c.log;
+  o.truncate_corrupt = c.truncate_corrupt;
+  std::string registry_name(TopicRegistry::kFileName);
+  o.reserved_names = {registry_name, registry_name + ".tmp"};
+  PartitionWaiters* waiters = b->waiters_.get();
+  o.on_high_watermark = [waiters](const TopicPartition& tp, Offset) { waiters->notify(tp); };
+  b->logs_ = ORDO_TRY(storage::LogManager::open(o));
+  b->topics_ = ORDO_TRY(TopicRegistry::open(c.data_dir));
+  storage::LogManager& logs = *b->logs_;
+
+  // Deletions that a crash interrupted.
+  auto on_disk = logs.status();
+  for (const auto& name : b->topics_->pending_deletes()) {
+    for (const auto& p : on_disk) {
+      if (p.tp.topic == name) ORDO_TRY(logs.remove_sync(p.tp));
+    }
+    ORDO_TRY(b->topics_->end_delete(name));
+    ORDO_LOG_INFO("topic {}: finished an interrupted delete", name);
+  }
+  on_disk = logs.status();
+
+  // Partition dirs of topics the registry does not know (data from before the registry, or a
+  // copied directory): registered with default configs rather than ignored.
+  std::map<std::string, int32_t> orphans;
+  auto snapshot = b->topics_->snapshot();
+  for (const auto& p : on_disk) {
+    if (snapshot->contains(p.tp.topic)) continue;
+    int32_t& n = orphans[p.tp.topic];
+    n = std::max(n, p.tp.partition + 1);
+  }
+  for (const auto& [name, n] : orphans) {
+    if (!model::is_valid_topic_name(name)) {
+      ORDO_LOG_WARN("data dir: partition dirs of '{}' are not a valid topic; ignored", name);
+      continue;
+    }
+    ORDO_LOG_WARN(
+        "topic {}: partition dirs without a registry entry; registered with {} partitions", name,
+        n);
+    ORDO_TRY(b->topics_->put(TopicInfo{name, random_topic_id(), n, {}}));
+  }
+
+  // Every registered partition exists and runs with its topic's settings.
+  std::set<TopicPartition> present;
+  for (const auto& p : on_disk) present.insert(p.tp);
+  for (const auto& [name, t] : *b->topics_->snapshot()) {
+    auto settings = resolve_topic_settings(c, t.configs);
+    if (!settings) {
+      return make_error(Errc::corrupt, "topic {}: {}", name, settings.error().message);
+    }
+    for (int32_t i = 0; i < t.partitions; ++i) {
+      TopicPartition tp{name, i};
+      if (!present.contains(tp)) {
+        ORDO_LOG_WARN("partition {} was missing; created empty", tp.to_string());
+        ORDO_TRY(logs.create_sync(tp, settings->log));
+      } else {
+        auto r = wait_for<void>([&](auto done) { logs.set_config(tp, settings->log, done); });
+        if (!r) ORDO_LOG_ERROR("partition {}: {}", tp.to_string(), r.error().to_string());
+      }
+    }
+  }
+
+  b->controller_work_.emplace(b->controller_.get_executor());
+  b->controller_thread_ = std::thread([ctx = &b->controller_] { ctx->run(); });
+  return b;
+}
+
+void Broker::set_advertised(std::string host, uint16_t port) {
+  advertised_host_ = std::move(host);
+  advertised_port_ = port;
+}
+
+Result<void> Broker::close() {
+  if (controller_work_) {
+    controller_work_.reset();
+    controller_thread_.join();
+  }
+  if (logs_) return logs_->close();
+  return ok();
+}
+
+// ---- dispatch ----
+
+asio::awaitable<HandlerOutcome> Broker::handle(std::vector<uint8_t> frame, ConnectionState& conn) {
+  size_t max_len = size_t(config_.socket_request_max_bytes);
+  auto parsed = protocol::parse_request_header(frame, max_len);
+  if (!parsed) co_return HandlerOutcome{{}, std::move(parsed).error()};
+  Request req{parsed->header, parsed->header.request_api_version, parsed->api, parsed->body, conn};
+  const SupportedApi* api = find_supported(req.header.request_api_key);
+  if (api && req.version >= api->min_version && req.version <= api->max_version) {
+    co_return co_await api->handler(*this, req);
+  }
+  if (req.header.request_api_key == protocol::kApiKeyApiVersions) {
+    // A version this broker does not speak: answer in v0 with UNSUPPORTED_VERSION and the
+    // ranges, so the client can pick one (KIP-511).
+    req.version = 0;
+    co_return co_await Handlers::api_versions(*this, req);
+  }
+  co_return HandlerOutcome{
+      {},
+      make_error(Errc::invalid_argument, "{} v{} is not supported (correlation id {})",
+                 req.api->name, req.version, req.header.correlation_id)};
+}
+
+// ---- ApiVersions ----
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::api_versions(Broker&, Request& req) {
+  protocol::ApiVersionsResponse resp;
+  const SupportedApi* self = find_supported(protocol::kApiKeyApiVersions);
+  if (req.header.request_api_version > self->max_version) {
+    resp.error_code = code(ErrorCode::unsupported_version);
+  }
+  for (const auto& a : kApis) resp.api_keys.push_back({a.key, a.min_version, a.max_version, {}});
+  co_return respond(req, resp);
+}
+
+// ---- Metadata ----
+
+asio::awaitable<void> Broker::Handlers::auto_create(Broker& b, std::vector<std::string> names) {
+  auto op0 = run_on<int>(controller(b), [&b, names] {
+    for (const auto& name : names) {
+      auto r = create_topic(b, name, b.config_.num_partitions, {}, false);
+      if (r.error == ErrorCode::none) {
+        ORDO_LOG_INFO("topic {}: auto-created with {} partitions", name, r.topic.partitions);
+      }
+    }
+    return 0;
+  });
+  co_await std::move(op0);
+}
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::metadata(Broker& b, Request& req) {
+  auto body = decode_body<protocol::MetadataRequest>(req, b.config_.socket_request_max_bytes);
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  const int16_t v = req.version;
+  // v0: an empty list means every topic; v1+: null means every topic.
+  bool all = !body->topics || (v == 0 && body->topics->empty());
+  bool may_create = b.config_.auto_create_topics && (v < 4 || body->allow_auto_topic_creation);
+
+  auto topics = b.topics_->snapshot();
+  if (!all && may_create) {
+    std::vector<std::string> missing;
+    for (const auto& t : *body->topics) {
+      if (t.name && !topics->contains(*t.name) && model::is_valid_topic_name(*t.name)) {
+        missing.push_back(*t.name);
+      }
+    }
+    if (!missing.empty()) {
+      co_await auto_create(b, std::move(missing));
+      topics = b.topics_->snapshot();
+    }
+  }
+
+  protocol::MetadataResponse resp;
+  resp.brokers.push_back(
+      {b.config_.node_id, b.advertised_host_, int32_t(b.advertised_port_), std::nullopt, {}});
+  resp.cluster_id = b.config_.cluster_id;
+  resp.controller_id = b.config_.node_id;
+  auto describe = [&](const TopicInfo& t) {
+    protocol::MetadataResponse::MetadataResponseTopic out;
+    out.name = t.name;
+    out.topic_id = t.id;
+    for (int32_t i = 0; i < t.partitions; ++i) {
+      protocol::MetadataResponse::MetadataResponsePartition p;
+      p.partition_index = i;
+      p.leader_id = b.config_.node_id;
+      p.leader_epoch = 0;
+      p.replica_nodes = {b.config_.node_id};
+      p.isr_nodes = {b.config_.node_id};
+      out.partitions.push_back(std::move(p));
+    }
+    return out;
+  };
+  if (all) {
+    for (const auto& [name, t] : *topics) resp.topics.push_back(describe(t));
+  } else {
+    for (const auto& want : *body->topics) {
+      const TopicInfo* found = nullptr;
+      if (want.name) {
+        found = b.topics_->find(*topics, *want.name);
+      } else {
+        for (const auto& [name, t] : *topics) {
+          if (t.id == want.topic_id) found = &t;
+        }
+      }
+      if (found) {
+        resp.topics.push_back(describe(*found));
+        continue;
+      }
+      protocol::MetadataResponse::MetadataResponseTopic out;
+      out.name = want.name;
+      out.topic_id = want.topic_id;
+      if (!want.name) {
+        out.error_code = code(ErrorCode::unknown_topic_id);
+      } else if (!model::is_valid_topic_name(*want.name)) {
+        out.error_code = code(ErrorCode::invalid_topic_exception);
+      } else {
+        out.error_code = code(ErrorCode::unknown_topic_or_partition);
+      }
+      resp.topics.push_back(std::move(out));
+    }
+  }
+  co_return respond(req, resp);
+}
+
+}  // namespace ordo::broker

@@ -1,0 +1,97 @@
+#pragma once
+// The broker: Kafka requests in, responses out. It knows nothing of sockets (server.h owns
+// those): handle() takes one request frame and produces the response frame's chunks.
+//
+// Threads: handle() runs on the calling connection's executor (a network thread). Partition
+// reads and writes go to the LogManager's shard threads (the single writer of each
+// partition); topic changes (create, delete, partitions, configs) run one at a time on the
+// broker's controller thread, which persists them in the TopicRegistry before they are seen.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <asio/awaitable.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "base/result.h"
+#include "broker/config.h"
+#include "broker/topics.h"
+#include "protocol/codec.h"
+#include "storage/log_manager.h"
+
+namespace ordo::broker {
+
+// One response frame: the size prefix and the encoded header and body, with file ranges
+// (fetched log bytes) as separate chunks for sendfile.
+struct ResponseFrame {
+  std::vector<protocol::Chunk> chunks;
+  size_t size = 0;  // total bytes, prefix included
+};
+
+// What a handler returns: a response, no response (Produce with acks=0), or an error that
+// closes the connection (a malformed request).
+struct HandlerOutcome {
+  std::optional<ResponseFrame> response;
+  std::optional<Error> close;  // set: log it, close the connection
+};
+
+// Per-connection state the handlers need.
+struct ConnectionState {
+  std::string peer;  // "host:port", for log lines
+  // Produce requests of one connection reach the partition writers in arrival order: each
+  // takes a ticket when it arrives and submits its appends when it is its turn.
+  uint64_t produce_tickets = 0;
+  uint64_t produce_turn = 0;
+  std::unique_ptr<asio::steady_timer> produce_wakeup;  // cancelled when the turn moves
+};
+
+class PartitionWaiters;
+
+class Broker {
+ public:
+  // Opens the data dir (logs and topic registry), finishes unfinished topic deletions and
+  // registers partition dirs that the registry does not know as topics.
+  static Result<std::unique_ptr<Broker>> open(BrokerConfig config);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // Where clients are told to connect (Metadata, DescribeCluster); set by the server once it
+  // has bound its port.
+  void set_advertised(std::string host, uint16_t port);
+
+  asio::awaitable<HandlerOutcome> handle(std::vector<uint8_t> frame, ConnectionState& conn);
+
+  // Closes every log cleanly (after the server has finished its in-flight requests).
+  Result<void> close();
+
+  const BrokerConfig& config() const { return config_; }
+  storage::LogManager& logs() { return *logs_; }
+  TopicRegistry& topics() { return *topics_; }
+
+  // Internal to the module (handlers.h).
+  struct Request;
+  struct Handlers;
+
+ private:
+  explicit Broker(BrokerConfig config);
+  friend struct Handlers;
+
+  BrokerConfig config_;
+  std::string advertised_host_;
+  uint16_t advertised_port_ = 0;
+  std::unique_ptr<TopicRegistry> topics_;
+  std::unique_ptr<PartitionWaiters> waiters_;
+  std::unique_ptr<storage::LogManager> logs_;
+  asio::io_context controller_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> controller_work_;
+  std::thread controller_thread_;
+};
+
+}  // namespace ordo::broker

@@ -1,0 +1,74 @@
+#pragma once
+// The broker's settings: defaults, a TOML file, ORDO_* environment variables and command-line
+// flags, applied in that order (a later source wins). Names follow Kafka's broker configs
+// where Kafka has one (num.partitions, message.max.bytes, log.retention.ms, ...); the same
+// dotted name is a TOML key path and, upper-cased with '.' -> '_', an environment variable
+// with the ORDO_ prefix (log.retention.ms -> ORDO_LOG_RETENTION_MS). docs/configuration.md
+// lists every setting.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "storage/config.h"
+
+namespace ordo::broker {
+
+struct BrokerConfig {
+  std::string data_dir = "./data";        // data.dir
+  std::string listen_host = "127.0.0.1";  // listen = "HOST:PORT"
+  uint16_t listen_port = 9092;
+  std::string advertised_host;                       // advertised.listen; empty: listen's
+  uint16_t advertised_port = 0;                      // 0: the bound port
+  int32_t node_id = 0;                               // node.id
+  std::string cluster_id = "ordo-cluster";           // cluster.id
+  int network_threads = 1;                           // network.threads
+  int shards = 1;                                    // shards (storage writer threads)
+  int flush_threads = 2;                             // flush.threads
+  bool auto_create_topics = true;                    // auto.create.topics.enable
+  int32_t num_partitions = 1;                        // num.partitions
+  int64_t message_max_bytes = 1048588;               // message.max.bytes
+  int64_t socket_request_max_bytes = 104857600;      // socket.request.max.bytes
+  int64_t connection_max_inflight_bytes = 64 << 20;  // connection.max.inflight.bytes
+  int32_t connection_max_inflight_requests = 1000;   // connection.max.inflight.requests
+  bool truncate_corrupt = false;                     // log.truncate.corrupt
+  // log.flush.mode (none|interval|durable), log.flush.interval.ms, log.segment.bytes,
+  // log.segment.ms, log.retention.ms, log.retention.bytes, log.index.interval.bytes,
+  // log.preallocate.mode (none|zero_fill), log.preallocate.bytes: the defaults of every topic.
+  // (Not Kafka's log.preallocate: a TOML key cannot be both a value and the table that holds
+  // log.preallocate.bytes.)
+  storage::LogConfig log;
+
+  Result<void> validate() const;
+};
+
+// name=value pairs from the command line (--set name=value), applied last.
+using ConfigOverrides = std::vector<std::pair<std::string, std::string>>;
+
+// Builds the configuration: defaults, then the TOML file (when path is not empty; unknown keys
+// are an error naming the key), then env (ORDO_* entries only; others ignored; an ORDO_ name
+// that matches no setting is an error, except the few read elsewhere such as ORDO_LOG_LEVEL),
+// then overrides. Values are validated (ranges, enum names, HOST:PORT), then validate() runs;
+// the error names the setting and the source (file:line, env, flag).
+Result<BrokerConfig> load_config(std::string_view path,
+                                 const std::map<std::string, std::string>& env,
+                                 const ConfigOverrides& overrides);
+
+// Sets one setting by its dotted name from a string value (what env and --set use).
+Result<void> set_config_value(BrokerConfig& c, std::string_view name, std::string_view value);
+
+// The current environment's ORDO_* variables.
+std::map<std::string, std::string> ordo_environment();
+
+// Every setting: name, current value as text, one-line description (for --help and docs).
+struct ConfigSettingInfo {
+  std::string name;
+  std::string value;
+  std::string description;
+};
+std::vector<ConfigSettingInfo> describe_config(const BrokerConfig& c);
+
+}  // namespace ordo::broker

@@ -1,0 +1,213 @@
+// Fetch (sessionless, long poll) and ListOffsets.
+
+#include <atomic>
+
+#include "broker/handlers.h"
+#include "protocol/messages/fetch_request.h"
+#include "protocol/messages/fetch_response.h"
+#include "protocol/messages/list_offsets_request.h"
+#include "protocol/messages/list_offsets_response.h"
+
+namespace ordo::broker {
+
+namespace {
+
+using FetchPartitionData = protocol::FetchResponse::PartitionData;
+
+struct FetchItem {
+  size_t topic_index = 0;
+  model::TopicPartition tp;
+  int64_t offset = 0;
+  int32_t max_bytes = 0;
+  bool known = false;
+  Result<storage::ReadResult> result = make_error(Errc::not_found, "not read");
+};
+
+// Reads every known partition at once (each on its shard) and resumes when all are back.
+asio::awaitable<void> read_all(storage::LogManager& logs, std::vector<FetchItem>& items,
+                               int8_t isolation_level) {
+  (void)isolation_level;  // no transactions yet: the last stable offset is the high watermark
+  co_await on_callback<int>([&](auto done) {
+    auto remaining = std::make_shared<std::atomic<size_t>>(1);
+    auto finish_one = [remaining, done]() mutable {
+      if (remaining->fetch_sub(1) == 1) done(0);
+    };
+    for (auto& item : items) {
+      if (!item.known) continue;
+      remaining->fetch_add(1);
+      storage::ReadOptions o;
+      o.start = Offset(item.offset);
+      o.max_bytes = item.max_bytes;
+      o.min_one_batch = true;
+      logs.read(item.tp, o, [&item, finish_one](Result<storage::ReadResult> r) mutable {
+        item.result = std::move(r);
+        finish_one();
+      });
+    }
+    finish_one();
+  });
+}
+
+}  // namespace
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req) {
+  auto body = decode_body<protocol::FetchRequest>(req, b.config_.socket_request_max_bytes);
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  protocol::FetchResponse resp;
+  // Sessions (KIP-227) are not kept: session id 0 in the response tells the client to send
+  // full requests. A request naming a session gets FETCH_SESSION_ID_NOT_FOUND.
+  if (body->session_id != 0) {
+    resp.error_code = code(ErrorCode::fetch_session_id_not_found);
+    co_return respond(req, resp);
+  }
+
+  auto topics = b.topics_->snapshot();
+  std::vector<FetchItem> items;
+  for (size_t ti = 0; ti < body->topics.size(); ++ti) {
+    const auto& t = body->topics[ti];
+    const TopicInfo* info = b.topics_->find(*topics, t.topic);
+    for (const auto& p : t.partitions) {
+      FetchItem item;
+      item.topic_index = ti;
+      item.tp = {t.topic, p.partition};
+      item.offset = p.fetch_offset;
+      item.max_bytes = std::max(p.partition_max_bytes, 0);
+      item.known = info && p.partition >= 0 && p.partition < info->partitions;
+      items.push_back(std::move(item));
+    }
+  }
+
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(body->max_wait_ms, 0));
+  const int64_t max_bytes = std::max(body->max_bytes, 0);
+  auto executor = co_await asio::this_coro::executor;
+  while (true) {
+    // Registered before reading, so that an append landing during the read is not missed.
+    auto waiter = std::make_shared<PartitionWaiters::Waiter>(executor);
+    for (const auto& item : items) {
+      if (item.known) waiters(b).add(item.tp, waiter);
+    }
+    co_await read_all(*b.logs_, items, body->isolation_level);
+    int64_t total = 0;
+    bool error = false;
+    for (const auto& item : items) {
+      if (!item.known || !item.result) {
+        error = true;
+      } else {
+        total += item.result->slice.size;
+      }
+    }
+    bool done = error || total >= body->min_bytes || std::chrono::steady_clock::now() >= deadline;
+    if (!done && !waiter->notified) {
+      waiter->timer.expires_at(deadline);
+      asio::error_code ec;
+      co_await waiter->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    for (const auto& item : items) {
+      if (item.known) waiters(b).remove(item.tp, waiter);
+    }
+    if (done) break;
+  }
+
+  // The response: partitions in request order, at most max_bytes of records in all except
+  // that the first partition with data always gets its first batch (KIP-74).
+  int64_t used = 0;
+  for (const auto& t : body->topics) resp.responses.push_back({t.topic, t.topic_id, {}, {}});
+  for (auto& item : items) {
+    FetchPartitionData out;
+    out.partition_index = item.tp.partition;
+    if (!item.known) {
+      out.error_code = code(ErrorCode::unknown_topic_or_partition);
+      out.high_watermark = -1;
+    } else if (!item.result) {
+      out.error_code = code(error_code_for(item.result.error()));
+      out.high_watermark = -1;
+    } else {
+      const storage::ReadResult& r = *item.result;
+      out.high_watermark = r.high_watermark.value();
+      out.last_stable_offset = r.high_watermark.value();
+      out.log_start_offset = r.log_start_offset.value();
+      if (body->isolation_level == 1) out.aborted_transactions.emplace();
+      const storage::FileSlice& s = r.slice;
+      if (s.size > 0 && (used == 0 || used + s.size <= max_bytes)) {
+        out.records = protocol::Records::file({s.file, s.position, s.size});
+        used += s.size;
+      } else {
+        out.records = protocol::Records::owned({});
+      }
+    }
+    resp.responses[item.topic_index].partitions.push_back(std::move(out));
+  }
+  co_return respond(req, resp);
+}
+
+// ---- ListOffsets ----
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::list_offsets(Broker& b, Request& req) {
+  auto body = decode_body<protocol::ListOffsetsRequest>(req, b.config_.socket_request_max_bytes);
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  using PartResp = protocol::ListOffsetsResponse::ListOffsetsPartitionResponse;
+  protocol::ListOffsetsResponse resp;
+  auto topics = b.topics_->snapshot();
+  for (const auto& t : body->topics) {
+    auto& tout = resp.topics.emplace_back();
+    tout.name = t.name;
+    const TopicInfo* info = b.topics_->find(*topics, t.name);
+    for (const auto& p : t.partitions) {
+      PartResp out;
+      out.partition_index = p.partition_index;
+      if (!info || p.partition_index < 0 || p.partition_index >= info->partitions) {
+        out.error_code = code(ErrorCode::unknown_topic_or_partition);
+        tout.partitions.push_back(std::move(out));
+        continue;
+      }
+      const int64_t target = p.timestamp;
+      model::TopicPartition tp{t.name, p.partition_index};
+      out = co_await on_callback<PartResp>([&](auto done) {
+        b.logs_->with_log(tp, [out, target, done](Result<storage::PartitionLog*> log) mutable {
+          if (!log) {
+            out.error_code = code(error_code_for(log.error()));
+            return done(out);
+          }
+          storage::PartitionLog& l = **log;
+          const int64_t hw = l.high_watermark().value();
+          if (target == -2) {  // earliest
+            out.offset = l.log_start_offset().value();
+          } else if (target == -1) {  // latest (the last stable offset: no transactions yet)
+            out.offset = hw;
+          } else if (target == -3) {  // the record with the largest timestamp
+            auto m = l.max_timestamp_offset();
+            if (!m) {
+              out.error_code = code(error_code_for(m.error()));
+            } else if (*m && (*m)->offset.value() < hw) {
+              out.offset = (*m)->offset.value();
+              out.timestamp = (*m)->timestamp;
+            }
+          } else if (target < 0) {
+            out.error_code = code(ErrorCode::invalid_request);
+          } else {
+            auto m = l.offset_for_timestamp(target);
+            if (!m) {
+              out.error_code = code(error_code_for(m.error()));
+            } else if (*m && (*m)->offset.value() < hw) {
+              out.offset = (*m)->offset.value();
+              out.timestamp = (*m)->timestamp;
+            }
+          }
+          done(out);
+        });
+      });
+      if (out.error_code == 0) {
+        out.leader_epoch = 0;
+        if (req.version == 0) {
+          // v0 answers with a list of offsets; an offset of -1 means none.
+          if (out.offset >= 0 && p.max_num_offsets > 0) out.old_style_offsets = {out.offset};
+        }
+      }
+      tout.partitions.push_back(std::move(out));
+    }
+  }
+  co_return respond(req, resp);
+}
+
+}  // namespace ordo::broker

@@ -1,0 +1,131 @@
+#pragma once
+// Internal to the broker module: the request handlers and what they share.
+
+#include <chrono>
+#include <mutex>
+#include <span>
+#include <unordered_map>
+
+#include <asio/redirect_error.hpp>
+#include <asio/this_coro.hpp>
+
+#include "base/coding.h"
+#include "base/log.h"
+#include "broker/async.h"
+#include "broker/broker.h"
+#include "protocol/api.h"
+#include "protocol/errors.h"
+#include "protocol/header.h"
+
+namespace ordo::broker {
+
+using protocol::ErrorCode;
+
+struct Broker::Request {
+  protocol::RequestHeader header;
+  int16_t version = 0;
+  const protocol::ApiInfo* api = nullptr;
+  std::span<const uint8_t> body;
+  ConnectionState& conn;
+};
+
+// Encodes a response with its size prefix.
+template <typename Resp>
+ResponseFrame frame_response(int32_t correlation_id, int16_t version, const Resp& body) {
+  protocol::Writer w;
+  w.write(int32_t(0));
+  protocol::encode_response(w, correlation_id, version, body);
+  ResponseFrame f;
+  f.size = w.size();
+  f.chunks = w.finish();
+  auto& first = std::get<std::vector<uint8_t>>(f.chunks.front());
+  store_be32(first.data(), uint32_t(f.size - 4));
+  return f;
+}
+
+template <typename Resp>
+HandlerOutcome respond(const Broker::Request& req, const Resp& body) {
+  return HandlerOutcome{frame_response(req.header.correlation_id, req.version, body), {}};
+}
+
+// Decodes a request body; an error closes the connection.
+template <typename Req>
+Result<Req> decode_body(const Broker::Request& req, size_t max_length) {
+  Req body;
+  protocol::Reader r(req.body, max_length);
+  if (auto d = body.decode(r, req.version); !d) return std::move(d).error();
+  return body;
+}
+
+// Storage errors as Kafka error codes.
+ErrorCode error_code_for(const Error& e);
+
+// Wakes long-polling fetches when a partition's high watermark moves. notify() runs on shard
+// threads; waiters live on network threads and are woken on their own executor.
+class PartitionWaiters {
+ public:
+  struct Waiter {
+    asio::steady_timer timer;
+    bool notified = false;  // touched only on the waiter's executor
+    explicit Waiter(asio::any_io_executor ex) : timer(ex) {}
+  };
+
+  void add(const model::TopicPartition& tp, const std::shared_ptr<Waiter>& w);
+  void remove(const model::TopicPartition& tp, const std::shared_ptr<Waiter>& w);
+  void notify(const model::TopicPartition& tp);
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<model::TopicPartition, std::vector<std::weak_ptr<Waiter>>> by_tp_;
+};
+
+struct Broker::Handlers {
+  static asio::awaitable<HandlerOutcome> api_versions(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> metadata(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> produce(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> fetch(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> list_offsets(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> create_topics(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> delete_topics(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> create_partitions(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> describe_configs(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> alter_configs(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> incremental_alter_configs(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> delete_records(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> describe_cluster(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> describe_log_dirs(Broker& b, Request& req);
+
+  // Controller-thread operations (blocking; run through run_on(controller)).
+  struct CreateResult {
+    ErrorCode error = ErrorCode::none;
+    std::string message;
+    TopicInfo topic;
+  };
+  static CreateResult create_topic(Broker& b, const std::string& name, int32_t partitions,
+                                   const std::map<std::string, std::string>& configs,
+                                   bool validate_only);
+  static std::pair<ErrorCode, std::string> delete_topic(Broker& b, const std::string& name);
+  static std::pair<ErrorCode, std::string> set_partitions(Broker& b, const std::string& name,
+                                                          int32_t count, bool validate_only);
+  static std::pair<ErrorCode, std::string> set_topic_configs(
+      Broker& b, const std::string& name, std::map<std::string, std::string> configs,
+      bool validate_only);
+
+  // Ensures the named topics exist (auto-creation from Metadata); on the controller thread.
+  static asio::awaitable<void> auto_create(Broker& b, std::vector<std::string> names);
+  static asio::any_io_executor controller(Broker& b) { return b.controller_.get_executor(); }
+  static PartitionWaiters& waiters(Broker& b) { return *b.waiters_; }
+  static const std::string& advertised_host(Broker& b) { return b.advertised_host_; }
+  static uint16_t advertised_port(Broker& b) { return b.advertised_port_; }
+};
+
+// The APIs this broker answers, with the version ranges it advertises in ApiVersions.
+struct SupportedApi {
+  int16_t key;
+  int16_t min_version;
+  int16_t max_version;
+  asio::awaitable<HandlerOutcome> (*handler)(Broker&, Broker::Request&);
+};
+std::span<const SupportedApi> supported_apis();
+
+}  // namespace ordo::broker

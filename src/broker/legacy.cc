@@ -1,0 +1,94 @@
+#include "broker/legacy.h"
+
+#include <array>
+#include <optional>
+#include <string>
+
+#include "base/coding.h"
+#include "model/record_batch.h"
+
+namespace ordo::broker {
+
+namespace {
+
+constexpr std::array<uint32_t, 256> make_table() {
+  std::array<uint32_t, 256> t{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    t[i] = c;
+  }
+  return t;
+}
+constexpr auto kTable = make_table();
+
+// A length-prefixed (int32, -1 = null) byte string.
+Result<std::optional<std::string>> read_bytes(std::span<const uint8_t>& in) {
+  if (in.size() < 4) return make_error(Errc::corrupt, "legacy message: truncated length");
+  int32_t n = int32_t(load_be32(in.data()));
+  in = in.subspan(4);
+  if (n < 0) return std::optional<std::string>();
+  if (size_t(n) > in.size())
+    return make_error(Errc::corrupt, "legacy message: length {} too large", n);
+  std::string s(reinterpret_cast<const char*>(in.data()), size_t(n));
+  in = in.subspan(size_t(n));
+  return std::optional<std::string>(std::move(s));
+}
+
+}  // namespace
+
+uint32_t crc32_ieee(std::span<const uint8_t> data) {
+  uint32_t c = 0xFFFFFFFFu;
+  for (uint8_t b : data) c = kTable[(c ^ b) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+Result<std::vector<uint8_t>> upconvert_legacy_message_set(std::span<const uint8_t> data,
+                                                          int64_t now_ms) {
+  model::RecordBatchBuilder builder;
+  constexpr size_t kLogOverhead = 12;  // offset + message size
+  while (!data.empty()) {
+    if (data.size() < kLogOverhead) {
+      // A partial trailing message is allowed by the old protocol (fetch truncation); a produce
+      // request should not have one, but it carries no data either.
+      break;
+    }
+    int32_t size = int32_t(load_be32(data.data() + 8));
+    if (size < 14 || size_t(size) > data.size() - kLogOverhead) {
+      return make_error(Errc::corrupt, "legacy message: size {} out of range", size);
+    }
+    std::span<const uint8_t> msg = data.subspan(kLogOverhead, size_t(size));
+    data = data.subspan(kLogOverhead + size_t(size));
+    uint32_t crc = load_be32(msg.data());
+    if (crc32_ieee(msg.subspan(4)) != crc) {
+      return make_error(Errc::corrupt, "legacy message: CRC mismatch");
+    }
+    int8_t magic = int8_t(msg[4]);
+    uint8_t attributes = msg[5];
+    if (magic != 0 && magic != 1)
+      return make_error(Errc::corrupt, "legacy message: magic {}", magic);
+    if (attributes & 0x07) {
+      return make_error(Errc::invalid_argument,
+                        "compressed legacy message sets are not supported; use record batches "
+                        "(produce v3+)");
+    }
+    std::span<const uint8_t> rest = msg.subspan(6);
+    int64_t ts = -1;
+    if (magic == 1) {
+      if (rest.size() < 8) return make_error(Errc::corrupt, "legacy message: truncated timestamp");
+      ts = int64_t(load_be64(rest.data()));
+      rest = rest.subspan(8);
+      if (attributes & 0x08) ts = now_ms;
+    }
+    auto key = read_bytes(rest);
+    if (!key) return std::move(key).error();
+    auto value = read_bytes(rest);
+    if (!value) return std::move(value).error();
+    if (!rest.empty()) return make_error(Errc::corrupt, "legacy message: trailing bytes");
+    builder.add(model::RecordInput{std::move(*key), std::move(*value), ts, {}});
+  }
+  if (builder.record_count() == 0) return make_error(Errc::corrupt, "legacy message set is empty");
+  return builder.build();
+}
+
+}  // namespace ordo::broker

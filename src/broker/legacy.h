@@ -1,0 +1,22 @@
+#pragma once
+// The legacy message format (magic 0 and 1, Produce v0-v2) converted to one v2 record batch,
+// which is the only format the log stores.
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "base/result.h"
+
+namespace ordo::broker {
+
+// Converts an uncompressed legacy message set. Errors: Errc::corrupt for a malformed message or
+// a CRC mismatch, Errc::invalid_argument for a compressed (wrapper) message, which this broker
+// does not unpack.
+Result<std::vector<uint8_t>> upconvert_legacy_message_set(std::span<const uint8_t> data,
+                                                          int64_t now_ms);
+
+// CRC-32 (IEEE 802.3, the legacy format's checksum).
+uint32_t crc32_ieee(std::span<const uint8_t> data);
+
+}  // namespace ordo::broker

@@ -1,0 +1,175 @@
+// Produce: validate each partition's batches, hand them to the partition's writer in the order
+// the requests arrived on the connection, answer by acks (0: nothing, 1: written, -1: durable
+// under the topic's flush policy).
+
+#include <atomic>
+
+#include "base/clock.h"
+#include "broker/handlers.h"
+#include "broker/legacy.h"
+#include "model/record_batch.h"
+#include "protocol/messages/produce_request.h"
+#include "protocol/messages/produce_response.h"
+
+namespace ordo::broker {
+
+namespace {
+
+using PartitionResponse = protocol::ProduceResponse::PartitionProduceResponse;
+
+struct PartitionWork {
+  size_t topic_index = 0;
+  model::TopicPartition tp;
+  std::vector<uint8_t> batches;  // validated, ready to append
+  PartitionResponse response;    // filled in when done (or at once on a validation error)
+  bool submit = false;
+};
+
+void fail(PartitionWork& w, ErrorCode e, std::string message) {
+  w.response.error_code = code(e);
+  w.response.base_offset = -1;
+  w.response.error_message = std::move(message);
+}
+
+// Checks a partition's records and copies them into w.batches; sets the error otherwise.
+void validate(PartitionWork& w, std::span<const uint8_t> records, const TopicSettings& settings,
+              int16_t version, int64_t now_ms) {
+  if (records.empty()) {
+    return fail(w, ErrorCode::invalid_record, "no record batch");
+  }
+  // Produce v0-v2 may carry the legacy message format (magic 0 or 1): up-converted to v2.
+  if (records.size() > 16 && records[16] != 2) {
+    if (version >= 3) {
+      return fail(w, ErrorCode::unsupported_for_message_format,
+                  "produce v3+ requires record batches (magic 2)");
+    }
+    auto converted = upconvert_legacy_message_set(records, now_ms);
+    if (!converted) {
+      return fail(w,
+                  converted.error().code == Errc::invalid_argument
+                      ? ErrorCode::unsupported_compression_type
+                      : ErrorCode::corrupt_message,
+                  converted.error().message);
+    }
+    w.batches = std::move(*converted);
+  } else {
+    w.batches.assign(records.begin(), records.end());
+  }
+  std::span<uint8_t> rest(w.batches);
+  while (!rest.empty()) {
+    auto view = model::RecordBatchView::parse(rest, size_t(settings.max_message_bytes) + 1024);
+    if (!view) {
+      return fail(w, ErrorCode::corrupt_message, view.error().message);
+    }
+    if (int64_t(view->size_bytes()) > settings.max_message_bytes) {
+      return fail(w, ErrorCode::message_too_large,
+                  fmt::format("batch of {} bytes exceeds max.message.bytes {}", view->size_bytes(),
+                              settings.max_message_bytes));
+    }
+    if (auto c = view->verify_crc(); !c) {
+      return fail(w, ErrorCode::corrupt_message, c.error().message);
+    }
+    if (view->record_count() <= 0) {
+      return fail(w, ErrorCode::invalid_record, "a batch without records");
+    }
+    if (settings.timestamp_type == model::TimestampType::log_append_time) {
+      model::set_log_append_time(rest.first(view->size_bytes()), now_ms);
+      w.response.log_append_time_ms = now_ms;
+    }
+    rest = rest.subspan(view->size_bytes());
+  }
+  w.submit = true;
+}
+
+}  // namespace
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& req) {
+  auto body = decode_body<protocol::ProduceRequest>(req, b.config_.socket_request_max_bytes);
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  const int16_t acks = body->acks;
+  const int64_t now = SystemClock::instance().now_ms();
+
+  std::vector<PartitionWork> work;
+  auto topics = b.topics_->snapshot();
+  for (size_t ti = 0; ti < body->topic_data.size(); ++ti) {
+    const auto& t = body->topic_data[ti];
+    const TopicInfo* info = b.topics_->find(*topics, t.name);
+    std::optional<TopicSettings> settings;
+    if (info) {
+      auto s = resolve_topic_settings(b.config_, info->configs);
+      if (s) settings = std::move(*s);
+    }
+    for (const auto& p : t.partition_data) {
+      PartitionWork w;
+      w.topic_index = ti;
+      w.tp = {t.name, p.index};
+      w.response.index = p.index;
+      if (acks != 0 && acks != 1 && acks != -1) {
+        fail(w, ErrorCode::invalid_required_acks, "acks must be 0, 1 or -1");
+      } else if (!info || !settings || p.index < 0 || p.index >= info->partitions) {
+        fail(w,
+             model::is_valid_topic_name(t.name) ? ErrorCode::unknown_topic_or_partition
+                                                : ErrorCode::invalid_topic_exception,
+             "unknown topic or partition");
+      } else if (acks == -1 && settings->min_insync_replicas > 1) {
+        fail(w, ErrorCode::not_enough_replicas,
+             fmt::format("min.insync.replicas is {} but this broker is the only replica",
+                         settings->min_insync_replicas));
+      } else if (!p.records) {
+        fail(w, ErrorCode::invalid_record, "null records");
+      } else {
+        validate(w, p.records->bytes(), *settings, req.version, now);
+      }
+      work.push_back(std::move(w));
+    }
+  }
+
+  // Wait for this request's turn on the connection, so that the partition writers see the
+  // connection's produce requests in the order they were sent.
+  ConnectionState& conn = req.conn;
+  const uint64_t ticket = conn.produce_tickets++;
+  while (conn.produce_turn != ticket) {
+    conn.produce_wakeup->expires_at(asio::steady_timer::time_point::max());
+    asio::error_code ec;
+    co_await conn.produce_wakeup->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+
+  storage::AppendOptions options;
+  options.leader_epoch = 0;
+  options.verify_crc = false;  // validate() did
+  options.wait_for_flush = acks == -1;
+  co_await on_callback<int>([&](auto done) {
+    auto remaining = std::make_shared<std::atomic<size_t>>(1);
+    auto finish_one = [remaining, done]() mutable {
+      if (remaining->fetch_sub(1) == 1) done(0);
+    };
+    for (auto& w : work) {
+      if (!w.submit) continue;
+      remaining->fetch_add(1);
+      b.logs_->append(w.tp, std::move(w.batches), options,
+                      [&w, finish_one](Result<storage::AppendResult> r) mutable {
+                        if (r) {
+                          w.response.base_offset = r->first_offset.value();
+                          w.response.log_start_offset = r->log_start_offset.value();
+                        } else {
+                          fail(w, error_code_for(r.error()), r.error().message);
+                        }
+                        finish_one();
+                      });
+    }
+    // Every append of this request is queued at its writer: the next request may go.
+    ++conn.produce_turn;
+    conn.produce_wakeup->cancel();
+    finish_one();
+  });
+
+  if (acks == 0) co_return HandlerOutcome{};
+  protocol::ProduceResponse resp;
+  for (const auto& t : body->topic_data) resp.responses.push_back({t.name, {}, {}});
+  for (auto& w : work) {
+    resp.responses[w.topic_index].partition_responses.push_back(std::move(w.response));
+  }
+  co_return respond(req, resp);
+}
+
+}  // namespace ordo::broker

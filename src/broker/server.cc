@@ -1,0 +1,315 @@
+#include "broker/server.h"
+
+#include <sys/sendfile.h>
+
+#include <deque>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include "base/log.h"
+#include "protocol/frame.h"
+
+namespace ordo::broker {
+
+using asio::ip::tcp;
+
+namespace {
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kMaxIovecs = 64;
+}  // namespace
+
+struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
+  struct Slot {
+    std::optional<HandlerOutcome> outcome;
+    size_t request_bytes = 0;
+  };
+
+  Connection(Server& server, tcp::socket s)
+      : server(server),
+        socket(std::move(s)),
+        decoder(size_t(server.broker_.config().socket_request_max_bytes)),
+        reader_wakeup(socket.get_executor()),
+        writer_wakeup(socket.get_executor()) {
+    asio::error_code ec;
+    auto ep = socket.remote_endpoint(ec);
+    state.peer = ec ? std::string("?") : fmt::format("{}:{}", ep.address().to_string(), ep.port());
+    state.produce_wakeup = std::make_unique<asio::steady_timer>(socket.get_executor());
+    socket.set_option(tcp::no_delay(true), ec);
+  }
+
+  Server& server;
+  tcp::socket socket;
+  ConnectionState state;
+  protocol::FrameDecoder decoder;
+  std::deque<std::shared_ptr<Slot>> queue;
+  asio::steady_timer reader_wakeup;
+  asio::steady_timer writer_wakeup;
+  size_t inflight_bytes = 0;
+  bool reading_done = false;
+  bool closed = false;
+
+  const BrokerConfig& config() const { return server.broker_.config(); }
+
+  static asio::awaitable<void> sleep_until_woken(asio::steady_timer& t) {
+    t.expires_at(asio::steady_timer::time_point::max());
+    asio::error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+
+  bool admit(size_t bytes) const {
+    if (queue.empty()) return true;  // one request is always admitted
+    return queue.size() < size_t(config().connection_max_inflight_requests) &&
+           inflight_bytes + bytes <= size_t(config().connection_max_inflight_bytes);
+  }
+
+  void close(std::string_view why) {
+    if (closed) return;
+    closed = true;
+    if (!why.empty()) ORDO_LOG_WARN("connection {} closed: {}", state.peer, why);
+    asio::error_code ec;
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+    reader_wakeup.cancel();
+    writer_wakeup.cancel();
+  }
+
+  // Stops reading (server stop): the reader sees end of stream, the writer drains the queue.
+  void stop_reading() {
+    asio::error_code ec;
+    socket.shutdown(tcp::socket::shutdown_receive, ec);
+    reader_wakeup.cancel();
+  }
+
+  void dispatch(std::vector<uint8_t> frame) {
+    auto slot = std::make_shared<Slot>();
+    slot->request_bytes = frame.size();
+    inflight_bytes += frame.size();
+    queue.push_back(slot);
+    asio::co_spawn(
+        socket.get_executor(),
+        [self = shared_from_this(), slot,
+         frame = std::move(frame)]() mutable -> asio::awaitable<void> {
+          try {
+            slot->outcome = co_await self->server.broker_.handle(std::move(frame), self->state);
+          } catch (const std::exception& e) {
+            slot->outcome =
+                HandlerOutcome{{}, make_error(Errc::io, "handler failed: {}", e.what())};
+          }
+          self->writer_wakeup.cancel();
+        },
+        asio::detached);
+  }
+
+  asio::awaitable<void> reader() {
+    std::vector<uint8_t> buf(kReadChunk);
+    while (!closed) {
+      asio::error_code ec;
+      size_t n = co_await socket.async_read_some(asio::buffer(buf),
+                                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec || n == 0) break;
+      std::span<const uint8_t> chunk(buf.data(), n);
+      while (!chunk.empty() && !closed) {
+        auto used = decoder.feed(chunk);
+        if (!used) {
+          close(used.error().to_string());
+          break;
+        }
+        chunk = chunk.subspan(*used);
+        if (!decoder.has_frame()) continue;
+        std::vector<uint8_t> frame = decoder.take_frame();
+        while (!closed && !admit(frame.size())) co_await sleep_until_woken(reader_wakeup);
+        if (closed) break;
+        dispatch(std::move(frame));
+      }
+    }
+    reading_done = true;
+    writer_wakeup.cancel();
+  }
+
+  // Writes one response: memory chunks gathered into writev calls, file ranges by sendfile.
+  asio::awaitable<bool> send(const ResponseFrame& r) {
+    size_t i = 0;
+    while (i < r.chunks.size()) {
+      if (const auto* f = std::get_if<protocol::FileRange>(&r.chunks[i])) {
+        if (!co_await send_file(*f)) co_return false;
+        ++i;
+        continue;
+      }
+      std::vector<asio::const_buffer> bufs;
+      while (i < r.chunks.size() && bufs.size() < kMaxIovecs) {
+        const auto* m = std::get_if<std::vector<uint8_t>>(&r.chunks[i]);
+        if (!m) break;
+        bufs.emplace_back(m->data(), m->size());
+        ++i;
+      }
+      asio::error_code ec;
+      co_await asio::async_write(socket, bufs, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return false;
+    }
+    co_return true;
+  }
+
+  asio::awaitable<bool> send_file(const protocol::FileRange& f) {
+    socket.native_non_blocking(true);
+    off_t offset = off_t(f.position);
+    size_t left = size_t(f.size);
+    while (left > 0) {
+      ssize_t n = ::sendfile(socket.native_handle(), f.file->fd(), &offset, left);
+      if (n > 0) {
+        left -= size_t(n);
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        asio::error_code ec;
+        co_await socket.async_wait(tcp::socket::wait_write,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return false;
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else {
+        // n == 0: the file is shorter than the range (truncated since the read); the response
+        // cannot be completed, so the connection goes.
+        ORDO_LOG_WARN("connection {}: sendfile stopped with {} bytes left: {}", state.peer, left,
+                      n < 0 ? std::strerror(errno) : "end of file");
+        co_return false;
+      }
+    }
+    co_return true;
+  }
+
+  asio::awaitable<void> writer() {
+    while (true) {
+      if (queue.empty()) {
+        if (reading_done || closed) break;
+        co_await sleep_until_woken(writer_wakeup);
+        continue;
+      }
+      auto slot = queue.front();
+      if (!slot->outcome) {
+        if (closed) break;
+        co_await sleep_until_woken(writer_wakeup);
+        continue;
+      }
+      if (slot->outcome->close) {
+        close(slot->outcome->close->to_string());
+        break;
+      }
+      if (slot->outcome->response && !closed) {
+        if (!co_await send(*slot->outcome->response)) {
+          close("");
+          break;
+        }
+      }
+      queue.pop_front();
+      inflight_bytes -= slot->request_bytes;
+      reader_wakeup.cancel();
+    }
+    // Requests still being handled finish on their own; their responses are dropped.
+    close("");
+  }
+};
+
+Server::Server(Broker& broker) : broker_(broker) {}
+
+Server::~Server() {
+  stop(0);
+}
+
+Result<uint16_t> Server::start() {
+  ORDO_ASSERT(!started_);
+  const BrokerConfig& c = broker_.config();
+  for (int i = 0; i < c.network_threads; ++i) {
+    contexts_.push_back(std::make_unique<asio::io_context>(1));
+    work_.emplace_back(contexts_.back()->get_executor());
+  }
+  asio::error_code ec;
+  auto address = asio::ip::make_address(c.listen_host, ec);
+  if (ec) {
+    // A host name: resolve it.
+    tcp::resolver resolver(*contexts_[0]);
+    auto results = resolver.resolve(c.listen_host, std::to_string(c.listen_port), ec);
+    if (ec || results.empty()) {
+      return make_error(Errc::invalid_argument, "cannot resolve listen host {}: {}", c.listen_host,
+                        ec.message());
+    }
+    address = results.begin()->endpoint().address();
+  }
+  tcp::endpoint ep(address, c.listen_port);
+  acceptor_ = std::make_unique<tcp::acceptor>(*contexts_[0]);
+  acceptor_->open(ep.protocol(), ec);
+  if (!ec) acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(ep, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return make_error(Errc::io, "listen on {}:{}: {}", c.listen_host, c.listen_port, ec.message());
+  }
+  uint16_t port = acceptor_->local_endpoint().port();
+  asio::co_spawn(*contexts_[0], accept_loop(), asio::detached);
+  for (auto& ctx : contexts_) {
+    threads_.emplace_back([ctx = ctx.get()] { ctx->run(); });
+  }
+  started_ = true;
+  return port;
+}
+
+asio::awaitable<void> Server::accept_loop() {
+  while (!stopping_.load()) {
+    auto& ctx = *contexts_[next_context_++ % contexts_.size()];
+    asio::error_code ec;
+    tcp::socket socket =
+        co_await acceptor_->async_accept(ctx, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (stopping_.load() || ec == asio::error::operation_aborted) break;
+      ORDO_LOG_WARN("accept: {}", ec.message());
+      continue;
+    }
+    auto conn = std::make_shared<Connection>(*this, std::move(socket));
+    {
+      std::lock_guard lock(mu_);
+      std::erase_if(live_, [](const auto& w) { return w.expired(); });
+      live_.push_back(conn);
+    }
+    connections_.fetch_add(1);
+    asio::co_spawn(
+        ctx,
+        [this, conn]() -> asio::awaitable<void> {
+          asio::co_spawn(conn->socket.get_executor(), conn->reader(), asio::detached);
+          co_await conn->writer();
+          connections_.fetch_sub(1);
+        },
+        asio::detached);
+  }
+}
+
+void Server::stop(int64_t drain_timeout_ms) {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  stopping_.store(true);
+  asio::post(*contexts_[0], [this] {
+    asio::error_code ec;
+    acceptor_->close(ec);
+  });
+  {
+    std::lock_guard lock(mu_);
+    for (auto& w : live_) {
+      if (auto c = w.lock()) asio::post(c->socket.get_executor(), [c] { c->stop_reading(); });
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(drain_timeout_ms);
+  while (connections_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (connections_.load() > 0) {
+    ORDO_LOG_WARN("stop: {} connections still busy after {} ms; closing them", connections_.load(),
+                  drain_timeout_ms);
+  }
+  work_.clear();
+  for (auto& ctx : contexts_) ctx->stop();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+}  // namespace ordo::broker
