@@ -163,7 +163,20 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
     finish_one();
   });
 
-  if (acks == 0) co_return HandlerOutcome{};
+  if (acks == 0) {
+    // No response to carry the error: like Kafka, close the connection so that the client
+    // notices (it refreshes metadata and reconnects).
+    for (const auto& w : work) {
+      if (w.response.error_code != 0) {
+        co_return HandlerOutcome{
+            {},
+            make_error(Errc::invalid_argument, "acks=0 produce to {} failed: error {} ({})",
+                       w.tp.to_string(), w.response.error_code,
+                       w.response.error_message.value_or(""))};
+      }
+    }
+    co_return HandlerOutcome{};
+  }
   protocol::ProduceResponse resp;
   for (const auto& t : body->topic_data) resp.responses.push_back({t.name, {}, {}});
   for (auto& w : work) {

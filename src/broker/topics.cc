@@ -233,9 +233,14 @@ Result<void> TopicRegistry::decode(std::string_view text, TopicMap& topics,
     return make_error(Errc::corrupt, "bad checksum line");
   }
   uint32_t want = 0;
-  auto [p, ec] = std::from_chars(crc_line.data(), crc_line.data() + 8, want, 16);
-  if (ec != std::errc() || p != crc_line.data() + 8) {
-    return make_error(Errc::corrupt, "bad checksum line");
+  for (char c : crc_line.substr(0, 8)) {  // lower-case hex exactly as written
+    if (c >= '0' && c <= '9') {
+      want = want << 4 | uint32_t(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      want = want << 4 | uint32_t(c - 'a' + 10);
+    } else {
+      return make_error(Errc::corrupt, "bad checksum line");
+    }
   }
   std::string_view body = text.substr(0, crc_at);
   if (crc32c(0, body.data(), body.size()) != want) {

@@ -1,0 +1,530 @@
+// The broker's request handling, in process: requests are encoded with the generated codec,
+// handled by Broker::handle on a local io_context, and the responses decoded again.
+
+#include "broker/broker.h"
+
+#include <gtest/gtest.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "base/clock.h"
+#include "base/coding.h"
+#include "broker/legacy.h"
+#include "model/record_batch.h"
+#include "protocol/errors.h"
+#include "protocol/header.h"
+#include "protocol/messages/api_versions_request.h"
+#include "protocol/messages/api_versions_response.h"
+#include "protocol/messages/create_partitions_request.h"
+#include "protocol/messages/create_partitions_response.h"
+#include "protocol/messages/create_topics_request.h"
+#include "protocol/messages/create_topics_response.h"
+#include "protocol/messages/delete_records_request.h"
+#include "protocol/messages/delete_records_response.h"
+#include "protocol/messages/delete_topics_request.h"
+#include "protocol/messages/delete_topics_response.h"
+#include "protocol/messages/describe_configs_request.h"
+#include "protocol/messages/describe_configs_response.h"
+#include "protocol/messages/fetch_request.h"
+#include "protocol/messages/fetch_response.h"
+#include "protocol/messages/incremental_alter_configs_request.h"
+#include "protocol/messages/incremental_alter_configs_response.h"
+#include "protocol/messages/list_offsets_request.h"
+#include "protocol/messages/list_offsets_response.h"
+#include "protocol/messages/metadata_request.h"
+#include "protocol/messages/metadata_response.h"
+#include "protocol/messages/produce_request.h"
+#include "protocol/messages/produce_response.h"
+#include "storage/tests/test_util.h"
+
+namespace ordo::broker {
+namespace {
+
+using protocol::ErrorCode;
+using storage::testing::TempDir;
+
+int16_t ec(ErrorCode e) {
+  return protocol::code(e);
+}
+
+class BrokerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { open(); }
+
+  void open(bool auto_create = true) {
+    BrokerConfig c;
+    c.data_dir = tmp.path() + "/data";
+    c.listen_port = 9092;
+    c.auto_create_topics = auto_create;
+    c.log.flush_mode = storage::FlushMode::none;
+    auto b = Broker::open(c);
+    ASSERT_TRUE(b) << b.error().to_string();
+    broker = std::move(*b);
+    conn.produce_wakeup = std::make_unique<asio::steady_timer>(io);
+  }
+
+  void reopen(bool auto_create = true) {
+    ASSERT_TRUE(broker->close());
+    broker.reset();
+    open(auto_create);
+  }
+
+  // Sends raw request bytes (header + body, no size prefix).
+  HandlerOutcome raw(std::vector<uint8_t> frame) {
+    std::optional<HandlerOutcome> out;
+    asio::co_spawn(io, broker->handle(std::move(frame), conn),
+                   [&](std::exception_ptr e, HandlerOutcome o) {
+                     if (e) std::rethrow_exception(e);
+                     out = std::move(o);
+                   });
+    io.run();
+    io.restart();
+    EXPECT_TRUE(out.has_value());
+    return out ? std::move(*out) : HandlerOutcome{};
+  }
+
+  template <typename Req>
+  std::vector<uint8_t> encode(const Req& req, int16_t version) {
+    protocol::RequestHeader h;
+    h.request_api_key = Req::kApiKey;
+    h.request_api_version = version;
+    h.correlation_id = ++correlation;
+    h.client_id = "test";
+    protocol::Writer w;
+    protocol::encode_request(w, h, req);
+    return protocol::flatten(w.finish()).value();
+  }
+
+  template <typename Resp>
+  Resp decode(const HandlerOutcome& o, int16_t version) {
+    EXPECT_FALSE(o.close) << (o.close ? o.close->to_string() : "");
+    EXPECT_TRUE(o.response);
+    if (!o.response) return Resp{};
+    auto bytes = protocol::flatten(o.response->chunks).value();
+    EXPECT_EQ(bytes.size(), o.response->size);
+    EXPECT_EQ(load_be32(bytes.data()), bytes.size() - 4);
+    protocol::Reader r(std::span<const uint8_t>(bytes).subspan(4));
+    protocol::ResponseHeader h;
+    const auto* api = protocol::find_api(Resp::kApiKey);
+    EXPECT_TRUE(h.decode(r, protocol::response_header_version(*api, version)));
+    EXPECT_EQ(h.correlation_id, correlation);
+    Resp resp;
+    auto d = resp.decode(r, version);
+    EXPECT_TRUE(d) << d.error().to_string();
+    EXPECT_EQ(r.remaining(), 0u);
+    // A decoded Records is a view into `bytes`: keep them alive with the test.
+    kept.push_back(std::move(bytes));
+    return resp;
+  }
+
+  template <typename Resp, typename Req>
+  Resp call(const Req& req, int16_t version) {
+    return decode<Resp>(raw(encode(req, version)), version);
+  }
+
+  protocol::CreateTopicsResponse create(const std::string& name, int32_t partitions,
+                                        std::map<std::string, std::string> configs = {},
+                                        bool validate_only = false) {
+    protocol::CreateTopicsRequest req;
+    protocol::CreateTopicsRequest::CreatableTopic t;
+    t.name = name;
+    t.num_partitions = partitions;
+    t.replication_factor = 1;
+    for (auto& [k, v] : configs) t.configs.push_back({k, v, {}});
+    req.topics.push_back(t);
+    req.validate_only = validate_only;
+    return call<protocol::CreateTopicsResponse>(req, 7);
+  }
+
+  protocol::ProduceRequest produce_req(const std::string& topic, int32_t partition,
+                                       std::vector<uint8_t> batch, int16_t acks = -1) {
+    protocol::ProduceRequest req;
+    req.acks = acks;
+    req.timeout_ms = 1000;
+    protocol::ProduceRequest::TopicProduceData t;
+    t.name = topic;
+    t.partition_data.push_back({partition, protocol::Records::owned(std::move(batch)), {}});
+    req.topic_data.push_back(t);
+    return req;
+  }
+
+  protocol::ProduceResponse::PartitionProduceResponse produce(const std::string& topic,
+                                                              int32_t partition,
+                                                              std::vector<uint8_t> batch,
+                                                              int16_t version = 9) {
+    auto resp =
+        call<protocol::ProduceResponse>(produce_req(topic, partition, std::move(batch)), version);
+    EXPECT_EQ(resp.responses.size(), 1u);
+    EXPECT_EQ(resp.responses[0].partition_responses.size(), 1u);
+    return resp.responses[0].partition_responses.at(0);
+  }
+
+  protocol::FetchRequest fetch_req(const std::string& topic, int32_t partition, int64_t offset,
+                                   int32_t max_wait_ms = 0, int32_t min_bytes = 0) {
+    protocol::FetchRequest req;
+    req.max_wait_ms = max_wait_ms;
+    req.min_bytes = min_bytes;
+    req.max_bytes = 1 << 20;
+    req.session_epoch = -1;
+    protocol::FetchRequest::FetchTopic t;
+    t.topic = topic;
+    protocol::FetchRequest::FetchPartition p;
+    p.partition = partition;
+    p.fetch_offset = offset;
+    p.partition_max_bytes = 1 << 20;
+    t.partitions.push_back(p);
+    req.topics.push_back(t);
+    return req;
+  }
+
+  protocol::FetchResponse::PartitionData fetch(const std::string& topic, int32_t partition,
+                                               int64_t offset) {
+    auto resp = call<protocol::FetchResponse>(fetch_req(topic, partition, offset), 12);
+    EXPECT_EQ(resp.error_code, 0);
+    return resp.responses.at(0).partitions.at(0);
+  }
+
+  int64_t list_offset(const std::string& topic, int32_t partition, int64_t ts,
+                      int64_t* timestamp = nullptr) {
+    protocol::ListOffsetsRequest req;
+    req.replica_id = -1;
+    protocol::ListOffsetsRequest::ListOffsetsTopic t;
+    t.name = topic;
+    protocol::ListOffsetsRequest::ListOffsetsPartition p;
+    p.partition_index = partition;
+    p.timestamp = ts;
+    t.partitions.push_back(p);
+    req.topics.push_back(t);
+    auto resp = call<protocol::ListOffsetsResponse>(req, 7);
+    const auto& out = resp.topics.at(0).partitions.at(0);
+    EXPECT_EQ(out.error_code, 0);
+    if (timestamp) *timestamp = out.timestamp;
+    return out.offset;
+  }
+
+  std::vector<std::string> values(const protocol::FetchResponse::PartitionData& p) {
+    if (!p.records) return {};
+    auto b = p.records->bytes();
+    return storage::testing::values_of(std::vector<uint8_t>(b.begin(), b.end()));
+  }
+
+  TempDir tmp;
+  asio::io_context io;
+  ConnectionState conn;
+  std::unique_ptr<Broker> broker;
+  int32_t correlation = 0;
+  std::vector<std::vector<uint8_t>> kept;
+};
+
+TEST_F(BrokerTest, ApiVersionsAdvertisesTheSupportedRanges) {
+  auto resp = call<protocol::ApiVersionsResponse>(protocol::ApiVersionsRequest{}, 3);
+  EXPECT_EQ(resp.error_code, 0);
+  std::map<int16_t, std::pair<int16_t, int16_t>> got;
+  for (const auto& a : resp.api_keys) got[a.api_key] = {a.min_version, a.max_version};
+  std::map<int16_t, std::pair<int16_t, int16_t>> want = {
+      {0, {0, 9}},  {1, {4, 12}}, {2, {0, 7}},  {3, {0, 12}}, {18, {0, 3}},
+      {19, {0, 7}}, {20, {0, 6}}, {21, {0, 2}}, {32, {0, 4}}, {33, {0, 2}},
+      {35, {0, 4}}, {37, {0, 3}}, {44, {0, 1}}, {60, {0, 0}}};
+  EXPECT_EQ(got, want);
+}
+
+TEST_F(BrokerTest, ApiVersionsAboveTheRangeGetsAVersionZeroErrorWithTheRanges) {
+  // v4 exists in the schema (flexible header) but is not advertised.
+  auto out = raw(encode(protocol::ApiVersionsRequest{}, 4));
+  auto resp = decode<protocol::ApiVersionsResponse>(out, 0);
+  EXPECT_EQ(resp.error_code, ec(ErrorCode::unsupported_version));
+  EXPECT_EQ(resp.api_keys.size(), 14u);
+}
+
+TEST_F(BrokerTest, UnsupportedVersionOrUnknownKeyClosesTheConnection) {
+  auto fetch_v3 = raw(encode(fetch_req("t", 0, 0), 3));
+  ASSERT_TRUE(fetch_v3.close);
+  EXPECT_NE(fetch_v3.close->message.find("Fetch"), std::string::npos);
+  std::vector<uint8_t> unknown = {0x7f, 0x00, 0x00, 0x00, 0, 0, 0, 1, 0xff, 0xff};
+  EXPECT_TRUE(raw(unknown).close);
+  std::vector<uint8_t> truncated = {0x00, 0x03};
+  EXPECT_TRUE(raw(truncated).close);
+}
+
+TEST_F(BrokerTest, MetadataAutoCreatesValidNamesOnly) {
+  protocol::MetadataRequest req;
+  req.topics.emplace();
+  req.topics->push_back({{}, "orders", {}});
+  req.topics->push_back({{}, "bad/name", {}});
+  auto resp = call<protocol::MetadataResponse>(req, 12);
+  ASSERT_EQ(resp.topics.size(), 2u);
+  EXPECT_EQ(resp.topics[0].error_code, 0);
+  EXPECT_EQ(resp.topics[0].partitions.size(), 1u);
+  EXPECT_NE(resp.topics[0].topic_id, protocol::Uuid{});
+  EXPECT_EQ(resp.topics[1].error_code, ec(ErrorCode::invalid_topic_exception));
+  ASSERT_EQ(resp.brokers.size(), 1u);
+  EXPECT_EQ(resp.brokers[0].port, 9092);
+  EXPECT_EQ(resp.cluster_id, "ordo-cluster");
+
+  // null = every topic
+  protocol::MetadataRequest all;
+  auto every = call<protocol::MetadataResponse>(all, 12);
+  ASSERT_EQ(every.topics.size(), 1u);
+  EXPECT_EQ(every.topics[0].name, "orders");
+  // v0: an empty list is every topic too
+  protocol::MetadataRequest v0;
+  v0.topics.emplace();
+  EXPECT_EQ(call<protocol::MetadataResponse>(v0, 0).topics.size(), 1u);
+}
+
+TEST_F(BrokerTest, MetadataWithoutAutoCreateReportsUnknownTopics) {
+  reopen(/*auto_create=*/false);
+  protocol::MetadataRequest req;
+  req.topics.emplace();
+  req.topics->push_back({{}, "nope", {}});
+  auto resp = call<protocol::MetadataResponse>(req, 12);
+  EXPECT_EQ(resp.topics.at(0).error_code, ec(ErrorCode::unknown_topic_or_partition));
+}
+
+TEST_F(BrokerTest, ProduceThenFetchReturnsTheBatchesWithAssignedOffsets) {
+  ASSERT_EQ(create("t", 2).topics.at(0).error_code, 0);
+  auto first = produce("t", 1, storage::testing::make_batch(3, "a"));
+  EXPECT_EQ(first.error_code, 0);
+  EXPECT_EQ(first.base_offset, 0);
+  auto second = produce("t", 1, storage::testing::make_batch(2, "b"));
+  EXPECT_EQ(second.base_offset, 3);
+  EXPECT_EQ(second.log_append_time_ms, -1);
+
+  // The record bytes leave as a file range (sendfile), not through memory.
+  auto raw_fetch = raw(encode(fetch_req("t", 1, 0), 12));
+  ASSERT_TRUE(raw_fetch.response);
+  size_t file_chunks = 0;
+  for (const auto& c : raw_fetch.response->chunks) {
+    file_chunks += std::holds_alternative<protocol::FileRange>(c);
+  }
+  EXPECT_EQ(file_chunks, 1u);
+
+  auto p = fetch("t", 1, 0);
+  EXPECT_EQ(p.error_code, 0);
+  EXPECT_EQ(p.high_watermark, 5);
+  EXPECT_EQ(p.log_start_offset, 0);
+  ASSERT_TRUE(p.records);
+  EXPECT_EQ(values(p), (std::vector<std::string>{"a-0", "a-1", "a-2", "b-0", "b-1"}));
+  // From the middle of the second batch: the whole batch comes back.
+  EXPECT_EQ(values(fetch("t", 1, 4)), (std::vector<std::string>{"b-0", "b-1"}));
+  // At the end: empty, no error.
+  auto end = fetch("t", 1, 5);
+  EXPECT_EQ(end.error_code, 0);
+  EXPECT_TRUE(values(end).empty());
+  EXPECT_EQ(fetch("t", 1, 6).error_code, ec(ErrorCode::offset_out_of_range));
+  EXPECT_EQ(fetch("t", 7, 0).error_code, ec(ErrorCode::unknown_topic_or_partition));
+  EXPECT_EQ(fetch("t", 0, 0).high_watermark, 0);
+}
+
+TEST_F(BrokerTest, ProduceRejectsBadInputWithoutStoringIt) {
+  ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
+  auto batch = storage::testing::make_batch(3, "x");
+  auto bad_crc = batch;
+  bad_crc.back() ^= 0x01;
+  EXPECT_EQ(produce("t", 0, bad_crc).error_code, ec(ErrorCode::corrupt_message));
+  auto short_batch = std::vector<uint8_t>(batch.begin(), batch.begin() + 30);
+  EXPECT_EQ(produce("t", 0, short_batch).error_code, ec(ErrorCode::corrupt_message));
+  EXPECT_EQ(produce("nope", 0, batch).error_code, ec(ErrorCode::unknown_topic_or_partition));
+  EXPECT_EQ(produce("t", 1, batch).error_code, ec(ErrorCode::unknown_topic_or_partition));
+  auto acks2 = call<protocol::ProduceResponse>(produce_req("t", 0, batch, 2), 9);
+  EXPECT_EQ(acks2.responses.at(0).partition_responses.at(0).error_code,
+            ec(ErrorCode::invalid_required_acks));
+  EXPECT_EQ(fetch("t", 0, 0).high_watermark, 0);  // nothing stored
+  // v3+ needs magic 2.
+  auto legacy = batch;
+  legacy[16] = 1;
+  EXPECT_EQ(produce("t", 0, legacy, 3).error_code, ec(ErrorCode::unsupported_for_message_format));
+}
+
+TEST_F(BrokerTest, ProduceEnforcesMaxMessageBytes) {
+  ASSERT_EQ(create("small", 1, {{"max.message.bytes", "200"}}).topics.at(0).error_code, 0);
+  EXPECT_EQ(produce("small", 0, storage::testing::make_batch(1, "ok")).error_code, 0);
+  auto big = storage::testing::make_batch(3, "big", 1000, 100);
+  EXPECT_EQ(produce("small", 0, big).error_code, ec(ErrorCode::message_too_large));
+}
+
+TEST_F(BrokerTest, AcksZeroGetsNoResponseButIsStored) {
+  ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
+  auto out = raw(encode(produce_req("t", 0, storage::testing::make_batch(2, "z"), 0), 9));
+  EXPECT_FALSE(out.close);
+  EXPECT_FALSE(out.response);
+  EXPECT_EQ(values(fetch("t", 0, 0)), (std::vector<std::string>{"z-0", "z-1"}));
+}
+
+TEST_F(BrokerTest, LogAppendTimeTopicsStampTheBrokerTime) {
+  ASSERT_EQ(create("lat", 1, {{"message.timestamp.type", "LogAppendTime"}}).topics.at(0).error_code,
+            0);
+  auto r = produce("lat", 0, storage::testing::make_batch(2, "v", 5));
+  EXPECT_EQ(r.error_code, 0);
+  EXPECT_GT(r.log_append_time_ms, 1'600'000'000'000);
+  auto p = fetch("lat", 0, 0);
+  ASSERT_TRUE(p.records);
+  auto view = model::RecordBatchView::parse(p.records->bytes()).value();
+  EXPECT_EQ(view.timestamp_type(), model::TimestampType::log_append_time);
+  EXPECT_EQ(view.max_timestamp(), r.log_append_time_ms);
+  EXPECT_TRUE(view.verify_crc());
+}
+
+TEST_F(BrokerTest, LegacyMessageSetsAreUpConverted) {
+  ASSERT_EQ(create("old", 1).topics.at(0).error_code, 0);
+  // Two magic-1 messages: offset, size, crc, magic, attributes, timestamp, key, value.
+  auto message = [](int64_t ts, std::string key, std::string value) {
+    std::vector<uint8_t> m(4 + 1 + 1 + 8);
+    m[4] = 1;
+    store_be64(&m[6], uint64_t(ts));
+    auto put = [&](const std::string& s) {
+      uint8_t len[4];
+      store_be32(len, uint32_t(s.size()));
+      m.insert(m.end(), len, len + 4);
+      m.insert(m.end(), s.begin(), s.end());
+    };
+    put(key);
+    put(value);
+    return m;
+  };
+  std::vector<uint8_t> set;
+  for (int i = 0; i < 2; ++i) {
+    auto m = message(1000 + i, "k", "old-" + std::to_string(i));
+    store_be32(m.data(), crc32_ieee(std::span<const uint8_t>(m).subspan(4)));
+    std::vector<uint8_t> head(12);
+    store_be32(&head[8], uint32_t(m.size()));
+    set.insert(set.end(), head.begin(), head.end());
+    set.insert(set.end(), m.begin(), m.end());
+  }
+  auto r = produce("old", 0, set, 2);
+  EXPECT_EQ(r.error_code, 0);
+  EXPECT_EQ(values(fetch("old", 0, 0)), (std::vector<std::string>{"old-0", "old-1"}));
+  set[20] ^= 0xff;  // breaks the first message's CRC
+  EXPECT_EQ(produce("old", 0, set, 2).error_code, ec(ErrorCode::corrupt_message));
+}
+
+TEST_F(BrokerTest, ListOffsetsEarliestLatestTimestampAndMaxTimestamp) {
+  ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
+  produce("t", 0, storage::testing::make_batch(3, "a", 1000));  // ts 1000..1002
+  produce("t", 0, storage::testing::make_batch(3, "b", 5000));  // ts 5000..5002
+  EXPECT_EQ(list_offset("t", 0, -2), 0);
+  EXPECT_EQ(list_offset("t", 0, -1), 6);
+  int64_t ts = 0;
+  EXPECT_EQ(list_offset("t", 0, 1001, &ts), 1);
+  EXPECT_EQ(ts, 1001);
+  EXPECT_EQ(list_offset("t", 0, 2000, &ts), 3);
+  EXPECT_EQ(ts, 5000);
+  EXPECT_EQ(list_offset("t", 0, 9000, &ts), -1);
+  EXPECT_EQ(list_offset("t", 0, -3, &ts), 5);
+  EXPECT_EQ(ts, 5002);
+}
+
+TEST_F(BrokerTest, FetchLongPollReturnsWhenDataArrives) {
+  ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
+  std::optional<HandlerOutcome> fetched;
+  // A fetch that waits up to 60 s for one byte, then a produce: the fetch must return the
+  // produced batch (long before its timeout, or the test times out).
+  asio::co_spawn(io, broker->handle(encode(fetch_req("t", 0, 0, 60000, 1), 12), conn),
+                 [&](std::exception_ptr, HandlerOutcome o) { fetched = std::move(o); });
+  int32_t fetch_correlation = correlation;
+  std::optional<HandlerOutcome> produced;
+  asio::co_spawn(
+      io,
+      broker->handle(encode(produce_req("t", 0, storage::testing::make_batch(1, "w")), 9), conn),
+      [&](std::exception_ptr, HandlerOutcome o) { produced = std::move(o); });
+  io.run();
+  io.restart();
+  ASSERT_TRUE(produced && fetched);
+  correlation = fetch_correlation;
+  auto resp = decode<protocol::FetchResponse>(*fetched, 12);
+  EXPECT_EQ(values(resp.responses.at(0).partitions.at(0)), (std::vector<std::string>{"w-0"}));
+}
+
+TEST_F(BrokerTest, FetchWithASessionIdIsRefused) {
+  auto req = fetch_req("t", 0, 0);
+  req.session_id = 42;
+  auto resp = call<protocol::FetchResponse>(req, 12);
+  EXPECT_EQ(resp.error_code, ec(ErrorCode::fetch_session_id_not_found));
+}
+
+TEST_F(BrokerTest, CreateTopicsValidates) {
+  EXPECT_EQ(create("ok", 3).topics.at(0).num_partitions, 3);
+  EXPECT_EQ(create("ok", 3).topics.at(0).error_code, ec(ErrorCode::topic_already_exists));
+  EXPECT_EQ(create("..", 1).topics.at(0).error_code, ec(ErrorCode::invalid_topic_exception));
+  EXPECT_EQ(create(std::string(250, 'a'), 1).topics.at(0).error_code,
+            ec(ErrorCode::invalid_topic_exception));
+  EXPECT_EQ(create("zero", 0).topics.at(0).error_code, ec(ErrorCode::invalid_partitions));
+  EXPECT_EQ(create("cfg", 1, {{"retention.ms", "soon"}}).topics.at(0).error_code,
+            ec(ErrorCode::invalid_config));
+  EXPECT_EQ(create("cfg", 1, {{"no.such.config", "1"}}).topics.at(0).error_code,
+            ec(ErrorCode::invalid_config));
+  EXPECT_EQ(create("dry", 1, {}, true).topics.at(0).error_code, 0);
+  EXPECT_FALSE(broker->topics().snapshot()->contains("dry"));
+
+  protocol::CreateTopicsRequest rf;
+  rf.topics.push_back({"rf", 1, 3, {}, {}, {}});
+  EXPECT_EQ(call<protocol::CreateTopicsResponse>(rf, 7).topics.at(0).error_code,
+            ec(ErrorCode::invalid_replication_factor));
+}
+
+TEST_F(BrokerTest, TopicsAndConfigsSurviveARestart) {
+  ASSERT_EQ(create("keep", 2, {{"retention.ms", "123456"}}).topics.at(0).error_code, 0);
+  produce("keep", 1, storage::testing::make_batch(2, "k"));
+  protocol::CreatePartitionsRequest cp;
+  cp.topics.push_back({"keep", 4, std::nullopt, {}});
+  EXPECT_EQ(call<protocol::CreatePartitionsResponse>(cp, 3).results.at(0).error_code, 0);
+  cp.topics[0].count = 3;
+  EXPECT_EQ(call<protocol::CreatePartitionsResponse>(cp, 3).results.at(0).error_code,
+            ec(ErrorCode::invalid_partitions));
+
+  protocol::IncrementalAlterConfigsRequest inc;
+  inc.resources.push_back({2, "keep", {{"cleanup.policy", 2, "compact", {}}}, {}});
+  EXPECT_EQ(call<protocol::IncrementalAlterConfigsResponse>(inc, 1).responses.at(0).error_code, 0);
+
+  reopen();
+  auto snap = broker->topics().snapshot();
+  ASSERT_TRUE(snap->contains("keep"));
+  EXPECT_EQ(snap->at("keep").partitions, 4);
+  EXPECT_EQ(values(fetch("keep", 1, 0)), (std::vector<std::string>{"k-0", "k-1"}));
+
+  protocol::DescribeConfigsRequest dc;
+  dc.resources.push_back({2, "keep", std::nullopt, {}});
+  auto described = call<protocol::DescribeConfigsResponse>(dc, 4);
+  // config_source: 1 = set on the topic, 5 = default.
+  std::map<std::string, std::pair<std::string, int>> got;
+  for (const auto& c : described.results.at(0).configs) got[c.name] = {*c.value, c.config_source};
+  EXPECT_EQ(got["retention.ms"], std::make_pair(std::string("123456"), 1));
+  EXPECT_EQ(got["cleanup.policy"], std::make_pair(std::string("delete,compact"), 1));
+  EXPECT_EQ(got["segment.bytes"], std::make_pair(std::string("1073741824"), 5));
+}
+
+TEST_F(BrokerTest, DeleteTopicsRemovesTheDataAndTheName) {
+  ASSERT_EQ(create("gone", 2).topics.at(0).error_code, 0);
+  produce("gone", 0, storage::testing::make_batch(1, "g"));
+  protocol::DeleteTopicsRequest req;
+  req.topic_names = {"gone", "never"};
+  auto resp = call<protocol::DeleteTopicsResponse>(req, 5);
+  EXPECT_EQ(resp.responses.at(0).error_code, 0);
+  EXPECT_EQ(resp.responses.at(1).error_code, ec(ErrorCode::unknown_topic_or_partition));
+  EXPECT_FALSE(broker->topics().snapshot()->contains("gone"));
+  EXPECT_TRUE(broker->logs().status().empty());
+  reopen();
+  EXPECT_FALSE(broker->topics().snapshot()->contains("gone"));
+  // The name can be used again, empty.
+  ASSERT_EQ(create("gone", 1).topics.at(0).error_code, 0);
+  EXPECT_EQ(fetch("gone", 0, 0).high_watermark, 0);
+}
+
+TEST_F(BrokerTest, DeleteRecordsMovesTheLogStart) {
+  ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
+  // Current timestamps: older ones would fall to retention.ms when the log start moves.
+  produce("t", 0, storage::testing::make_batch(4, "d", SystemClock::instance().now_ms()));
+  protocol::DeleteRecordsRequest req;
+  req.topics.push_back({"t", {{0, 2, {}}}, {}});
+  auto resp = call<protocol::DeleteRecordsResponse>(req, 2);
+  EXPECT_EQ(resp.topics.at(0).partitions.at(0).error_code, 0);
+  EXPECT_EQ(resp.topics.at(0).partitions.at(0).low_watermark, 2);
+  EXPECT_EQ(list_offset("t", 0, -2), 2);
+  req.topics[0].partitions[0].offset = 99;
+  resp = call<protocol::DeleteRecordsResponse>(req, 2);
+  EXPECT_EQ(resp.topics.at(0).partitions.at(0).error_code, ec(ErrorCode::offset_out_of_range));
+}
+
+}  // namespace
+}  // namespace ordo::broker
