@@ -31,6 +31,19 @@ void fail(PartitionWork& w, ErrorCode e, std::string message) {
   w.response.error_message = std::move(message);
 }
 
+// The batch's true max timestamp. Uncompressed: every record is checked and the largest
+// timestamp taken. Compressed (not decompressed here yet): the header's value when it is at
+// least the base timestamp, else the base timestamp (a lower bound that is never -1).
+Result<int64_t> checked_max_timestamp(const model::RecordBatchView& view) {
+  if (view.compression() != model::Compression::none) {
+    return std::max(view.max_timestamp(), view.base_timestamp());
+  }
+  auto summary =
+      model::scan_records(view.records_section(), view.record_count(), view.last_offset_delta());
+  if (!summary) return std::move(summary).error();
+  return model::record_timestamp(view.base_timestamp(), summary->max_timestamp_delta);
+}
+
 // Checks a partition's records and copies them into w.batches; sets the error otherwise.
 void validate(PartitionWork& w, std::span<const uint8_t> records, const TopicSettings& settings,
               int16_t version, int64_t now_ms) {
@@ -72,9 +85,16 @@ void validate(PartitionWork& w, std::span<const uint8_t> records, const TopicSet
     if (view->record_count() <= 0) {
       return fail(w, ErrorCode::invalid_record, "a batch without records");
     }
+    std::span<uint8_t> batch = rest.first(view->size_bytes());
     if (settings.timestamp_type == model::TimestampType::log_append_time) {
-      model::set_log_append_time(rest.first(view->size_bytes()), now_ms);
+      model::set_log_append_time(batch, now_ms);
       w.response.log_append_time_ms = now_ms;
+    } else if (auto max_ts = checked_max_timestamp(*view); !max_ts) {
+      return fail(w, ErrorCode::corrupt_message, max_ts.error().message);
+    } else if (*max_ts != view->max_timestamp()) {
+      // The header's maxTimestamp is not trusted (some clients leave it -1): retention and
+      // time lookups depend on it.
+      model::set_max_timestamp(batch, *max_ts);
     }
     rest = rest.subspan(view->size_bytes());
   }

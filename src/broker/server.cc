@@ -90,6 +90,7 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
     slot->request_bytes = frame.size();
     inflight_bytes += frame.size();
     queue.push_back(slot);
+    server.inflight_.fetch_add(1);
     asio::co_spawn(
         socket.get_executor(),
         [self = shared_from_this(), slot,
@@ -204,10 +205,13 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
         }
       }
       queue.pop_front();
+      server.inflight_.fetch_sub(1);
       inflight_bytes -= slot->request_bytes;
       reader_wakeup.cancel();
     }
     // Requests still being handled finish on their own; their responses are dropped.
+    server.inflight_.fetch_sub(queue.size());
+    queue.clear();
     close("");
   }
 };

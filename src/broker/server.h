@@ -43,6 +43,8 @@ class Server {
   void stop(int64_t drain_timeout_ms = 30000);
 
   size_t connection_count() const { return connections_.load(); }
+  // Requests read and not yet answered, over all connections.
+  size_t inflight_requests() const { return inflight_.load(); }
 
   struct Connection;
 
@@ -56,6 +58,7 @@ class Server {
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
   size_t next_context_ = 0;
   std::atomic<size_t> connections_{0};
+  std::atomic<size_t> inflight_{0};
   std::atomic<bool> stopping_{false};
   bool started_ = false;
   bool stopped_ = false;

@@ -73,7 +73,7 @@ int dump(const std::string& path, bool records) {
         if (value.size() > 80) value = value.substr(0, 80) + "...";
         std::printf("  | offset: %lld timestamp: %lld key: %s value: %s headers: %zu\n",
                     (long long)(v->base_offset() + r.offset_delta),
-                    (long long)(uint64_t(v->base_timestamp()) + uint64_t(r.timestamp_delta)),
+                    (long long)model::record_timestamp(v->base_timestamp(), r.timestamp_delta),
                     key.c_str(), value.c_str(), r.headers.size());
       }
     }

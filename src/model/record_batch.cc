@@ -119,23 +119,21 @@ class Reader {
 
 }  // namespace
 
-Result<std::vector<RecordView>> decode_records(const RecordBatchView& batch,
-                                               size_t max_headers_per_record) {
-  if (batch.compression() != Compression::none) {
-    return make_error(Errc::invalid_argument, "batch is compressed (codec {})",
-                      int(batch.compression()));
-  }
-  std::span<const uint8_t> section = batch.records_section();
-  int32_t count = batch.record_count();
+namespace {
+
+// Walks the records of an uncompressed records section, checking every length against the
+// bytes present; calls fn(const RecordView&) for each (the view is reused between calls).
+template <typename Fn>
+Result<void> for_each_record(std::span<const uint8_t> section, int32_t count,
+                             int32_t last_offset_delta, size_t max_headers_per_record, Fn&& fn) {
   // Each record takes at least 7 bytes, so the count is bounded by the bytes present.
-  if (size_t(count) > section.size() / 7 + 1) {
+  if (count < 0 || size_t(count) > section.size() / 7 + 1) {
     return make_error(Errc::corrupt, "record count {} impossible in {} bytes", count,
                       section.size());
   }
-  std::vector<RecordView> out;
-  out.reserve(size_t(count));
   size_t pos = 0;
   int64_t prev_delta = -1;
+  RecordView rec;
   for (int32_t i = 0; i < count; ++i) {
     auto len = get_varint32(section.subspan(pos));
     if (!len || len->value < 0 || size_t(len->value) > section.size() - pos - len->size) {
@@ -143,7 +141,7 @@ Result<std::vector<RecordView>> decode_records(const RecordBatchView& batch,
     }
     pos += len->size;
     Reader r(section.subspan(pos, size_t(len->value)));
-    RecordView rec;
+    rec.headers.clear();
     int32_t header_count = 0;
     if (!r.int8(rec.attributes) || !r.varint64(rec.timestamp_delta) ||
         !r.varint32(rec.offset_delta) || !r.bytes(rec.key, true) || !r.bytes(rec.value, true) ||
@@ -151,7 +149,6 @@ Result<std::vector<RecordView>> decode_records(const RecordBatchView& batch,
         size_t(header_count) > max_headers_per_record || size_t(header_count) > r.remaining() / 2) {
       return make_error(Errc::corrupt, "record {}: malformed fields", i);
     }
-    rec.headers.reserve(size_t(header_count));
     for (int32_t h = 0; h < header_count; ++h) {
       std::optional<std::string_view> hk, hv;
       if (!r.bytes(hk, false) || !r.bytes(hv, true)) {
@@ -162,18 +159,50 @@ Result<std::vector<RecordView>> decode_records(const RecordBatchView& batch,
     if (r.remaining() != 0) {
       return make_error(Errc::corrupt, "record {}: {} bytes past its fields", i, r.remaining());
     }
-    if (rec.offset_delta <= prev_delta || rec.offset_delta > batch.last_offset_delta()) {
+    if (rec.offset_delta <= prev_delta || rec.offset_delta > last_offset_delta) {
       return make_error(Errc::corrupt, "record {}: offset delta {} out of order", i,
                         rec.offset_delta);
     }
     prev_delta = rec.offset_delta;
     pos += size_t(len->value);
-    out.push_back(std::move(rec));
+    fn(rec);
   }
   if (pos != section.size()) {
     return make_error(Errc::corrupt, "{} bytes after the last record", section.size() - pos);
   }
+  return ok();
+}
+
+}  // namespace
+
+Result<std::vector<RecordView>> decode_records(const RecordBatchView& batch,
+                                               size_t max_headers_per_record) {
+  if (batch.compression() != Compression::none) {
+    return make_error(Errc::invalid_argument, "batch is compressed (codec {})",
+                      int(batch.compression()));
+  }
+  std::vector<RecordView> out;
+  out.reserve(size_t(std::max(batch.record_count(), 0)));
+  ORDO_TRY(for_each_record(batch.records_section(), batch.record_count(), batch.last_offset_delta(),
+                           max_headers_per_record, [&](const RecordView& r) { out.push_back(r); }));
   return out;
+}
+
+Result<RecordsSummary> scan_records(std::span<const uint8_t> section, int32_t record_count,
+                                    int32_t last_offset_delta, size_t max_headers_per_record) {
+  RecordsSummary s;
+  ORDO_TRY(for_each_record(
+      section, record_count, last_offset_delta, max_headers_per_record, [&](const RecordView& r) {
+        ++s.count;
+        s.max_timestamp_delta = std::max(s.max_timestamp_delta, r.timestamp_delta);
+      }));
+  return s;
+}
+
+void set_max_timestamp(std::span<uint8_t> batch, int64_t max_timestamp) {
+  ORDO_ASSERT(batch.size() >= kHeaderSize);
+  store_be64(batch.data() + kMaxTimestamp, uint64_t(max_timestamp));
+  store_be32(batch.data() + kCrc, crc32c(0, batch.data() + kCrcStart, batch.size() - kCrcStart));
 }
 
 RecordBatchBuilder& RecordBatchBuilder::add(RecordInput record) {

@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -174,6 +175,27 @@ struct RecordView {
 // compressed batch (decompression belongs to the caller), Errc::corrupt for bad records.
 Result<std::vector<RecordView>> decode_records(const RecordBatchView& batch,
                                                size_t max_headers_per_record = 1 << 16);
+
+// A record's timestamp: the batch's base timestamp plus the record's delta, wrapping on
+// overflow as Kafka's Java arithmetic does (a hostile delta must not be undefined behaviour).
+inline int64_t record_timestamp(int64_t base_timestamp, int64_t delta) {
+  return int64_t(uint64_t(base_timestamp) + uint64_t(delta));
+}
+
+// What scan_records() learns about a records section without keeping the records.
+struct RecordsSummary {
+  int32_t count = 0;
+  int64_t max_timestamp_delta = std::numeric_limits<int64_t>::min();  // min when no record
+};
+// Validates an uncompressed records section exactly as decode_records() does (the section of
+// an uncompressed batch, or a compressed batch's section after decompression) without
+// allocating per record.
+Result<RecordsSummary> scan_records(std::span<const uint8_t> section, int32_t record_count,
+                                    int32_t last_offset_delta,
+                                    size_t max_headers_per_record = 1 << 16);
+
+// Sets maxTimestamp and recomputes the CRC (a producer's header value is not trusted).
+void set_max_timestamp(std::span<uint8_t> batch, int64_t max_timestamp);
 
 // Builds uncompressed v2 batches, for tests, tools and the log's own control records.
 struct RecordBatchOptions {

@@ -394,7 +394,7 @@ Result<std::optional<TimestampOffset>> PartitionLog::refine(const Segment& seg, 
   for (const auto& rec : records) {
     Offset o = b.base + rec.offset_delta;
     // Wrapping addition, as the producer's subtraction wrapped (see RecordBatchBuilder).
-    int64_t rts = int64_t(uint64_t(view.base_timestamp()) + uint64_t(rec.timestamp_delta));
+    int64_t rts = model::record_timestamp(view.base_timestamp(), rec.timestamp_delta);
     if (o < log_start_) continue;
     if (exact ? rts == ts : rts >= ts) {
       return std::optional<TimestampOffset>(TimestampOffset{rts, o});
@@ -454,8 +454,8 @@ Result<std::optional<TimestampOffset>> PartitionLog::max_timestamp_offset() cons
             visible_max = -1;
             for (const auto& rec : *records) {
               if (b.base + rec.offset_delta < log_start_) continue;
-              visible_max = std::max(visible_max, int64_t(uint64_t(view->base_timestamp()) +
-                                                          uint64_t(rec.timestamp_delta)));
+              visible_max = std::max(visible_max, model::record_timestamp(view->base_timestamp(),
+                                                                          rec.timestamp_delta));
             }
           }
         }
@@ -522,7 +522,7 @@ Result<int> PartitionLog::enforce_retention() {
   if (config_.retention_ms >= 0) {
     int64_t cutoff = clock_.now_ms() - config_.retention_ms;
     auto expired = [&](const Segment& s) {
-      return !s.empty() && s.max_timestamp() < cutoff && s.next_offset() <= high_watermark_;
+      return !s.empty() && s.retention_timestamp() < cutoff && s.next_offset() <= high_watermark_;
     };
     while (expired(*segments_.begin()->second)) {
       // An expired active segment is rolled so that it can go too.

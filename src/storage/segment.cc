@@ -1,5 +1,7 @@
 #include "storage/segment.h"
 
+#include <sys/stat.h>
+
 #include <fcntl.h>
 
 #include <algorithm>
@@ -532,6 +534,13 @@ Result<void> Segment::remove() {
   ORDO_TRY(remove_file(path(".index")));
   ORDO_TRY(remove_file(path(".timeindex")));
   return ok();
+}
+
+int64_t Segment::retention_timestamp() const {
+  if (max_timestamp_ >= 0) return max_timestamp_;
+  struct stat st;
+  if (::fstat(log_file()->fd(), &st) != 0) return max_timestamp_;
+  return int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
 }
 
 }  // namespace ordo::storage

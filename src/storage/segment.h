@@ -72,6 +72,9 @@ class Segment {
   bool empty() const { return size_ == 0; }
   // Largest batch max-timestamp in the segment and the last offset of that batch; -1 if empty.
   int64_t max_timestamp() const { return max_timestamp_; }
+  // The time retention.ms compares: the largest record timestamp, or the .log file's
+  // modification time when no record has one (-1 timestamps), as Kafka does.
+  int64_t retention_timestamp() const;
   Offset offset_of_max_timestamp() const { return offset_of_max_timestamp_; }
   // When the segment received its first batch in this process (segment.ms rolls from here).
   int64_t first_append_ms() const { return first_append_ms_; }

@@ -415,6 +415,27 @@ TEST_F(BrokerTest, ListOffsetsEarliestLatestTimestampAndMaxTimestamp) {
   EXPECT_EQ(ts, 5002);
 }
 
+TEST_F(BrokerTest, TheHeaderMaxTimestampIsRecomputedFromTheRecords) {
+  ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
+  // Some clients (Sarama) send maxTimestamp -1: the broker takes it from the records.
+  auto batch = storage::testing::make_batch(3, "m", 7000);  // 7000..7002
+  model::set_max_timestamp(batch, -1);
+  EXPECT_EQ(produce("t", 0, batch).error_code, 0);
+  auto p = fetch("t", 0, 0);
+  ASSERT_TRUE(p.records);
+  auto view = model::RecordBatchView::parse(p.records->bytes()).value();
+  EXPECT_EQ(view.max_timestamp(), 7002);
+  EXPECT_TRUE(view.verify_crc());
+  int64_t ts = 0;
+  EXPECT_EQ(list_offset("t", 0, 7001, &ts), 1);
+  EXPECT_EQ(ts, 7001);
+  // A record section that does not parse is refused even with a correct CRC.
+  auto bad = storage::testing::make_batch(2, "bad");
+  bad[model::batch_layout::kHeaderSize] = 0x7f;  // first record's length varint
+  model::set_max_timestamp(bad, 0);              // recomputes the CRC over the damage
+  EXPECT_EQ(produce("t", 0, bad).error_code, ec(ErrorCode::corrupt_message));
+}
+
 TEST_F(BrokerTest, FetchLongPollReturnsWhenDataArrives) {
   ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
   std::optional<HandlerOutcome> fetched;

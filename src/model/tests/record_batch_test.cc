@@ -180,5 +180,26 @@ TEST(RecordBatch, DecodeRefusesCompressed) {
   EXPECT_EQ(decode_records(*v).error().code, Errc::invalid_argument);
 }
 
+TEST(RecordBatch, ScanRecordsAgreesWithDecodeAndSetMaxTimestampKeepsTheCrcValid) {
+  RecordBatchBuilder b;
+  b.add("k1", "v1", 100).add(std::nullopt, "v2", 90).add("k3", std::nullopt, 130);
+  auto bytes = b.build();
+  auto view = RecordBatchView::parse(bytes).value();
+  auto decoded = decode_records(view).value();
+  auto summary =
+      scan_records(view.records_section(), view.record_count(), view.last_offset_delta()).value();
+  EXPECT_EQ(summary.count, int32_t(decoded.size()));
+  EXPECT_EQ(record_timestamp(view.base_timestamp(), summary.max_timestamp_delta), 130);
+  set_max_timestamp(bytes, -1);
+  auto again = RecordBatchView::parse(bytes).value();
+  EXPECT_EQ(again.max_timestamp(), -1);
+  EXPECT_TRUE(again.verify_crc());
+  // Truncated record sections fail the same way in both.
+  auto cut = view.records_section().first(view.records_section().size() - 1);
+  EXPECT_FALSE(scan_records(cut, view.record_count(), view.last_offset_delta()));
+  EXPECT_EQ(record_timestamp(std::numeric_limits<int64_t>::max(), 1),
+            std::numeric_limits<int64_t>::min());
+}
+
 }  // namespace
 }  // namespace ordo::model

@@ -284,6 +284,27 @@ TEST_F(PartitionLogTest, RetentionByTime) {
   EXPECT_EQ(log->size_bytes(), 0);
 }
 
+TEST_F(PartitionLogTest, RetentionByTimeUsesTheFileTimeWhenRecordsHaveNoTimestamp) {
+  LogConfig cfg = small_config();
+  cfg.retention_ms = 60'000;
+  auto log = open_log(cfg);
+  for (int i = 0; i < 40; ++i) {  // one record each, timestamp -1: max timestamp -1
+    auto bytes = make_batch(1, "nots" + std::to_string(i), -1, 200);
+    ASSERT_TRUE(log->append(bytes));
+  }
+  ASSERT_GT(log->segment_count(), 1u);
+  log->set_high_watermark(log->log_end_offset());
+  // The files were just written (their mtime is now, after this clock's cutoff): kept.
+  auto deleted = log->enforce_retention();
+  ASSERT_TRUE(deleted);
+  EXPECT_EQ(*deleted, 0);
+  EXPECT_EQ(log->log_start_offset(), Offset(0));
+  // Ten years on, the file times are past retention.ms too.
+  clock_.advance(int64_t(10) * 365 * 24 * 3600 * 1000);
+  ASSERT_TRUE(log->enforce_retention());
+  EXPECT_EQ(log->log_start_offset(), log->log_end_offset());
+}
+
 TEST_F(PartitionLogTest, SegmentMsRollsByTime) {
   LogConfig cfg = small_config();
   cfg.segment_bytes = 1 << 20;
