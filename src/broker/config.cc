@@ -19,11 +19,12 @@ namespace ordo::broker {
 namespace {
 
 // ORDO_* variables that are not settings but are read elsewhere in Ordo, so that exporting
-// them never stops the broker: the log threshold (base/log.cc) and the knobs of the tests and
-// benchmarks (a test that runs `ordo serve` passes the developer's environment on).
+// them never stops the broker: the log threshold (base/log.cc), the client commands' default
+// bootstrap (cli), and the knobs of the tests and benchmarks (a test that runs `ordo serve`
+// passes the developer's environment on).
 constexpr std::string_view kNonSettingEnv[] = {
-    "ORDO_LOG_LEVEL",    "ORDO_BENCH_DIR",  "ORDO_CRASH_SEED",
-    "ORDO_CRASH_ROUNDS", "ORDO_MODEL_SEED", "ORDO_MODEL_VERBOSE",
+    "ORDO_LOG_LEVEL",  "ORDO_BOOTSTRAP",    "ORDO_BIN",        "ORDO_BENCH_DIR",
+    "ORDO_CRASH_SEED", "ORDO_CRASH_ROUNDS", "ORDO_MODEL_SEED", "ORDO_MODEL_VERBOSE",
 };
 
 constexpr std::string_view kEnvPrefix = "ORDO_";
@@ -223,6 +224,8 @@ const std::vector<Setting>& settings() {
       integer("connection.max.inflight.requests",
               broker_field(&B::connection_max_inflight_requests), 1, kInt32Max,
               "Requests one connection may have in progress before reads pause"),
+      integer("fetch.max.wait.ms", broker_field(&B::fetch_max_wait_ms), 0, 3600000,
+              "Upper bound on a fetch's max_wait_ms (long poll)"),
       choice("log.flush.mode", log_field(&L::flush_mode), &storage::parse_flush_mode,
              &storage::flush_mode_name,
              "When a produce is acknowledged: none (page cache), interval (flushed every "

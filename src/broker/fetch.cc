@@ -78,7 +78,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req)
   }
 
   const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(body->max_wait_ms, 0));
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(std::clamp(body->max_wait_ms, 0, b.config_.fetch_max_wait_ms));
   const int64_t max_bytes = std::max(body->max_bytes, 0);
   auto executor = co_await asio::this_coro::executor;
   while (true) {

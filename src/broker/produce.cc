@@ -70,7 +70,8 @@ void validate(PartitionWork& w, std::span<const uint8_t> records, const TopicSet
   }
   std::span<uint8_t> rest(w.batches);
   while (!rest.empty()) {
-    auto view = model::RecordBatchView::parse(rest, size_t(settings.max_message_bytes) + 1024);
+    // Bounded by the bytes present; the size limit is checked next, with its own error.
+    auto view = model::RecordBatchView::parse(rest, rest.size());
     if (!view) {
       return fail(w, ErrorCode::corrupt_message, view.error().message);
     }

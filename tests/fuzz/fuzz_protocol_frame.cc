@@ -52,8 +52,8 @@ void handle_frame(std::span<const uint8_t> frame) {
   ORDO_ASSERT(h->api != nullptr && h->api->key == h->header.request_api_key);
   if (!h->api->supports(version)) return;
   switch (h->header.request_api_key) {
-#define ORDO_FUZZ_CASE(key, Req, Resp) \
-  case key:                            \
+#define ORDO_FUZZ_CASE(key, Req, Resp)    \
+  case key:                               \
     check_request<Req>(h->body, version); \
     break;
     ORDO_PROTOCOL_APIS(ORDO_FUZZ_CASE)

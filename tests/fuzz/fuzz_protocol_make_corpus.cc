@@ -89,7 +89,8 @@ int run(const std::string& dir) {
   ok &= write_seed(dir, "controlled_shutdown_v0", 255, {frame(cs, 0, 12)});
   ok &= write_seed(dir, "stream_small_chunks", 0,
                    {frame(av, 3, 1), frame(md, 12, 2), frame(pr, 9, 3), frame(fe, 12, 4)});
-  ok &= write_seed(dir, "garbage", 3, {Bytes{0x00, 0x00, 0x00, 0x06, 0x7f, 0x00, 0x00, 0x01, 0xff, 0xff}});
+  ok &= write_seed(dir, "garbage", 3,
+                   {Bytes{0x00, 0x00, 0x00, 0x06, 0x7f, 0x00, 0x00, 0x01, 0xff, 0xff}});
   ok &= write_seed(dir, "negative_size", 255, {Bytes{0xff, 0xff, 0xff, 0xf0, 0x00}});
   ok &= write_seed(dir, "huge_array", 255,
                    {Bytes{0x00, 0x00, 0x00, 0x0c, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01,

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -242,6 +243,18 @@ void check_rebuild(const RecordBatchView& v, const std::vector<RecordView>& recs
 // Decodes the records of a parsed batch and checks what decode_records() promises.
 void check_records(const RecordBatchView& v) {
   auto recs = decode_records(v);
+  // scan_records() walks the same bytes without keeping them: same verdict, same count and
+  // the largest timestamp delta.
+  auto summary = scan_records(v.records_section(), v.record_count(), v.last_offset_delta());
+  if (v.compression() == Compression::none) {
+    ORDO_ASSERT(summary.has_value() == recs.has_value());
+    if (summary) {
+      ORDO_ASSERT(size_t(summary->count) == recs->size());
+      int64_t max_delta = std::numeric_limits<int64_t>::min();
+      for (const auto& r : *recs) max_delta = std::max(max_delta, r.timestamp_delta);
+      ORDO_ASSERT(summary->max_timestamp_delta == max_delta);
+    }
+  }
   if (!recs) {
     Errc code = recs.error().code;
     if (v.compression() != Compression::none) {
