@@ -117,6 +117,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req)
   for (auto& item : items) {
     FetchPartitionData out;
     out.partition_index = item.tp.partition;
+    // Never null: librdkafka cannot parse a -1 record set size, even next to an error.
+    out.records = protocol::Records::owned({});
     if (!item.known) {
       out.error_code = code(ErrorCode::unknown_topic_or_partition);
       out.high_watermark = -1;
@@ -133,8 +135,6 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req)
       if (s.size > 0 && (used == 0 || used + s.size <= max_bytes)) {
         out.records = protocol::Records::file({s.file, s.position, s.size});
         used += s.size;
-      } else {
-        out.records = protocol::Records::owned({});
       }
     }
     resp.responses[item.topic_index].partitions.push_back(std::move(out));

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,9 +16,54 @@ struct ServeArgs {
   bool print_config = false;
 };
 
+// Where and how the client commands connect (client.h).
+struct ClientArgs {
+  std::string bootstrap;                // -b HOST:PORT[,...]; empty: $ORDO_BOOTSTRAP or default
+  std::vector<std::string> properties;  // -X key=value, librdkafka properties, in order
+};
+
+// `ordo topic create|list|describe|alter|delete`.
+struct TopicArgs {
+  ClientArgs client;
+  std::string name;
+  int32_t partitions = -1;           // create: -1 is the broker's default; alter: -1 is unchanged
+  int32_t replication_factor = -1;   // -1: the broker's default
+  std::vector<std::string> configs;  // --config key=value
+  std::vector<std::string> delete_configs;  // alter --delete-config key
+};
+
+// `ordo produce`: one message per line of stdin.
+struct ProduceArgs {
+  ClientArgs client;
+  std::string topic;
+  int32_t partition = -1;  // -1: librdkafka's partitioner
+  std::optional<std::string> key_separator;
+  std::vector<std::string> headers;  // key=value, on every message
+  std::string acks;                  // empty: librdkafka's default
+  std::string compression;           // empty: librdkafka's default
+};
+
+// `ordo consume`: prints messages without a consumer group.
+struct ConsumeArgs {
+  ClientArgs client;
+  std::string topic;
+  std::vector<int32_t> partitions;  // empty: all
+  std::string from = "beginning";   // beginning, end, OFFSET, -N (N before the end), @TIMESTAMP_MS
+  int64_t count = -1;               // -1: no limit
+  bool exit_at_end = false;
+  std::string format = "%s\\n";
+};
+
 // Each returns the process exit code.
 int serve(const ServeArgs& args);
 int dump_log(const std::string& path, bool records);
+int topic_create(const TopicArgs& args);
+int topic_list(const TopicArgs& args);
+int topic_describe(const TopicArgs& args);
+int topic_alter(const TopicArgs& args);
+int topic_delete(const TopicArgs& args);
+int produce(const ProduceArgs& args);
+int consume(const ConsumeArgs& args);
 // The settings table for `ordo serve --help`.
 std::string serve_settings_help();
 

@@ -2,6 +2,9 @@
 //
 //   ordo serve     run the broker on a data dir until SIGTERM/SIGINT
 //   ordo dump-log  print the batches of a segment file, checking each one
+//   ordo topic     create, list, describe, alter and delete topics (any Kafka cluster)
+//   ordo produce   stdin lines to a topic
+//   ordo consume   a topic's messages to stdout (no consumer group)
 
 #include <signal.h>
 
@@ -10,6 +13,20 @@
 
 #include "base/log.h"
 #include "cli/commands.h"
+
+namespace {
+
+// -b and -X, on every client command.
+void add_client_options(CLI::App* cmd, ordo::cli::ClientArgs& client) {
+  cmd->add_option("-b,--bootstrap", client.bootstrap,
+                  "HOST:PORT[,HOST:PORT...] to bootstrap from (default: $ORDO_BOOTSTRAP, else "
+                  "127.0.0.1:9092)");
+  cmd->add_option("-X", client.properties,
+                  "key=value: a librdkafka property (repeatable; wins over the command's own)")
+      ->allow_extra_args(false);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Ordo: a log-centric data platform (Kafka wire protocol, one binary)"};
@@ -68,8 +85,92 @@ int main(int argc, char** argv) {
   dump_cmd->add_option("file", dump_path, "Segment file (<base offset>.log)")->required();
   dump_cmd->add_flag("--records", dump_records, "Also print each record of uncompressed batches");
 
+  // ---- client commands ----
+  // -b and -X go before the command (`ordo -b HOST:PORT topic list`, like kcat) or after it.
+  ordo::cli::ClientArgs global_client;
+  add_client_options(&app, global_client);
+  ordo::cli::TopicArgs topic;
+  auto* topic_cmd = app.add_subcommand("topic", "Create, list, describe, alter and delete topics");
+  topic_cmd->require_subcommand(1);
+  auto* create_cmd = topic_cmd->add_subcommand("create", "Create a topic");
+  create_cmd->add_option("name", topic.name, "Topic name")->required();
+  create_cmd->add_option("--partitions", topic.partitions,
+                         "Number of partitions (default: the broker's num.partitions)");
+  create_cmd->add_option("--replication-factor", topic.replication_factor,
+                         "Replicas per partition (default: the broker's)");
+  create_cmd->add_option("--config", topic.configs, "key=value topic config (repeatable)")
+      ->allow_extra_args(false);
+  auto* list_cmd = topic_cmd->add_subcommand("list", "Print the name of every topic");
+  auto* describe_cmd = topic_cmd->add_subcommand(
+      "describe", "Print a topic's partitions (leader, replicas, offsets) and configs");
+  describe_cmd->add_option("name", topic.name, "Topic name")->required();
+  auto* alter_cmd = topic_cmd->add_subcommand(
+      "alter", "Change a topic's configs (others are kept) or grow its partitions");
+  alter_cmd->add_option("name", topic.name, "Topic name")->required();
+  alter_cmd->add_option("--config", topic.configs, "key=value to set (repeatable)")
+      ->allow_extra_args(false);
+  alter_cmd
+      ->add_option("--delete-config", topic.delete_configs,
+                   "key to return to its default (repeatable)")
+      ->allow_extra_args(false);
+  alter_cmd->add_option("--partitions", topic.partitions, "New total number of partitions");
+  auto* delete_cmd = topic_cmd->add_subcommand("delete", "Delete a topic and its data");
+  delete_cmd->add_option("name", topic.name, "Topic name")->required();
+  for (auto* c : {create_cmd, list_cmd, describe_cmd, alter_cmd, delete_cmd}) {
+    add_client_options(c, topic.client);
+  }
+
+  ordo::cli::ProduceArgs prod;
+  auto* produce_cmd = app.add_subcommand(
+      "produce", "Send each line of stdin as one message; prints the count to stderr");
+  add_client_options(produce_cmd, prod.client);
+  produce_cmd->add_option("-t,--topic", prod.topic, "Topic")->required();
+  produce_cmd->add_option("-p,--partition", prod.partition,
+                          "Partition (default: by key, or spread when there is no key)");
+  produce_cmd->add_option("-K,--key-separator", prod.key_separator,
+                          "The text before the first SEP of a line is the key (lines without "
+                          "SEP have no key)");
+  produce_cmd->add_option("-H,--header", prod.headers, "key=value header on every message")
+      ->allow_extra_args(false);
+  produce_cmd->add_option("--acks", prod.acks, "0, 1 or all")
+      ->check(CLI::IsMember({"0", "1", "all", "-1"}));
+  produce_cmd->add_option("--compression", prod.compression, "none, gzip, snappy, lz4 or zstd")
+      ->check(CLI::IsMember({"none", "gzip", "snappy", "lz4", "zstd"}));
+
+  ordo::cli::ConsumeArgs cons;
+  auto* consume_cmd = app.add_subcommand(
+      "consume", "Print messages of a topic (no consumer group; nothing is committed)");
+  add_client_options(consume_cmd, cons.client);
+  consume_cmd->add_option("-t,--topic", cons.topic, "Topic")->required();
+  consume_cmd->add_option("-p,--partition", cons.partitions, "Partition (repeatable; default all)")
+      ->allow_extra_args(false);
+  consume_cmd->add_option("-o,--from", cons.from,
+                          "beginning, end, OFFSET, -N (N before the end) or @TIMESTAMP_MS "
+                          "(default beginning)");
+  consume_cmd->add_option("-c,--count", cons.count, "Stop after COUNT messages")
+      ->check(CLI::NonNegativeNumber);
+  consume_cmd->add_flag("-e,--exit-at-end", cons.exit_at_end,
+                        "Stop when every partition has reached its end");
+  consume_cmd->add_option("-f,--format", cons.format,
+                          "Output per message: %t topic, %p partition, %o offset, %k key, %s "
+                          "value, %T timestamp (ms), %h headers (k=v,...), %K key length, %S "
+                          "value length (-1: null), %% a percent sign; \\n \\t escapes "
+                          "(default \"%s\\n\")");
+
   CLI11_PARSE(app, argc, argv);
+  for (auto* c : {&topic.client, &prod.client, &cons.client}) {
+    if (c->bootstrap.empty()) c->bootstrap = global_client.bootstrap;
+    c->properties.insert(c->properties.begin(), global_client.properties.begin(),
+                         global_client.properties.end());
+  }
   if (*serve_cmd) return ordo::cli::serve(serve);
   if (*dump_cmd) return ordo::cli::dump_log(dump_path, dump_records);
+  if (*create_cmd) return ordo::cli::topic_create(topic);
+  if (*list_cmd) return ordo::cli::topic_list(topic);
+  if (*describe_cmd) return ordo::cli::topic_describe(topic);
+  if (*alter_cmd) return ordo::cli::topic_alter(topic);
+  if (*delete_cmd) return ordo::cli::topic_delete(topic);
+  if (*produce_cmd) return ordo::cli::produce(prod);
+  if (*consume_cmd) return ordo::cli::consume(cons);
   return 2;
 }

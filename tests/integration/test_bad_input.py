@@ -1,0 +1,263 @@
+"""Malformed and unsupported input on raw sockets. Requests are written byte by byte
+(kafka_wire.py). After every test the broker must still be running, serve a new connection
+normally and hold exactly the data stored at the start (tearDown)."""
+
+import random
+import unittest
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+import kafka_wire as kw
+from kafka_wire import i16, i32, string
+
+DATA_TOPIC = "bad-input-data"
+DATA_RECORDS = [(f"key-{i}".encode(), f"value-{i}".encode(), [("n", str(i).encode())],
+                 1_700_000_000_000 + i) for i in range(50)]
+MAX_REQUEST = 100 * 1024 * 1024  # socket.request.max.bytes default
+
+INVALID_TOPIC_NAMES = ["bad/name", "..", ".", "a" * 300, "", "with space", "tab\tname",
+                       "caf\u00e9"]
+
+
+class BadInputTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = cls.enterClassContext(kw.Broker())
+        cls.bs = cls.broker.bootstrap
+        kw.create_topic(cls.bs, DATA_TOPIC, 1)
+        with kw.Connection(cls.bs) as c:
+            error, base, _, _ = c.produce(DATA_TOPIC, 0,
+                                          kw.record_batch(DATA_RECORDS[:30],
+                                                          DATA_RECORDS[0][3]))
+            assert (error, base) == (kw.NONE, 0), (error, base)
+            error, base, _, _ = c.produce(DATA_TOPIC, 0,
+                                          kw.record_batch(DATA_RECORDS[30:],
+                                                          DATA_RECORDS[30][3]))
+            assert (error, base) == (kw.NONE, 30), (error, base)
+            cls.stored = c.fetch_all(DATA_TOPIC, 0)  # the bytes every later fetch must return
+
+    def tearDown(self):
+        self.assert_healthy()
+
+    # ---- helpers ----
+
+    def assert_healthy(self):
+        self.assertTrue(self.broker.alive(), "the broker exited:\n" + self.broker.log())
+        with kw.Connection(self.bs) as c:
+            error, apis = c.api_versions()
+            self.assertEqual(error, kw.NONE)
+            self.assertIn(kw.API_PRODUCE, apis)
+            t = c.metadata([DATA_TOPIC])["topics"][DATA_TOPIC]
+            self.assertEqual((t["error"], len(t["partitions"])), (kw.NONE, 1))
+            self.assertEqual(c.list_offsets(DATA_TOPIC, 0, -1), (kw.NONE, -1, len(DATA_RECORDS)))
+            self.assertEqual(c.fetch_all(DATA_TOPIC, 0), self.stored, "stored data changed")
+
+    def send_bad(self, data, *expected_words):
+        """Sends data on a new connection and checks that the broker closes it and logs one
+        line about it (containing expected_words)."""
+        with kw.Connection(self.bs) as c:
+            c.send(data)
+            self.assertTrue(c.wait_closed(), "the broker kept the connection open")
+            self.assert_one_log_line(c.local_port, *expected_words)
+
+    def assert_one_log_line(self, port, *expected_words):
+        kw.wait_for_log(self.broker, lambda text: f"127.0.0.1:{port} " in text)
+        self.assert_healthy()  # (also gives a second line, if any, time to show up)
+        lines = kw.connection_log_lines(self.broker, port)
+        self.assertEqual(len(lines), 1, f"log lines about the connection: {lines}")
+        for w in ("closed",) + expected_words:
+            self.assertIn(w, lines[0])
+
+    def request(self, api_key, version, body, flexible=False, correlation_id=7):
+        return kw.request_frame(api_key, version, correlation_id, body, flexible)
+
+    # ---- framing ----
+
+    def test_garbage_http_request(self):
+        # "GET " read as a frame size is 1195725856: far above the limit.
+        self.send_bad(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+
+    def test_garbage_after_a_valid_header(self):
+        # A Metadata v1 request whose topic array claims 2^31-1 entries, then random bytes.
+        rng = random.Random(20240611)
+        garbage = bytes(rng.randrange(256) for _ in range(200))
+        self.send_bad(self.request(kw.API_METADATA, 1, b"\x7f\xff\xff\xff" + garbage))
+
+    def test_random_bytes(self):
+        # Random bytes after a frame size that covers them exactly: the header is nonsense.
+        rng = random.Random(7)
+        payload = bytes([0x7F, 0x00]) + bytes(rng.randrange(256) for _ in range(510))
+        self.send_bad(kw.frame(payload))
+
+    def test_frame_larger_than_limit(self):
+        # Only the size prefix is sent: the broker must not wait for 100 MiB to refuse it.
+        self.send_bad(i32(MAX_REQUEST + 1))
+
+    def test_huge_frame_size(self):
+        self.send_bad(i32(0x7FFFFFFF))
+
+    def test_negative_frame_size(self):
+        self.send_bad(i32(-1))
+
+    def test_most_negative_frame_size(self):
+        self.send_bad(i32(-0x80000000))
+
+    def test_truncated_frame_then_close(self):
+        # Half a frame, then the client goes away: nothing to answer; at most one log line.
+        frame = self.request(kw.API_METADATA, 1, kw.metadata_v1_body([DATA_TOPIC]))
+        with kw.Connection(self.bs) as c:
+            c.send(frame[:len(frame) // 2])
+            port = c.local_port
+        self.assert_healthy()
+        self.assertLessEqual(len(kw.connection_log_lines(self.broker, port)), 1)
+
+    def test_truncated_size_prefix_then_close(self):
+        with kw.Connection(self.bs) as c:
+            c.send(b"\x00\x00")
+            port = c.local_port
+        self.assert_healthy()
+        self.assertLessEqual(len(kw.connection_log_lines(self.broker, port)), 1)
+
+    def test_frame_shorter_than_a_header(self):
+        self.send_bad(kw.frame(i16(kw.API_METADATA)))
+
+    # ---- API keys and versions ----
+
+    def test_unknown_api_key(self):
+        self.send_bad(self.request(1000, 0, b""), "1000")
+
+    def test_negative_api_key(self):
+        self.send_bad(self.request(-1, 0, b""))
+
+    def test_api_the_broker_does_not_implement(self):
+        # FindCoordinator v0 (key 10): a Kafka API this broker does not offer yet.
+        self.send_bad(self.request(10, 0, string("group")), "FindCoordinator")
+
+    def test_produce_v100(self):
+        body = kw.produce_v7_body(DATA_TOPIC, 0, kw.record_batch([(b"k", b"v", [])]))
+        self.send_bad(self.request(kw.API_PRODUCE, 100, body, flexible=True), "Produce", "100")
+
+    def test_fetch_v3_below_minimum(self):
+        # Fetch v3 layout: replica, max wait, min bytes, max bytes, topics.
+        body = (i32(-1) + i32(0) + i32(0) + i32(1 << 20) +
+                kw.array([DATA_TOPIC], lambda t: string(t) + kw.array(
+                    [0], lambda p: i32(p) + kw.i64(0) + i32(1 << 20))))
+        self.send_bad(self.request(kw.API_FETCH, 3, body), "Fetch", "3")
+
+    def test_negative_api_version(self):
+        self.send_bad(self.request(kw.API_METADATA, -1, b""))
+
+    def test_api_versions_v99_gets_v0_answer(self):
+        # A client newer than the broker: the answer is in v0 format with UNSUPPORTED_VERSION
+        # and the supported ranges, and the connection stays usable.
+        body = kw.compact_string("future-client") + kw.compact_string("99.0") + b"\x00"
+        with kw.Connection(self.bs) as c:
+            resp = c.request(kw.API_API_VERSIONS, 99, body, flexible=True)
+            error, apis, left = kw.parse_api_versions_v0(resp)
+            self.assertEqual(error, kw.UNSUPPORTED_VERSION)
+            self.assertEqual(left, 0, "a v0 body has nothing after the api list")
+            self.assertEqual(apis[kw.API_API_VERSIONS], (0, 3))
+            self.assertEqual(apis[kw.API_PRODUCE][0], 0)
+            self.assertIn(kw.API_FETCH, apis)
+            self.assertIn(kw.API_METADATA, apis)
+            # The same list as a v0 request gets, on the same connection.
+            error0, apis0 = c.api_versions()
+            self.assertEqual(error0, kw.NONE)
+            self.assertEqual(apis0, apis)
+            port = c.local_port
+        self.assertEqual(kw.connection_log_lines(self.broker, port), [])
+
+    # ---- record batches ----
+
+    def produce_and_check(self, topic, batch, want_error):
+        """Produces batch on one connection; returns the error code; the partition's end
+        offset must not move on an error."""
+        with kw.Connection(self.bs) as c:
+            before = c.list_offsets(topic, 0, -1)[2]
+            error, base, _, _ = c.produce(topic, 0, bytes(batch))
+            self.assertEqual(error, want_error)
+            if want_error != kw.NONE:
+                self.assertEqual(base, -1)
+                self.assertEqual(c.list_offsets(topic, 0, -1)[2], before)
+            return error
+
+    def test_corrupt_crc_is_refused_and_nothing_stored(self):
+        topic = "bad-input-crc"
+        kw.create_topic(self.bs, topic, 1)
+        records = [(b"k%d" % i, b"v%d" % i, [("h", b"x")]) for i in range(5)]
+        good = kw.record_batch(records, 1_700_000_000_000)
+
+        flipped_crc = bytearray(good)
+        flipped_crc[kw.BATCH_CRC_POSITION + 2] ^= 0x10
+        self.produce_and_check(topic, flipped_crc, kw.CORRUPT_MESSAGE)
+
+        flipped_value = bytearray(good)
+        flipped_value[-4] ^= 0x01  # a byte of the last record's value
+        self.produce_and_check(topic, flipped_value, kw.CORRUPT_MESSAGE)
+
+        truncated = bytearray(good[:-3])  # shorter than its length field says
+        self.produce_and_check(topic, truncated, kw.CORRUPT_MESSAGE)
+
+        # A good batch followed by a corrupt one: all or nothing.
+        self.produce_and_check(topic, good + bytes(flipped_crc), kw.CORRUPT_MESSAGE)
+
+        # Checked by a real client too: nothing stored.
+        c = Consumer(kw.assign_only_consumer_conf(self.bs))
+        try:
+            self.assertEqual(c.get_watermark_offsets(TopicPartition(topic, 0),
+                                                     timeout=kw.WAIT_S), (0, 0))
+            # The intact batch is accepted and reads back through librdkafka.
+            self.produce_and_check(topic, good, kw.NONE)
+            self.assertEqual(c.get_watermark_offsets(TopicPartition(topic, 0),
+                                                     timeout=kw.WAIT_S), (0, 5))
+            c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+            got = []
+            while len(got) < 5:
+                m = c.poll(kw.WAIT_S)
+                self.assertIsNotNone(m, "no message within the wait")
+                self.assertIsNone(m.error())
+                got.append((m.offset(), m.key(), m.value(), m.headers()))
+            self.assertEqual(got, [(i, k, v, h) for i, (k, v, h) in enumerate(records)])
+        finally:
+            c.close()
+
+    def test_hand_built_batches_read_by_confluent_kafka(self):
+        # The data every test checks, through librdkafka: CRC-32C and varints by hand agree.
+        c = Consumer(kw.assign_only_consumer_conf(self.bs, **{"check.crcs": True}))
+        try:
+            c.assign([TopicPartition(DATA_TOPIC, 0, OFFSET_BEGINNING)])
+            got = []
+            while len(got) < len(DATA_RECORDS):
+                m = c.poll(kw.WAIT_S)
+                self.assertIsNotNone(m, "no message within the wait")
+                self.assertIsNone(m.error())
+                got.append((m.key(), m.value(), m.headers(), m.timestamp()[1]))
+            self.assertEqual(got, [(k, v, h, ts) for k, v, h, ts in DATA_RECORDS])
+        finally:
+            c.close()
+
+    # ---- topic names ----
+
+    def test_invalid_topic_names(self):
+        with kw.Connection(self.bs) as c:
+            created = c.create_topics([(n, 1, {}) for n in INVALID_TOPIC_NAMES])
+            for name in INVALID_TOPIC_NAMES:
+                self.assertEqual(created[name][0], kw.INVALID_TOPIC_EXCEPTION, repr(name))
+            meta = c.metadata(INVALID_TOPIC_NAMES)["topics"]
+            for name in INVALID_TOPIC_NAMES:
+                self.assertEqual(meta[name]["error"], kw.INVALID_TOPIC_EXCEPTION, repr(name))
+                self.assertEqual(meta[name]["partitions"], [])
+            error, _, _, _ = c.produce("bad/name", 0, kw.record_batch([(b"k", b"v", [])]))
+            self.assertEqual(error, kw.INVALID_TOPIC_EXCEPTION)
+            # None of them was created (Metadata for every topic).
+            everything = c.metadata(None)["topics"]
+            for name in INVALID_TOPIC_NAMES:
+                self.assertNotIn(name, everything)
+            # The longest valid name (249 characters) works.
+            longest = "b" * 249
+            self.assertEqual(c.create_topics([(longest, 1, {})])[longest][0], kw.NONE)
+            kw.wait_for_topic(self.bs, longest, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
