@@ -5,6 +5,8 @@
 #include <string>
 
 #include "base/coding.h"
+#include "compression/compression.h"
+#include "compression/records.h"
 #include "model/record_batch.h"
 
 namespace ordo::broker {
@@ -43,14 +45,17 @@ uint32_t crc32_ieee(std::span<const uint8_t> data) {
   return c ^ 0xFFFFFFFFu;
 }
 
-Result<std::vector<uint8_t>> upconvert_legacy_message_set(std::span<const uint8_t> data,
-                                                          int64_t now_ms) {
-  model::RecordBatchBuilder builder;
+namespace {
+
+// Adds the records of a legacy message set to the builder. A compressed (wrapper) message
+// holds a message set of uncompressed messages in its value: depth 1 at most.
+Result<void> add_messages(std::span<const uint8_t> data, int64_t now_ms, int depth,
+                          model::RecordBatchBuilder& builder) {
   constexpr size_t kLogOverhead = 12;  // offset + message size
   while (!data.empty()) {
     if (data.size() < kLogOverhead) {
-      // A partial trailing message is allowed by the old protocol (fetch truncation); a produce
-      // request should not have one, but it carries no data either.
+      // A partial trailing message is allowed by the old protocol (fetch truncation); a
+      // produce request should not have one, but it carries no data either.
       break;
     }
     int32_t size = int32_t(load_be32(data.data() + 8));
@@ -67,11 +72,6 @@ Result<std::vector<uint8_t>> upconvert_legacy_message_set(std::span<const uint8_
     uint8_t attributes = msg[5];
     if (magic != 0 && magic != 1)
       return make_error(Errc::corrupt, "legacy message: magic {}", magic);
-    if (attributes & 0x07) {
-      return make_error(Errc::invalid_argument,
-                        "compressed legacy message sets are not supported; use record batches "
-                        "(produce v3+)");
-    }
     std::span<const uint8_t> rest = msg.subspan(6);
     int64_t ts = -1;
     if (magic == 1) {
@@ -85,8 +85,28 @@ Result<std::vector<uint8_t>> upconvert_legacy_message_set(std::span<const uint8_
     auto value = read_bytes(rest);
     if (!value) return std::move(value).error();
     if (!rest.empty()) return make_error(Errc::corrupt, "legacy message: trailing bytes");
+    if (uint8_t codec = attributes & 0x07; codec != 0) {
+      if (depth > 0) return make_error(Errc::corrupt, "legacy message: nested compression");
+      if (!*value) return make_error(Errc::corrupt, "legacy wrapper message without a value");
+      std::span<const uint8_t> packed(reinterpret_cast<const uint8_t*>((*value)->data()),
+                                      (*value)->size());
+      auto inner = compression::decompress(compression::Codec(codec), packed,
+                                           compression::kMaxBatchRecordsBytes);
+      if (!inner) return std::move(inner).error();
+      ORDO_TRY(add_messages(*inner, now_ms, depth + 1, builder));
+      continue;
+    }
     builder.add(model::RecordInput{std::move(*key), std::move(*value), ts, {}});
   }
+  return ok();
+}
+
+}  // namespace
+
+Result<std::vector<uint8_t>> upconvert_legacy_message_set(std::span<const uint8_t> data,
+                                                          int64_t now_ms) {
+  model::RecordBatchBuilder builder;
+  ORDO_TRY(add_messages(data, now_ms, 0, builder));
   if (builder.record_count() == 0) return make_error(Errc::corrupt, "legacy message set is empty");
   return builder.build();
 }

@@ -10,9 +10,10 @@
 
 namespace ordo::broker {
 
-// Converts an uncompressed legacy message set. Errors: Errc::corrupt for a malformed message or
-// a CRC mismatch, Errc::invalid_argument for a compressed (wrapper) message, which this broker
-// does not unpack.
+// Converts a legacy message set; compressed (wrapper) messages are unpacked (gzip, snappy, lz4;
+// the magic-0 lz4 framing with its broken header checksum is refused as corrupt). Errors:
+// Errc::corrupt for a malformed message, a CRC mismatch or bad compressed bytes,
+// Errc::invalid_argument for an unknown codec, Errc::too_large for a decompression bomb.
 Result<std::vector<uint8_t>> upconvert_legacy_message_set(std::span<const uint8_t> data,
                                                           int64_t now_ms);
 

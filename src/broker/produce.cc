@@ -7,6 +7,7 @@
 #include "base/clock.h"
 #include "broker/handlers.h"
 #include "broker/legacy.h"
+#include "compression/records.h"
 #include "model/record_batch.h"
 #include "protocol/messages/produce_request.h"
 #include "protocol/messages/produce_response.h"
@@ -31,15 +32,10 @@ void fail(PartitionWork& w, ErrorCode e, std::string message) {
   w.response.error_message = std::move(message);
 }
 
-// The batch's true max timestamp. Uncompressed: every record is checked and the largest
-// timestamp taken. Compressed (not decompressed here yet): the header's value when it is at
-// least the base timestamp, else the base timestamp (a lower bound that is never -1).
+// The batch's true max timestamp, from its records: every record is checked (a compressed
+// batch is decompressed for that, within compression::kMaxBatchRecordsBytes).
 Result<int64_t> checked_max_timestamp(const model::RecordBatchView& view) {
-  if (view.compression() != model::Compression::none) {
-    return std::max(view.max_timestamp(), view.base_timestamp());
-  }
-  auto summary =
-      model::scan_records(view.records_section(), view.record_count(), view.last_offset_delta());
+  auto summary = compression::scan_batch(view);
   if (!summary) return std::move(summary).error();
   return model::record_timestamp(view.base_timestamp(), summary->max_timestamp_delta);
 }
@@ -87,11 +83,18 @@ void validate(PartitionWork& w, std::span<const uint8_t> records, const TopicSet
       return fail(w, ErrorCode::invalid_record, "a batch without records");
     }
     std::span<uint8_t> batch = rest.first(view->size_bytes());
+    auto max_ts = checked_max_timestamp(*view);
+    if (!max_ts) {
+      Errc e = max_ts.error().code;
+      return fail(w,
+                  e == Errc::invalid_argument ? ErrorCode::unsupported_compression_type
+                  : e == Errc::too_large      ? ErrorCode::invalid_record
+                                              : ErrorCode::corrupt_message,
+                  max_ts.error().message);
+    }
     if (settings.timestamp_type == model::TimestampType::log_append_time) {
       model::set_log_append_time(batch, now_ms);
       w.response.log_append_time_ms = now_ms;
-    } else if (auto max_ts = checked_max_timestamp(*view); !max_ts) {
-      return fail(w, ErrorCode::corrupt_message, max_ts.error().message);
     } else if (*max_ts != view->max_timestamp()) {
       // The header's maxTimestamp is not trusted (some clients leave it -1): retention and
       // time lookups depend on it.

@@ -188,6 +188,16 @@ Result<std::vector<RecordView>> decode_records(const RecordBatchView& batch,
   return out;
 }
 
+Result<std::vector<RecordView>> decode_records_section(std::span<const uint8_t> section,
+                                                       int32_t record_count,
+                                                       int32_t last_offset_delta,
+                                                       size_t max_headers_per_record) {
+  std::vector<RecordView> out;
+  ORDO_TRY(for_each_record(section, record_count, last_offset_delta, max_headers_per_record,
+                           [&](const RecordView& r) { out.push_back(r); }));
+  return out;
+}
+
 Result<RecordsSummary> scan_records(std::span<const uint8_t> section, int32_t record_count,
                                     int32_t last_offset_delta, size_t max_headers_per_record) {
   RecordsSummary s;

@@ -182,6 +182,12 @@ inline int64_t record_timestamp(int64_t base_timestamp, int64_t delta) {
   return int64_t(uint64_t(base_timestamp) + uint64_t(delta));
 }
 
+// decode_records() over a records section given apart from its batch (e.g. decompressed).
+Result<std::vector<RecordView>> decode_records_section(std::span<const uint8_t> section,
+                                                       int32_t record_count,
+                                                       int32_t last_offset_delta,
+                                                       size_t max_headers_per_record = 1 << 16);
+
 // What scan_records() learns about a records section without keeping the records.
 struct RecordsSummary {
   int32_t count = 0;

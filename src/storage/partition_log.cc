@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "base/log.h"
+#include "compression/records.h"
 #include "model/record_batch.h"
 
 namespace ordo::storage {
@@ -377,21 +378,21 @@ Result<ReadResult> PartitionLog::read(const ReadOptions& options) const {
 
 Result<std::optional<TimestampOffset>> PartitionLog::refine(const Segment& seg, const BatchInfo& b,
                                                             int64_t ts, bool exact) const {
-  // The batch is found by its max timestamp; the record inside by decoding it. Records below
-  // the log start do not count. A compressed batch (or one stamped with LogAppendTime, where
-  // every record has the batch's timestamp) answers with its first visible offset.
+  // The batch is found by its max timestamp; the record inside by decoding it (decompressing
+  // it first when needed). Records below the log start do not count. A batch stamped with
+  // LogAppendTime, where every record has the batch's timestamp, answers with its first
+  // visible offset.
   auto bytes = ORDO_TRY(seg.read_batch(b));
   auto view = ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
-  if (view.compression() != model::Compression::none ||
-      view.timestamp_type() == model::TimestampType::log_append_time) {
+  if (view.timestamp_type() == model::TimestampType::log_append_time) {
     if (b.last < log_start_ || (exact ? b.max_timestamp != ts : b.max_timestamp < ts)) {
       return std::optional<TimestampOffset>();
     }
     return std::optional<TimestampOffset>(
         TimestampOffset{b.max_timestamp, std::max(b.base, log_start_)});
   }
-  auto records = ORDO_TRY(model::decode_records(view));
-  for (const auto& rec : records) {
+  auto decoded = ORDO_TRY(compression::decode_batch(view));
+  for (const auto& rec : decoded.records) {
     Offset o = b.base + rec.offset_delta;
     // Wrapping addition, as the producer's subtraction wrapped (see RecordBatchBuilder).
     int64_t rts = model::record_timestamp(view.base_timestamp(), rec.timestamp_delta);

@@ -181,13 +181,9 @@ class KafkaPythonTest(unittest.TestCase):
     def test_zstd_roundtrip(self):
         self.roundtrip("zstd", "kp-zstd")
 
-    @unittest.expectedFailure
     def test_offsets_for_times_inside_compressed_batches(self):
         # Kafka answers ListOffsets by time with the first *record* whose timestamp is >= the
-        # target, decompressing the batch when needed. Ordo's storage cannot decompress, so for
-        # a compressed batch it answers with the batch's first offset and max timestamp
-        # (storage/partition_log.cc, PartitionLog::refine), which points at records older than
-        # the target. Remove this decorator when the storage finds the record.
+        # target, decompressing the batch when needed; so must Ordo.
         c, records = self.roundtrip("gzip", "kp-gzip-times", count=600, partitions=1)
         self.check_offsets_for_times(c, "kp-gzip-times", records, 1)
 

@@ -11,6 +11,8 @@
 #include "base/clock.h"
 #include "base/coding.h"
 #include "broker/legacy.h"
+#include "compression/compression.h"
+#include "compression/records.h"
 #include "model/record_batch.h"
 #include "protocol/errors.h"
 #include "protocol/header.h"
@@ -399,6 +401,23 @@ TEST_F(BrokerTest, LegacyMessageSetsAreUpConverted) {
   auto r = produce("old", 0, set, 2);
   EXPECT_EQ(r.error_code, 0);
   EXPECT_EQ(values(fetch("old", 0, 0)), (std::vector<std::string>{"old-0", "old-1"}));
+  // The same two messages inside a gzip wrapper message (attributes 1, value = the set).
+  auto packed = compression::compress(compression::Codec::gzip, set).value();
+  auto wrapper = message(1001, "", "");
+  wrapper.resize(wrapper.size() - 4);  // drop the empty value, put the compressed set
+  uint8_t len[4];
+  store_be32(len, uint32_t(packed.size()));
+  wrapper.insert(wrapper.end(), len, len + 4);
+  wrapper.insert(wrapper.end(), packed.begin(), packed.end());
+  wrapper[5] = 1;  // gzip
+  store_be32(wrapper.data(), crc32_ieee(std::span<const uint8_t>(wrapper).subspan(4)));
+  std::vector<uint8_t> wrapped(12);
+  store_be32(&wrapped[8], uint32_t(wrapper.size()));
+  wrapped.insert(wrapped.end(), wrapper.begin(), wrapper.end());
+  auto z = produce("old", 0, wrapped, 2);
+  EXPECT_EQ(z.error_code, 0);
+  EXPECT_EQ(z.base_offset, 2);
+  EXPECT_EQ(values(fetch("old", 0, 2)), (std::vector<std::string>{"old-0", "old-1"}));
   set[20] ^= 0xff;  // breaks the first message's CRC
   EXPECT_EQ(produce("old", 0, set, 2).error_code, ec(ErrorCode::corrupt_message));
 }
@@ -438,6 +457,36 @@ TEST_F(BrokerTest, TheHeaderMaxTimestampIsRecomputedFromTheRecords) {
   bad[model::batch_layout::kHeaderSize] = 0x7f;  // first record's length varint
   model::set_max_timestamp(bad, 0);              // recomputes the CRC over the damage
   EXPECT_EQ(produce("t", 0, bad).error_code, ec(ErrorCode::corrupt_message));
+}
+
+TEST_F(BrokerTest, CompressedBatchesAreCheckedAndStoredAsSent) {
+  ASSERT_EQ(create("z", 1).topics.at(0).error_code, 0);
+  for (uint8_t codec = 1; codec <= 4; ++codec) {
+    auto plain = storage::testing::make_batch(4, "c" + std::to_string(codec), 9000 + codec * 10);
+    auto packed =
+        compression::recode_batch(model::RecordBatchView::parse(plain).value(), codec).value();
+    model::set_max_timestamp(packed, -1);  // as Sarama sends it
+    auto r = produce("z", 0, packed);
+    ASSERT_EQ(r.error_code, 0) << int(codec);
+    auto p = fetch("z", 0, r.base_offset);
+    auto view = model::RecordBatchView::parse(p.records->bytes()).value();
+    EXPECT_EQ(int(view.compression()), codec);
+    EXPECT_EQ(view.max_timestamp(), 9000 + codec * 10 + 3);  // from the decompressed records
+    EXPECT_TRUE(view.verify_crc());
+    // The exact record inside the compressed batch answers a time lookup.
+    int64_t ts = 0;
+    EXPECT_EQ(list_offset("z", 0, 9000 + codec * 10 + 2, &ts), r.base_offset + 2);
+    EXPECT_EQ(ts, 9000 + codec * 10 + 2);
+  }
+  // A compressed batch whose payload does not decompress is refused.
+  auto plain = storage::testing::make_batch(2, "bad");
+  auto packed = compression::recode_batch(model::RecordBatchView::parse(plain).value(), 1).value();
+  packed[model::batch_layout::kHeaderSize + 12] ^= 0xff;
+  model::set_max_timestamp(packed, 0);  // valid CRC over the damaged payload
+  EXPECT_EQ(produce("z", 0, packed).error_code, ec(ErrorCode::corrupt_message));
+  packed[model::batch_layout::kAttributes + 1] |= 0x07;  // codec 7 does not exist
+  model::set_max_timestamp(packed, 0);
+  EXPECT_EQ(produce("z", 0, packed).error_code, ec(ErrorCode::unsupported_compression_type));
 }
 
 TEST_F(BrokerTest, FetchLongPollReturnsWhenDataArrives) {
