@@ -8,8 +8,8 @@ DATA_DIR  ?= ./data
 JOBS      ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test test-release test-sanitize bench fuzz format \
-        format-check clean
+.PHONY: all deps configure build run test test-release test-sanitize bench bench-broker fuzz \
+        format format-check clean
 
 all: build
 
@@ -42,6 +42,14 @@ test-sanitize: deps
 
 bench: build
 	bench/run-storage-bench --build-dir $(BUILD_DIR)
+	cmake --build $(BUILD_DIR) --target nats_bench
+	bench/run-broker-bench --build-dir $(BUILD_DIR)
+
+# The broker benchmark alone: Ordo beside librdkafka's mock cluster, Redis Streams and NATS
+# JetStream (BENCHMARKS.md). nats_bench (Go) is not part of `build`.
+bench-broker: build
+	cmake --build $(BUILD_DIR) --target nats_bench
+	bench/run-broker-bench --build-dir $(BUILD_DIR)
 
 # Coverage-guided fuzzing with libFuzzer (clang 14). FUZZ_TARGET=record_batch FUZZ_SECONDS=60
 FUZZ_TARGET  ?= record_batch
