@@ -3,8 +3,10 @@
 // The coroutine always resumes on its own executor (the connection's network thread), whatever
 // thread the callback ran on.
 
+#include <functional>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/associated_executor.hpp>
@@ -38,5 +40,39 @@ asio::awaitable<R> run_on(Executor target, Fn fn) {
     asio::post(target, [fn = std::move(fn), done = std::move(done)]() mutable { done(fn()); });
   });
 }
+
+// Coroutines of one single-threaded executor waiting for a condition that another coroutine
+// of the same executor changes. wait() suspends until the next notify_all(); callers re-check
+// their condition in a loop. Nothing is lost between the check and the wait because both
+// sides run on one thread. (A timer set to "never" and cancelled does the same but costs a
+// timerfd update per wake-up.)
+class Wakeup {
+ public:
+  explicit Wakeup(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+  Wakeup(const Wakeup&) = delete;
+  Wakeup& operator=(const Wakeup&) = delete;
+
+  asio::awaitable<void> wait() {
+    return asio::async_initiate<decltype(asio::use_awaitable), void()>(
+        [this](auto handler) {
+          auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+          waiters_.push_back([shared] { (*shared)(); });
+        },
+        asio::use_awaitable);
+  }
+
+  // Resumes every current waiter (each through a post, never inline).
+  void notify_all() {
+    auto waiters = std::move(waiters_);
+    waiters_.clear();
+    for (auto& w : waiters) asio::post(ex_, std::move(w));
+  }
+
+  size_t waiting() const { return waiters_.size(); }
+
+ private:
+  asio::any_io_executor ex_;
+  std::vector<std::function<void()>> waiters_;
+};
 
 }  // namespace ordo::broker

@@ -20,6 +20,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "base/result.h"
+#include "broker/async.h"
 #include "broker/config.h"
 #include "broker/topics.h"
 #include "protocol/codec.h"
@@ -48,7 +49,7 @@ struct ConnectionState {
   // takes a ticket when it arrives and submits its appends when it is its turn.
   uint64_t produce_tickets = 0;
   uint64_t produce_turn = 0;
-  std::unique_ptr<asio::steady_timer> produce_wakeup;  // cancelled when the turn moves
+  std::unique_ptr<Wakeup> produce_wakeup;  // notified when the turn moves
 };
 
 class PartitionWaiters;

@@ -152,11 +152,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
   // connection's produce requests in the order they were sent.
   ConnectionState& conn = req.conn;
   const uint64_t ticket = conn.produce_tickets++;
-  while (conn.produce_turn != ticket) {
-    conn.produce_wakeup->expires_at(asio::steady_timer::time_point::max());
-    asio::error_code ec;
-    co_await conn.produce_wakeup->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  }
+  while (conn.produce_turn != ticket) co_await conn.produce_wakeup->wait();
 
   storage::AppendOptions options;
   options.leader_epoch = 0;
@@ -183,7 +179,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
     }
     // Every append of this request is queued at its writer: the next request may go.
     ++conn.produce_turn;
-    conn.produce_wakeup->cancel();
+    conn.produce_wakeup->notify_all();
     finish_one();
   });
 

@@ -38,7 +38,7 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
     asio::error_code ec;
     auto ep = socket.remote_endpoint(ec);
     state.peer = ec ? std::string("?") : fmt::format("{}:{}", ep.address().to_string(), ep.port());
-    state.produce_wakeup = std::make_unique<asio::steady_timer>(socket.get_executor());
+    state.produce_wakeup = std::make_unique<Wakeup>(socket.get_executor());
     socket.set_option(tcp::no_delay(true), ec);
   }
 
@@ -47,19 +47,13 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
   ConnectionState state;
   protocol::FrameDecoder decoder;
   std::deque<std::shared_ptr<Slot>> queue;
-  asio::steady_timer reader_wakeup;
-  asio::steady_timer writer_wakeup;
+  Wakeup reader_wakeup;  // the queue shrank, or the connection closes
+  Wakeup writer_wakeup;  // a response is ready, reading ended, or the connection closes
   size_t inflight_bytes = 0;
   bool reading_done = false;
   bool closed = false;
 
   const BrokerConfig& config() const { return server.broker_.config(); }
-
-  static asio::awaitable<void> sleep_until_woken(asio::steady_timer& t) {
-    t.expires_at(asio::steady_timer::time_point::max());
-    asio::error_code ec;
-    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  }
 
   bool admit(size_t bytes) const {
     if (queue.empty()) return true;  // one request is always admitted
@@ -74,15 +68,15 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
     asio::error_code ec;
     socket.shutdown(tcp::socket::shutdown_both, ec);
     socket.close(ec);
-    reader_wakeup.cancel();
-    writer_wakeup.cancel();
+    reader_wakeup.notify_all();
+    writer_wakeup.notify_all();
   }
 
   // Stops reading (server stop): the reader sees end of stream, the writer drains the queue.
   void stop_reading() {
     asio::error_code ec;
     socket.shutdown(tcp::socket::shutdown_receive, ec);
-    reader_wakeup.cancel();
+    reader_wakeup.notify_all();
   }
 
   void dispatch(std::vector<uint8_t> frame) {
@@ -101,7 +95,7 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
             slot->outcome =
                 HandlerOutcome{{}, make_error(Errc::io, "handler failed: {}", e.what())};
           }
-          self->writer_wakeup.cancel();
+          self->writer_wakeup.notify_all();
         },
         asio::detached);
   }
@@ -123,13 +117,13 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
         chunk = chunk.subspan(*used);
         if (!decoder.has_frame()) continue;
         std::vector<uint8_t> frame = decoder.take_frame();
-        while (!closed && !admit(frame.size())) co_await sleep_until_woken(reader_wakeup);
+        while (!closed && !admit(frame.size())) co_await reader_wakeup.wait();
         if (closed) break;
         dispatch(std::move(frame));
       }
     }
     reading_done = true;
-    writer_wakeup.cancel();
+    writer_wakeup.notify_all();
   }
 
   // Writes one response: memory chunks gathered into writev calls, file ranges by sendfile.
@@ -181,33 +175,73 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
     co_return true;
   }
 
+  std::vector<asio::const_buffer> gathered;
+
+  // Collects the buffers of the ready responses at the front of the queue that are wholly in
+  // memory (stopping at one with file ranges, one not ready, or kMaxIovecs buffers) into
+  // `gathered`; returns how many responses they are (responses-less slots included).
+  size_t gather_memory_responses() {
+    gathered.clear();
+    size_t n = 0;
+    for (const auto& slot : queue) {
+      if (!slot->outcome || slot->outcome->close) break;
+      const auto& resp = slot->outcome->response;
+      if (resp) {
+        bool memory_only = true;
+        for (const auto& c : resp->chunks) {
+          memory_only = memory_only && std::holds_alternative<std::vector<uint8_t>>(c);
+        }
+        if (!memory_only || gathered.size() + resp->chunks.size() > kMaxIovecs) break;
+        for (const auto& c : resp->chunks) {
+          const auto& m = std::get<std::vector<uint8_t>>(c);
+          gathered.emplace_back(m.data(), m.size());
+        }
+      }
+      ++n;
+    }
+    return n;
+  }
+
   asio::awaitable<void> writer() {
     while (true) {
       if (queue.empty()) {
         if (reading_done || closed) break;
-        co_await sleep_until_woken(writer_wakeup);
+        co_await writer_wakeup.wait();
         continue;
       }
       auto slot = queue.front();
       if (!slot->outcome) {
         if (closed) break;
-        co_await sleep_until_woken(writer_wakeup);
+        co_await writer_wakeup.wait();
         continue;
       }
       if (slot->outcome->close) {
         close(slot->outcome->close->to_string());
         break;
       }
-      if (slot->outcome->response && !closed) {
-        if (!co_await send(*slot->outcome->response)) {
+      // Every ready in-memory response at the front goes out in one gathered write; a
+      // response with file ranges goes alone (sendfile).
+      size_t ready = gather_memory_responses();
+      if (ready > 0) {
+        asio::error_code ec;
+        co_await asio::async_write(socket, gathered, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+          close("");
+          break;
+        }
+      } else {
+        ready = 1;
+        if (slot->outcome->response && !closed && !co_await send(*slot->outcome->response)) {
           close("");
           break;
         }
       }
-      queue.pop_front();
-      server.inflight_.fetch_sub(1);
-      inflight_bytes -= slot->request_bytes;
-      reader_wakeup.cancel();
+      for (size_t i = 0; i < ready; ++i) {
+        inflight_bytes -= queue.front()->request_bytes;
+        queue.pop_front();
+      }
+      server.inflight_.fetch_sub(ready);
+      reader_wakeup.notify_all();
     }
     // Requests still being handled finish on their own; their responses are dropped.
     server.inflight_.fetch_sub(queue.size());
@@ -280,7 +314,11 @@ asio::awaitable<void> Server::accept_loop() {
     asio::co_spawn(
         ctx,
         [this, conn]() -> asio::awaitable<void> {
-          asio::co_spawn(conn->socket.get_executor(), conn->reader(), asio::detached);
+          // Each coroutine holds the connection: the reader may still be finishing a read
+          // when the writer is done.
+          asio::co_spawn(
+              conn->socket.get_executor(),
+              [conn]() -> asio::awaitable<void> { co_await conn->reader(); }, asio::detached);
           co_await conn->writer();
           connections_.fetch_sub(1);
         },

@@ -59,7 +59,7 @@ struct Harness {
     auto b = Broker::open(c);
     ORDO_ASSERT(b.has_value());
     broker = std::move(*b);
-    conn.produce_wakeup = std::make_unique<asio::steady_timer>(io);
+    conn.produce_wakeup = std::make_unique<Wakeup>(io.get_executor());
   }
   ~Harness() {
     (void)broker->close();

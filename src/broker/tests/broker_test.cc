@@ -63,7 +63,7 @@ class BrokerTest : public ::testing::Test {
     auto b = Broker::open(c);
     ASSERT_TRUE(b) << b.error().to_string();
     broker = std::move(*b);
-    conn.produce_wakeup = std::make_unique<asio::steady_timer>(io);
+    conn.produce_wakeup = std::make_unique<Wakeup>(io.get_executor());
   }
 
   void reopen(bool auto_create = true) {
