@@ -48,7 +48,7 @@ struct Harness {
     char tmpl[] = "/tmp/ordo-fuzz-broker-XXXXXX";
     ORDO_ASSERT(::mkdtemp(tmpl) != nullptr);
     dir = tmpl;
-    set_log_sink([](LogLevel, std::string_view) {});  // handlers log rejected input
+    set_log_threshold(LogLevel::error);  // handlers log every rejected input
     BrokerConfig c;
     c.data_dir = dir + "/data";
     c.log.flush_mode = storage::FlushMode::none;
