@@ -403,12 +403,7 @@ TEST_F(BrokerTest, LegacyMessageSetsAreUpConverted) {
   EXPECT_EQ(values(fetch("old", 0, 0)), (std::vector<std::string>{"old-0", "old-1"}));
   // The same two messages inside a gzip wrapper message (attributes 1, value = the set).
   auto packed = compression::compress(compression::Codec::gzip, set).value();
-  auto wrapper = message(1001, "", "");
-  wrapper.resize(wrapper.size() - 4);  // drop the empty value, put the compressed set
-  uint8_t len[4];
-  store_be32(len, uint32_t(packed.size()));
-  wrapper.insert(wrapper.end(), len, len + 4);
-  wrapper.insert(wrapper.end(), packed.begin(), packed.end());
+  auto wrapper = message(1001, "", std::string(packed.begin(), packed.end()));
   wrapper[5] = 1;  // gzip
   store_be32(wrapper.data(), crc32_ieee(std::span<const uint8_t>(wrapper).subspan(4)));
   std::vector<uint8_t> wrapped(12);
