@@ -110,6 +110,15 @@ void PartitionWaiters::notify(const TopicPartition& tp) {
   }
 }
 
+void PartitionWaiters::notify_all() {
+  std::vector<model::TopicPartition> all;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [tp, w] : by_tp_) all.push_back(tp);
+  }
+  for (const auto& tp : all) notify(tp);
+}
+
 // ---- open / close ----
 
 Broker::Broker(BrokerConfig config) : config_(std::move(config)) {}
@@ -195,6 +204,11 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
   b->controller_work_.emplace(b->controller_.get_executor());
   b->controller_thread_ = std::thread([ctx = &b->controller_] { ctx->run(); });
   return b;
+}
+
+void Broker::begin_shutdown() {
+  stopping_.store(true);
+  waiters_->notify_all();
 }
 
 void Broker::set_advertised(std::string host, uint16_t port) {

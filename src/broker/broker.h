@@ -7,6 +7,7 @@
 // partition); topic changes (create, delete, partitions, configs) run one at a time on the
 // broker's controller thread, which persists them in the TopicRegistry before they are seen.
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -69,6 +70,11 @@ class Broker {
 
   asio::awaitable<HandlerOutcome> handle(std::vector<uint8_t> frame, ConnectionState& conn);
 
+  // Ends long polls at once (their responses go out with what is there) and makes new ones
+  // return without waiting: the server calls it when it stops.
+  void begin_shutdown();
+  bool stopping() const { return stopping_.load(); }
+
   // Closes every log cleanly (after the server has finished its in-flight requests).
   Result<void> close();
 
@@ -89,6 +95,7 @@ class Broker {
   uint16_t advertised_port_ = 0;
   std::unique_ptr<TopicRegistry> topics_;
   std::unique_ptr<PartitionWaiters> waiters_;
+  std::atomic<bool> stopping_{false};
   std::unique_ptr<storage::LogManager> logs_;
   asio::io_context controller_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> controller_work_;

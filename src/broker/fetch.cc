@@ -98,7 +98,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req)
         total += item.result->slice.size;
       }
     }
-    bool done = error || total >= body->min_bytes || std::chrono::steady_clock::now() >= deadline;
+    bool done = error || total >= body->min_bytes || b.stopping() ||
+                std::chrono::steady_clock::now() >= deadline;
     if (!done && !waiter->notified) {
       waiter->timer.expires_at(deadline);
       asio::error_code ec;

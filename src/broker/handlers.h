@@ -73,6 +73,8 @@ class PartitionWaiters {
   void add(const model::TopicPartition& tp, const std::shared_ptr<Waiter>& w);
   void remove(const model::TopicPartition& tp, const std::shared_ptr<Waiter>& w);
   void notify(const model::TopicPartition& tp);
+  // Wakes every waiter (shutdown).
+  void notify_all();
 
  private:
   std::mutex mu_;

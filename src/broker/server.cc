@@ -330,6 +330,7 @@ void Server::stop(int64_t drain_timeout_ms) {
   if (!started_ || stopped_) return;
   stopped_ = true;
   stopping_.store(true);
+  broker_.begin_shutdown();
   asio::post(*contexts_[0], [this] {
     asio::error_code ec;
     acceptor_->close(ec);

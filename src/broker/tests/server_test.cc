@@ -291,7 +291,7 @@ TEST_F(ServerTest, StopFinishesInFlightRequests) {
   Client c(port);
   c.send(c.frame(metadata("t"), 12, 1));
   ASSERT_EQ(correlation_of(c.read_frame()), 1);
-  c.send(c.frame(long_poll("t", 300), 12, 2));
+  c.send(c.frame(long_poll("t", 30000), 12, 2));  // ends at once when the server stops
   // Once the server has read the request (bounded wait), stop() must still answer it.
   for (int i = 0; i < 20000 && server->inflight_requests() == 0; ++i) ::usleep(1000);
   ASSERT_EQ(server->inflight_requests(), 1u);
