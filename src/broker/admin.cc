@@ -41,6 +41,13 @@ constexpr int8_t kSourceDefault = 5;
 
 using Outcome = std::pair<ErrorCode, std::string>;
 
+// Copies an outcome into a per-resource result (error_code, and error_message on error).
+template <typename Out>
+void set_outcome(Out& out, const Outcome& r) {
+  out.error_code = code(r.first);
+  if (r.first != ErrorCode::none) out.error_message = r.second;
+}
+
 std::string topic_error_name(const std::string& name) {
   return fmt::format("'{}' is not a valid topic name (1-249 characters of [a-zA-Z0-9._-])", name);
 }
@@ -262,8 +269,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_topics(Broker& b, Reque
     }
     auto op1 = run_on<Outcome>(controller(b), [&b, n = *name] { return delete_topic(b, n); });
     auto r = co_await std::move(op1);
-    out.error_code = code(r.first);
-    if (r.first != ErrorCode::none) out.error_message = r.second;
+    set_outcome(out, r);
     resp.responses.push_back(std::move(out));
   }
   co_return respond(req, resp);
@@ -297,8 +303,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_partitions(Broker& b, R
           });
       r = co_await std::move(op2);
     }
-    out.error_code = code(r.first);
-    if (r.first != ErrorCode::none) out.error_message = r.second;
+    set_outcome(out, r);
     resp.results.push_back(std::move(out));
   }
   co_return respond(req, resp);
@@ -407,8 +412,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::alter_configs(Broker& b, Reque
       return set_topic_configs(b, name, configs, validate_only);
     });
     auto res = co_await std::move(op3);
-    out.error_code = code(res.first);
-    if (res.first != ErrorCode::none) out.error_message = res.second;
+    set_outcome(out, res);
     resp.responses.push_back(std::move(out));
   }
   co_return respond(req, resp);
@@ -483,8 +487,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::incremental_alter_configs(Brok
           return set_topic_configs(b, name, configs, validate_only);
         });
     auto res = co_await std::move(op4);
-    out.error_code = code(res.first);
-    if (res.first != ErrorCode::none) out.error_message = res.second;
+    set_outcome(out, res);
     resp.responses.push_back(std::move(out));
   }
   co_return respond(req, resp);

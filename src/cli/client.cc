@@ -1,5 +1,8 @@
 #include "cli/client.h"
 
+#include <csignal>
+#include <cstring>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -177,6 +180,26 @@ Result<EventPtr> wait_admin_result(rd_kafka_queue_t* q, rd_kafka_event_type_t ty
     return kafka_error(err, what, s ? s : "");
   }
   return ev;
+}
+
+namespace {
+volatile sig_atomic_t g_stop = 0;
+void on_stop_signal(int) {
+  g_stop = 1;
+}
+}  // namespace
+
+void install_stop_handlers() {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool stop_requested() {
+  return g_stop != 0;
 }
 
 }  // namespace ordo::cli

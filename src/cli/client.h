@@ -88,4 +88,9 @@ Result<EventPtr> wait_admin_result(rd_kafka_queue_t* q, rd_kafka_event_type_t ty
 Result<std::pair<std::string, std::string>> split_key_value(std::string_view item,
                                                             std::string_view option);
 
+// SIGINT/SIGTERM set a flag that the produce and consume loops check (the handlers are
+// installed without SA_RESTART, so a blocking read returns EINTR and the loop sees the flag).
+void install_stop_handlers();
+bool stop_requested();
+
 }  // namespace ordo::cli

@@ -283,11 +283,6 @@ bool is_fatal(rd_kafka_resp_err_t err) {
   }
 }
 
-volatile sig_atomic_t g_stop = 0;
-void on_stop_signal(int) {
-  g_stop = 1;
-}
-
 // Stops the partitions (the fetchers) before the queue, topic and client go away.
 struct Started {
   rd_kafka_topic_t* rkt;
@@ -341,12 +336,7 @@ Result<void> run(const ConsumeArgs& a) {
     started.partitions.push_back(p);
   }
 
-  struct sigaction sa;
-  std::memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  install_stop_handlers();
 
   std::map<int32_t, bool> at_end;
   for (int32_t p : partitions) at_end[p] = false;
@@ -357,7 +347,7 @@ Result<void> run(const ConsumeArgs& a) {
   std::vector<MessagePtr> batch;
   bool done = a.count == 0 || partitions.empty();
   Result<void> result;
-  while (!done && !g_stop) {
+  while (!done && !stop_requested()) {
     rd_kafka_poll(rk.get(), 0);  // serves the error callback (e.g. all brokers down)
     ssize_t n = rd_kafka_consume_batch_queue(q.get(), kPollMs, raw.data(), raw.size());
     if (n < 0) return kafka_error(rd_kafka_last_error(), "consume");

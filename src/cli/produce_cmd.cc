@@ -51,22 +51,6 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   }
 }
 
-volatile sig_atomic_t g_stop = 0;
-void on_stop_signal(int) {
-  g_stop = 1;
-}
-
-// SIGINT/SIGTERM stop reading stdin (the read is interrupted: no SA_RESTART) and deliver
-// what was read.
-void install_stop_handlers() {
-  struct sigaction sa;
-  std::memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-}
-
 Result<std::vector<std::pair<std::string, std::string>>> parse_headers(
     const std::vector<std::string>& items) {
   std::vector<std::pair<std::string, std::string>> out;
@@ -101,7 +85,7 @@ Result<void> run(const ProduceArgs& a, Delivery& d) {
   size_t cap = 0;
   ssize_t len;
   // Reads until EOF, an error or a stop signal; every line becomes one message.
-  while (!g_stop && (len = ::getline(&line, &cap, stdin)) >= 0) {
+  while (!stop_requested() && (len = ::getline(&line, &cap, stdin)) >= 0) {
     if (len > 0 && line[len - 1] == '\n') --len;
     std::string_view text(line, size_t(len));
     std::optional<std::string_view> key;
@@ -142,7 +126,7 @@ Result<void> run(const ProduceArgs& a, Delivery& d) {
     for (;;) {
       ErrorPtr err(rd_kafka_produceva(rk.get(), vus.data(), vus.size()));
       if (!err) break;
-      if (rd_kafka_error_code(err.get()) == RD_KAFKA_RESP_ERR__QUEUE_FULL && !g_stop) {
+      if (rd_kafka_error_code(err.get()) == RD_KAFKA_RESP_ERR__QUEUE_FULL && !stop_requested()) {
         rd_kafka_poll(rk.get(), 100);
         continue;
       }
@@ -153,7 +137,7 @@ Result<void> run(const ProduceArgs& a, Delivery& d) {
     }
     rd_kafka_poll(rk.get(), 0);
   }
-  bool read_error = !g_stop && std::ferror(stdin);
+  bool read_error = !stop_requested() && std::ferror(stdin);
   std::free(line);
 
   // Every message is delivered or failed by message.timeout.ms after it was produced.
