@@ -118,42 +118,26 @@ struct LogManager::Impl {
     p->flush_in_flight = true;
     p->last_flush_ms = opts.clock->now_ms();
     FlushTicket ticket = log.prepare_flush();
-    // Every waiter was appended before the ticket was prepared, so this sync covers them all:
-    // the flush thread acknowledges them as soon as fdatasync returns, without a trip back to
-    // the shard thread first (one thread hand-off less per durable acknowledgement). The
-    // shard's bookkeeping (flushed offset, high watermark) follows on the shard thread.
-    std::vector<Waiter> covered(std::make_move_iterator(p->waiters.begin()),
-                                std::make_move_iterator(p->waiters.end()));
-    p->waiters.clear();
-    asio::post(*flush_pool,
-               [this, &s, p, ticket = std::move(ticket), covered = std::move(covered)]() mutable {
-                 Result<void> r = execute_flush(ticket);
-                 if (r) {
-                   for (auto& w : covered) w.done(std::move(w.result));
-                   covered.clear();
-                 }
-                 asio::post(s.ctx, [this, &s, p, ticket = std::move(ticket), r = std::move(r),
-                                    covered = std::move(covered)]() mutable {
-                   p->flush_in_flight = false;
-                   if (!r) {
-                     // Not durable: the covered appends fail with the partition.
-                     for (auto& w : covered) w.done(r.error());
-                     if (p->log) fail_partition(*p, r.error());
-                     return;
-                   }
-                   if (!p->log) return;  // removed meanwhile
-                   p->log->complete_flush(ticket);
-                   set_hw(*p);
-                   complete_waiters(*p);
-                   // In durable mode everything written gets synced, waited for (acks=-1) or not
-                   // (acks=1).
-                   bool behind = p->log->config().flush_mode == FlushMode::durable &&
-                                 p->log->flushed_offset() < p->log->log_end_offset();
-                   if (!p->waiters.empty() || behind || p->log->has_unflushed_sealed_segments()) {
-                     start_flush(s, p);
-                   }
-                 });
-               });
+    asio::post(*flush_pool, [this, &s, p, ticket = std::move(ticket)]() mutable {
+      Result<void> r = execute_flush(ticket);
+      asio::post(s.ctx, [this, &s, p, ticket = std::move(ticket), r = std::move(r)]() {
+        p->flush_in_flight = false;
+        if (!p->log) return;  // removed meanwhile
+        if (!r) {
+          fail_partition(*p, r.error());
+          return;
+        }
+        p->log->complete_flush(ticket);
+        set_hw(*p);
+        complete_waiters(*p);
+        // In durable mode everything written gets synced, waited for (acks=-1) or not (acks=1).
+        bool behind = p->log->config().flush_mode == FlushMode::durable &&
+                      p->log->flushed_offset() < p->log->log_end_offset();
+        if (!p->waiters.empty() || behind || p->log->has_unflushed_sealed_segments()) {
+          start_flush(s, p);
+        }
+      });
+    });
   }
 
   void on_tick(Shard& s) {

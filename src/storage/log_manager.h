@@ -4,9 +4,8 @@
 // Threads. Partitions are spread over `shards` writer threads by hash; each PartitionLog is
 // touched only by its shard's thread (the single-writer principle). Every public method may
 // be called from any thread: it posts the work to the owning shard and returns; the callback
-// runs later on that shard's thread, except that a durable append is acknowledged on the flush
-// thread whose fdatasync covered it, and must not block either (a call refused at once, e.g.
-// after close(), calls back on the caller's thread). fdatasync runs on a separate pool
+// runs later on that shard's thread and must not block it (a call refused at once, e.g. after
+// close(), calls back on the caller's thread). fdatasync runs on a separate pool
 // of `flush_threads`, so a shard keeps appending while a sync is in flight.
 //
 // Flush policy (LogConfig::flush_mode), applied per partition:
