@@ -32,6 +32,30 @@ class KcatTest(unittest.TestCase):
     def consume(self, topic, fmt):
         return self.kcat("-C", "-t", topic, "-o", "beginning", "-e", "-f", fmt)
 
+    def test_consume_from_a_timestamp(self):
+        # kcat -o s@TS starts at the first record whose timestamp is >= TS (ListOffsets by
+        # time). The records are written with chosen timestamps through the wire helpers,
+        # since kcat cannot set them when producing: three batches, 1000 ms apart, of five
+        # records 10 ms apart each.
+        topic = "kcat-times"
+        kw.create_topic(self.bs, topic, 1)
+        base = int(time.time() * 1000) - 60_000
+        with kw.Connection(self.bs) as conn:
+            for b in range(3):
+                records = [(None, f"t{b}-{i}".encode(), (), base + b * 1000 + i * 10)
+                           for i in range(5)]
+                error_code, base_offset, _, _ = conn.produce(
+                    topic, 0, kw.record_batch(records, base + b * 1000))
+                self.assertEqual((error_code, base_offset), (0, 5 * b))
+        def from_ts(ts):
+            out = self.kcat("-C", "-t", topic, "-o", f"s@{ts}", "-e", "-f", "%o %T %s\n")
+            return [line.split() for line in out.splitlines() if line]
+        got = from_ts(base + 1000 + 25)  # inside the second batch: its 4th record
+        self.assertEqual(got[0], ["8", str(base + 1000 + 30), "t1-3"])
+        self.assertEqual(len(got), 7)
+        self.assertEqual(from_ts(base - 1)[0][0], "0")
+        self.assertEqual(from_ts(base + 2000)[0], ["10", str(base + 2000), "t2-0"])
+
     def test_metadata_lists_broker_and_topics(self):
         kw.create_topic(self.bs, "kcat-meta-three", 3)
         kw.create_topic(self.bs, "kcat-meta-one", 1)
