@@ -224,6 +224,8 @@ const std::vector<Setting>& settings() {
       integer("connection.max.inflight.requests",
               broker_field(&B::connection_max_inflight_requests), 1, kInt32Max,
               "Requests one connection may have in progress before reads pause"),
+      integer("connections.max.idle.ms", broker_field(&B::connections_max_idle_ms), 1000, kInt64Max,
+              "A connection with nothing in flight and nothing read for this long is closed"),
       integer("fetch.max.wait.ms", broker_field(&B::fetch_max_wait_ms), 0, 3600000,
               "Upper bound on a fetch's max_wait_ms (long poll)"),
       choice("log.flush.mode", log_field(&L::flush_mode), &storage::parse_flush_mode,

@@ -33,10 +33,10 @@ struct BrokerConfig {
   int64_t message_max_bytes = 1048588;               // message.max.bytes
   int64_t socket_request_max_bytes = 104857600;      // socket.request.max.bytes
   int64_t connection_max_inflight_bytes = 64 << 20;  // connection.max.inflight.bytes
-  int32_t connection_max_inflight_requests = 1000;
-  int32_t fetch_max_wait_ms = 30000;  // fetch.max.wait.ms: caps a request's max_wait_ms   //
-                                      // connection.max.inflight.requests
-  bool truncate_corrupt = false;      // log.truncate.corrupt
+  int32_t connection_max_inflight_requests = 1000;   // connection.max.inflight.requests
+  int32_t fetch_max_wait_ms = 30000;                 // fetch.max.wait.ms (caps max_wait_ms)
+  int64_t connections_max_idle_ms = 600000;          // connections.max.idle.ms
+  bool truncate_corrupt = false;                     // log.truncate.corrupt
   // log.flush.mode (none|interval|durable), log.flush.interval.ms, log.segment.bytes,
   // log.segment.ms, log.retention.ms, log.retention.bytes, log.index.interval.bytes,
   // log.preallocate.mode (none|zero_fill), log.preallocate.bytes: the defaults of every topic.

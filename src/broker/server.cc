@@ -2,6 +2,8 @@
 
 #include <sys/sendfile.h>
 
+#include <algorithm>
+#include <chrono>
 #include <deque>
 
 #include <asio/co_spawn.hpp>
@@ -52,6 +54,19 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
   size_t inflight_bytes = 0;
   bool reading_done = false;
   bool closed = false;
+  // Last time a byte was read or a response written (connections.max.idle.ms).
+  std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
+
+  // Closes the connection when it has been idle for at least idle_ms (the idle sweep).
+  void close_if_idle(int64_t idle_ms) {
+    if (closed || !queue.empty()) return;
+    auto idle = std::chrono::steady_clock::now() - last_activity;
+    if (idle >= std::chrono::milliseconds(idle_ms)) {
+      ORDO_LOG_INFO("connection {} closed: idle for {} ms", state.peer,
+                    std::chrono::duration_cast<std::chrono::milliseconds>(idle).count());
+      close("");
+    }
+  }
 
   const BrokerConfig& config() const { return server.broker_.config(); }
 
@@ -107,6 +122,7 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
       size_t n = co_await socket.async_read_some(asio::buffer(buf),
                                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec || n == 0) break;
+      last_activity = std::chrono::steady_clock::now();
       std::span<const uint8_t> chunk(buf.data(), n);
       while (!chunk.empty() && !closed) {
         auto used = decoder.feed(chunk);
@@ -236,6 +252,7 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
           break;
         }
       }
+      last_activity = std::chrono::steady_clock::now();
       for (size_t i = 0; i < ready; ++i) {
         inflight_bytes -= queue.front()->request_bytes;
         queue.pop_front();
@@ -286,6 +303,8 @@ Result<uint16_t> Server::start() {
   }
   uint16_t port = acceptor_->local_endpoint().port();
   asio::co_spawn(*contexts_[0], accept_loop(), asio::detached);
+  sweep_timer_ = std::make_unique<asio::steady_timer>(*contexts_[0]);
+  asio::co_spawn(*contexts_[0], idle_sweep(), asio::detached);
   for (auto& ctx : contexts_) {
     threads_.emplace_back([ctx = ctx.get()] { ctx->run(); });
   }
@@ -326,6 +345,27 @@ asio::awaitable<void> Server::accept_loop() {
   }
 }
 
+// Every idle/4 (between 100 ms and 30 s), each connection checks on its own thread whether it
+// has been idle for connections.max.idle.ms. One timer for the whole server, none per
+// connection or per read.
+asio::awaitable<void> Server::idle_sweep() {
+  const int64_t idle_ms = broker_.config().connections_max_idle_ms;
+  const auto period = std::chrono::milliseconds(std::clamp<int64_t>(idle_ms / 4, 100, 30000));
+  while (!stopping_.load()) {
+    sweep_timer_->expires_after(period);
+    asio::error_code ec;
+    co_await sweep_timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || stopping_.load()) break;
+    std::lock_guard lock(mu_);
+    std::erase_if(live_, [](const auto& w) { return w.expired(); });
+    for (auto& w : live_) {
+      if (auto c = w.lock()) {
+        asio::post(c->socket.get_executor(), [c, idle_ms] { c->close_if_idle(idle_ms); });
+      }
+    }
+  }
+}
+
 void Server::stop(int64_t drain_timeout_ms) {
   if (!started_ || stopped_) return;
   stopped_ = true;
@@ -333,6 +373,7 @@ void Server::stop(int64_t drain_timeout_ms) {
   broker_.begin_shutdown();
   asio::post(*contexts_[0], [this] {
     asio::error_code ec;
+    sweep_timer_->cancel();
     acceptor_->close(ec);
   });
   {

@@ -11,7 +11,9 @@
 //    until responses have gone out (back-pressure: TCP then pushes back on the client);
 //  - fetched log bytes go from the file to the socket with sendfile(2);
 //  - a malformed frame or request closes the connection with one log line; nothing else is
-//    affected.
+//    affected;
+//  - a connection with nothing in flight that has read nothing for connections.max.idle.ms is
+//    closed (one server-wide sweep timer checks every connection).
 // stop(): stop accepting, stop reading, let every connection finish the requests it has and
 // send their responses, then close.
 
@@ -23,6 +25,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 
 #include "base/result.h"
 #include "broker/broker.h"
@@ -50,12 +53,14 @@ class Server {
 
  private:
   asio::awaitable<void> accept_loop();
+  asio::awaitable<void> idle_sweep();
 
   Broker& broker_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
+  std::unique_ptr<asio::steady_timer> sweep_timer_;
   size_t next_context_ = 0;
   std::atomic<size_t> connections_{0};
   std::atomic<size_t> inflight_{0};

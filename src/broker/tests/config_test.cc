@@ -63,6 +63,7 @@ const std::vector<std::pair<std::string, std::string>> kSamples = {
     {"socket.request.max.bytes", "4000000"},
     {"connection.max.inflight.bytes", "1048576"},
     {"connection.max.inflight.requests", "50"},
+    {"connections.max.idle.ms", "120000"},
     {"fetch.max.wait.ms", "750"},
     {"log.flush.mode", "interval"},
     {"log.flush.interval.ms", "250"},

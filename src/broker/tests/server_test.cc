@@ -286,6 +286,20 @@ TEST_F(ServerTest, BackPressureStopsReadingButEveryRequestIsAnswered) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(correlation_of(cl.read_frame()), 10 + i);
 }
 
+TEST_F(ServerTest, IdleConnectionsAreClosedButNotWhileARequestIsInFlight) {
+  BrokerConfig c;
+  c.connections_max_idle_ms = 1000;
+  start(c);
+  Client busy(port);
+  busy.send(busy.frame(metadata("t"), 12, 1));
+  ASSERT_EQ(correlation_of(busy.read_frame()), 1);
+  // A long poll of 2.5 s keeps its connection: the response arrives.
+  busy.send(busy.frame(long_poll("t", 2500), 12, 2));
+  EXPECT_EQ(correlation_of(busy.read_frame()), 2);
+  // Then nothing happens: the broker closes it (bounded wait of 20 s in closed_by_server).
+  EXPECT_TRUE(busy.closed_by_server());
+}
+
 TEST_F(ServerTest, StopFinishesInFlightRequests) {
   start();
   Client c(port);
