@@ -169,11 +169,10 @@ Outcome Broker::Handlers::set_topic_configs(Broker& b, const std::string& name,
 
 // ---- CreateTopics ----
 
-asio::awaitable<HandlerOutcome> Broker::Handlers::create_topics(Broker& b, Request& req) {
-  auto body = decode_body<protocol::CreateTopicsRequest>(req, b.config_.socket_request_max_bytes);
-  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+asio::awaitable<HandlerOutcome> Broker::Handlers::create_topics(
+    Broker& b, Request& req, protocol::CreateTopicsRequest& body) {
   protocol::CreateTopicsResponse resp;
-  for (const auto& t : body->topics) {
+  for (const auto& t : body.topics) {
     protocol::CreateTopicsResponse::CreatableTopicResult out;
     out.name = t.name;
     std::map<std::string, std::string> configs;
@@ -211,7 +210,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_topics(Broker& b, Reque
       continue;
     }
     std::string name = t.name;
-    bool validate_only = body->validate_only;
+    bool validate_only = body.validate_only;
     auto op0 = run_on<CreateResult>(controller(b), [&b, name, partitions, configs, validate_only] {
       return create_topic(b, name, partitions, configs, validate_only);
     });
@@ -243,12 +242,11 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_topics(Broker& b, Reque
 
 // ---- DeleteTopics ----
 
-asio::awaitable<HandlerOutcome> Broker::Handlers::delete_topics(Broker& b, Request& req) {
-  auto body = decode_body<protocol::DeleteTopicsRequest>(req, b.config_.socket_request_max_bytes);
-  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+asio::awaitable<HandlerOutcome> Broker::Handlers::delete_topics(
+    Broker& b, Request& req, protocol::DeleteTopicsRequest& body) {
   // v0-5 name topics; v6 names or ids.
-  std::vector<protocol::DeleteTopicsRequest::DeleteTopicState> wanted = body->topics;
-  for (const auto& n : body->topic_names) wanted.push_back({n, {}, {}});
+  std::vector<protocol::DeleteTopicsRequest::DeleteTopicState> wanted = body.topics;
+  for (const auto& n : body.topic_names) wanted.push_back({n, {}, {}});
   protocol::DeleteTopicsResponse resp;
   for (const auto& w : wanted) {
     protocol::DeleteTopicsResponse::DeletableTopicResult out;
@@ -277,12 +275,10 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_topics(Broker& b, Reque
 
 // ---- CreatePartitions ----
 
-asio::awaitable<HandlerOutcome> Broker::Handlers::create_partitions(Broker& b, Request& req) {
-  auto body =
-      decode_body<protocol::CreatePartitionsRequest>(req, b.config_.socket_request_max_bytes);
-  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+asio::awaitable<HandlerOutcome> Broker::Handlers::create_partitions(
+    Broker& b, Request& req, protocol::CreatePartitionsRequest& body) {
   protocol::CreatePartitionsResponse resp;
-  for (const auto& t : body->topics) {
+  for (const auto& t : body.topics) {
     protocol::CreatePartitionsResponse::CreatePartitionsTopicResult out;
     out.name = t.name;
     bool bad_assignment = false;
@@ -296,7 +292,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_partitions(Broker& b, R
       r = {ErrorCode::invalid_replica_assignment,
            fmt::format("new partitions can only be on broker {}", b.config_.node_id)};
     } else {
-      bool validate_only = body->validate_only;
+      bool validate_only = body.validate_only;
       auto op2 =
           run_on<Outcome>(controller(b), [&b, name = t.name, count = t.count, validate_only] {
             return set_partitions(b, name, count, validate_only);
@@ -311,17 +307,15 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_partitions(Broker& b, R
 
 // ---- DescribeConfigs ----
 
-asio::awaitable<HandlerOutcome> Broker::Handlers::describe_configs(Broker& b, Request& req) {
-  auto body =
-      decode_body<protocol::DescribeConfigsRequest>(req, b.config_.socket_request_max_bytes);
-  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+asio::awaitable<HandlerOutcome> Broker::Handlers::describe_configs(
+    Broker& b, Request& req, protocol::DescribeConfigsRequest& body) {
   using Entry = protocol::DescribeConfigsResponse::DescribeConfigsResourceResult;
   protocol::DescribeConfigsResponse resp;
   auto snap = b.topics_->snapshot();
   auto wanted = [](const auto& keys, std::string_view name) {
     return !keys || keys->empty() || std::find(keys->begin(), keys->end(), name) != keys->end();
   };
-  for (const auto& r : body->resources) {
+  for (const auto& r : body.resources) {
     protocol::DescribeConfigsResponse::DescribeConfigsResult out;
     out.resource_type = r.resource_type;
     out.resource_name = r.resource_name;
@@ -342,8 +336,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::describe_configs(Broker& b, Re
           e.is_default = !set;
           e.config_source = set ? kSourceDynamicTopic : kSourceDefault;
           e.config_type = int8_t(d.type);
-          if (body->include_documentation) e.documentation = std::string(d.doc);
-          if (body->include_synonyms) {
+          if (body.include_documentation) e.documentation = std::string(d.doc);
+          if (body.include_synonyms) {
             if (set) e.synonyms.push_back({e.name, it->second, kSourceDynamicTopic, {}});
             e.synonyms.push_back({e.name, def, kSourceDefault, {}});
           }
@@ -364,7 +358,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::describe_configs(Broker& b, Re
           e.read_only = true;
           e.config_source = kSourceStaticBroker;
           e.config_type = int8_t(ConfigType::string);
-          if (body->include_documentation) e.documentation = s.description;
+          if (body.include_documentation) e.documentation = s.description;
           out.configs.push_back(std::move(e));
         }
       }
@@ -390,11 +384,10 @@ void reject_non_topic(const Res& r, Resp& out) {
 }
 }  // namespace
 
-asio::awaitable<HandlerOutcome> Broker::Handlers::alter_configs(Broker& b, Request& req) {
-  auto body = decode_body<protocol::AlterConfigsRequest>(req, b.config_.socket_request_max_bytes);
-  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+asio::awaitable<HandlerOutcome> Broker::Handlers::alter_configs(
+    Broker& b, Request& req, protocol::AlterConfigsRequest& body) {
   protocol::AlterConfigsResponse resp;
-  for (const auto& r : body->resources) {
+  for (const auto& r : body.resources) {
     protocol::AlterConfigsResponse::AlterConfigsResourceResponse out;
     out.resource_type = r.resource_type;
     out.resource_name = r.resource_name;
@@ -407,7 +400,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::alter_configs(Broker& b, Reque
     for (const auto& c : r.configs) {
       if (c.value) configs[c.name] = *c.value;
     }
-    bool validate_only = body->validate_only;
+    bool validate_only = body.validate_only;
     auto op3 = run_on<Outcome>(controller(b), [&b, name = r.resource_name, configs, validate_only] {
       return set_topic_configs(b, name, configs, validate_only);
     });
@@ -418,13 +411,10 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::alter_configs(Broker& b, Reque
   co_return respond(req, resp);
 }
 
-asio::awaitable<HandlerOutcome> Broker::Handlers::incremental_alter_configs(Broker& b,
-                                                                            Request& req) {
-  auto body = decode_body<protocol::IncrementalAlterConfigsRequest>(
-      req, b.config_.socket_request_max_bytes);
-  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+asio::awaitable<HandlerOutcome> Broker::Handlers::incremental_alter_configs(
+    Broker& b, Request& req, protocol::IncrementalAlterConfigsRequest& body) {
   protocol::IncrementalAlterConfigsResponse resp;
-  for (const auto& r : body->resources) {
+  for (const auto& r : body.resources) {
     protocol::IncrementalAlterConfigsResponse::AlterConfigsResourceResponse out;
     out.resource_type = r.resource_type;
     out.resource_name = r.resource_name;
@@ -433,7 +423,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::incremental_alter_configs(Brok
       resp.responses.push_back(std::move(out));
       continue;
     }
-    bool validate_only = body->validate_only;
+    bool validate_only = body.validate_only;
     auto ops = r.configs;
     auto op4 = run_on<Outcome>(
         controller(b), [&b, name = r.resource_name, ops, validate_only]() -> Outcome {
@@ -495,13 +485,12 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::incremental_alter_configs(Brok
 
 // ---- DeleteRecords ----
 
-asio::awaitable<HandlerOutcome> Broker::Handlers::delete_records(Broker& b, Request& req) {
-  auto body = decode_body<protocol::DeleteRecordsRequest>(req, b.config_.socket_request_max_bytes);
-  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+asio::awaitable<HandlerOutcome> Broker::Handlers::delete_records(
+    Broker& b, Request& req, protocol::DeleteRecordsRequest& body) {
   using PartResult = protocol::DeleteRecordsResponse::DeleteRecordsPartitionResult;
   protocol::DeleteRecordsResponse resp;
   auto snap = b.topics_->snapshot();
-  for (const auto& t : body->topics) {
+  for (const auto& t : body.topics) {
     auto& tout = resp.topics.emplace_back();
     tout.name = t.name;
     const TopicInfo* info = b.topics_->find(*snap, t.name);
@@ -544,10 +533,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_records(Broker& b, Requ
 
 // ---- DescribeCluster and DescribeLogDirs ----
 
-asio::awaitable<HandlerOutcome> Broker::Handlers::describe_cluster(Broker& b, Request& req) {
-  auto body =
-      decode_body<protocol::DescribeClusterRequest>(req, b.config_.socket_request_max_bytes);
-  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+asio::awaitable<HandlerOutcome> Broker::Handlers::describe_cluster(
+    Broker& b, Request& req, protocol::DescribeClusterRequest& /*body: nothing in it matters*/) {
   protocol::DescribeClusterResponse resp;
   resp.cluster_id = b.config_.cluster_id;
   resp.controller_id = b.config_.node_id;
@@ -556,10 +543,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::describe_cluster(Broker& b, Re
   co_return respond(req, resp);
 }
 
-asio::awaitable<HandlerOutcome> Broker::Handlers::describe_log_dirs(Broker& b, Request& req) {
-  auto body =
-      decode_body<protocol::DescribeLogDirsRequest>(req, b.config_.socket_request_max_bytes);
-  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+asio::awaitable<HandlerOutcome> Broker::Handlers::describe_log_dirs(
+    Broker& b, Request& req, protocol::DescribeLogDirsRequest& body) {
   // status() blocks on the shards: run it on the controller thread, not a network thread.
   auto op5 = run_on<std::vector<storage::PartitionStatus>>(controller(b),
                                                            [&b] { return b.logs_->status(); });
@@ -575,8 +560,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::describe_log_dirs(Broker& b, R
     dir.usable_bytes = int64_t(fs.f_bavail) * int64_t(fs.f_frsize);
   }
   auto wanted = [&](const model::TopicPartition& tp) {
-    if (!body->topics) return true;
-    for (const auto& t : *body->topics) {
+    if (!body.topics) return true;
+    for (const auto& t : *body.topics) {
       if (t.topic == tp.topic &&
           std::find(t.partitions.begin(), t.partitions.end(), tp.partition) != t.partitions.end()) {
         return true;

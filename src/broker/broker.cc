@@ -5,10 +5,22 @@
 #include <set>
 
 #include "broker/handlers.h"
+#include "protocol/messages/alter_configs_request.h"
 #include "protocol/messages/api_versions_request.h"
 #include "protocol/messages/api_versions_response.h"
+#include "protocol/messages/create_partitions_request.h"
+#include "protocol/messages/create_topics_request.h"
+#include "protocol/messages/delete_records_request.h"
+#include "protocol/messages/delete_topics_request.h"
+#include "protocol/messages/describe_cluster_request.h"
+#include "protocol/messages/describe_configs_request.h"
+#include "protocol/messages/describe_log_dirs_request.h"
+#include "protocol/messages/fetch_request.h"
+#include "protocol/messages/incremental_alter_configs_request.h"
+#include "protocol/messages/list_offsets_request.h"
 #include "protocol/messages/metadata_request.h"
 #include "protocol/messages/metadata_response.h"
+#include "protocol/messages/produce_request.h"
 
 namespace ordo::broker {
 
@@ -18,20 +30,22 @@ using model::TopicPartition;
 
 namespace {
 constexpr SupportedApi kApis[] = {
-    {0, 0, 9, &Broker::Handlers::produce},
-    {1, 4, 12, &Broker::Handlers::fetch},
-    {2, 0, 7, &Broker::Handlers::list_offsets},
-    {3, 0, 12, &Broker::Handlers::metadata},
+    {0, 0, 9, &decoded<protocol::ProduceRequest, &Broker::Handlers::produce>},
+    {1, 4, 12, &decoded<protocol::FetchRequest, &Broker::Handlers::fetch>},
+    {2, 0, 7, &decoded<protocol::ListOffsetsRequest, &Broker::Handlers::list_offsets>},
+    {3, 0, 12, &decoded<protocol::MetadataRequest, &Broker::Handlers::metadata>},
     {18, 0, 3, &Broker::Handlers::api_versions},
-    {19, 0, 7, &Broker::Handlers::create_topics},
-    {20, 0, 6, &Broker::Handlers::delete_topics},
-    {21, 0, 2, &Broker::Handlers::delete_records},
-    {32, 0, 4, &Broker::Handlers::describe_configs},
-    {33, 0, 2, &Broker::Handlers::alter_configs},
-    {35, 0, 4, &Broker::Handlers::describe_log_dirs},
-    {37, 0, 3, &Broker::Handlers::create_partitions},
-    {44, 0, 1, &Broker::Handlers::incremental_alter_configs},
-    {60, 0, 0, &Broker::Handlers::describe_cluster},
+    {19, 0, 7, &decoded<protocol::CreateTopicsRequest, &Broker::Handlers::create_topics>},
+    {20, 0, 6, &decoded<protocol::DeleteTopicsRequest, &Broker::Handlers::delete_topics>},
+    {21, 0, 2, &decoded<protocol::DeleteRecordsRequest, &Broker::Handlers::delete_records>},
+    {32, 0, 4, &decoded<protocol::DescribeConfigsRequest, &Broker::Handlers::describe_configs>},
+    {33, 0, 2, &decoded<protocol::AlterConfigsRequest, &Broker::Handlers::alter_configs>},
+    {35, 0, 4, &decoded<protocol::DescribeLogDirsRequest, &Broker::Handlers::describe_log_dirs>},
+    {37, 0, 3, &decoded<protocol::CreatePartitionsRequest, &Broker::Handlers::create_partitions>},
+    {44, 0, 1,
+     &decoded<protocol::IncrementalAlterConfigsRequest,
+              &Broker::Handlers::incremental_alter_configs>},
+    {60, 0, 0, &decoded<protocol::DescribeClusterRequest, &Broker::Handlers::describe_cluster>},
 };
 
 const SupportedApi* find_supported(int16_t key) {
@@ -275,18 +289,17 @@ asio::awaitable<void> Broker::Handlers::auto_create(Broker& b, std::vector<std::
   co_await std::move(op0);
 }
 
-asio::awaitable<HandlerOutcome> Broker::Handlers::metadata(Broker& b, Request& req) {
-  auto body = decode_body<protocol::MetadataRequest>(req, b.config_.socket_request_max_bytes);
-  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+asio::awaitable<HandlerOutcome> Broker::Handlers::metadata(Broker& b, Request& req,
+                                                           protocol::MetadataRequest& body) {
   const int16_t v = req.version;
   // v0: an empty list means every topic; v1+: null means every topic.
-  bool all = !body->topics || (v == 0 && body->topics->empty());
-  bool may_create = b.config_.auto_create_topics && (v < 4 || body->allow_auto_topic_creation);
+  bool all = !body.topics || (v == 0 && body.topics->empty());
+  bool may_create = b.config_.auto_create_topics && (v < 4 || body.allow_auto_topic_creation);
 
   auto topics = b.topics_->snapshot();
   if (!all && may_create) {
     std::vector<std::string> missing;
-    for (const auto& t : *body->topics) {
+    for (const auto& t : *body.topics) {
       if (t.name && !topics->contains(*t.name) && model::is_valid_topic_name(*t.name)) {
         missing.push_back(*t.name);
       }
@@ -320,7 +333,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::metadata(Broker& b, Request& r
   if (all) {
     for (const auto& [name, t] : *topics) resp.topics.push_back(describe(t));
   } else {
-    for (const auto& want : *body->topics) {
+    for (const auto& want : *body.topics) {
       const TopicInfo* found = nullptr;
       if (want.name) {
         found = b.topics_->find(*topics, *want.name);

@@ -50,21 +50,20 @@ asio::awaitable<void> read_all(storage::LogManager& logs, std::vector<FetchItem>
 
 }  // namespace
 
-asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req) {
-  auto body = decode_body<protocol::FetchRequest>(req, b.config_.socket_request_max_bytes);
-  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
+                                                        protocol::FetchRequest& body) {
   protocol::FetchResponse resp;
   // Sessions (KIP-227) are not kept: session id 0 in the response tells the client to send
   // full requests. A request naming a session gets FETCH_SESSION_ID_NOT_FOUND.
-  if (body->session_id != 0) {
+  if (body.session_id != 0) {
     resp.error_code = code(ErrorCode::fetch_session_id_not_found);
     co_return respond(req, resp);
   }
 
   auto topics = b.topics_->snapshot();
   std::vector<FetchItem> items;
-  for (size_t ti = 0; ti < body->topics.size(); ++ti) {
-    const auto& t = body->topics[ti];
+  for (size_t ti = 0; ti < body.topics.size(); ++ti) {
+    const auto& t = body.topics[ti];
     const TopicInfo* info = b.topics_->find(*topics, t.topic);
     for (const auto& p : t.partitions) {
       FetchItem item;
@@ -79,8 +78,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req)
 
   const auto deadline =
       std::chrono::steady_clock::now() +
-      std::chrono::milliseconds(std::clamp(body->max_wait_ms, 0, b.config_.fetch_max_wait_ms));
-  const int64_t max_bytes = std::max(body->max_bytes, 0);
+      std::chrono::milliseconds(std::clamp(body.max_wait_ms, 0, b.config_.fetch_max_wait_ms));
+  const int64_t max_bytes = std::max(body.max_bytes, 0);
   auto executor = co_await asio::this_coro::executor;
   while (true) {
     // Registered before reading, so that an append landing during the read is not missed.
@@ -88,7 +87,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req)
     for (const auto& item : items) {
       if (item.known) waiters(b).add(item.tp, waiter);
     }
-    co_await read_all(*b.logs_, items, body->isolation_level);
+    co_await read_all(*b.logs_, items, body.isolation_level);
     int64_t total = 0;
     bool error = false;
     for (const auto& item : items) {
@@ -98,7 +97,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req)
         total += item.result->slice.size;
       }
     }
-    bool done = error || total >= body->min_bytes || b.stopping() ||
+    bool done = error || total >= body.min_bytes || b.stopping() ||
                 std::chrono::steady_clock::now() >= deadline;
     if (!done && !waiter->notified) {
       waiter->timer.expires_at(deadline);
@@ -114,7 +113,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req)
   // The response: partitions in request order, at most max_bytes of records in all except
   // that the first partition with data always gets its first batch (KIP-74).
   int64_t used = 0;
-  for (const auto& t : body->topics) resp.responses.push_back({t.topic, t.topic_id, {}, {}});
+  for (const auto& t : body.topics) resp.responses.push_back({t.topic, t.topic_id, {}, {}});
   for (auto& item : items) {
     FetchPartitionData out;
     out.partition_index = item.tp.partition;
@@ -131,7 +130,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req)
       out.high_watermark = r.high_watermark.value();
       out.last_stable_offset = r.high_watermark.value();
       out.log_start_offset = r.log_start_offset.value();
-      if (body->isolation_level == 1) out.aborted_transactions.emplace();
+      if (body.isolation_level == 1) out.aborted_transactions.emplace();
       const storage::FileSlice& s = r.slice;
       if (s.size > 0 && (used == 0 || used + s.size <= max_bytes)) {
         out.records = protocol::Records::file({s.file, s.position, s.size});
@@ -145,13 +144,12 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req)
 
 // ---- ListOffsets ----
 
-asio::awaitable<HandlerOutcome> Broker::Handlers::list_offsets(Broker& b, Request& req) {
-  auto body = decode_body<protocol::ListOffsetsRequest>(req, b.config_.socket_request_max_bytes);
-  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+asio::awaitable<HandlerOutcome> Broker::Handlers::list_offsets(Broker& b, Request& req,
+                                                               protocol::ListOffsetsRequest& body) {
   using PartResp = protocol::ListOffsetsResponse::ListOffsetsPartitionResponse;
   protocol::ListOffsetsResponse resp;
   auto topics = b.topics_->snapshot();
-  for (const auto& t : body->topics) {
+  for (const auto& t : body.topics) {
     auto& tout = resp.topics.emplace_back();
     tout.name = t.name;
     const TopicInfo* info = b.topics_->find(*topics, t.name);

@@ -17,6 +17,22 @@
 #include "protocol/errors.h"
 #include "protocol/header.h"
 
+namespace ordo::protocol {
+struct AlterConfigsRequest;
+struct CreatePartitionsRequest;
+struct CreateTopicsRequest;
+struct DeleteRecordsRequest;
+struct DeleteTopicsRequest;
+struct DescribeClusterRequest;
+struct DescribeConfigsRequest;
+struct DescribeLogDirsRequest;
+struct FetchRequest;
+struct IncrementalAlterConfigsRequest;
+struct ListOffsetsRequest;
+struct MetadataRequest;
+struct ProduceRequest;
+}  // namespace ordo::protocol
+
 namespace ordo::broker {
 
 using protocol::ErrorCode;
@@ -83,19 +99,32 @@ class PartitionWaiters {
 
 struct Broker::Handlers {
   static asio::awaitable<HandlerOutcome> api_versions(Broker& b, Request& req);
-  static asio::awaitable<HandlerOutcome> metadata(Broker& b, Request& req);
-  static asio::awaitable<HandlerOutcome> produce(Broker& b, Request& req);
-  static asio::awaitable<HandlerOutcome> fetch(Broker& b, Request& req);
-  static asio::awaitable<HandlerOutcome> list_offsets(Broker& b, Request& req);
-  static asio::awaitable<HandlerOutcome> create_topics(Broker& b, Request& req);
-  static asio::awaitable<HandlerOutcome> delete_topics(Broker& b, Request& req);
-  static asio::awaitable<HandlerOutcome> create_partitions(Broker& b, Request& req);
-  static asio::awaitable<HandlerOutcome> describe_configs(Broker& b, Request& req);
-  static asio::awaitable<HandlerOutcome> alter_configs(Broker& b, Request& req);
-  static asio::awaitable<HandlerOutcome> incremental_alter_configs(Broker& b, Request& req);
-  static asio::awaitable<HandlerOutcome> delete_records(Broker& b, Request& req);
-  static asio::awaitable<HandlerOutcome> describe_cluster(Broker& b, Request& req);
-  static asio::awaitable<HandlerOutcome> describe_log_dirs(Broker& b, Request& req);
+  static asio::awaitable<HandlerOutcome> metadata(Broker& b, Request& req,
+                                                  protocol::MetadataRequest& body);
+  static asio::awaitable<HandlerOutcome> produce(Broker& b, Request& req,
+                                                 protocol::ProduceRequest& body);
+  static asio::awaitable<HandlerOutcome> fetch(Broker& b, Request& req,
+                                               protocol::FetchRequest& body);
+  static asio::awaitable<HandlerOutcome> list_offsets(Broker& b, Request& req,
+                                                      protocol::ListOffsetsRequest& body);
+  static asio::awaitable<HandlerOutcome> create_topics(Broker& b, Request& req,
+                                                       protocol::CreateTopicsRequest& body);
+  static asio::awaitable<HandlerOutcome> delete_topics(Broker& b, Request& req,
+                                                       protocol::DeleteTopicsRequest& body);
+  static asio::awaitable<HandlerOutcome> create_partitions(Broker& b, Request& req,
+                                                           protocol::CreatePartitionsRequest& body);
+  static asio::awaitable<HandlerOutcome> describe_configs(Broker& b, Request& req,
+                                                          protocol::DescribeConfigsRequest& body);
+  static asio::awaitable<HandlerOutcome> alter_configs(Broker& b, Request& req,
+                                                       protocol::AlterConfigsRequest& body);
+  static asio::awaitable<HandlerOutcome> incremental_alter_configs(
+      Broker& b, Request& req, protocol::IncrementalAlterConfigsRequest& body);
+  static asio::awaitable<HandlerOutcome> delete_records(Broker& b, Request& req,
+                                                        protocol::DeleteRecordsRequest& body);
+  static asio::awaitable<HandlerOutcome> describe_cluster(Broker& b, Request& req,
+                                                          protocol::DescribeClusterRequest& body);
+  static asio::awaitable<HandlerOutcome> describe_log_dirs(Broker& b, Request& req,
+                                                           protocol::DescribeLogDirsRequest& body);
 
   // Controller-thread operations (blocking; run through run_on(controller)).
   struct CreateResult {
@@ -120,6 +149,15 @@ struct Broker::Handlers {
   static const std::string& advertised_host(Broker& b) { return b.advertised_host_; }
   static uint16_t advertised_port(Broker& b) { return b.advertised_port_; }
 };
+
+// Adapts a handler that takes its decoded request body to the table's signature: a body that
+// does not decode closes the connection (with the decoder's message, which names the field).
+template <typename Req, asio::awaitable<HandlerOutcome> (*Fn)(Broker&, Broker::Request&, Req&)>
+asio::awaitable<HandlerOutcome> decoded(Broker& b, Broker::Request& req) {
+  auto body = decode_body<Req>(req, size_t(b.config().socket_request_max_bytes));
+  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
+  co_return co_await Fn(b, req, *body);
+}
 
 // The APIs this broker answers, with the version ranges it advertises in ApiVersions.
 struct SupportedApi {

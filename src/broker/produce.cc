@@ -107,16 +107,15 @@ void validate(PartitionWork& w, std::span<const uint8_t> records, const TopicSet
 
 }  // namespace
 
-asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& req) {
-  auto body = decode_body<protocol::ProduceRequest>(req, b.config_.socket_request_max_bytes);
-  if (!body) co_return HandlerOutcome{{}, std::move(body).error()};
-  const int16_t acks = body->acks;
+asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& req,
+                                                          protocol::ProduceRequest& body) {
+  const int16_t acks = body.acks;
   const int64_t now = SystemClock::instance().now_ms();
 
   std::vector<PartitionWork> work;
   auto topics = b.topics_->snapshot();
-  for (size_t ti = 0; ti < body->topic_data.size(); ++ti) {
-    const auto& t = body->topic_data[ti];
+  for (size_t ti = 0; ti < body.topic_data.size(); ++ti) {
+    const auto& t = body.topic_data[ti];
     const TopicInfo* info = b.topics_->find(*topics, t.name);
     std::optional<TopicSettings> settings;
     if (info) {
@@ -198,7 +197,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
     co_return HandlerOutcome{};
   }
   protocol::ProduceResponse resp;
-  for (const auto& t : body->topic_data) resp.responses.push_back({t.name, {}, {}});
+  for (const auto& t : body.topic_data) resp.responses.push_back({t.name, {}, {}});
   for (auto& w : work) {
     resp.responses[w.topic_index].partition_responses.push_back(std::move(w.response));
   }
