@@ -498,7 +498,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_records(
       PartResult out;
       out.partition_index = p.partition_index;
       out.low_watermark = -1;
-      if (!info || p.partition_index < 0 || p.partition_index >= info->partitions) {
+      if (!has_partition(info, p.partition_index)) {
         out.error_code = code(ErrorCode::unknown_topic_or_partition);
         tout.partitions.push_back(out);
         continue;

@@ -71,7 +71,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
       item.tp = {t.topic, p.partition};
       item.offset = p.fetch_offset;
       item.max_bytes = std::max(p.partition_max_bytes, 0);
-      item.known = info && p.partition >= 0 && p.partition < info->partitions;
+      item.known = has_partition(info, p.partition);
       items.push_back(std::move(item));
     }
   }
@@ -156,7 +156,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::list_offsets(Broker& b, Reques
     for (const auto& p : t.partitions) {
       PartResp out;
       out.partition_index = p.partition_index;
-      if (!info || p.partition_index < 0 || p.partition_index >= info->partitions) {
+      if (!has_partition(info, p.partition_index)) {
         out.error_code = code(ErrorCode::unknown_topic_or_partition);
         tout.partitions.push_back(std::move(out));
         continue;

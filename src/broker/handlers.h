@@ -73,6 +73,11 @@ Result<Req> decode_body(const Broker::Request& req, size_t max_length) {
   return body;
 }
 
+// True when the topic exists (info not null) and has that partition.
+inline bool has_partition(const TopicInfo* info, int32_t partition) {
+  return info && partition >= 0 && partition < info->partitions;
+}
+
 // Storage errors as Kafka error codes.
 ErrorCode error_code_for(const Error& e);
 

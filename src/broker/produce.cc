@@ -129,7 +129,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
       w.response.index = p.index;
       if (acks != 0 && acks != 1 && acks != -1) {
         fail(w, ErrorCode::invalid_required_acks, "acks must be 0, 1 or -1");
-      } else if (!info || !settings || p.index < 0 || p.index >= info->partitions) {
+      } else if (!settings || !has_partition(info, p.index)) {
         fail(w,
              model::is_valid_topic_name(t.name) ? ErrorCode::unknown_topic_or_partition
                                                 : ErrorCode::invalid_topic_exception,
