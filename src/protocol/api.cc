@@ -29,8 +29,7 @@ Result<ParsedRequestHeader> parse_request_header(std::span<const uint8_t> frame,
   int16_t key = 0;
   int16_t version = 0;
   if (!peek.read(key) || !peek.read(version)) {
-    return make_error(Errc::invalid_argument, "request header: {} bytes, too short",
-                      frame.size());
+    return make_error(Errc::invalid_argument, "request header: {} bytes, too short", frame.size());
   }
   ParsedRequestHeader out;
   out.api = find_api(key);

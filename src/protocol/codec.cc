@@ -36,7 +36,8 @@ Error field_error(Error e, std::string_view field) {
 
 Error element_error(Error e, size_t index) {
   const std::string& m = e.message;
-  e.message = fmt::format("[{}]{}{}", index, m.starts_with(":") || m.starts_with("[") ? "" : ".", m);
+  e.message =
+      fmt::format("[{}]{}{}", index, m.starts_with(":") || m.starts_with("[") ? "" : ".", m);
   return e;
 }
 
@@ -215,7 +216,8 @@ Result<std::vector<uint8_t>> flatten(const std::vector<Chunk>& chunks) {
       const FileRange& f = std::get<FileRange>(c);
       size_t at = out.size();
       out.resize(at + size_t(f.size));
-      ORDO_TRY(f.file->pread_exact(std::span<uint8_t>(out.data() + at, size_t(f.size)), f.position));
+      ORDO_TRY(
+          f.file->pread_exact(std::span<uint8_t>(out.data() + at, size_t(f.size)), f.position));
     }
   }
   return out;
@@ -228,7 +230,8 @@ size_t uvarint_bytes(uint64_t v) {
 Result<void> decode_string(Reader& r, std::optional<std::string>& v, FieldCtx c) {
   int64_t n = ORDO_TRY(r.read_length(c.compact, false));
   if (n < 0) {
-    if (!c.nullable) return make_error(Errc::invalid_argument, ": null string in a non-nullable version");
+    if (!c.nullable)
+      return make_error(Errc::invalid_argument, ": null string in a non-nullable version");
     v.reset();
     return ok();
   }
@@ -240,7 +243,8 @@ Result<void> decode_string(Reader& r, std::optional<std::string>& v, FieldCtx c)
 Result<void> decode_bytes(Reader& r, std::optional<std::vector<uint8_t>>& v, FieldCtx c) {
   int64_t n = ORDO_TRY(r.read_length(c.compact, true));
   if (n < 0) {
-    if (!c.nullable) return make_error(Errc::invalid_argument, ": null bytes in a non-nullable version");
+    if (!c.nullable)
+      return make_error(Errc::invalid_argument, ": null bytes in a non-nullable version");
     v.reset();
     return ok();
   }
@@ -252,7 +256,8 @@ Result<void> decode_bytes(Reader& r, std::optional<std::vector<uint8_t>>& v, Fie
 Result<void> decode_records(Reader& r, std::optional<Records>& v, FieldCtx c) {
   int64_t n = ORDO_TRY(r.read_length(c.compact, true));
   if (n < 0) {
-    if (!c.nullable) return make_error(Errc::invalid_argument, ": null records in a non-nullable version");
+    if (!c.nullable)
+      return make_error(Errc::invalid_argument, ": null records in a non-nullable version");
     v.reset();
     return ok();
   }

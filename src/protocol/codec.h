@@ -9,7 +9,8 @@
 //
 // Errors: Errc::invalid_argument. The message starts with the field path, built while the
 // error propagates out of the generated decoders, e.g.
-//   "ProduceRequest v9: topic_data[0].partition_data[2].records: length 900 exceeds the 12 bytes left"
+//   "ProduceRequest v9: topic_data[0].partition_data[2].records: length 900 exceeds the 12 bytes
+//   left"
 //
 // Decode lifetime rule: a decoded Records is a view into the Reader's buffer (zero copy). It
 // stays valid only while that buffer (the request frame) is alive and unchanged. Every other
@@ -231,7 +232,8 @@ Result<void> decode_value(Reader& r, T& v, FieldCtx c) {
     using E = typename T::value_type::value_type;
     int64_t n = ORDO_TRY(r.read_length(c.compact, true, kIsScalar<E> ? sizeof(E) : 1));
     if (n < 0) {
-      if (!c.nullable) return make_error(Errc::invalid_argument, ": null array in a non-nullable version");
+      if (!c.nullable)
+        return make_error(Errc::invalid_argument, ": null array in a non-nullable version");
       v.reset();
       return ok();
     }
@@ -329,8 +331,8 @@ size_t size_value(const T& v, FieldCtx c) {
   } else if constexpr (IsOptional<T>::value) {
     using E = typename T::value_type;
     if constexpr (Message<E>) {
-      return (c.nullable ? 1 : 0) + (v ? v->encoded_size(c.version)
-                                       : (c.nullable ? 0 : E().encoded_size(c.version)));
+      return (c.nullable ? 1 : 0) +
+             (v ? v->encoded_size(c.version) : (c.nullable ? 0 : E().encoded_size(c.version)));
     } else if (v) {
       return size_value(*v, c);
     } else if (c.nullable) {
@@ -400,9 +402,9 @@ Result<void> decode_message(std::span<const uint8_t> data, int16_t version, T& o
 
 // ORDO_PROTO_FIELD(expr, "name"): evaluates a Result<void>; on error returns it with the field
 // name put in front of its path.
-#define ORDO_PROTO_FIELD(expr, name)                                           \
-  do {                                                                         \
-    if (auto ordo_pf_r_ = (expr); !ordo_pf_r_.has_value()) {                   \
+#define ORDO_PROTO_FIELD(expr, name)                                             \
+  do {                                                                           \
+    if (auto ordo_pf_r_ = (expr); !ordo_pf_r_.has_value()) {                     \
       return ::ordo::protocol::field_error(std::move(ordo_pf_r_).error(), name); \
-    }                                                                          \
+    }                                                                            \
   } while (0)

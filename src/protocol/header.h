@@ -20,15 +20,14 @@ namespace ordo::protocol {
 struct ParsedRequestHeader {
   RequestHeader header;
   int16_t header_version = 0;
-  const ApiInfo* api = nullptr;  // never null on success
+  const ApiInfo* api = nullptr;   // never null on success
   std::span<const uint8_t> body;  // the rest of the frame (a view into it)
 };
 
 // Parses the header at the start of a request frame (without its size prefix). Errors:
 // Errc::invalid_argument for a truncated header or an unknown api key. A known api key with an
 // unsupported version parses fine (check api->supports(version)).
-Result<ParsedRequestHeader> parse_request_header(std::span<const uint8_t> frame,
-                                                 size_t max_length);
+Result<ParsedRequestHeader> parse_request_header(std::span<const uint8_t> frame, size_t max_length);
 
 // Writes a request (header + body) or a response (header + body) without the size prefix.
 template <typename Req>

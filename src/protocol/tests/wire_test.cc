@@ -34,11 +34,11 @@ M decode(const Bytes& b, int16_t version) {
 }
 
 TEST(Wire, RequestHeaderV2WithClientId) {
-  const Bytes expected = {0x00, 0x12,              // api key 18 (ApiVersions)
-                          0x00, 0x03,              // api version 3
-                          0x00, 0x00, 0x00, 0x07,  // correlation id
-                          0x00, 0x03, 'a', 'b', 'c',  // client id: int16 length, not compact
-                          0x00};                   // no tagged fields
+  const Bytes expected = {0x00, 0x12,                   // api key 18 (ApiVersions)
+                          0x00, 0x03,                   // api version 3
+                          0x00, 0x00, 0x00, 0x07,       // correlation id
+                          0x00, 0x03, 'a',  'b',  'c',  // client id: int16 length, not compact
+                          0x00};                        // no tagged fields
   RequestHeader h;
   h.request_api_key = 18;
   h.request_api_version = 3;
@@ -96,7 +96,7 @@ TEST(Wire, ApiVersionsRequestV3) {
 TEST(Wire, MetadataRequestV0) {
   const Bytes expected = {0x00, 0x00, 0x00, 0x02,  // 2 topics
                           0x00, 0x01, 'a',         //
-                          0x00, 0x02, 'b', 'c'};
+                          0x00, 0x02, 'b',  'c'};
   MetadataRequest m;
   m.topics.emplace();
   m.topics->push_back({.name = "a"});
@@ -106,13 +106,13 @@ TEST(Wire, MetadataRequestV0) {
 }
 
 TEST(Wire, MetadataRequestV12) {
-  Bytes expected = {0x02};                  // compact array, 1 topic
+  Bytes expected = {0x02};                    // compact array, 1 topic
   expected.insert(expected.end(), 16, 0x00);  // topic id (zero uuid)
-  Bytes rest = {0x02, 't',                  // name
-                0x00,                       // topic: no tagged fields
-                0x01,                       // allow_auto_topic_creation
-                0x00,                       // include_topic_authorized_operations
-                0x00};                      // no tagged fields
+  Bytes rest = {0x02, 't',                    // name
+                0x00,                         // topic: no tagged fields
+                0x01,                         // allow_auto_topic_creation
+                0x00,                         // include_topic_authorized_operations
+                0x00};                        // no tagged fields
   expected.insert(expected.end(), rest.begin(), rest.end());
   MetadataRequest m;
   m.topics.emplace();
@@ -162,9 +162,11 @@ TEST(Wire, ProduceRequestV3WithRecordBatch) {
 }
 
 TEST(Wire, ErrorsNameTheFieldPath) {
-  Bytes b = {0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x03, 0xe8, 0x00, 0x00, 0x00, 0x01,
-             0x00, 0x01, 't',  0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x05,
-             0x00, 0x00, 0x10, 0x00};  // records claims 4096 bytes
+  Bytes b = {
+      0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x03, 0xe8, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01,
+      't',  0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x10, 0x00};  // records
+                                                                                      // claims 4096
+                                                                                      // bytes
   ProduceRequest m;
   auto r = decode_message(b, 3, m);
   ASSERT_FALSE(r.has_value());
@@ -186,10 +188,10 @@ TEST(Wire, HugeArrayLengthDoesNotAllocate) {
 }
 
 TEST(Wire, UnknownTaggedFieldsRoundTrip) {
-  const Bytes b = {0x05, 'o', 'r', 'd', 'o', 0x04, '1', '.', '0',
-                   0x02,               // two tagged fields
-                   0x03, 0x01, 0xaa,   // tag 3, 1 byte
-                   0x09, 0x00};        // tag 9, empty
+  const Bytes b = {0x05, 'o',  'r',  'd', 'o', 0x04, '1', '.', '0',
+                   0x02,              // two tagged fields
+                   0x03, 0x01, 0xaa,  // tag 3, 1 byte
+                   0x09, 0x00};       // tag 9, empty
   auto m = decode<ApiVersionsRequest>(b, 3);
   ASSERT_EQ(m.unknown_tagged_fields.size(), 2u);
   EXPECT_EQ(m.unknown_tagged_fields[0].tag, 3u);
