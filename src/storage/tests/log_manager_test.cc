@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -47,6 +50,48 @@ std::vector<std::string> consume_all(LogManager& mgr, const TopicPartition& tp) 
     }
   }
   return out;
+}
+
+TEST(LogManager, DurableAppendWithoutWaitingIsSyncedRightAfterAndMovesTheHighWatermark) {
+  // acks=1 on a durable log: the append completes once written; the sync follows on its own
+  // and moves the high watermark, which the on_high_watermark callback reports.
+  TempDir dir;
+  auto o = options_for(dir.path(), FlushMode::durable);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int64_t> reported;
+  o.on_high_watermark = [&](const TopicPartition&, Offset hw) {
+    std::lock_guard lock(mu);
+    reported.push_back(hw.value());
+    cv.notify_all();
+  };
+  o.reserved_names = {"not-a-partition"};
+  std::filesystem::create_directories(dir.path());
+  std::ofstream(dir.path() + "/not-a-partition") << "someone else's file";
+  auto mgr = LogManager::open(o);
+  ASSERT_TRUE(mgr) << mgr.error().to_string();
+  TopicPartition tp{"acks1", 0};
+  ASSERT_TRUE((*mgr)->create_sync(tp, (*mgr)->options().default_config));
+  AppendOptions no_wait;
+  no_wait.wait_for_flush = false;
+  for (int i = 0; i < 5; ++i) {
+    auto r = (*mgr)->append_sync(tp, make_batch(2, "w" + std::to_string(i)), no_wait);
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(r->first_offset, Offset(2 * i));
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30),
+                            [&] { return !reported.empty() && reported.back() == 10; }));
+    EXPECT_TRUE(std::is_sorted(reported.begin(), reported.end()));
+  }
+  auto st = (*mgr)->status();
+  ASSERT_EQ(st.size(), 1u);  // the reserved file is not a partition (and not reported)
+  EXPECT_EQ(st[0].flushed_offset, Offset(10));
+  EXPECT_EQ(st[0].high_watermark, Offset(10));
+  EXPECT_EQ(consume_all(**mgr, tp).size(), 10u);
+  ASSERT_TRUE((*mgr)->close());
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/not-a-partition"));
 }
 
 TEST(LogManager, DurableAppendsFromManyThreadsShareSyncs) {
