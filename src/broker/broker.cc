@@ -256,6 +256,14 @@ asio::awaitable<HandlerOutcome> Broker::handle(std::vector<uint8_t> frame, Conne
     req.version = 0;
     co_return co_await Handlers::api_versions(*this, req);
   }
+  // Another API or version: UNSUPPORTED_VERSION where the response can carry it (the
+  // connection stays open, with one log line), else the connection is closed.
+  if (auto r = unsupported_version_response(req.header.request_api_key, req.version,
+                                            req.header.correlation_id)) {
+    ORDO_LOG_WARN("connection {}: {} v{} is not supported: answered UNSUPPORTED_VERSION", conn.peer,
+                  req.api->name, req.version);
+    co_return HandlerOutcome{std::move(*r), {}};
+  }
   co_return HandlerOutcome{
       {},
       make_error(Errc::invalid_argument, "{} v{} is not supported (correlation id {})",

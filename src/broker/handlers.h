@@ -78,6 +78,11 @@ inline bool has_partition(const TopicInfo* info, int32_t partition) {
   return info && partition >= 0 && partition < info->partitions;
 }
 
+// UNSUPPORTED_VERSION in the API's own response format, when that response carries a
+// top-level error code at this version (unsupported.cc); nullopt otherwise.
+std::optional<ResponseFrame> unsupported_version_response(int16_t api_key, int16_t version,
+                                                          int32_t correlation_id);
+
 // Storage errors as Kafka error codes.
 ErrorCode error_code_for(const Error& e);
 

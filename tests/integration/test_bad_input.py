@@ -130,8 +130,16 @@ class BadInputTest(unittest.TestCase):
         self.send_bad(self.request(-1, 0, b""))
 
     def test_api_the_broker_does_not_implement(self):
-        # FindCoordinator v0 (key 10): a Kafka API this broker does not offer yet.
-        self.send_bad(self.request(10, 0, string("group")), "FindCoordinator")
+        # FindCoordinator v0 (key 10): a Kafka API this broker does not offer yet. Its v0
+        # response has a top-level error code, so the answer is UNSUPPORTED_VERSION (35) in
+        # that response, and the connection stays usable.
+        with kw.Connection(self.bs) as c:
+            resp = c.request(10, 0, string("group"))
+            r = kw.Reader(resp)
+            self.assertEqual(r.i16(), kw.UNSUPPORTED_VERSION)
+            error, _ = c.api_versions()
+            self.assertEqual(error, kw.NONE)
+        self.assert_healthy()
 
     def test_produce_v100(self):
         body = kw.produce_v7_body(DATA_TOPIC, 0, kw.record_batch([(b"k", b"v", [])]))

@@ -30,6 +30,8 @@
 #include "protocol/messages/describe_configs_response.h"
 #include "protocol/messages/fetch_request.h"
 #include "protocol/messages/fetch_response.h"
+#include "protocol/messages/find_coordinator_request.h"
+#include "protocol/messages/find_coordinator_response.h"
 #include "protocol/messages/incremental_alter_configs_request.h"
 #include "protocol/messages/incremental_alter_configs_response.h"
 #include "protocol/messages/list_offsets_request.h"
@@ -247,6 +249,18 @@ TEST_F(BrokerTest, UnsupportedVersionOrUnknownKeyClosesTheConnection) {
   EXPECT_TRUE(raw(unknown).close);
   std::vector<uint8_t> truncated = {0x00, 0x03};
   EXPECT_TRUE(raw(truncated).close);
+}
+
+TEST_F(BrokerTest, AnApiNotOfferedIsAnsweredWithUnsupportedVersionWhereItsResponseCanSayIt) {
+  // FindCoordinator v1 has a top-level error code: answered, the connection stays.
+  protocol::FindCoordinatorRequest fc;
+  fc.key = "group";
+  auto resp = call<protocol::FindCoordinatorResponse>(fc, 1);
+  EXPECT_EQ(resp.error_code, ec(ErrorCode::unsupported_version));
+  // FindCoordinator v4 has its error codes only per coordinator: closed instead.
+  protocol::FindCoordinatorRequest fc4;
+  fc4.coordinator_keys = {"group"};
+  EXPECT_TRUE(raw(encode(fc4, 4)).close);
 }
 
 TEST_F(BrokerTest, MetadataAutoCreatesValidNamesOnly) {
