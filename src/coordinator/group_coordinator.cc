@@ -287,13 +287,7 @@ void GroupCoordinator::replace_static_member(Group& g, JoinRequest& req, JoinCal
   ORDO_ASSERT(!node.empty());
   Member m = std::move(node.mapped());
   // The old incarnation is fenced: whatever it still waits for fails.
-  if (m.join_cb) {
-    JoinResponse r;
-    r.error = ErrorCode::fenced_instance_id;
-    r.member_id = old_id;
-    respond(m.join_cb, std::move(r));
-  }
-  if (m.sync_cb) respond(m.sync_cb, SyncResponse{.error = ErrorCode::fenced_instance_id});
+  fail_waiting(m, old_id, ErrorCode::fenced_instance_id);
   std::string new_id = new_member_id(*req.group_instance_id);
   bool leader = g.leader_id == old_id;
   if (leader) g.leader_id = new_id;
@@ -594,17 +588,21 @@ LeaveResponse GroupCoordinator::leave(const LeaveRequest& req) {
   return out;
 }
 
+void GroupCoordinator::fail_waiting(Member& m, const std::string& member_id, ErrorCode error) {
+  if (m.join_cb) {
+    JoinResponse r;
+    r.error = error;
+    r.member_id = member_id;
+    respond(m.join_cb, std::move(r));
+  }
+  if (m.sync_cb) respond(m.sync_cb, SyncResponse{.error = error});
+}
+
 void GroupCoordinator::remove_member(Group& g, const std::string& member_id, ErrorCode reason) {
   auto it = g.members.find(member_id);
   ORDO_ASSERT(it != g.members.end());
   Member& m = it->second;
-  if (m.join_cb) {
-    JoinResponse r;
-    r.error = reason;
-    r.member_id = member_id;
-    respond(m.join_cb, std::move(r));
-  }
-  if (m.sync_cb) respond(m.sync_cb, SyncResponse{.error = reason});
+  fail_waiting(m, member_id, reason);
   if (m.instance_id) g.statics.erase(*m.instance_id);
   bool was_leader = g.leader_id == member_id;
   g.members.erase(it);
@@ -739,13 +737,7 @@ ErrorCode GroupCoordinator::delete_group(const std::string& group_id) {
 void GroupCoordinator::unload() {
   for (auto& [gid, g] : groups_) {
     for (auto& [id, m] : g->members) {
-      if (m.join_cb) {
-        JoinResponse r;
-        r.error = ErrorCode::not_coordinator;
-        r.member_id = id;
-        respond(m.join_cb, std::move(r));
-      }
-      if (m.sync_cb) respond(m.sync_cb, SyncResponse{.error = ErrorCode::not_coordinator});
+      fail_waiting(m, id, ErrorCode::not_coordinator);
     }
     g->state = GroupState::dead;
   }

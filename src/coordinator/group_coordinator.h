@@ -215,6 +215,8 @@ class GroupCoordinator {
   void prepare_rebalance(Group& g);
   void try_complete_join(Group& g);
   void complete_join(Group& g);
+  // Answers whatever join or sync the member still waits for with error.
+  void fail_waiting(Member& m, const std::string& member_id, ErrorCode error);
   void remove_member(Group& g, const std::string& member_id, ErrorCode reason);
   void on_member_left(Group& g);
   void expire_group(Group& g, int64_t now_ms);
