@@ -504,27 +504,21 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_records(
         continue;
       }
       int64_t target = p.offset;
-      out = co_await on_callback<PartResult>([&](auto done) {
-        b.logs_->with_log({t.name, p.partition_index},
-                          [out, target, done](Result<storage::PartitionLog*> log) mutable {
-                            if (!log) {
-                              out.error_code = code(error_code_for(log.error()));
-                              return done(out);
-                            }
-                            storage::PartitionLog& l = **log;
-                            int64_t hw = l.high_watermark().value();
-                            int64_t to = target == -1 ? hw : target;
-                            if (to < 0 || to > hw) {
-                              out.error_code = code(ErrorCode::offset_out_of_range);
-                            } else if (to > l.log_start_offset().value()) {
-                              if (auto r = l.advance_log_start_offset(Offset(to)); !r) {
-                                out.error_code = code(error_code_for(r.error()));
-                              }
-                            }
-                            out.low_watermark = l.log_start_offset().value();
-                            done(out);
-                          });
-      });
+      auto op = with_partition_log(*b.logs_, {t.name, p.partition_index}, out,
+                                   [out, target](storage::PartitionLog& l) mutable {
+                                     int64_t hw = l.high_watermark().value();
+                                     int64_t to = target == -1 ? hw : target;
+                                     if (to < 0 || to > hw) {
+                                       out.error_code = code(ErrorCode::offset_out_of_range);
+                                     } else if (to > l.log_start_offset().value()) {
+                                       if (auto r = l.advance_log_start_offset(Offset(to)); !r) {
+                                         out.error_code = code(error_code_for(r.error()));
+                                       }
+                                     }
+                                     out.low_watermark = l.log_start_offset().value();
+                                     return out;
+                                   });
+      out = co_await std::move(op);
       tout.partitions.push_back(out);
     }
   }

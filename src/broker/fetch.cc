@@ -163,40 +163,27 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::list_offsets(Broker& b, Reques
       }
       const int64_t target = p.timestamp;
       model::TopicPartition tp{t.name, p.partition_index};
-      out = co_await on_callback<PartResp>([&](auto done) {
-        b.logs_->with_log(tp, [out, target, done](Result<storage::PartitionLog*> log) mutable {
-          if (!log) {
-            out.error_code = code(error_code_for(log.error()));
-            return done(out);
-          }
-          storage::PartitionLog& l = **log;
-          const int64_t hw = l.high_watermark().value();
-          if (target == -2) {  // earliest
-            out.offset = l.log_start_offset().value();
-          } else if (target == -1) {  // latest (the last stable offset: no transactions yet)
-            out.offset = hw;
-          } else if (target == -3) {  // the record with the largest timestamp
-            auto m = l.max_timestamp_offset();
-            if (!m) {
-              out.error_code = code(error_code_for(m.error()));
-            } else if (*m && (*m)->offset.value() < hw) {
-              out.offset = (*m)->offset.value();
-              out.timestamp = (*m)->timestamp;
+      auto op =
+          with_partition_log(*b.logs_, tp, out, [out, target](storage::PartitionLog& l) mutable {
+            const int64_t hw = l.high_watermark().value();
+            if (target == -2) {  // earliest
+              out.offset = l.log_start_offset().value();
+            } else if (target == -1) {  // latest (the last stable offset: no transactions yet)
+              out.offset = hw;
+            } else if (target < 0 && target != -3) {
+              out.error_code = code(ErrorCode::invalid_request);
+            } else {  // by timestamp, or -3: the record with the largest timestamp
+              auto m = target == -3 ? l.max_timestamp_offset() : l.offset_for_timestamp(target);
+              if (!m) {
+                out.error_code = code(error_code_for(m.error()));
+              } else if (*m && (*m)->offset.value() < hw) {
+                out.offset = (*m)->offset.value();
+                out.timestamp = (*m)->timestamp;
+              }
             }
-          } else if (target < 0) {
-            out.error_code = code(ErrorCode::invalid_request);
-          } else {
-            auto m = l.offset_for_timestamp(target);
-            if (!m) {
-              out.error_code = code(error_code_for(m.error()));
-            } else if (*m && (*m)->offset.value() < hw) {
-              out.offset = (*m)->offset.value();
-              out.timestamp = (*m)->timestamp;
-            }
-          }
-          done(out);
-        });
-      });
+            return out;
+          });
+      out = co_await std::move(op);
       if (out.error_code == 0) {
         out.leader_epoch = 0;
         if (req.version == 0) {

@@ -86,6 +86,25 @@ std::optional<ResponseFrame> unsupported_version_response(int16_t api_key, int16
 // Storage errors as Kafka error codes.
 ErrorCode error_code_for(const Error& e);
 
+// Runs fn(PartitionLog&) -> R on the partition's shard thread (its single writer) and resumes
+// with the result; when the log cannot be used, `failed` comes back with the storage error's
+// code in its error_code. Call as `auto op = with_partition_log(...); co_await std::move(op);`
+// (g++ 12 mishandles temporaries with destructors inside a co_await expression).
+template <typename R, typename Fn>
+asio::awaitable<R> with_partition_log(storage::LogManager& logs, model::TopicPartition tp, R failed,
+                                      Fn fn) {
+  return on_callback<R>([&logs, tp = std::move(tp), failed = std::move(failed),
+                         fn = std::move(fn)](auto done) mutable {
+    logs.with_log(tp, [failed, fn, done](Result<storage::PartitionLog*> log) mutable {
+      if (!log) {
+        failed.error_code = code(error_code_for(log.error()));
+        return done(std::move(failed));
+      }
+      done(fn(**log));
+    });
+  });
+}
+
 // Wakes long-polling fetches when a partition's high watermark moves. notify() runs on shard
 // threads; waiters live on network threads and are woken on their own executor.
 class PartitionWaiters {
