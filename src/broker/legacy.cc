@@ -1,6 +1,5 @@
 #include "broker/legacy.h"
 
-#include <array>
 #include <optional>
 #include <string>
 
@@ -12,17 +11,6 @@
 namespace ordo::broker {
 
 namespace {
-
-constexpr std::array<uint32_t, 256> make_table() {
-  std::array<uint32_t, 256> t{};
-  for (uint32_t i = 0; i < 256; ++i) {
-    uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    t[i] = c;
-  }
-  return t;
-}
-constexpr auto kTable = make_table();
 
 // A length-prefixed (int32, -1 = null) byte string.
 Result<std::optional<std::string>> read_bytes(std::span<const uint8_t>& in) {
@@ -36,16 +24,6 @@ Result<std::optional<std::string>> read_bytes(std::span<const uint8_t>& in) {
   in = in.subspan(size_t(n));
   return std::optional<std::string>(std::move(s));
 }
-
-}  // namespace
-
-uint32_t crc32_ieee(std::span<const uint8_t> data) {
-  uint32_t c = 0xFFFFFFFFu;
-  for (uint8_t b : data) c = kTable[(c ^ b) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
-namespace {
 
 // Adds the records of a legacy message set to the builder. A compressed (wrapper) message
 // holds a message set of uncompressed messages in its value: depth 1 at most.
@@ -65,7 +43,7 @@ Result<void> add_messages(std::span<const uint8_t> data, int64_t now_ms, int dep
     std::span<const uint8_t> msg = data.subspan(kLogOverhead, size_t(size));
     data = data.subspan(kLogOverhead + size_t(size));
     uint32_t crc = load_be32(msg.data());
-    if (crc32_ieee(msg.subspan(4)) != crc) {
+    if (compression::crc32_ieee(msg.subspan(4)) != crc) {
       return make_error(Errc::corrupt, "legacy message: CRC mismatch");
     }
     int8_t magic = int8_t(msg[4]);

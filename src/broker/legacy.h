@@ -17,7 +17,5 @@ namespace ordo::broker {
 Result<std::vector<uint8_t>> upconvert_legacy_message_set(std::span<const uint8_t> data,
                                                           int64_t now_ms);
 
-// CRC-32 (IEEE 802.3, the legacy format's checksum).
-uint32_t crc32_ieee(std::span<const uint8_t> data);
 
 }  // namespace ordo::broker

@@ -78,4 +78,7 @@ Result<std::vector<uint8_t>> compress(Codec codec, std::span<const uint8_t> in,
 Result<std::vector<uint8_t>> decompress(Codec codec, std::span<const uint8_t> in,
                                         size_t max_output);
 
+// CRC-32 (IEEE 802.3, zlib's crc32): the checksum of legacy (magic 0/1) Kafka messages.
+uint32_t crc32_ieee(std::span<const uint8_t> data);
+
 }  // namespace ordo::compression

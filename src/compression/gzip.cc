@@ -122,3 +122,18 @@ Result<std::vector<uint8_t>> gzip_decompress(std::span<const uint8_t> in, size_t
 }
 
 }  // namespace ordo::compression::detail
+
+namespace ordo::compression {
+
+uint32_t crc32_ieee(std::span<const uint8_t> data) {
+  uLong crc = ::crc32(0L, Z_NULL, 0);
+  // zlib takes uInt lengths: feed large inputs in pieces.
+  while (!data.empty()) {
+    auto n = std::min<size_t>(data.size(), 1u << 30);
+    crc = ::crc32(crc, data.data(), uInt(n));
+    data = data.subspan(n);
+  }
+  return uint32_t(crc);
+}
+
+}  // namespace ordo::compression

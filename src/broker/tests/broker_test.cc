@@ -406,7 +406,7 @@ TEST_F(BrokerTest, LegacyMessageSetsAreUpConverted) {
   std::vector<uint8_t> set;
   for (int i = 0; i < 2; ++i) {
     auto m = message(1000 + i, "k", "old-" + std::to_string(i));
-    store_be32(m.data(), crc32_ieee(std::span<const uint8_t>(m).subspan(4)));
+    store_be32(m.data(), compression::crc32_ieee(std::span<const uint8_t>(m).subspan(4)));
     std::vector<uint8_t> head(12);
     store_be32(&head[8], uint32_t(m.size()));
     set.insert(set.end(), head.begin(), head.end());
@@ -419,7 +419,7 @@ TEST_F(BrokerTest, LegacyMessageSetsAreUpConverted) {
   auto packed = compression::compress(compression::Codec::gzip, set).value();
   auto wrapper = message(1001, "", std::string(packed.begin(), packed.end()));
   wrapper[5] = 1;  // gzip
-  store_be32(wrapper.data(), crc32_ieee(std::span<const uint8_t>(wrapper).subspan(4)));
+  store_be32(wrapper.data(), compression::crc32_ieee(std::span<const uint8_t>(wrapper).subspan(4)));
   std::vector<uint8_t> wrapped(12);
   store_be32(&wrapped[8], uint32_t(wrapper.size()));
   wrapped.insert(wrapped.end(), wrapper.begin(), wrapper.end());

@@ -539,3 +539,17 @@ TEST(Compression, ReadsAndWritesWhatTheReferenceToolsDo) {
 
 }  // namespace
 }  // namespace ordo::compression
+
+namespace ordo::compression {
+namespace {
+
+TEST(Compression, Crc32IeeeKnownAnswer) {
+  // The standard check value of CRC-32 (IEEE 802.3) over "123456789".
+  const std::string check = "123456789";
+  EXPECT_EQ(crc32_ieee({reinterpret_cast<const uint8_t*>(check.data()), check.size()}),
+            0xCBF43926u);
+  EXPECT_EQ(crc32_ieee({}), 0u);
+}
+
+}  // namespace
+}  // namespace ordo::compression
