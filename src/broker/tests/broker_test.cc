@@ -56,8 +56,9 @@ class BrokerTest : public ::testing::Test {
  protected:
   void SetUp() override { open(); }
 
-  void open(bool auto_create = true) {
+  void open(bool auto_create = true, int32_t fetch_max_wait_ms = 30000) {
     BrokerConfig c;
+    c.fetch_max_wait_ms = fetch_max_wait_ms;
     c.data_dir = tmp.path() + "/data";
     c.listen_port = 9092;
     c.auto_create_topics = auto_create;
@@ -68,10 +69,10 @@ class BrokerTest : public ::testing::Test {
     conn.produce_wakeup = std::make_unique<Wakeup>(io.get_executor());
   }
 
-  void reopen(bool auto_create = true) {
+  void reopen(bool auto_create = true, int32_t fetch_max_wait_ms = 30000) {
     ASSERT_TRUE(broker->close());
     broker.reset();
-    open(auto_create);
+    open(auto_create, fetch_max_wait_ms);
   }
 
   // Sends raw request bytes (header + body, no size prefix).
@@ -517,6 +518,25 @@ TEST_F(BrokerTest, FetchLongPollReturnsWhenDataArrives) {
   correlation = fetch_correlation;
   auto resp = decode<protocol::FetchResponse>(*fetched, 12);
   EXPECT_EQ(values(resp.responses.at(0).partitions.at(0)), (std::vector<std::string>{"w-0"}));
+}
+
+TEST_F(BrokerTest, FetchMaxWaitIsCappedByTheBrokerSetting) {
+  reopen(true, 20);
+  ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
+  // Asks to wait ~24 days for one byte that never comes: the 20 ms cap answers it (without
+  // the cap the test would hang until ctest's timeout).
+  auto resp = call<protocol::FetchResponse>(
+      fetch_req("t", 0, 0, std::numeric_limits<int32_t>::max(), 1), 12);
+  EXPECT_EQ(resp.error_code, 0);
+  EXPECT_TRUE(values(resp.responses.at(0).partitions.at(0)).empty());
+}
+
+TEST_F(BrokerTest, AcksZeroErrorsCloseTheConnection) {
+  // No response can carry the error: the connection goes, as in Kafka.
+  auto out = raw(encode(produce_req("nope", 0, storage::testing::make_batch(1, "x"), 0), 9));
+  ASSERT_TRUE(out.close);
+  EXPECT_NE(out.close->message.find("acks=0"), std::string::npos);
+  EXPECT_FALSE(out.response);
 }
 
 TEST_F(BrokerTest, FetchWithASessionIdIsRefused) {
