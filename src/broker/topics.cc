@@ -37,21 +37,20 @@ std::optional<T> parse_int(std::string_view s) {
   return v;
 }
 
+// The value of one lower-case hex digit (exactly as the encoder writes it), or -1.
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
 std::optional<TopicId> parse_id(std::string_view hex) {
   if (hex.size() != 32) return std::nullopt;
   TopicId id{};
-  for (size_t i = 0; i < 16; ++i) {
-    unsigned v = 0;
-    for (char c : hex.substr(2 * i, 2)) {
-      v <<= 4;
-      if (c >= '0' && c <= '9')
-        v |= unsigned(c - '0');
-      else if (c >= 'a' && c <= 'f')
-        v |= unsigned(c - 'a' + 10);
-      else
-        return std::nullopt;
-    }
-    id[i] = uint8_t(v);
+  for (size_t i = 0; i < 32; ++i) {
+    int d = hex_digit(hex[i]);
+    if (d < 0) return std::nullopt;
+    id[i / 2] = uint8_t(id[i / 2] << 4 | d);
   }
   return id;
 }
@@ -233,14 +232,10 @@ Result<void> TopicRegistry::decode(std::string_view text, TopicMap& topics,
     return make_error(Errc::corrupt, "bad checksum line");
   }
   uint32_t want = 0;
-  for (char c : crc_line.substr(0, 8)) {  // lower-case hex exactly as written
-    if (c >= '0' && c <= '9') {
-      want = want << 4 | uint32_t(c - '0');
-    } else if (c >= 'a' && c <= 'f') {
-      want = want << 4 | uint32_t(c - 'a' + 10);
-    } else {
-      return make_error(Errc::corrupt, "bad checksum line");
-    }
+  for (char c : crc_line.substr(0, 8)) {
+    int d = hex_digit(c);
+    if (d < 0) return make_error(Errc::corrupt, "bad checksum line");
+    want = want << 4 | uint32_t(d);
   }
   std::string_view body = text.substr(0, crc_at);
   if (crc32c(0, body.data(), body.size()) != want) {
