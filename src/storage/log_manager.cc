@@ -41,14 +41,30 @@ struct Partition {
 };
 
 struct Shard {
-  asio::io_context ctx;
+  // Own-thread mode: the context this shard's thread runs (declared first: destroyed last).
+  // Null when the shard runs on a caller's context.
+  std::unique_ptr<asio::io_context> own_ctx;
+  asio::io_context* ctx = nullptr;  // where the shard runs: own_ctx or the caller's
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+  std::thread thread;  // own-thread mode only
+  // Touched only on this shard's thread (or before it starts / after it stops).
   std::unique_ptr<asio::steady_timer> timer;
-  std::thread thread;
-  // Touched only on this shard's thread (or before the thread starts / after it stops).
   std::map<TopicPartition, std::shared_ptr<Partition>> partitions;
   int64_t last_retention_ms = 0;
+  bool closed = false;  // close() has closed this shard's logs: work that arrives is refused
+
+  // True on the thread that runs this shard: work for it runs inline.
+  bool here() const { return ctx->get_executor().running_in_this_thread(); }
 };
+
+// A copy of a shard's partitions, for loops that call back into user code (a callback may
+// create or remove partitions re-entrantly, which would invalidate a map iterator).
+std::vector<std::shared_ptr<Partition>> snapshot(const Shard& s) {
+  std::vector<std::shared_ptr<Partition>> out;
+  out.reserve(s.partitions.size());
+  for (const auto& [tp, p] : s.partitions) out.push_back(p);
+  return out;
+}
 
 }  // namespace
 
@@ -58,14 +74,32 @@ struct LogManager::Impl {
   std::vector<std::unique_ptr<Shard>> shards;
   std::unique_ptr<asio::thread_pool> flush_pool;
   std::atomic<bool> closing{false};
-  bool started = false;  // shard threads are running
+  bool started = false;  // shards are running
   bool closed = false;
+  bool external = false;  // shards run on the caller's contexts
 
   Shard& shard_for(const TopicPartition& tp) {
     return *shards[std::hash<TopicPartition>()(tp) % shards.size()];
   }
 
+  bool on_any_shard() const {
+    for (const auto& s : shards) {
+      if (s->here()) return true;
+    }
+    return false;
+  }
+
   static Error closed_error() { return make_error(Errc::closed, "log manager is closed"); }
+
+  // Runs fn on s: inline when called on s's thread, else posted there.
+  template <typename Fn>
+  static void run_on(Shard& s, Fn&& fn) {
+    if (s.here()) {
+      fn();
+    } else {
+      asio::post(*s.ctx, std::forward<Fn>(fn));
+    }
+  }
 
   // Finds an online partition; the error explains why not.
   static Result<Partition*> find(Shard& s, const TopicPartition& tp) {
@@ -120,9 +154,11 @@ struct LogManager::Impl {
     FlushTicket ticket = log.prepare_flush();
     asio::post(*flush_pool, [this, &s, p, ticket = std::move(ticket)]() mutable {
       Result<void> r = execute_flush(ticket);
-      asio::post(s.ctx, [this, &s, p, ticket = std::move(ticket), r = std::move(r)]() {
+      asio::post(*s.ctx, [this, &s, p, ticket = std::move(ticket), r = std::move(r)]() {
         p->flush_in_flight = false;
-        if (!p->log) return;  // removed meanwhile
+        // Removed meanwhile, or close() has closed the logs (with caller-owned contexts this
+        // runs after close() when a sync outlived its wait).
+        if (!p->log || s.closed) return;
         if (!r) {
           fail_partition(*p, r.error());
           return;
@@ -130,6 +166,8 @@ struct LogManager::Impl {
         p->log->complete_flush(ticket);
         set_hw(*p);
         complete_waiters(*p);
+        // A waiter's callback may have removed the partition (re-entrant call).
+        if (!p->log || p->offline) return;
         // In durable mode everything written gets synced, waited for (acks=-1) or not (acks=1).
         bool behind = p->log->config().flush_mode == FlushMode::durable &&
                       p->log->flushed_offset() < p->log->log_end_offset();
@@ -144,40 +182,64 @@ struct LogManager::Impl {
     int64_t now = opts.clock->now_ms();
     bool retention = now - s.last_retention_ms >= opts.retention_check_interval_ms;
     if (retention) s.last_retention_ms = now;
-    for (auto& [tp, p] : s.partitions) {
-      if (p->offline) continue;
+    for (auto& p : snapshot(s)) {
+      if (p->offline || !p->log) continue;
       PartitionLog& log = *p->log;
       if (log.config().flush_mode == FlushMode::interval &&
           now - p->last_flush_ms >= log.config().flush_interval_ms) {
         start_flush(s, p);
       }
-      if (retention) {
+      // start_flush may have completed waiters whose callbacks removed the partition.
+      if (retention && p->log && !p->offline) {
         auto rolled = log.maybe_roll_by_time();
         if (!rolled) fail_partition(*p, rolled.error());
-        auto deleted = log.enforce_retention();
-        if (!deleted) fail_partition(*p, deleted.error());
+        if (!p->offline) {
+          auto deleted = log.enforce_retention();
+          if (!deleted) fail_partition(*p, deleted.error());
+        }
         if (p->log && !p->offline && log.has_unflushed_sealed_segments()) start_flush(s, p);
       }
     }
   }
 
+  // On the shard's thread. The handler touches the manager only when the wait succeeded and
+  // the manager is not closing; close() destroys the timer on the shard's thread and then
+  // waits until its cancelled handler has run (see call()).
   void schedule_tick(Shard& s) {
     s.timer->expires_after(std::chrono::milliseconds(opts.tick_ms));
     s.timer->async_wait([this, &s](const asio::error_code& ec) {
-      if (ec || closing.load()) return;
+      if (ec || closing.load() || !s.timer) return;
       on_tick(s);
       schedule_tick(s);
     });
   }
 
-  // Runs fn on the shard thread and waits for its result.
+  // Runs fn on the shard's thread and waits for its result; never from a shard thread. The
+  // result is handed over by a second handler posted from the first, so that everything fn
+  // queued on that context (a cancelled timer's handler, say) and everything queued there
+  // before the call has run when call() returns.
   template <typename T>
   static Result<T> call(Shard& s, std::function<Result<T>()> fn) {
+    ORDO_ASSERT_MSG(!s.ctx->stopped(), "a shard's context was stopped before LogManager::close()");
     std::promise<Result<T>> promise;
     auto future = promise.get_future();
-    asio::post(s.ctx, [&] { promise.set_value(fn()); });
+    asio::post(*s.ctx, [&] {
+      Result<T> r = fn();
+      asio::post(*s.ctx,
+                 [&promise, r = std::move(r)]() mutable { promise.set_value(std::move(r)); });
+    });
     return future.get();
   }
+
+  // The work of the public methods, on the shard's thread (inline or posted).
+  void do_create(Shard& s, const TopicPartition& tp, const LogConfig& config, Callback<void> done);
+  void do_remove(Shard& s, const TopicPartition& tp, Callback<void> done);
+  void do_append(Shard& s, const TopicPartition& tp, std::vector<uint8_t>& batches,
+                 const AppendOptions& options, Callback<AppendResult> done);
+  void do_read(Shard& s, const TopicPartition& tp, const ReadOptions& options,
+               Callback<ReadResult> done);
+  void do_with_log(Shard& s, const TopicPartition& tp,
+                   std::function<void(Result<PartitionLog*>)>& fn);
 };
 
 LogManager::LogManager(LogManagerOptions options)
@@ -191,6 +253,15 @@ LogManager::~LogManager() {
 }
 
 Result<std::unique_ptr<LogManager>> LogManager::open(LogManagerOptions options) {
+  const bool external = !options.shard_contexts.empty();
+  if (external) {
+    std::vector<asio::io_context*> seen = options.shard_contexts;
+    std::sort(seen.begin(), seen.end());
+    if (seen.front() == nullptr || std::adjacent_find(seen.begin(), seen.end()) != seen.end()) {
+      return make_error(Errc::invalid_argument, "shard contexts must be distinct and not null");
+    }
+    options.shards = int(options.shard_contexts.size());
+  }
   if (options.shards < 1 || options.shards > 256 || options.flush_threads < 1 ||
       options.flush_threads > 256 || options.tick_ms < 1) {
     return make_error(Errc::invalid_argument, "shards and flush threads must be in [1, 256]");
@@ -202,6 +273,7 @@ Result<std::unique_ptr<LogManager>> LogManager::open(LogManagerOptions options) 
 
   auto mgr = std::unique_ptr<LogManager>(new LogManager(options));
   Impl& impl = *mgr->impl_;
+  impl.external = external;
   std::string lock_path = options.data_dir + "/.lock";
   impl.lock_file = ORDO_TRY(File::open(lock_path, O_RDWR | O_CREAT));
   if (::flock(impl.lock_file.fd(), LOCK_EX | LOCK_NB) != 0) {
@@ -214,7 +286,16 @@ Result<std::unique_ptr<LogManager>> LogManager::open(LogManagerOptions options) 
   ORDO_TRY(impl.lock_file.pwrite_all(
       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(pid.data()), pid.size()), 0));
 
-  for (int i = 0; i < options.shards; ++i) impl.shards.push_back(std::make_unique<Shard>());
+  for (int i = 0; i < options.shards; ++i) {
+    auto shard = std::make_unique<Shard>();
+    if (external) {
+      shard->ctx = options.shard_contexts[size_t(i)];
+    } else {
+      shard->own_ctx = std::make_unique<asio::io_context>(1);
+      shard->ctx = shard->own_ctx.get();
+    }
+    impl.shards.push_back(std::move(shard));
+  }
 
   std::vector<fs::path> entries;
   for (auto it = fs::directory_iterator(options.data_dir, ec);
@@ -258,14 +339,40 @@ Result<std::unique_ptr<LogManager>> LogManager::open(LogManagerOptions options) 
   impl.flush_pool = std::make_unique<asio::thread_pool>(size_t(options.flush_threads));
   for (auto& s : impl.shards) {
     Shard& shard = *s;
-    shard.guard.emplace(shard.ctx.get_executor());
-    shard.timer = std::make_unique<asio::steady_timer>(shard.ctx);
     shard.last_retention_ms = options.clock->now_ms();
-    impl.schedule_tick(shard);
-    shard.thread = std::thread([&shard] { shard.ctx.run(); });
+    // The timer is created and armed on the shard's thread (a caller's context is running
+    // already, and the posted setup also publishes the partitions opened above to it).
+    asio::post(*shard.ctx, [&impl, &shard] {
+      shard.timer = std::make_unique<asio::steady_timer>(*shard.ctx);
+      impl.schedule_tick(shard);
+    });
+    if (!external) {
+      shard.guard.emplace(shard.ctx->get_executor());
+      shard.thread = std::thread([&shard] { shard.ctx->run(); });
+    }
   }
   impl.started = true;
   return mgr;
+}
+
+bool LogManager::on_shard_thread() const {
+  return impl_->on_any_shard();
+}
+
+void LogManager::Impl::do_create(Shard& s, const TopicPartition& tp, const LogConfig& config,
+                                 Callback<void> done) {
+  if (s.closed) return done(closed_error());
+  if (s.partitions.count(tp)) {
+    return done(make_error(Errc::already_exists, "partition {} exists", tp.to_string()));
+  }
+  auto log = PartitionLog::open(opts.data_dir + "/" + tp.to_string(), config, *opts.clock);
+  if (!log) return done(log.error());
+  auto p = std::make_shared<Partition>();
+  p->tp = tp;
+  p->log = std::move(*log);
+  p->last_flush_ms = opts.clock->now_ms();
+  s.partitions.emplace(tp, std::move(p));
+  done(ok());
 }
 
 void LogManager::create(const TopicPartition& tp, const LogConfig& config, Callback<void> done) {
@@ -275,84 +382,99 @@ void LogManager::create(const TopicPartition& tp, const LogConfig& config, Callb
   }
   if (auto v = config.validate(); !v) return done(v.error());
   Shard& s = impl_->shard_for(tp);
-  asio::post(s.ctx, [this, &s, tp, config, done = std::move(done)] {
-    if (s.partitions.count(tp)) {
-      return done(make_error(Errc::already_exists, "partition {} exists", tp.to_string()));
-    }
-    auto log =
-        PartitionLog::open(options_.data_dir + "/" + tp.to_string(), config, *options_.clock);
-    if (!log) return done(log.error());
-    auto p = std::make_shared<Partition>();
-    p->tp = tp;
-    p->log = std::move(*log);
-    p->last_flush_ms = options_.clock->now_ms();
-    s.partitions.emplace(tp, std::move(p));
-    done(ok());
+  if (s.here()) return impl_->do_create(s, tp, config, std::move(done));
+  asio::post(*s.ctx, [impl = impl_.get(), &s, tp, config, done = std::move(done)]() mutable {
+    impl->do_create(s, tp, config, std::move(done));
   });
+}
+
+void LogManager::Impl::do_remove(Shard& s, const TopicPartition& tp, Callback<void> done) {
+  if (s.closed) return done(closed_error());
+  auto it = s.partitions.find(tp);
+  if (it == s.partitions.end()) {
+    return done(make_error(Errc::not_found, "no partition {}", tp.to_string()));
+  }
+  std::shared_ptr<Partition> p = it->second;
+  s.partitions.erase(it);
+  // Closed before the waiters hear of it: one of them may create the partition again.
+  Result<void> r = ok();
+  if (p->log) {
+    r = p->log->close_and_remove();
+    p->log.reset();
+  } else {
+    std::error_code ec;
+    fs::remove_all(opts.data_dir + "/" + tp.to_string(), ec);
+    if (ec) r = make_error(Errc::io, "remove {}: {}", tp.to_string(), ec.message());
+  }
+  Error gone = make_error(Errc::not_found, "partition {} was deleted", tp.to_string());
+  while (!p->waiters.empty()) {
+    auto w = std::move(p->waiters.front());
+    p->waiters.pop_front();
+    w.done(gone);
+  }
+  done(std::move(r));
 }
 
 void LogManager::remove(const TopicPartition& tp, Callback<void> done) {
   if (impl_->closing) return done(Impl::closed_error());
   Shard& s = impl_->shard_for(tp);
-  asio::post(s.ctx, [this, &s, tp, done = std::move(done)] {
-    auto it = s.partitions.find(tp);
-    if (it == s.partitions.end()) {
-      return done(make_error(Errc::not_found, "no partition {}", tp.to_string()));
-    }
-    std::shared_ptr<Partition> p = it->second;
-    s.partitions.erase(it);
-    Error gone = make_error(Errc::not_found, "partition {} was deleted", tp.to_string());
-    while (!p->waiters.empty()) {
-      auto w = std::move(p->waiters.front());
-      p->waiters.pop_front();
-      w.done(gone);
-    }
-    Result<void> r = ok();
-    if (p->log) {
-      r = p->log->close_and_remove();
-      p->log.reset();
-    } else {
-      std::error_code ec;
-      fs::remove_all(options_.data_dir + "/" + tp.to_string(), ec);
-      if (ec) r = make_error(Errc::io, "remove {}: {}", tp.to_string(), ec.message());
-    }
-    done(std::move(r));
+  if (s.here()) return impl_->do_remove(s, tp, std::move(done));
+  asio::post(*s.ctx, [impl = impl_.get(), &s, tp, done = std::move(done)]() mutable {
+    impl->do_remove(s, tp, std::move(done));
   });
+}
+
+void LogManager::Impl::do_append(Shard& s, const TopicPartition& tp, std::vector<uint8_t>& batches,
+                                 const AppendOptions& options, Callback<AppendResult> done) {
+  if (s.closed) return done(closed_error());
+  auto it = s.partitions.find(tp);
+  if (it == s.partitions.end()) {
+    return done(make_error(Errc::not_found, "no partition {}", tp.to_string()));
+  }
+  std::shared_ptr<Partition> p = it->second;
+  if (p->offline) return done(*p->offline);
+  auto r = p->log->append(batches, options);
+  if (!r) return done(std::move(r).error());
+  if (p->log->config().flush_mode == FlushMode::durable) {
+    if (!options.wait_for_flush) {
+      start_flush(s, p);
+      return done(std::move(r));
+    }
+    p->waiters.push_back({r->last_offset, std::move(*r), std::move(done)});
+    start_flush(s, p);
+    return;
+  }
+  set_hw(*p);
+  done(std::move(r));
+  // The callback may have removed the partition (a re-entrant call).
+  if (p->log && !p->offline && p->log->has_unflushed_sealed_segments()) start_flush(s, p);
 }
 
 void LogManager::append(const TopicPartition& tp, std::vector<uint8_t> batches,
                         AppendOptions options, Callback<AppendResult> done) {
   if (impl_->closing) return done(Impl::closed_error());
   Shard& s = impl_->shard_for(tp);
-  asio::post(s.ctx, [this, &s, tp, batches = std::move(batches), options,
-                     done = std::move(done)]() mutable {
-    auto found = Impl::find(s, tp);
-    if (!found) return done(found.error());
-    std::shared_ptr<Partition> p = s.partitions.at(tp);
-    auto r = p->log->append(batches, options);
-    if (!r) return done(std::move(r).error());
-    if (p->log->config().flush_mode == FlushMode::durable) {
-      if (!options.wait_for_flush) {
-        impl_->start_flush(s, p);
-        return done(std::move(r));
-      }
-      p->waiters.push_back({r->last_offset, std::move(*r), std::move(done)});
-      impl_->start_flush(s, p);
-      return;
-    }
-    impl_->set_hw(*p);
-    done(std::move(r));
-    if (p->log->has_unflushed_sealed_segments()) impl_->start_flush(s, p);
+  if (s.here()) return impl_->do_append(s, tp, batches, options, std::move(done));
+  asio::post(*s.ctx, [impl = impl_.get(), &s, tp, batches = std::move(batches), options,
+                      done = std::move(done)]() mutable {
+    impl->do_append(s, tp, batches, options, std::move(done));
   });
+}
+
+void LogManager::Impl::do_read(Shard& s, const TopicPartition& tp, const ReadOptions& options,
+                               Callback<ReadResult> done) {
+  if (s.closed) return done(closed_error());
+  auto found = find(s, tp);
+  if (!found) return done(found.error());
+  done((*found)->log->read(options));
 }
 
 void LogManager::read(const TopicPartition& tp, ReadOptions options, Callback<ReadResult> done) {
   if (impl_->closing) return done(Impl::closed_error());
   Shard& s = impl_->shard_for(tp);
-  asio::post(s.ctx, [&s, tp, options, done = std::move(done)] {
-    auto found = Impl::find(s, tp);
-    if (!found) return done(found.error());
-    done((*found)->log->read(options));
+  if (s.here()) return impl_->do_read(s, tp, options, std::move(done));
+  asio::post(*s.ctx, [impl = impl_.get(), &s, tp, options, done = std::move(done)]() mutable {
+    impl->do_read(s, tp, options, std::move(done));
   });
 }
 
@@ -366,13 +488,20 @@ void LogManager::set_config(const TopicPartition& tp, const LogConfig& config,
   });
 }
 
+void LogManager::Impl::do_with_log(Shard& s, const TopicPartition& tp,
+                                   std::function<void(Result<PartitionLog*>)>& fn) {
+  if (s.closed) return fn(closed_error());
+  auto found = find(s, tp);
+  if (!found) return fn(found.error());
+  fn((*found)->log.get());
+}
+
 void LogManager::with_log(const TopicPartition& tp, std::function<void(Result<PartitionLog*>)> fn) {
   if (impl_->closing) return fn(Impl::closed_error());
   Shard& s = impl_->shard_for(tp);
-  asio::post(s.ctx, [&s, tp, fn = std::move(fn)] {
-    auto found = Impl::find(s, tp);
-    if (!found) return fn(found.error());
-    fn((*found)->log.get());
+  if (s.here()) return impl_->do_with_log(s, tp, fn);
+  asio::post(*s.ctx, [impl = impl_.get(), &s, tp, fn = std::move(fn)]() mutable {
+    impl->do_with_log(s, tp, fn);
   });
 }
 
@@ -385,15 +514,20 @@ struct SyncCall {
   }
   Result<T> wait() { return promise.get_future().get(); }
 };
+
+constexpr const char* kBlockingOnShard =
+    "a blocking LogManager call on a shard thread would wait for itself";
 }  // namespace
 
 Result<void> LogManager::create_sync(const TopicPartition& tp, const LogConfig& config) {
+  ORDO_ASSERT_MSG(!on_shard_thread(), kBlockingOnShard);
   SyncCall<void> c;
   create(tp, config, c.callback());
   return c.wait();
 }
 
 Result<void> LogManager::remove_sync(const TopicPartition& tp) {
+  ORDO_ASSERT_MSG(!on_shard_thread(), kBlockingOnShard);
   SyncCall<void> c;
   remove(tp, c.callback());
   return c.wait();
@@ -401,18 +535,21 @@ Result<void> LogManager::remove_sync(const TopicPartition& tp) {
 
 Result<AppendResult> LogManager::append_sync(const TopicPartition& tp, std::vector<uint8_t> batches,
                                              AppendOptions options) {
+  ORDO_ASSERT_MSG(!on_shard_thread(), kBlockingOnShard);
   SyncCall<AppendResult> c;
   append(tp, std::move(batches), options, c.callback());
   return c.wait();
 }
 
 Result<ReadResult> LogManager::read_sync(const TopicPartition& tp, ReadOptions options) {
+  ORDO_ASSERT_MSG(!on_shard_thread(), kBlockingOnShard);
   SyncCall<ReadResult> c;
   read(tp, options, c.callback());
   return c.wait();
 }
 
 std::vector<PartitionStatus> LogManager::status() {
+  ORDO_ASSERT_MSG(!on_shard_thread(), kBlockingOnShard);
   std::vector<PartitionStatus> out;
   if (impl_->closed) return out;
   for (auto& s : impl_->shards) {
@@ -447,6 +584,8 @@ std::vector<PartitionStatus> LogManager::status() {
 Result<void> LogManager::close() {
   Impl& impl = *impl_;
   if (impl.closed) return ok();
+  ORDO_ASSERT_MSG(!impl.on_any_shard(),
+                  "LogManager::close() on a shard thread would wait for itself");
   impl.closing = true;
   if (!impl.started) {  // open() failed part-way: nothing runs, nothing was written
     impl.closed = true;
@@ -459,24 +598,29 @@ Result<void> LogManager::close() {
     bool busy = false;
     for (auto& s : impl.shards) {
       auto b = Impl::call<bool>(*s, [&]() -> Result<bool> {
-        for (auto& [tp, p] : s->partitions) {
-          if (p->flush_in_flight) return true;
-          if (!p->waiters.empty() && !p->offline) {
+        bool any = false;
+        for (auto& p : snapshot(*s)) {
+          if (p->flush_in_flight) {
+            any = true;
+          } else if (!p->waiters.empty() && !p->offline && p->log) {
             impl.start_flush(*s, p);
-            return true;
+            any = true;
           }
         }
-        return false;
+        return any;
       });
       busy = busy || *b;
     }
     if (!busy) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  // Each shard closes its logs on its own thread and drops its timer there; work that reaches
+  // it afterwards (posted before `closing` was seen) is refused.
   Result<void> first_error = ok();
   for (auto& s : impl.shards) {
     auto r = Impl::call<bool>(*s, [&]() -> Result<bool> {
-      s->timer->cancel();
+      s->closed = true;
+      s->timer.reset();  // cancels the tick; its handler runs before call() returns
       for (auto& [tp, p] : s->partitions) {
         if (p->offline || !p->log) continue;
         auto c = p->log->close();
@@ -485,11 +629,18 @@ Result<void> LogManager::close() {
       return true;
     });
     (void)r;
-    s->guard.reset();
-    s->ctx.stop();
-    if (s->thread.joinable()) s->thread.join();
+    if (!impl.external) {
+      s->guard.reset();
+      s->ctx->stop();
+      if (s->thread.joinable()) s->thread.join();
+    }
   }
   impl.flush_pool->join();
+  if (impl.external) {
+    // A sync that outlived the wait above has posted its completion to the shard: let it run
+    // (it sees `closed` and returns) so that nothing queued there refers to this manager.
+    for (auto& s : impl.shards) (void)Impl::call<bool>(*s, [] { return Result<bool>(true); });
+  }
   impl.closed = true;
   ::flock(impl.lock_file.fd(), LOCK_UN);
   impl.lock_file.close();

@@ -1,12 +1,33 @@
 #pragma once
 // LogManager: owns a data directory and every partition log in it.
 //
-// Threads. Partitions are spread over `shards` writer threads by hash; each PartitionLog is
-// touched only by its shard's thread (the single-writer principle). Every public method may
-// be called from any thread: it posts the work to the owning shard and returns; the callback
-// runs later on that shard's thread and must not block it (a call refused at once, e.g. after
-// close(), calls back on the caller's thread). fdatasync runs on a separate pool
-// of `flush_threads`, so a shard keeps appending while a sync is in flight.
+// Threads. Partitions are spread over `shards` by hash; each PartitionLog is touched only by
+// its shard's thread (the single-writer principle). A shard is an asio::io_context run by one
+// thread: by default the manager starts one thread per shard (its own io_contexts), or, with
+// LogManagerOptions::shard_contexts, the shards run on io_contexts that the caller owns and
+// runs (the broker's network threads: a produce handled on the thread that owns its partition
+// appends with no hand-off at all).
+//
+// Every public method may be called from any thread. Called on a thread other than the
+// owning shard's, it posts the work there and returns; the callback runs later on the shard's
+// thread. Called ON the owning shard's thread, it does the work inline: the callback may then
+// run before the method returns (as it always could for a call refused at once, e.g. after
+// close(), which calls back on the caller's thread). Callers must therefore not hold a lock
+// the callback takes, and must not rely on the method returning before the callback runs.
+// A callback may call the manager again (re-entrantly: even remove() the partition whose
+// append it completes). Callbacks must not block their thread. fdatasync runs on a separate
+// pool of `flush_threads`, so a shard keeps appending while a sync is in flight.
+//
+// Blocking forms (*_sync, status(), close()) wait for a shard: they must never be called
+// from a shard's thread (asserted), i.e. not from the broker's network threads when those
+// are the shards.
+//
+// Shutdown with caller-owned contexts: (1) stop sending new work (stop accepting requests),
+// (2) close() from a thread that is not a shard (the contexts must still be running: close()
+// waits for in-flight syncs and closes each log on its own shard), (3) stop the contexts and
+// join their threads, (4) destroy the manager. A call racing with close() is refused with
+// Errc::closed (on the caller's thread, or on the shard if it was already posted); after
+// close() the manager holds no handlers or timers on the contexts.
 //
 // Flush policy (LogConfig::flush_mode), applied per partition:
 //   none      the callback runs once the batches are in the page cache;
@@ -32,6 +53,10 @@
 #include "model/topic_partition.h"
 #include "storage/partition_log.h"
 
+namespace asio {
+class io_context;
+}  // namespace asio
+
 namespace ordo::storage {
 
 struct LogManagerOptions {
@@ -55,6 +80,12 @@ struct LogManagerOptions {
   // Entries of the data dir that belong to someone else (e.g. the broker's topic registry):
   // skipped without a warning when the partitions are opened.
   std::vector<std::string> reserved_names;
+  // Empty (the default): the manager runs `shards` threads of its own. Not empty: one shard
+  // per context (`shards` is ignored and becomes their number), no shard threads are started,
+  // and the caller runs each context on exactly one thread (a context run by two threads
+  // would break the single-writer rule) from before open() until after close(). Distinct,
+  // not null.
+  std::vector<asio::io_context*> shard_contexts;
 };
 
 struct PartitionStatus {
@@ -94,17 +125,23 @@ class LogManager {
   // Runs fn with the log on its thread (for operations without a dedicated method).
   void with_log(const model::TopicPartition& tp, std::function<void(Result<PartitionLog*>)> fn);
 
-  // Blocking forms for tools and tests. Never call them from a shard thread.
+  // Blocking forms for tools and tests. Never call them from a shard thread (asserted).
   Result<void> create_sync(const model::TopicPartition& tp, const LogConfig& config);
   Result<void> remove_sync(const model::TopicPartition& tp);
   Result<AppendResult> append_sync(const model::TopicPartition& tp, std::vector<uint8_t> batches,
                                    AppendOptions options = {});
   Result<ReadResult> read_sync(const model::TopicPartition& tp, ReadOptions options);
-  std::vector<PartitionStatus> status();
+  std::vector<PartitionStatus> status();  // blocking too
 
   // Stops taking work, waits for in-flight flushes, closes every log cleanly (indexes
-  // written, clean-shutdown markers), stops the threads and releases the lock. Idempotent.
+  // written, clean-shutdown markers), stops its own threads (caller-owned contexts keep
+  // running; see the shutdown order above) and releases the lock. Idempotent. Not from a
+  // shard thread (asserted).
   Result<void> close();
+
+  // True when the calling thread runs one of the shards (where calls run inline and the
+  // blocking forms are forbidden).
+  bool on_shard_thread() const;
 
   const LogManagerOptions& options() const { return options_; }
 

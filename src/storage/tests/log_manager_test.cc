@@ -2,11 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -16,6 +21,7 @@
 namespace ordo::storage {
 namespace {
 
+using namespace std::chrono_literals;
 using model::TopicPartition;
 using testing::make_batch;
 using testing::read_slice_bytes;
@@ -272,6 +278,250 @@ TEST(LogManager, ClosedManagerRefusesWork) {
   ASSERT_TRUE((*mgr)->close());
   EXPECT_EQ((*mgr)->append_sync({"t", 0}, make_batch(1, "x")).error().code, Errc::closed);
   EXPECT_EQ((*mgr)->create_sync({"t", 0}, {}).error().code, Errc::closed);
+}
+
+// io_contexts run by threads of the test, the way the broker's network threads run the shards
+// (LogManagerOptions::shard_contexts).
+class CallerThreads {
+ public:
+  explicit CallerThreads(int n) {
+    for (int i = 0; i < n; ++i) {
+      contexts_.push_back(std::make_unique<asio::io_context>(1));
+      guards_.emplace_back(contexts_.back()->get_executor());
+    }
+    for (auto& c : contexts_) threads_.emplace_back([c = c.get()] { c->run(); });
+  }
+  ~CallerThreads() { stop(); }
+  void stop() {
+    guards_.clear();
+    for (auto& c : contexts_) c->stop();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  std::vector<asio::io_context*> contexts() const {
+    std::vector<asio::io_context*> out;
+    for (const auto& c : contexts_) out.push_back(c.get());
+    return out;
+  }
+  size_t size() const { return contexts_.size(); }
+  // Runs fn on context i and waits until it has returned.
+  template <typename Fn>
+  void run_on(size_t i, Fn fn) {
+    std::promise<void> done;
+    asio::post(*contexts_[i], [&] {
+      fn();
+      done.set_value();
+    });
+    done.get_future().get();
+  }
+
+ private:
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
+  std::vector<std::thread> threads_;
+};
+
+TEST(LogManagerOnCallerContexts, WorkOnTheOwningShardRunsInlineElsewhereItIsPosted) {
+  TempDir dir;
+  CallerThreads threads(2);
+  auto o = options_for(dir.path(), FlushMode::none);
+  o.shards = 7;  // ignored: one shard per context
+  o.shard_contexts = threads.contexts();
+  auto mgr = LogManager::open(o);
+  ASSERT_TRUE(mgr) << mgr.error().to_string();
+  EXPECT_EQ((*mgr)->options().shards, 2);
+  EXPECT_FALSE((*mgr)->on_shard_thread());
+  TopicPartition tp{"inline", 0};
+  ASSERT_TRUE((*mgr)->create_sync(tp, (*mgr)->options().default_config));
+
+  // From a task on each context: exactly one of them owns the partition, and there the
+  // append, the read and with_log complete on the calling thread before they return.
+  std::vector<int> inline_append(threads.size()), inline_read(threads.size());
+  std::vector<int> inline_with_log(threads.size());
+  std::atomic<int> callbacks{0};
+  for (size_t i = 0; i < threads.size(); ++i) {
+    threads.run_on(i, [&, i] {
+      EXPECT_TRUE((*mgr)->on_shard_thread());
+      const auto caller = std::this_thread::get_id();
+      bool returned = false;  // read by a callback only on this thread
+      auto was_inline = [&, caller] { return std::this_thread::get_id() == caller && !returned; };
+      (*mgr)->append(tp, make_batch(1, "c" + std::to_string(i)), {},
+                     [&, i, was_inline](Result<AppendResult> r) {
+                       EXPECT_TRUE(r) << r.error().to_string();
+                       inline_append[i] = was_inline();
+                       ++callbacks;
+                     });
+      (*mgr)->read(tp, {.start = Offset(0), .max_bytes = 1 << 20},
+                   [&, i, was_inline](Result<ReadResult> r) {
+                     EXPECT_TRUE(r);
+                     inline_read[i] = was_inline();
+                     ++callbacks;
+                   });
+      (*mgr)->with_log(tp, [&, i, was_inline](Result<PartitionLog*> l) {
+        EXPECT_TRUE(l);
+        inline_with_log[i] = was_inline();
+        ++callbacks;
+      });
+      returned = true;
+    });
+  }
+  for (int i = 0; i < 1000 && callbacks.load() < 6; ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(callbacks.load(), 6);
+  EXPECT_EQ(inline_append[0] + inline_append[1], 1);
+  EXPECT_EQ(inline_read, inline_append);
+  EXPECT_EQ(inline_with_log, inline_append);
+  EXPECT_EQ(consume_all(**mgr, tp).size(), 2u);
+  ASSERT_TRUE((*mgr)->close());
+  // The contexts still run after close(), and nothing of the manager is left on them.
+  threads.run_on(0, [] {});
+  threads.run_on(1, [] {});
+}
+
+TEST(LogManagerOnCallerContexts, CallbacksMayCallBackInEvenToRemoveTheirPartition) {
+  TempDir dir;
+  CallerThreads threads(1);
+  auto o = options_for(dir.path(), FlushMode::durable);
+  o.default_config.segment_bytes = 4096;  // rolls: appends also flush sealed segments
+  o.shard_contexts = threads.contexts();
+  auto mgr = LogManager::open(o);
+  ASSERT_TRUE(mgr) << mgr.error().to_string();
+  LogManager& m = **mgr;
+  LogConfig none = o.default_config;
+  none.flush_mode = FlushMode::none;
+  TopicPartition a{"reenter", 0};
+  TopicPartition b{"reenter", 1};
+  ASSERT_TRUE(m.create_sync(a, none));
+  ASSERT_TRUE(m.create_sync(b, o.default_config));
+
+  std::promise<void> finished;
+  std::vector<std::string> events;  // touched only on the shard thread
+  threads.run_on(0, [&] {
+    // Page-cache append whose callback appends again, then removes the partition while the
+    // outer append is still on the stack.
+    m.append(a, make_batch(40, "a1"), {}, [&](Result<AppendResult> r) {
+      EXPECT_TRUE(r);
+      events.push_back("a1");
+      m.append(a, make_batch(40, "a2"), {}, [&](Result<AppendResult> r2) {
+        EXPECT_TRUE(r2);
+        events.push_back("a2");
+      });
+      m.remove(a, [&](Result<void> gone) {
+        EXPECT_TRUE(gone) << gone.error().to_string();
+        events.push_back("a removed");
+        // And created again, from inside the same callback chain.
+        m.create(a, none, [&](Result<void> c) {
+          EXPECT_TRUE(c) << c.error().to_string();
+          events.push_back("a created");
+        });
+      });
+    });
+    // Durable appends: the first waiter's callback removes the partition; the second waiter
+    // then hears that it was deleted.
+    m.append(b, make_batch(40, "b1"), {}, [&](Result<AppendResult> r) {
+      EXPECT_TRUE(r);
+      events.push_back("b1");
+      m.remove(b, [&](Result<void> gone) {
+        EXPECT_TRUE(gone);
+        events.push_back("b removed");
+      });
+    });
+    m.append(b, make_batch(40, "b2"), {}, [&](Result<AppendResult> r) {
+      EXPECT_FALSE(r);
+      if (!r) {
+        EXPECT_EQ(r.error().code, Errc::not_found);
+      }
+      events.push_back("b2 failed");
+      finished.set_value();
+    });
+  });
+  ASSERT_EQ(finished.get_future().wait_for(30s), std::future_status::ready);
+  threads.run_on(0, [&] {
+    EXPECT_EQ(events, (std::vector<std::string>{"a1", "a2", "a removed", "a created", "b1",
+                                                "b2 failed", "b removed"}));
+  });
+  auto st = m.status();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].tp, a);
+  EXPECT_EQ(st[0].log_end_offset, Offset(0));
+  ASSERT_TRUE(m.close());
+}
+
+TEST(LogManagerOnCallerContexts, CloseWhileTheContextsRunAndAppendsAreInFlight) {
+  TempDir dir;
+  auto o = options_for(dir.path(), FlushMode::durable);
+  std::vector<TopicPartition> tps;
+  for (int i = 0; i < 4; ++i) tps.push_back({"busy", i});
+  std::mutex mu;
+  std::map<TopicPartition, int64_t> acked_end;  // end offset of the last acknowledged append
+  std::atomic<int> callbacks{0}, issued{0};
+  {
+    CallerThreads threads(2);
+    o.shard_contexts = threads.contexts();
+    auto mgr = LogManager::open(o);
+    ASSERT_TRUE(mgr) << mgr.error().to_string();
+    LogManager& m = **mgr;
+    for (const auto& tp : tps) ASSERT_TRUE(m.create_sync(tp, o.default_config));
+    // On each context, appenders that keep one durable append in flight per partition until
+    // an append fails (the manager closes).
+    std::function<void(TopicPartition)> next = [&](TopicPartition tp) {
+      ++issued;
+      m.append(tp, make_batch(1, "v"), {}, [&, tp](Result<AppendResult> r) {
+        ++callbacks;
+        if (!r) {
+          EXPECT_EQ(r.error().code, Errc::closed) << r.error().to_string();
+          return;
+        }
+        {
+          std::lock_guard lock(mu);
+          acked_end[tp] = std::max(acked_end[tp], r->last_offset.value() + 1);
+        }
+        next(tp);
+      });
+    };
+    for (size_t i = 0; i < tps.size(); ++i) {
+      asio::post(*threads.contexts()[i % 2], [&, tp = tps[i]] { next(tp); });
+    }
+    std::this_thread::sleep_for(200ms);
+    ASSERT_TRUE(m.close());
+    // Every append got its answer, the contexts still run, and nothing more is accepted.
+    EXPECT_EQ(callbacks.load(), issued.load());
+    threads.run_on(0, [&] {
+      m.append(tps[0], make_batch(1, "late"), {},
+               [](Result<AppendResult> r) { EXPECT_EQ(r.error().code, Errc::closed); });
+    });
+    threads.stop();
+  }
+  // Everything acknowledged is there after a reopen, and the logs were closed cleanly.
+  o.shard_contexts.clear();
+  auto mgr = LogManager::open(o);
+  ASSERT_TRUE(mgr) << mgr.error().to_string();
+  for (const auto& st : (*mgr)->status()) {
+    EXPECT_TRUE(st.online) << st.error;
+    EXPECT_GE(st.log_end_offset.value(), acked_end[st.tp]) << st.tp.to_string();
+    EXPECT_GT(acked_end[st.tp], 0) << st.tp.to_string();
+  }
+  ASSERT_TRUE((*mgr)->close());
+}
+
+TEST(LogManagerOnCallerContextsDeathTest, BlockingCallsOnAShardThreadAreBugs) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  auto blocking_on_shard = [](bool close) {
+    TempDir dir;
+    CallerThreads threads(1);
+    auto o = options_for(dir.path(), FlushMode::none);
+    o.shard_contexts = threads.contexts();
+    auto mgr = LogManager::open(o);
+    threads.run_on(0, [&] {
+      if (close) {
+        (void)(*mgr)->close();
+      } else {
+        (void)(*mgr)->status();
+      }
+    });
+  };
+  EXPECT_DEATH(blocking_on_shard(false), "blocking LogManager call on a shard thread");
+  EXPECT_DEATH(blocking_on_shard(true), "close\\(\\) on a shard thread");
 }
 
 }  // namespace
