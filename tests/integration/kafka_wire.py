@@ -229,8 +229,9 @@ def parse_batches(data):
     """Splits fetched bytes into batches (a partial batch at the end is dropped).
 
     Each batch: dict with base_offset, last_offset, magic, attributes, compression,
-    timestamp_type, base_timestamp, max_timestamp, record_count, crc_ok, and records (a list of
-    dicts with offset, timestamp, key, value, headers) when the batch is uncompressed.
+    timestamp_type, base_timestamp, max_timestamp, record_count, crc_ok, body (the records
+    section as stored, compressed or not), and records (a list of dicts with offset, timestamp,
+    key, value, headers) when the batch is uncompressed.
     """
     out = []
     pos = 0
@@ -252,7 +253,8 @@ def parse_batches(data):
         batch = dict(base_offset=base_offset, last_offset=base_offset + last_delta, magic=magic,
                      attributes=attributes, compression=attributes & 0x7,
                      timestamp_type=(attributes >> 3) & 1, base_timestamp=base_ts,
-                     max_timestamp=max_ts, record_count=count, crc_ok=crc_ok, records=None)
+                     max_timestamp=max_ts, record_count=count, crc_ok=crc_ok, records=None,
+                     body=bytes(r.data[r.pos:]))
         if attributes & 0x7 == 0:
             records = []
             for _ in range(count):
