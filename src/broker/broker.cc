@@ -150,9 +150,20 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
   b->advertised_port_ = c.advertised_port ? c.advertised_port : c.listen_port;
   b->waiters_ = std::make_unique<PartitionWaiters>();
 
+  // The network threads first: with storage.shard.mode = network the logs run on them, and
+  // the recovery below already needs them.
+  for (int i = 0; i < c.network_threads; ++i) {
+    b->network_.push_back(std::make_unique<asio::io_context>(1));
+    b->network_work_.emplace_back(b->network_.back()->get_executor());
+  }
+  for (auto& ctx : b->network_) {
+    b->network_threads_.emplace_back([ctx = ctx.get()] { ctx->run(); });
+  }
+
   storage::LogManagerOptions o;
   o.data_dir = c.data_dir;
   o.shards = c.shards;
+  if (c.shard_mode == ShardMode::network) o.shard_contexts = b->network_contexts();
   o.flush_threads = c.flush_threads;
   o.default_config = c.log;
   o.truncate_corrupt = c.truncate_corrupt;
@@ -230,13 +241,30 @@ void Broker::set_advertised(std::string host, uint16_t port) {
   advertised_port_ = port;
 }
 
+std::vector<asio::io_context*> Broker::network_contexts() const {
+  std::vector<asio::io_context*> out;
+  for (const auto& ctx : network_) out.push_back(ctx.get());
+  return out;
+}
+
 Result<void> Broker::close() {
+  for (const auto& ctx : network_) {
+    ORDO_ASSERT_MSG(!ctx->get_executor().running_in_this_thread(),
+                    "Broker::close() on a network thread would wait for itself");
+  }
   if (controller_work_) {
     controller_work_.reset();
     controller_thread_.join();
   }
-  if (logs_) return logs_->close();
-  return ok();
+  // The logs close while the network threads run (they may be the shards), then those stop.
+  Result<void> closed = ok();
+  if (logs_) closed = logs_->close();
+  network_work_.clear();
+  for (auto& ctx : network_) ctx->stop();
+  for (auto& t : network_threads_) {
+    if (t.joinable()) t.join();
+  }
+  return closed;
 }
 
 // ---- dispatch ----

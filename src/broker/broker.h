@@ -2,10 +2,19 @@
 // The broker: Kafka requests in, responses out. It knows nothing of sockets (server.h owns
 // those): handle() takes one request frame and produces the response frame's chunks.
 //
-// Threads: handle() runs on the calling connection's executor (a network thread). Partition
-// reads and writes go to the LogManager's shard threads (the single writer of each
-// partition); topic changes (create, delete, partitions, configs) run one at a time on the
-// broker's controller thread, which persists them in the TopicRegistry before they are seen.
+// Threads. The broker owns the network threads: network.threads io_contexts, each run by one
+// thread from open() until close(). The Server runs its listener and connections on them;
+// handle() runs on the calling connection's executor. Partition reads and writes go to the
+// LogManager's shards (the single writer of each partition): with storage.shard.mode =
+// network the shards ARE the network threads (a partition's work runs inline when the
+// request is on its thread, and is posted to the owning network thread otherwise); with
+// dedicated they are the LogManager's own threads. Topic changes (create, delete,
+// partitions, configs) run one at a time on the broker's controller thread, which persists
+// them in the TopicRegistry before they are seen.
+//
+// Shutdown order: Server::stop() (stop accepting and reading, finish in-flight requests),
+// then close(): the controller thread, then the logs (while the network threads still run:
+// they may be the shards), then the network threads.
 
 #include <atomic>
 #include <cstdint>
@@ -75,10 +84,14 @@ class Broker {
   void begin_shutdown();
   bool stopping() const { return stopping_.load(); }
 
-  // Closes every log cleanly (after the server has finished its in-flight requests).
+  // Stops the controller thread, closes every log cleanly and stops the network threads
+  // (after the server has finished its in-flight requests). Idempotent; not from a network
+  // thread.
   Result<void> close();
 
   const BrokerConfig& config() const { return config_; }
+  // The network threads' contexts (network.threads of them), running from open() to close().
+  std::vector<asio::io_context*> network_contexts() const;
   storage::LogManager& logs() { return *logs_; }
   TopicRegistry& topics() { return *topics_; }
 
@@ -100,6 +113,11 @@ class Broker {
   asio::io_context controller_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> controller_work_;
   std::thread controller_thread_;
+  // Declared last, so destroyed first: handlers still queued on them (coroutine frames) are
+  // destroyed while everything they refer to exists.
+  std::vector<std::unique_ptr<asio::io_context>> network_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> network_work_;
+  std::vector<std::thread> network_threads_;
 };
 
 }  // namespace ordo::broker

@@ -207,7 +207,12 @@ const std::vector<Setting>& settings() {
       integer("network.threads", broker_field(&B::network_threads), 1, 64,
               "Threads that run client connections"),
       integer("shards", broker_field(&B::shards), 1, 256,
-              "Storage writer threads; each partition belongs to one"),
+              "Storage writer threads with storage.shard.mode = dedicated; each partition "
+              "belongs to one"),
+      choice("storage.shard.mode", broker_field(&B::shard_mode), &parse_shard_mode,
+             &shard_mode_name,
+             "network (partition writers run on the network threads, one per thread) or "
+             "dedicated (on `shards` threads of their own)"),
       integer("flush.threads", broker_field(&B::flush_threads), 1, 64,
               "Threads that run fdatasync for the durable and interval flush modes"),
       boolean("auto.create.topics.enable", broker_field(&B::auto_create_topics),
@@ -396,6 +401,16 @@ Result<void> apply_env(BrokerConfig& c, const std::map<std::string, std::string>
 }
 
 }  // namespace
+
+Result<ShardMode> parse_shard_mode(std::string_view s) {
+  if (s == "network") return ShardMode::network;
+  if (s == "dedicated") return ShardMode::dedicated;
+  return make_error(Errc::invalid_argument, "'{}' is not network or dedicated", s);
+}
+
+std::string_view shard_mode_name(ShardMode m) {
+  return m == ShardMode::network ? "network" : "dedicated";
+}
 
 Result<void> BrokerConfig::validate() const {
   // Each value in its setting's range: rendering and parsing it back checks what set() checks,

@@ -17,6 +17,15 @@
 
 namespace ordo::broker {
 
+// Where the partition logs' shards run (storage.shard.mode):
+//   network    on the network threads (shards = network.threads): a produce read by the thread
+//              that owns its partition is appended there, with no hand-off;
+//   dedicated  on `shards` threads of the LogManager's own; every append and read is handed
+//              to one of them and back.
+enum class ShardMode { network, dedicated };
+Result<ShardMode> parse_shard_mode(std::string_view s);
+std::string_view shard_mode_name(ShardMode m);
+
 struct BrokerConfig {
   std::string data_dir = "./data";        // data.dir
   std::string listen_host = "127.0.0.1";  // listen = "HOST:PORT"
@@ -26,7 +35,8 @@ struct BrokerConfig {
   int32_t node_id = 0;                               // node.id
   std::string cluster_id = "ordo-cluster";           // cluster.id
   int network_threads = 1;                           // network.threads
-  int shards = 1;                                    // shards (storage writer threads)
+  int shards = 1;                                    // shards (storage.shard.mode dedicated)
+  ShardMode shard_mode = ShardMode::network;         // storage.shard.mode
   int flush_threads = 2;                             // flush.threads
   bool auto_create_topics = true;                    // auto.create.topics.enable
   int32_t num_partitions = 1;                        // num.partitions

@@ -276,10 +276,8 @@ Server::~Server() {
 Result<uint16_t> Server::start() {
   ORDO_ASSERT(!started_);
   const BrokerConfig& c = broker_.config();
-  for (int i = 0; i < c.network_threads; ++i) {
-    contexts_.push_back(std::make_unique<asio::io_context>(1));
-    work_.emplace_back(contexts_.back()->get_executor());
-  }
+  contexts_ = broker_.network_contexts();
+  ORDO_ASSERT(!contexts_.empty());
   asio::error_code ec;
   auto address = asio::ip::make_address(c.listen_host, ec);
   if (ec) {
@@ -293,21 +291,23 @@ Result<uint16_t> Server::start() {
     address = results.begin()->endpoint().address();
   }
   tcp::endpoint ep(address, c.listen_port);
-  acceptor_ = std::make_unique<tcp::acceptor>(*contexts_[0]);
-  acceptor_->open(ep.protocol(), ec);
-  if (!ec) acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_->bind(ep, ec);
-  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  auto acceptor = std::make_unique<tcp::acceptor>(*contexts_[0]);
+  acceptor->open(ep.protocol(), ec);
+  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor->bind(ep, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     return make_error(Errc::io, "listen on {}:{}: {}", c.listen_host, c.listen_port, ec.message());
   }
-  uint16_t port = acceptor_->local_endpoint().port();
-  asio::co_spawn(*contexts_[0], accept_loop(), asio::detached);
+  uint16_t port = acceptor->local_endpoint().port();
+  // The network threads already run: the acceptor and the timer are handed to the coroutines
+  // that use them before they start, and touched only on contexts_[0] from then on (and by
+  // stop(), once both coroutines have ended).
+  acceptor_ = std::move(acceptor);
   sweep_timer_ = std::make_unique<asio::steady_timer>(*contexts_[0]);
-  asio::co_spawn(*contexts_[0], idle_sweep(), asio::detached);
-  for (auto& ctx : contexts_) {
-    threads_.emplace_back([ctx = ctx.get()] { ctx->run(); });
-  }
+  tasks_.store(2);
+  asio::co_spawn(*contexts_[0], accept_loop(), [this](std::exception_ptr) { tasks_.fetch_sub(1); });
+  asio::co_spawn(*contexts_[0], idle_sweep(), [this](std::exception_ptr) { tasks_.fetch_sub(1); });
   started_ = true;
   return port;
 }
@@ -330,6 +330,8 @@ asio::awaitable<void> Server::accept_loop() {
       live_.push_back(conn);
     }
     connections_.fetch_add(1);
+    // Accepted while stop() ran: stop() may have gone over live_ before this one was in it.
+    if (stopping_.load()) asio::post(ctx, [conn] { conn->stop_reading(); });
     asio::co_spawn(
         ctx,
         [this, conn]() -> asio::awaitable<void> {
@@ -376,24 +378,40 @@ void Server::stop(int64_t drain_timeout_ms) {
     sweep_timer_->cancel();
     acceptor_->close(ec);
   });
-  {
+  auto each_connection = [this](auto fn) {
     std::lock_guard lock(mu_);
     for (auto& w : live_) {
-      if (auto c = w.lock()) asio::post(c->socket.get_executor(), [c] { c->stop_reading(); });
+      if (auto c = w.lock()) asio::post(c->socket.get_executor(), [c, fn] { fn(*c); });
     }
-  }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(drain_timeout_ms);
-  while (connections_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  if (connections_.load() > 0) {
+  };
+  each_connection([](Connection& c) { c.stop_reading(); });
+  auto wait_until = [](auto done, std::chrono::steady_clock::time_point deadline) {
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return done();
+  };
+  auto drained = [this] { return connections_.load() == 0; };
+  auto now = std::chrono::steady_clock::now;
+  if (!wait_until(drained, now() + std::chrono::milliseconds(drain_timeout_ms))) {
     ORDO_LOG_WARN("stop: {} connections still busy after {} ms; closing them", connections_.load(),
                   drain_timeout_ms);
+    // The network threads keep running, so the connections must end here: closed, their
+    // writers finish (requests still being handled finish on their own; their responses are
+    // dropped).
+    each_connection([](Connection& c) { c.close(""); });
+    if (!wait_until(drained, now() + std::chrono::seconds(5))) {
+      ORDO_LOG_WARN("stop: {} connections did not close", connections_.load());
+    }
   }
-  work_.clear();
-  for (auto& ctx : contexts_) ctx->stop();
-  for (auto& t : threads_) t.join();
-  threads_.clear();
+  // The listener's coroutines end once the acceptor is closed and the timer cancelled; then
+  // nothing uses those two any more.
+  if (wait_until([this] { return tasks_.load() == 0; }, now() + std::chrono::seconds(5))) {
+    acceptor_.reset();
+    sweep_timer_.reset();
+  } else {
+    ORDO_LOG_WARN("stop: the listener did not stop; left to the network threads' end");
+  }
 }
 
 }  // namespace ordo::broker

@@ -1,6 +1,8 @@
 #pragma once
-// The network side of the broker: a TCP listener and its connections, on `network.threads`
-// io_context threads (each connection lives on one of them, so its state needs no locks).
+// The network side of the broker: a TCP listener and its connections, on the broker's
+// network threads (Broker::network_contexts(); each connection lives on one of them, so its
+// state needs no locks). The threads belong to the Broker, which stops them in close(), after
+// the logs (with storage.shard.mode = network they are also the logs' shards).
 //
 // Per connection:
 //  - requests are read and decoded as they arrive and handled concurrently (pipelining); the
@@ -15,7 +17,9 @@
 //  - a connection with nothing in flight that has read nothing for connections.max.idle.ms is
 //    closed (one server-wide sweep timer checks every connection).
 // stop(): stop accepting, stop reading, let every connection finish the requests it has and
-// send their responses, then close.
+// send their responses, then close. The network threads keep running (Broker::close() stops
+// them); when stop() returns, nothing of the server is left on them except requests of
+// connections that are already closed, which finish on their own.
 
 #include <atomic>
 #include <cstdint>
@@ -39,8 +43,8 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds the listener (config listen host:port; port 0 picks a free one) and starts the
-  // network threads. Returns the bound port.
+  // Binds the listener (config listen host:port; port 0 picks a free one) and starts
+  // accepting on the broker's network threads. Returns the bound port.
   Result<uint16_t> start();
   // Graceful stop (see above); waits at most drain_timeout_ms for connections to finish.
   void stop(int64_t drain_timeout_ms = 30000);
@@ -56,14 +60,13 @@ class Server {
   asio::awaitable<void> idle_sweep();
 
   Broker& broker_;
-  std::vector<std::unique_ptr<asio::io_context>> contexts_;
-  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
-  std::vector<std::thread> threads_;
+  std::vector<asio::io_context*> contexts_;  // the broker's network threads
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
   std::unique_ptr<asio::steady_timer> sweep_timer_;
   size_t next_context_ = 0;
   std::atomic<size_t> connections_{0};
   std::atomic<size_t> inflight_{0};
+  std::atomic<int> tasks_{0};  // accept_loop and idle_sweep still running
   std::atomic<bool> stopping_{false};
   bool started_ = false;
   bool stopped_ = false;

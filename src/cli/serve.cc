@@ -68,14 +68,21 @@ int serve(const ServeArgs& args) {
     brk.set_advertised(
         config->advertised_host.empty() ? config->listen_host : config->advertised_host, *port);
   }
-  ORDO_LOG_INFO("ordo: data dir {}: {} topics, {} partitions ({} offline), flush mode {}",
-                config->data_dir, brk.topics().snapshot()->size(), status.size(), offline,
-                storage::flush_mode_name(config->log.flush_mode));
+  ORDO_LOG_INFO(
+      "ordo: data dir {}: {} topics, {} partitions ({} offline), flush mode {}, {} network "
+      "threads, partition writers: {}",
+      config->data_dir, brk.topics().snapshot()->size(), status.size(), offline,
+      storage::flush_mode_name(config->log.flush_mode), config->network_threads,
+      config->shard_mode == broker::ShardMode::network
+          ? std::string("on the network threads")
+          : fmt::format("{} dedicated shard threads", config->shards));
   // The line tests and scripts wait for.
   ORDO_LOG_INFO("ordo: listening on {}:{}", config->listen_host, *port);
   int sig = 0;
   sigwait(&stop, &sig);
   ORDO_LOG_INFO("ordo: signal {}: stopping", sig);
+  // Stop accepting and finish the requests in flight; then the logs close while the network
+  // threads still run (they may be the logs' shards); then those threads stop (Broker::close).
   server.stop();
   auto closed = brk.close();
   if (!closed) {

@@ -56,6 +56,7 @@ const std::vector<std::pair<std::string, std::string>> kSamples = {
     {"cluster.id", "prod-east"},
     {"network.threads", "4"},
     {"shards", "8"},
+    {"storage.shard.mode", "dedicated"},
     {"flush.threads", "3"},
     {"auto.create.topics.enable", "false"},
     {"num.partitions", "12"},

@@ -107,9 +107,26 @@ int32_t correlation_of(const std::vector<uint8_t>& frame) {
   return frame.size() >= 4 ? int32_t(load_be32(frame.data())) : -1;
 }
 
-class ServerTest : public ::testing::Test {
+// Every test runs with the partition writers on the network threads (one and two of them: a
+// partition's work then runs inline or is posted to the other network thread) and on
+// dedicated shard threads.
+struct Threading {
+  ShardMode mode;
+  int network_threads;
+  int shards;
+};
+
+std::string threading_name(const ::testing::TestParamInfo<Threading>& p) {
+  return fmt::format("{}_{}net_{}shards", shard_mode_name(p.param.mode), p.param.network_threads,
+                     p.param.mode == ShardMode::network ? p.param.network_threads : p.param.shards);
+}
+
+class ServerTest : public ::testing::TestWithParam<Threading> {
  protected:
   void start(BrokerConfig c = {}) {
+    c.shard_mode = GetParam().mode;
+    c.network_threads = GetParam().network_threads;
+    c.shards = GetParam().shards;
     c.data_dir = tmp.path() + "/data";
     c.listen_host = "127.0.0.1";
     c.listen_port = 0;
@@ -155,7 +172,7 @@ class ServerTest : public ::testing::Test {
   uint16_t port = 0;
 };
 
-TEST_F(ServerTest, PipelinedResponsesComeBackInRequestOrder) {
+TEST_P(ServerTest, PipelinedResponsesComeBackInRequestOrder) {
   start();
   Client c(port);
   c.send(c.frame(metadata("t"), 12, 1));  // auto-creates t
@@ -170,7 +187,7 @@ TEST_F(ServerTest, PipelinedResponsesComeBackInRequestOrder) {
   EXPECT_EQ(correlation_of(c.read_frame()), 3);
 }
 
-TEST_F(ServerTest, ProducesOnOneConnectionAreAppendedInOrder) {
+TEST_P(ServerTest, ProducesOnOneConnectionAreAppendedInOrder) {
   start();
   Client c(port);
   c.send(c.frame(metadata("t"), 12, 1));
@@ -203,7 +220,7 @@ TEST_F(ServerTest, ProducesOnOneConnectionAreAppendedInOrder) {
   }
 }
 
-TEST_F(ServerTest, FetchSendsTheStoredBytes) {
+TEST_P(ServerTest, FetchSendsTheStoredBytes) {
   start();
   Client c(port);
   c.send(c.frame(metadata("t"), 12, 1));
@@ -239,7 +256,7 @@ TEST_F(ServerTest, FetchSendsTheStoredBytes) {
   EXPECT_TRUE(std::equal(got.begin() + 16, got.end(), batch.begin() + 16));
 }
 
-TEST_F(ServerTest, MalformedFramesCloseOnlyThatConnection) {
+TEST_P(ServerTest, MalformedFramesCloseOnlyThatConnection) {
   start();
   Client good(port);
   good.send(good.frame(metadata("t"), 12, 1));
@@ -269,7 +286,7 @@ TEST_F(ServerTest, MalformedFramesCloseOnlyThatConnection) {
   EXPECT_EQ(correlation_of(good.read_frame()), 2);
 }
 
-TEST_F(ServerTest, BackPressureStopsReadingButEveryRequestIsAnswered) {
+TEST_P(ServerTest, BackPressureStopsReadingButEveryRequestIsAnswered) {
   BrokerConfig c;
   c.connection_max_inflight_requests = 2;
   start(c);
@@ -286,7 +303,7 @@ TEST_F(ServerTest, BackPressureStopsReadingButEveryRequestIsAnswered) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(correlation_of(cl.read_frame()), 10 + i);
 }
 
-TEST_F(ServerTest, IdleConnectionsAreClosedButNotWhileARequestIsInFlight) {
+TEST_P(ServerTest, IdleConnectionsAreClosedButNotWhileARequestIsInFlight) {
   BrokerConfig c;
   c.connections_max_idle_ms = 1000;
   start(c);
@@ -300,7 +317,7 @@ TEST_F(ServerTest, IdleConnectionsAreClosedButNotWhileARequestIsInFlight) {
   EXPECT_TRUE(busy.closed_by_server());
 }
 
-TEST_F(ServerTest, StopFinishesInFlightRequests) {
+TEST_P(ServerTest, StopFinishesInFlightRequests) {
   start();
   Client c(port);
   c.send(c.frame(metadata("t"), 12, 1));
@@ -313,6 +330,12 @@ TEST_F(ServerTest, StopFinishesInFlightRequests) {
   EXPECT_EQ(correlation_of(c.read_frame()), 2);
   EXPECT_TRUE(c.closed_by_server());
 }
+
+INSTANTIATE_TEST_SUITE_P(Threading, ServerTest,
+                         ::testing::Values(Threading{ShardMode::network, 1, 1},
+                                           Threading{ShardMode::network, 2, 1},
+                                           Threading{ShardMode::dedicated, 1, 2}),
+                         threading_name);
 
 }  // namespace
 }  // namespace ordo::broker
