@@ -12,6 +12,18 @@
 // window of N appends in flight from the benchmark thread; for the log this is the same as N
 // producers, and it is what lets group commit put several appends under one fdatasync.
 //
+// Two threadings:
+//  - append/...           the LogManager runs its own shard thread and the appends come from
+//                         the benchmark thread: every append is handed to the shard thread and
+//                         its acknowledgement handed back (the storage.shard.mode = dedicated
+//                         broker, or any caller that is not the shard);
+//  - append/.../on:shard  the shard runs on an io_context of the benchmark's (as the broker's
+//                         network thread is in storage.shard.mode = network) and the appends
+//                         are issued by a task on that same context, so a page-cache append is
+//                         a direct call that returns acknowledged. Durable acknowledgements
+//                         still come back from the flush pool. One benchmark iteration is the
+//                         whole run here (the work happens in that task); bytes/s are the same.
+//
 // Flags (before the Google Benchmark ones):
 //   --quick        smaller sizes, for a smoke run
 //   --print-sizes  print the byte counts as shell assignments and exit (the fio runs use them)
@@ -33,9 +45,13 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <benchmark/benchmark.h>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
 
 #include "base/clock.h"
 #include "base/coding.h"
@@ -173,13 +189,17 @@ class ScratchDir {
 // manager closed at the end.
 class BenchLog {
  public:
+  // shard_context: run the one shard on it (its thread must run it until the BenchLog is
+  // gone) instead of a thread of the manager's own.
   static std::optional<BenchLog> open(const ScratchDir& dir, const LogConfig& config,
-                                      std::string* error) {
+                                      std::string* error,
+                                      asio::io_context* shard_context = nullptr) {
     ordo::storage::LogManagerOptions opts;
     opts.data_dir = dir.path();
     opts.shards = 1;
     opts.flush_threads = 2;
     opts.default_config = config;
+    if (shard_context) opts.shard_contexts = {shard_context};
     auto mgr = LogManager::open(opts);
     if (!mgr) {
       *error = mgr.error().to_string();
@@ -256,7 +276,113 @@ struct AppendCase {
   int appenders;
   Preallocate prealloc;
   int64_t total_bytes;
+  bool on_shard = false;  // the append/.../on:shard threading (see the top of the file)
 };
+
+// A thread of the benchmark's that runs an io_context, as a broker network thread does.
+class CallerThread {
+ public:
+  CallerThread() : guard_(ctx_.get_executor()), thread_([this] { ctx_.run(); }) {}
+  ~CallerThread() {
+    guard_.reset();
+    ctx_.stop();
+    thread_.join();
+  }
+  CallerThread(const CallerThread&) = delete;
+  CallerThread& operator=(const CallerThread&) = delete;
+  asio::io_context& context() { return ctx_; }
+
+ private:
+  asio::io_context ctx_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard_;
+  std::thread thread_;
+};
+
+// Appends `total` copies of a batch with `appenders` in flight, entirely on the shard's
+// thread: pump() runs in a task on the shard's context. A page-cache append completes inline
+// (its callback runs before append() returns), so the callback only counts and the loop in
+// pump() issues the next one; a durable acknowledgement arrives later from the flush pool, and
+// its callback calls pump() again.
+class ShardAppender {
+ public:
+  ShardAppender(LogManager& mgr, const Batch& batch, int64_t total, int appenders)
+      : mgr_(mgr), batch_(batch), total_(total), appenders_(appenders) {}
+
+  void pump() {
+    if (pumping_) return;  // called from an inline callback: the loop below goes on
+    pumping_ = true;
+    while (issued_ < total_ && in_flight_ < appenders_ && !error_) {
+      ++issued_;
+      ++in_flight_;
+      // A fresh buffer per append, as on the other path (the log writes offsets into it).
+      std::vector<uint8_t> copy(batch_.bytes);
+      mgr_.append(kTp, std::move(copy), {}, [this](Result<AppendResult> r) {
+        --in_flight_;
+        if (!r && !error_) error_ = r.error().to_string();
+        pump();
+      });
+    }
+    pumping_ = false;
+    if (in_flight_ == 0 && (issued_ == total_ || error_) && !finished_) {
+      finished_ = true;
+      done_.set_value();
+    }
+  }
+  // On the benchmark thread: waits until every append has been acknowledged.
+  void wait() { done_.get_future().wait(); }
+  int64_t issued() const { return issued_; }
+  const std::optional<std::string>& error() const { return error_; }
+
+ private:
+  LogManager& mgr_;
+  const Batch& batch_;
+  const int64_t total_;
+  const int appenders_;
+  int64_t issued_ = 0;
+  int in_flight_ = 0;
+  bool pumping_ = false;
+  bool finished_ = false;
+  std::optional<std::string> error_;
+  std::promise<void> done_;
+};
+
+// append/.../on:shard: the whole run is one benchmark iteration (see the top of the file).
+void BM_AppendOnShard(benchmark::State& state, AppendCase c, int64_t count) {
+  const Batch batch = make_batch(c.batch_bytes);
+  LogConfig config;
+  config.flush_mode = c.mode;
+  config.flush_interval_ms = 1000;
+  config.preallocate = c.prealloc;
+  config.preallocate_bytes = 16 * kMiB;
+  config.segment_bytes = 1 * kGiB;
+  warm_page_cache_memory(c.total_bytes);
+  ScratchDir dir("append");
+  CallerThread shard;  // outlives the log: the manager closes while it still runs
+  std::string error;
+  auto log = BenchLog::open(dir, config, &error, &shard.context());
+  if (!log) {
+    state.SkipWithError(error.c_str());
+    return;
+  }
+  std::optional<ShardAppender> appender;
+  for (auto _ : state) {
+    appender.emplace(**log, batch, count, c.appenders);
+    asio::post(shard.context(), [&] { appender->pump(); });
+    appender->wait();
+  }
+  // Read on this thread after wait(): the promise orders the shard thread's writes before.
+  if (appender->error()) {
+    state.SkipWithError(appender->error()->c_str());
+    return;
+  }
+  const int64_t appended = appender->issued() * int64_t(state.iterations());
+  state.SetBytesProcessed(appended * int64_t(batch.bytes.size()));
+  state.counters["records_per_second"] =
+      benchmark::Counter(double(appended * batch.records), benchmark::Counter::kIsRate);
+  state.counters["batch_bytes"] = double(batch.bytes.size());
+  state.counters["records_per_batch"] = double(batch.records);
+  state.counters["appends"] = double(appended);
+}
 
 void BM_Append(benchmark::State& state, AppendCase c) {
   const Batch batch = make_batch(c.batch_bytes);
@@ -426,6 +552,14 @@ void register_append(const AppendCase& c) {
   std::string name = "append/flush:" + mode_name(c.mode) + "/batch:" + size_name(c.batch_bytes) +
                      "/appenders:" + std::to_string(c.appenders) +
                      "/prealloc:" + prealloc_name(c.prealloc);
+  if (c.on_shard) {
+    name += "/on:shard";
+    benchmark::RegisterBenchmark(name.c_str(), BM_AppendOnShard, c, iterations)
+        ->Iterations(1)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+    return;
+  }
   benchmark::RegisterBenchmark(name.c_str(), BM_Append, c)
       ->Iterations(iterations)
       ->UseRealTime()
@@ -454,6 +588,13 @@ void register_all() {
       }
     }
   }
+  // The same page-cache appends issued on the shard's own thread (default preallocation).
+  for (int64_t batch : {16 * kKiB, kMiB}) {
+    for (int appenders : {1, 4}) {
+      register_append(
+          {FlushMode::none, batch, appenders, kDefaultPrealloc, g_sizes.buffered_bytes, true});
+    }
+  }
   for (int64_t batch : {16 * kKiB, kMiB}) {
     for (int appenders : {1, 4}) {
       register_append(
@@ -467,6 +608,9 @@ void register_all() {
       for (int appenders : {1, 4, 16}) {
         register_append({FlushMode::durable, batch, appenders, p, total});
       }
+    }
+    for (int appenders : {1, 16}) {
+      register_append({FlushMode::durable, batch, appenders, kDefaultPrealloc, total, true});
     }
   }
   for (bool cold : {false, true}) {
