@@ -637,11 +637,14 @@ int main(int argc, char** argv) {
   argc = kept;
   g_sizes = quick ? kQuickSizes : kFullSizes;
   if (print_sizes) {
+    // small_batch_bytes: the exact size of the "16KiB" batch (a little under 16 KiB, so
+    // its appends are not page-aligned), for a fio job that writes the same sizes.
     std::printf(
         "buffered_bytes=%lld\ndurable_small_bytes=%lld\ndurable_large_bytes=%lld\n"
-        "read_bytes=%lld\n",
+        "read_bytes=%lld\nsmall_batch_bytes=%lld\n",
         (long long)g_sizes.buffered_bytes, (long long)g_sizes.durable_small_bytes,
-        (long long)g_sizes.durable_large_bytes, (long long)g_sizes.read_bytes);
+        (long long)g_sizes.durable_large_bytes, (long long)g_sizes.read_bytes,
+        (long long)make_batch(16 * kKiB).bytes.size());
     return 0;
   }
 
