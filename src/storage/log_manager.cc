@@ -91,16 +91,6 @@ struct LogManager::Impl {
 
   static Error closed_error() { return make_error(Errc::closed, "log manager is closed"); }
 
-  // Runs fn on s: inline when called on s's thread, else posted there.
-  template <typename Fn>
-  static void run_on(Shard& s, Fn&& fn) {
-    if (s.here()) {
-      fn();
-    } else {
-      asio::post(*s.ctx, std::forward<Fn>(fn));
-    }
-  }
-
   // Finds an online partition; the error explains why not.
   static Result<Partition*> find(Shard& s, const TopicPartition& tp) {
     auto it = s.partitions.find(tp);
