@@ -54,6 +54,7 @@ struct ConnectionState {
 };
 
 class PartitionWaiters;
+class GroupService;
 
 class Broker {
  public:
@@ -75,7 +76,8 @@ class Broker {
   void begin_shutdown();
   bool stopping() const { return stopping_.load(); }
 
-  // Closes every log cleanly (after the server has finished its in-flight requests).
+  // Stops the group coordinator's thread and closes every log cleanly (after the server has
+  // finished its in-flight requests).
   Result<void> close();
 
   const BrokerConfig& config() const { return config_; }
@@ -97,6 +99,7 @@ class Broker {
   std::unique_ptr<PartitionWaiters> waiters_;
   std::atomic<bool> stopping_{false};
   std::unique_ptr<storage::LogManager> logs_;
+  std::unique_ptr<GroupService> groups_;
   asio::io_context controller_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> controller_work_;
   std::thread controller_thread_;

@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "base/clock.h"
+#include "broker/groups.h"
 #include "broker/handlers.h"
 #include "broker/legacy.h"
 #include "compression/records.h"
@@ -134,6 +135,9 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
              model::is_valid_topic_name(t.name) ? ErrorCode::unknown_topic_or_partition
                                                 : ErrorCode::invalid_topic_exception,
              "unknown topic or partition");
+      } else if (t.name == kOffsetsTopic) {
+        // Only the group coordinator writes there (Kafka refuses it the same way).
+        fail(w, ErrorCode::invalid_topic_exception, "__consumer_offsets is internal");
       } else if (acks == -1 && settings->min_insync_replicas > 1) {
         fail(w, ErrorCode::not_enough_replicas,
              fmt::format("min.insync.replicas is {} but this broker is the only replica",

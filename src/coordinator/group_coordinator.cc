@@ -150,6 +150,16 @@ void GroupCoordinator::respond(SyncCallback& done, SyncResponse r) {
   done = nullptr;
 }
 
+void GroupCoordinator::set_state(Group& g, GroupState state) {
+  if (g.state == state) return;
+  g.state = state;
+  if (state_observer_) {
+    outbox_.push_back([this, id = g.id, state, generation = g.generation] {
+      state_observer_(id, state, generation);
+    });
+  }
+}
+
 void GroupCoordinator::drain() {
   if (draining_) return;  // a callback called back in: the outer loop runs what it queued
   draining_ = true;
@@ -385,7 +395,7 @@ void GroupCoordinator::prepare_rebalance(Group& g) {
     g.initial_delay = false;
     g.join_deadline_ms = now + rebalance_timeout_ms;
   }
-  g.state = GroupState::preparing_rebalance;
+  set_state(g, GroupState::preparing_rebalance);
 }
 
 void GroupCoordinator::try_complete_join(Group& g) {
@@ -416,12 +426,12 @@ void GroupCoordinator::complete_join(Group& g) {
   g.rebalances_completed += 1;
   if (g.members.empty()) {
     g.protocol_name.reset();
-    g.state = GroupState::empty;
+    set_state(g, GroupState::empty);
     return;
   }
   g.protocol_name = select_protocol(g);
   ORDO_ASSERT(g.protocol_name.has_value());
-  g.state = GroupState::completing_rebalance;
+  set_state(g, GroupState::completing_rebalance);
   int64_t now = clock_.now_ms();
   for (auto& [id, m] : g.members) {
     m.session_deadline_ms = now + m.session_timeout_ms;
@@ -518,7 +528,7 @@ void GroupCoordinator::sync(SyncRequest req, SyncCallback done) {
             auto it = g->members.find(id);
             if (it != g->members.end()) it->second.assignment = std::move(bytes);
           }
-          g->state = GroupState::stable;
+          set_state(*g, GroupState::stable);
           for (auto& [id, member] : g->members) {
             if (member.sync_cb) {
               respond(member.sync_cb, SyncResponse{.protocol_type = g->protocol_type,
@@ -729,8 +739,9 @@ ErrorCode GroupCoordinator::delete_group(const std::string& group_id) {
   auto it = groups_.find(group_id);
   if (it == groups_.end()) return ErrorCode::group_id_not_found;
   if (it->second->state != GroupState::empty) return ErrorCode::non_empty_group;
-  it->second->state = GroupState::dead;
+  set_state(*it->second, GroupState::dead);
   groups_.erase(it);
+  drain();
   return ErrorCode::none;
 }
 
@@ -743,6 +754,45 @@ void GroupCoordinator::unload() {
   }
   groups_.clear();
   drain();
+}
+
+void GroupCoordinator::set_state_observer(StateObserver observer) {
+  state_observer_ = std::move(observer);
+}
+
+void GroupCoordinator::restore(const std::string& group_id, const std::string& protocol_type,
+                               int32_t generation) {
+  ORDO_ASSERT(generation >= 0);
+  if (groups_.count(group_id) == 1) return;
+  auto g = std::make_unique<Group>();
+  g->id = group_id;
+  g->protocol_type = protocol_type;
+  g->generation = generation;
+  groups_.emplace(group_id, std::move(g));
+}
+
+GroupState GroupCoordinator::state(const std::string& group_id) const {
+  const Group* g = find(group_id);
+  return g == nullptr ? GroupState::dead : g->state;
+}
+
+ErrorCode GroupCoordinator::check_commit(const std::string& group_id, int32_t generation_id,
+                                         const std::string& member_id,
+                                         const std::optional<std::string>& group_instance_id) {
+  Group* g = find(group_id);
+  if (g == nullptr) {
+    // Offsets of a group that has no members here (a standalone consumer, an admin tool).
+    return generation_id < 0 ? ErrorCode::none : ErrorCode::illegal_generation;
+  }
+  if (g->fenced(group_instance_id, member_id)) return ErrorCode::fenced_instance_id;
+  if (generation_id < 0 && g->state == GroupState::empty) return ErrorCode::none;
+  if (g->state == GroupState::completing_rebalance) return ErrorCode::rebalance_in_progress;
+  auto it = g->members.find(member_id);
+  if (it == g->members.end()) return ErrorCode::unknown_member_id;
+  if (generation_id != g->generation) return ErrorCode::illegal_generation;
+  // A commit shows the member is alive, as a heartbeat does.
+  it->second.session_deadline_ms = clock_.now_ms() + it->second.session_timeout_ms;
+  return ErrorCode::none;
 }
 
 size_t GroupCoordinator::group_count() const {

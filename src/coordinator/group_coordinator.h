@@ -196,6 +196,31 @@ class GroupCoordinator {
 
   size_t group_count() const;
 
+  // Called (like the other callbacks, at the end of the public operation) whenever a group
+  // changes state: Stable after the leader's SyncGroup, Empty when the last member left,
+  // Dead after delete_group(). Not called by unload(). The broker persists group metadata from it.
+  using StateObserver =
+      std::function<void(const std::string& group_id, GroupState state, int32_t generation)>;
+  void set_state_observer(StateObserver observer);
+
+  // Recreates a group loaded from __consumer_offsets as Empty with its protocol type and
+  // generation, so that the next generation continues the numbering. Members are not restored:
+  // after a restart they get UNKNOWN_MEMBER_ID and rejoin. No-op if the group exists.
+  void restore(const std::string& group_id, const std::string& protocol_type, int32_t generation);
+
+  // The group's state; Dead when unknown.
+  GroupState state(const std::string& group_id) const;
+
+  // OffsetCommit's membership rules (as Kafka's): a group unknown here takes commits with a
+  // negative generation only (ILLEGAL_GENERATION otherwise); an Empty group takes them with a
+  // negative generation; otherwise the member must be known (UNKNOWN_MEMBER_ID), not fenced, and
+  // commit for the current generation (ILLEGAL_GENERATION), and not while the group waits for
+  // its leader's assignment (REBALANCE_IN_PROGRESS). Commits during PreparingRebalance are
+  // allowed (eager clients commit while revoking). An accepted commit refreshes the session.
+  ErrorCode check_commit(const std::string& group_id, int32_t generation_id,
+                         const std::string& member_id,
+                         const std::optional<std::string>& group_instance_id);
+
  private:
   struct Member;
   struct Group;
@@ -226,6 +251,7 @@ class GroupCoordinator {
   void respond(JoinCallback& done, JoinResponse r);
   void respond(SyncCallback& done, SyncResponse r);
   void drain();
+  void set_state(Group& g, GroupState state);
 
   GroupConfig config_;
   const Clock& clock_;
@@ -233,6 +259,7 @@ class GroupCoordinator {
   std::map<std::string, std::unique_ptr<Group>> groups_;
   std::vector<std::function<void()>> outbox_;  // callbacks to run when the operation ends
   bool draining_ = false;
+  StateObserver state_observer_;
 };
 
 }  // namespace ordo::coordinator
