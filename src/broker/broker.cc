@@ -6,6 +6,7 @@
 
 #include "broker/groups.h"
 #include "broker/handlers.h"
+#include "broker/producer_ids.h"
 #include "protocol/messages/alter_configs_request.h"
 #include "protocol/messages/api_versions_request.h"
 #include "protocol/messages/api_versions_response.h"
@@ -22,6 +23,7 @@
 #include "protocol/messages/find_coordinator_request.h"
 #include "protocol/messages/heartbeat_request.h"
 #include "protocol/messages/incremental_alter_configs_request.h"
+#include "protocol/messages/init_producer_id_request.h"
 #include "protocol/messages/join_group_request.h"
 #include "protocol/messages/leave_group_request.h"
 #include "protocol/messages/list_groups_request.h"
@@ -59,6 +61,7 @@ constexpr SupportedApi kApis[] = {
     {19, 0, 7, &decoded<protocol::CreateTopicsRequest, &Broker::Handlers::create_topics>},
     {20, 0, 6, &decoded<protocol::DeleteTopicsRequest, &Broker::Handlers::delete_topics>},
     {21, 0, 2, &decoded<protocol::DeleteRecordsRequest, &Broker::Handlers::delete_records>},
+    {22, 0, 4, &decoded<protocol::InitProducerIdRequest, &Broker::Handlers::init_producer_id>},
     {32, 0, 4, &decoded<protocol::DescribeConfigsRequest, &Broker::Handlers::describe_configs>},
     {33, 0, 2, &decoded<protocol::AlterConfigsRequest, &Broker::Handlers::alter_configs>},
     {35, 0, 4, &decoded<protocol::DescribeLogDirsRequest, &Broker::Handlers::describe_log_dirs>},
@@ -105,6 +108,10 @@ ErrorCode error_code_for(const Error& e) {
       return ErrorCode::invalid_record;
     case Errc::closed:
       return ErrorCode::not_leader_or_follower;  // shutting down: retriable
+    case Errc::out_of_order_sequence:
+      return ErrorCode::out_of_order_sequence_number;
+    case Errc::invalid_producer_epoch:
+      return ErrorCode::invalid_producer_epoch;
     default:
       return ErrorCode::kafka_storage_error;
   }
@@ -180,11 +187,14 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
   o.default_config = c.log;
   o.truncate_corrupt = c.truncate_corrupt;
   std::string registry_name(TopicRegistry::kFileName);
-  o.reserved_names = {registry_name, registry_name + ".tmp"};
+  std::string ids_name(ProducerIdAllocator::kFileName);
+  o.reserved_names = {registry_name, registry_name + ".tmp", ids_name, ids_name + ".tmp"};
   PartitionWaiters* waiters = b->waiters_.get();
   o.on_high_watermark = [waiters](const TopicPartition& tp, Offset) { waiters->notify(tp); };
   b->logs_ = ORDO_TRY(storage::LogManager::open(o));
   b->topics_ = ORDO_TRY(TopicRegistry::open(c.data_dir));
+  b->producer_ids_ =
+      std::make_unique<ProducerIdAllocator>(ORDO_TRY(ProducerIdAllocator::open(c.data_dir)));
   storage::LogManager& logs = *b->logs_;
 
   // Deletions that a crash interrupted.

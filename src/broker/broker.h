@@ -55,6 +55,7 @@ struct ConnectionState {
 
 class PartitionWaiters;
 class GroupService;
+class ProducerIdAllocator;
 
 class Broker {
  public:
@@ -100,6 +101,7 @@ class Broker {
   std::atomic<bool> stopping_{false};
   std::unique_ptr<storage::LogManager> logs_;
   std::unique_ptr<GroupService> groups_;
+  std::unique_ptr<ProducerIdAllocator> producer_ids_;
   asio::io_context controller_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> controller_work_;
   std::thread controller_thread_;

@@ -318,8 +318,13 @@ void GroupService::on_state_change(const std::string& group_id, GroupState state
   });
 }
 
-void GroupService::expire_offsets() {
+void GroupService::expire_offsets(std::function<void()> done) {
   int64_t now = options_.clock->now_ms();
+  // done runs when the last deletion finished (the pass itself holds one count).
+  auto pending = std::make_shared<int>(1);
+  auto finish_one = [pending, done = std::move(done)] {
+    if (--*pending == 0) done();
+  };
   for (const auto& [group_id, offsets] : offsets_) {
     GroupState state = coordinator_.state(group_id);
     if (state != GroupState::empty && state != GroupState::dead) continue;
@@ -340,13 +345,17 @@ void GroupService::expire_offsets() {
     ORDO_LOG_INFO("group {}: {} committed offsets expired", group_id, expired.size());
     bool all = expired.size() == offsets.size();
     std::string id = group_id;
-    delete_offsets(id, std::move(expired), [this, id, all](ErrorCode e) {
+    ++*pending;
+    delete_offsets(id, std::move(expired), [this, id, all, finish_one](ErrorCode e) {
       // An Empty group whose offsets are all gone is removed, as Kafka does.
       if (e == ErrorCode::none && all && coordinator_.state(id) == GroupState::empty) {
-        delete_group(id, [](ErrorCode) {});
+        delete_group(id, [finish_one](ErrorCode) { finish_one(); });
+        return;
       }
+      finish_one();
     });
   }
+  finish_one();
 }
 
 void GroupService::begin_shutdown() {

@@ -94,8 +94,9 @@ class GroupService {
   // Groups that have offsets but no state in the coordinator (standalone consumers' groups).
   std::vector<std::string> offset_only_groups() const;
 
-  // Runs the offset-expiry pass now (tests call it through the timer's interval setting).
-  void expire_offsets();
+  // The offset-expiry pass (run by the timer every retention_check_interval_ms). `done` runs on
+  // executor() once the tombstones it wrote are appended.
+  void expire_offsets(std::function<void()> done = [] {});
 
   // ---- any thread ----
   // Answers every waiting JoinGroup/SyncGroup with NOT_COORDINATOR and stops taking new work;

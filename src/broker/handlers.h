@@ -32,6 +32,7 @@ struct FetchRequest;
 struct FindCoordinatorRequest;
 struct HeartbeatRequest;
 struct IncrementalAlterConfigsRequest;
+struct InitProducerIdRequest;
 struct JoinGroupRequest;
 struct LeaveGroupRequest;
 struct ListGroupsRequest;
@@ -143,6 +144,8 @@ struct Broker::Handlers {
                                                   protocol::MetadataRequest& body);
   static asio::awaitable<HandlerOutcome> produce(Broker& b, Request& req,
                                                  protocol::ProduceRequest& body);
+  static asio::awaitable<HandlerOutcome> init_producer_id(Broker& b, Request& req,
+                                                          protocol::InitProducerIdRequest& body);
   static asio::awaitable<HandlerOutcome> fetch(Broker& b, Request& req,
                                                protocol::FetchRequest& body);
   static asio::awaitable<HandlerOutcome> list_offsets(Broker& b, Request& req,

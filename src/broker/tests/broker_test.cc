@@ -42,6 +42,8 @@
 #include "protocol/messages/heartbeat_response.h"
 #include "protocol/messages/incremental_alter_configs_request.h"
 #include "protocol/messages/incremental_alter_configs_response.h"
+#include "protocol/messages/init_producer_id_request.h"
+#include "protocol/messages/init_producer_id_response.h"
 #include "protocol/messages/join_group_request.h"
 #include "protocol/messages/join_group_response.h"
 #include "protocol/messages/leave_group_request.h"
@@ -254,11 +256,11 @@ TEST_F(BrokerTest, ApiVersionsAdvertisesTheSupportedRanges) {
   std::map<int16_t, std::pair<int16_t, int16_t>> got;
   for (const auto& a : resp.api_keys) got[a.api_key] = {a.min_version, a.max_version};
   std::map<int16_t, std::pair<int16_t, int16_t>> want = {
-      {0, {0, 9}},  {1, {4, 12}}, {2, {0, 7}},  {3, {0, 12}}, {8, {0, 8}},
-      {9, {0, 8}},  {10, {0, 4}}, {11, {0, 9}}, {12, {0, 4}}, {13, {0, 5}},
-      {14, {0, 5}}, {15, {0, 5}}, {16, {0, 4}}, {18, {0, 3}}, {19, {0, 7}},
-      {20, {0, 6}}, {21, {0, 2}}, {32, {0, 4}}, {33, {0, 2}}, {35, {0, 4}},
-      {37, {0, 3}}, {42, {0, 2}}, {44, {0, 1}}, {47, {0, 0}}, {60, {0, 0}}};
+      {0, {0, 9}},  {1, {4, 12}}, {2, {0, 7}},  {3, {0, 12}}, {8, {0, 8}},  {9, {0, 8}},
+      {10, {0, 4}}, {11, {0, 9}}, {12, {0, 4}}, {13, {0, 5}}, {14, {0, 5}}, {15, {0, 5}},
+      {16, {0, 4}}, {18, {0, 3}}, {19, {0, 7}}, {20, {0, 6}}, {21, {0, 2}}, {22, {0, 4}},
+      {32, {0, 4}}, {33, {0, 2}}, {35, {0, 4}}, {37, {0, 3}}, {42, {0, 2}}, {44, {0, 1}},
+      {47, {0, 0}}, {60, {0, 0}}};
   EXPECT_EQ(got, want);
 }
 
@@ -267,7 +269,7 @@ TEST_F(BrokerTest, ApiVersionsAboveTheRangeGetsAVersionZeroErrorWithTheRanges) {
   auto out = raw(encode(protocol::ApiVersionsRequest{}, 4));
   auto resp = decode<protocol::ApiVersionsResponse>(out, 0);
   EXPECT_EQ(resp.error_code, ec(ErrorCode::unsupported_version));
-  EXPECT_EQ(resp.api_keys.size(), 25u);
+  EXPECT_EQ(resp.api_keys.size(), 26u);
 }
 
 TEST_F(BrokerTest, UnsupportedVersionOrUnknownKeyClosesTheConnection) {
@@ -885,6 +887,53 @@ TEST_F(BrokerTest, ClientsCannotProduceToOrDeleteTheOffsetsTopic) {
   protocol::DeleteTopicsRequest req;
   req.topic_names = {"__consumer_offsets"};
   EXPECT_EQ(call<protocol::DeleteTopicsResponse>(req, 5).responses.at(0).error_code,
+            ec(ErrorCode::invalid_request));
+}
+
+// ---- idempotent producers ----
+
+TEST_F(BrokerTest, IdempotentProducerRetriesAreNotStoredTwice) {
+  ASSERT_EQ(create("idem", 1).topics.at(0).error_code, 0);
+  protocol::InitProducerIdRequest init;
+  init.transaction_timeout_ms = 60000;
+  auto id = call<protocol::InitProducerIdResponse>(init, 4);
+  ASSERT_EQ(id.error_code, 0);
+  EXPECT_GE(id.producer_id, 0);
+  EXPECT_EQ(id.producer_epoch, 0);
+  auto id2 = call<protocol::InitProducerIdResponse>(init, 0);
+  EXPECT_NE(id2.producer_id, id.producer_id);
+
+  auto batch = [&](int32_t seq, int n, int16_t epoch = 0) {
+    model::RecordBatchBuilder b(
+        {.producer_id = id.producer_id, .producer_epoch = epoch, .base_sequence = seq});
+    for (int i = 0; i < n; ++i) b.add("k", "v" + std::to_string(seq + i), 1000);
+    return b.build();
+  };
+  auto first = produce("idem", 0, batch(0, 3));
+  ASSERT_EQ(first.error_code, 0);
+  EXPECT_EQ(first.base_offset, 0);
+  auto second = produce("idem", 0, batch(3, 2));
+  EXPECT_EQ(second.base_offset, 3);
+  // The retry of the first batch: its original offset, and nothing stored again.
+  auto retry = produce("idem", 0, batch(0, 3));
+  EXPECT_EQ(retry.error_code, 0);
+  EXPECT_EQ(retry.base_offset, 0);
+  EXPECT_EQ(list_offset("idem", 0, -1), 5);
+  // A gap and a stale epoch.
+  EXPECT_EQ(produce("idem", 0, batch(9, 1)).error_code,
+            ec(ErrorCode::out_of_order_sequence_number));
+  ASSERT_EQ(produce("idem", 0, batch(0, 1, 1)).error_code, 0);
+  EXPECT_EQ(produce("idem", 0, batch(5, 1, 0)).error_code, ec(ErrorCode::invalid_producer_epoch));
+  // After a restart the state is back, and ids are not reused.
+  reopen();
+  EXPECT_EQ(produce("idem", 0, batch(0, 1, 1)).base_offset, 5);
+  EXPECT_EQ(list_offset("idem", 0, -1), 6);
+  auto id3 = call<protocol::InitProducerIdResponse>(init, 4);
+  EXPECT_GT(id3.producer_id, id2.producer_id);
+  // Transactions are not there yet.
+  protocol::InitProducerIdRequest txn = init;
+  txn.transactional_id = "tx";
+  EXPECT_EQ(call<protocol::InitProducerIdResponse>(txn, 4).error_code,
             ec(ErrorCode::invalid_request));
 }
 
