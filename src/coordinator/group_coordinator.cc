@@ -182,6 +182,8 @@ void GroupCoordinator::join(JoinRequest req, JoinCallback done) {
     respond(done, std::move(r));
   };
   if (req.rebalance_timeout_ms < 0) req.rebalance_timeout_ms = req.session_timeout_ms;
+  // Bounded like the session timeout, so that no join waits longer than the broker allows.
+  req.rebalance_timeout_ms = std::min(req.rebalance_timeout_ms, config_.max_session_timeout_ms);
   if (req.group_id.empty()) {
     fail(ErrorCode::invalid_group_id);
   } else if (req.session_timeout_ms < config_.min_session_timeout_ms ||

@@ -70,7 +70,9 @@ struct JoinRequest {
   std::string client_id;
   std::string client_host;
   int32_t session_timeout_ms = 10'000;
-  int32_t rebalance_timeout_ms = -1;  // -1 (v0): the session timeout
+  // -1 (v0): the session timeout. Capped at max_session_timeout_ms (Kafka does not cap it; a
+  // bound keeps a join from waiting longer than the broker's own limit).
+  int32_t rebalance_timeout_ms = -1;
   std::string protocol_type;
   std::vector<Protocol> protocols;  // in the member's order of preference
 };
