@@ -267,6 +267,9 @@ const std::vector<Setting>& settings() {
              "none (append at the end of the file) or zero_fill (write zeros ahead of appends)"),
       integer("log.preallocate.bytes", log_field(&L::preallocate_bytes), 4096, int64_t(1) << 30,
               "Chunk written ahead by zero_fill"),
+      integer("producer.id.expiration.ms", log_field(&L::producer_id_expiration_ms), 1, kInt64Max,
+              "An idempotent producer that wrote nothing to a partition for this long is "
+              "forgotten there"),
       boolean("log.truncate.corrupt", broker_field(&B::truncate_corrupt),
               "At start-up, cut a log at its first corrupt batch instead of keeping the "
               "partition offline"),

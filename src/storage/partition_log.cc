@@ -599,7 +599,7 @@ Result<int> PartitionLog::enforce_retention() {
     ORDO_TRY(persist_state());
   }
   producers_.truncate_before(log_start_);
-  producers_.expire(clock_.now_ms(), kDefaultProducerIdExpirationMs);
+  producers_.expire(clock_.now_ms(), config_.producer_id_expiration_ms);
   check_invariants();
   return deleted;
 }

@@ -82,6 +82,7 @@ const std::vector<std::pair<std::string, std::string>> kSamples = {
     {"log.index.interval.bytes", "8192"},
     {"log.preallocate.mode", "zero_fill"},
     {"log.preallocate.bytes", "65536"},
+    {"producer.id.expiration.ms", "3600000"},
     {"log.truncate.corrupt", "true"},
 };
 

@@ -569,9 +569,9 @@ TEST_F(CorruptionTest, TornTailInEarlierSegmentDropsLaterSegments) {
 // ---- idempotent producers ----
 
 std::vector<uint8_t> idempotent_batch(int64_t pid, int16_t epoch, int32_t seq, int n,
-                                      const std::string& tag) {
+                                      const std::string& tag, int64_t ts = 1000) {
   model::RecordBatchBuilder b({.producer_id = pid, .producer_epoch = epoch, .base_sequence = seq});
-  for (int i = 0; i < n; ++i) b.add("k", tag + "-" + std::to_string(i), 1000 + i);
+  for (int i = 0; i < n; ++i) b.add("k", tag + "-" + std::to_string(i), ts + i);
   return b.build();
 }
 
@@ -660,6 +660,27 @@ TEST_F(PartitionLogTest, ProducerStateSurvivesCleanAndCrashRestarts) {
     ASSERT_TRUE(log->truncate_to(Offset(40)));
     write(*log, 40, 41);
   }
+}
+
+TEST_F(PartitionLogTest, IdleProducersAreForgottenAfterTheExpiration) {
+  LogConfig cfg = small_config();
+  cfg.producer_id_expiration_ms = 60'000;
+  auto log = open_log(cfg);
+  // As in Kafka, a producer's last activity is its last batch's (CreateTime) max timestamp.
+  auto first = idempotent_batch(5, 0, 0, 1, "a", clock_.now_ms());
+  ASSERT_TRUE(log->append(first));
+  auto gap = idempotent_batch(5, 0, 7, 1, "gap", clock_.now_ms());
+  EXPECT_FALSE(log->append(gap));  // known producer: a gap
+  EXPECT_EQ(log->producers().size(), 1u);
+  clock_.advance(30'000);
+  ASSERT_TRUE(log->enforce_retention());
+  EXPECT_EQ(log->producers().size(), 1u);  // not idle long enough
+  clock_.advance(31'000);
+  ASSERT_TRUE(log->enforce_retention());
+  EXPECT_EQ(log->producers().size(), 0u);
+  // Forgotten: its next batch is taken at whatever sequence it carries (Kafka 2.5+).
+  auto later = idempotent_batch(5, 0, 7, 1, "later");
+  EXPECT_TRUE(log->append(later));
 }
 
 }  // namespace
