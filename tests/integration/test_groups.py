@@ -1,6 +1,7 @@
 """Consumer groups with real clients: confluent-kafka-python (librdkafka) members in their own
 processes (group_member.py) join, share the partitions, commit, are SIGKILLed; committed
-offsets survive broker restarts (SIGTERM and SIGKILL); kafka-python commits and reads back."""
+offsets survive broker restarts (SIGTERM and SIGKILL); kafka-python members share a topic, and
+kafka-python commits and reads back."""
 
 import os
 import subprocess
@@ -205,6 +206,52 @@ class GroupTest(unittest.TestCase):
             for m in (a, b):
                 if m.proc.poll() is None:
                     m.kill()
+
+    def test_kafka_python_group_of_two(self):
+        from kafka import KafkaConsumer, TopicPartition as KTP
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+        topic, group, total = "groups-kp-two", "g-kp-two", 1200
+        self.make_topic(topic, total)
+        consumed = {0: [], 1: []}
+        owned = {0: set(), 1: set()}
+        stop = threading.Event()
+
+        def member(i):
+            c = KafkaConsumer(topic, bootstrap_servers=self.bs, group_id=group,
+                              enable_auto_commit=False, auto_offset_reset="earliest",
+                              session_timeout_ms=6000, heartbeat_interval_ms=300,
+                              api_version_auto_timeout_ms=10000)
+            try:
+                while not stop.is_set():
+                    for tp, msgs in c.poll(timeout_ms=200).items():
+                        owned[i].add(tp.partition)
+                        for m in msgs:
+                            try:
+                                c.commit({KTP(tp.topic, tp.partition): OffsetAndMetadata(m.offset + 1, "")})
+                            except KafkaError:
+                                # Not committed: read it again (or its new owner will).
+                                c.seek(KTP(tp.topic, tp.partition), m.offset)
+                                break
+                            consumed[i].append(m.value.decode())
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=member, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        try:
+            wait_for(lambda: len(consumed[0]) + len(consumed[1]) >= total, "every message")
+            time.sleep(0.5)  # anything delivered twice would show up now
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        everything = consumed[0] + consumed[1]
+        self.assertEqual(sorted(everything, key=int), [str(i) for i in range(total)])
+        self.assertTrue(owned[0] and owned[1], f"both members got partitions: {owned}")
+        per_partition = total // PARTITIONS
+        self.assertEqual(self.committed(group, topic), {i: per_partition for i in range(PARTITIONS)})
 
     def test_kafka_python_commits_and_reads_back(self):
         from kafka import KafkaConsumer, TopicPartition as KTP
