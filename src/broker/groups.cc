@@ -91,10 +91,10 @@ Result<std::unique_ptr<GroupService>> GroupService::open(GroupServiceOptions opt
     }
   }
   for (const auto& [group_id, md] : snapshot.groups()) {
-    if (!md.protocol_type.empty() || md.generation > 0) {
-      s->coordinator_.restore(group_id, md.protocol_type, std::max(md.generation, 0));
+    s->coordinator_.restore(group_id, md);
+    if (md.members.empty() && md.state_timestamp_ms >= 0) {
+      s->empty_since_ms_[group_id] = md.state_timestamp_ms;
     }
-    if (md.state_timestamp_ms >= 0) s->empty_since_ms_[group_id] = md.state_timestamp_ms;
   }
   s->offsets_ = snapshot.offsets();
   size_t offsets = 0;
@@ -300,6 +300,8 @@ void GroupService::on_state_change(const std::string& group_id, GroupState state
     r.group_instance_id = m.group_instance_id;
     r.client_id = m.client_id;
     r.client_host = m.client_host;
+    r.session_timeout_ms = m.session_timeout_ms;
+    r.rebalance_timeout_ms = m.rebalance_timeout_ms;
     r.subscription = m.metadata;
     r.assignment = m.assignment;
     v.members.push_back(std::move(r));

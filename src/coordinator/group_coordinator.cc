@@ -719,6 +719,8 @@ GroupDescription GroupCoordinator::describe(const std::string& group_id) const {
       if (b) md.metadata = *b;
     }
     if (g->state == GroupState::stable) md.assignment = m.assignment;
+    md.session_timeout_ms = m.session_timeout_ms;
+    md.rebalance_timeout_ms = m.rebalance_timeout_ms;
     md.awaiting_join = static_cast<bool>(m.join_cb);
     md.awaiting_sync = static_cast<bool>(m.sync_cb);
     d.members.push_back(std::move(md));
@@ -762,14 +764,48 @@ void GroupCoordinator::set_state_observer(StateObserver observer) {
   state_observer_ = std::move(observer);
 }
 
-void GroupCoordinator::restore(const std::string& group_id, const std::string& protocol_type,
-                               int32_t generation) {
-  ORDO_ASSERT(generation >= 0);
+void GroupCoordinator::restore(const std::string& group_id, const GroupMetadataValue& md) {
   if (groups_.count(group_id) == 1) return;
   auto g = std::make_unique<Group>();
   g->id = group_id;
-  g->protocol_type = protocol_type;
-  g->generation = generation;
+  g->protocol_type = md.protocol_type;
+  g->generation = std::max(md.generation, 0);
+  // Members only when they make a Stable group this coordinator could have written.
+  bool members_ok = !md.members.empty() && md.protocol_name && md.leader_id &&
+                    md.members.size() <= size_t(config_.group_max_size) && g->generation > 0;
+  std::map<std::string, Member> members;
+  std::map<std::string, std::string> statics;
+  int64_t now = clock_.now_ms();
+  for (const auto& r : md.members) {
+    if (!members_ok) break;
+    if (r.member_id.empty() || r.session_timeout_ms < config_.min_session_timeout_ms ||
+        r.session_timeout_ms > config_.max_session_timeout_ms || r.rebalance_timeout_ms <= 0 ||
+        members.count(r.member_id) == 1 ||
+        (r.group_instance_id && statics.count(*r.group_instance_id) == 1)) {
+      members_ok = false;
+      break;
+    }
+    Member m;
+    m.id = r.member_id;
+    m.instance_id = r.group_instance_id;
+    m.client_id = r.client_id;
+    m.client_host = r.client_host;
+    m.session_timeout_ms = r.session_timeout_ms;
+    m.rebalance_timeout_ms = std::min(r.rebalance_timeout_ms, config_.max_session_timeout_ms);
+    m.protocols = {Protocol{*md.protocol_name, r.subscription}};
+    m.assignment = r.assignment;
+    m.session_deadline_ms = now + m.session_timeout_ms;
+    if (m.instance_id) statics[*m.instance_id] = m.id;
+    members.emplace(m.id, std::move(m));
+  }
+  if (members_ok && members.count(*md.leader_id) == 1) {
+    g->members = std::move(members);
+    g->statics = std::move(statics);
+    g->leader_id = *md.leader_id;
+    g->protocol_name = md.protocol_name;
+    g->state = GroupState::stable;
+  }
+  g->check_invariants();
   groups_.emplace(group_id, std::move(g));
 }
 

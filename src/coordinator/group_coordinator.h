@@ -37,6 +37,7 @@
 
 #include "base/clock.h"
 #include "base/random.h"
+#include "coordinator/group_records.h"
 #include "protocol/errors.h"
 
 namespace ordo::coordinator {
@@ -142,6 +143,8 @@ struct MemberDescription {
   std::string client_host;
   Bytes metadata;    // for the selected protocol (empty while none is selected)
   Bytes assignment;  // empty unless Stable
+  int32_t session_timeout_ms = 0;
+  int32_t rebalance_timeout_ms = 0;
   bool awaiting_join = false;
   bool awaiting_sync = false;
 };
@@ -205,10 +208,14 @@ class GroupCoordinator {
       std::function<void(const std::string& group_id, GroupState state, int32_t generation)>;
   void set_state_observer(StateObserver observer);
 
-  // Recreates a group loaded from __consumer_offsets as Empty with its protocol type and
-  // generation, so that the next generation continues the numbering. Members are not restored:
-  // after a restart they get UNKNOWN_MEMBER_ID and rejoin. No-op if the group exists.
-  void restore(const std::string& group_id, const std::string& protocol_type, int32_t generation);
+  // Recreates a group loaded from __consumer_offsets (its latest metadata record). A record of
+  // a Stable group (protocol, leader and members with their subscriptions, assignments and
+  // timeouts) comes back Stable with those members, whose sessions start now: after a broker
+  // restart they keep heartbeating and committing with their generation, without a rebalance.
+  // Any other record (Empty, or members that do not make a consistent group) comes back Empty
+  // with its protocol type and generation, so that the numbering continues. No-op if the group
+  // exists.
+  void restore(const std::string& group_id, const GroupMetadataValue& metadata);
 
   // The group's state; Dead when unknown.
   GroupState state(const std::string& group_id) const;

@@ -860,6 +860,36 @@ TEST_F(BrokerTest, AGroupOfOneJoinsSyncsCommitsAndLeaves) {
   EXPECT_TRUE(call<protocol::ListGroupsResponse>(protocol::ListGroupsRequest{}, 4).groups.empty());
 }
 
+TEST_F(BrokerTest, AStableGroupSurvivesABrokerRestartWithoutARebalance) {
+  protocol::JoinGroupRequest join;
+  join.group_id = "g";
+  join.session_timeout_ms = 30000;
+  join.rebalance_timeout_ms = 30000;
+  join.protocol_type = "consumer";
+  join.protocols.push_back({"range", {1, 2}, {}});
+  auto joined = call<protocol::JoinGroupResponse>(join, 3);  // v3: no MEMBER_ID_REQUIRED
+  ASSERT_EQ(joined.error_code, 0);
+  protocol::SyncGroupRequest sync;
+  sync.group_id = "g";
+  sync.generation_id = joined.generation_id;
+  sync.member_id = joined.member_id;
+  sync.assignments.push_back({joined.member_id, {7}, {}});
+  ASSERT_EQ(call<protocol::SyncGroupResponse>(sync, 3).error_code, 0);
+
+  reopen();
+  protocol::HeartbeatRequest hb;
+  hb.group_id = "g";
+  hb.generation_id = joined.generation_id;
+  hb.member_id = joined.member_id;
+  EXPECT_EQ(call<protocol::HeartbeatResponse>(hb, 3).error_code, 0);
+  protocol::DescribeGroupsRequest dg;
+  dg.groups = {"g"};
+  auto d = call<protocol::DescribeGroupsResponse>(dg, 5);
+  EXPECT_EQ(d.groups.at(0).group_state, "Stable");
+  ASSERT_EQ(d.groups.at(0).members.size(), 1u);
+  EXPECT_EQ(d.groups.at(0).members[0].member_assignment, (std::vector<uint8_t>{7}));
+}
+
 TEST_F(BrokerTest, OffsetDeleteRemovesOffsetsOfTopicsNobodyReads) {
   ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
   ASSERT_EQ(call<protocol::OffsetCommitResponse>(commit_req("g", "t", 0, 3), 8)

@@ -703,15 +703,60 @@ TEST_F(GroupTest, StateObserverSeesStableEmptyAndDead) {
 }
 
 TEST_F(GroupTest, ARestoredGroupContinuesItsGenerations) {
-  coord_->restore(kGroup, "consumer", 7);
+  GroupMetadataValue empty;
+  empty.protocol_type = "consumer";
+  empty.generation = 7;
+  coord_->restore(kGroup, empty);
   EXPECT_EQ(state(), GroupState::empty);
   EXPECT_EQ(coord_->describe(kGroup).generation_id, 7);
-  coord_->restore(kGroup, "consumer", 1);  // no-op: the group exists
+  coord_->restore(kGroup, GroupMetadataValue{});  // no-op: the group exists
   auto j = join_new("c");
   ASSERT_EQ(j->calls, 1);
   EXPECT_EQ(j->value->generation_id, 8);
   // A member of the old generation (from before the restart) must rejoin.
   EXPECT_EQ(heartbeat("old-member", 7), ErrorCode::unknown_member_id);
+}
+
+TEST_F(GroupTest, ARestoredStableGroupKeepsItsMembersWithoutARebalance) {
+  GroupMetadataValue md;
+  md.protocol_type = "consumer";
+  md.generation = 4;
+  md.protocol_name = "range";
+  md.leader_id = "m1";
+  // (member id, instance id, client id, host, rebalance timeout, session timeout, ...)
+  md.members.push_back({"m1", std::nullopt, "c1", "/h", 10'000, 20'000, bytes("s1"), bytes("a1")});
+  md.members.push_back({"m2", "static-2", "c2", "/h", 12'000, 20'000, bytes("s2"), bytes("a2")});
+  coord_->restore(kGroup, md);
+  auto d = coord_->describe(kGroup);
+  EXPECT_EQ(d.state, GroupState::stable);
+  EXPECT_EQ(d.generation_id, 4);
+  EXPECT_EQ(d.leader_id, "m1");
+  ASSERT_EQ(d.members.size(), 2u);
+  EXPECT_EQ(d.members[1].assignment, bytes("a2"));
+  EXPECT_EQ(d.members[1].rebalance_timeout_ms, 12'000);
+  // Members go on with their generation: heartbeats, commits, a sync returns the assignment.
+  EXPECT_EQ(heartbeat("m1", 4), ErrorCode::none);
+  EXPECT_EQ(coord_->check_commit(kGroup, 4, "m2", "static-2"), ErrorCode::none);
+  auto s = sync("m2", 4);
+  ASSERT_EQ(s->calls, 1);
+  EXPECT_EQ(s->value->assignment, bytes("a2"));
+  // Sessions run from the restore (20 s): m1 heartbeats, m2 does not and expires at 20 s.
+  for (int i = 1; i <= 4; ++i) {
+    advance(5'000);
+    EXPECT_EQ(heartbeat("m1", 4), i < 4 ? ErrorCode::none : ErrorCode::rebalance_in_progress) << i;
+  }
+  EXPECT_EQ(state(), GroupState::preparing_rebalance);
+
+  // Records that do not make a consistent group come back Empty with their generation.
+  GroupMetadataValue bad = md;
+  bad.leader_id = "nobody";
+  coord_->restore("other", bad);
+  EXPECT_EQ(coord_->describe("other").state, GroupState::empty);
+  EXPECT_EQ(coord_->describe("other").generation_id, 4);
+  GroupMetadataValue zero = md;
+  zero.members[0].session_timeout_ms = 0;
+  coord_->restore("third", zero);
+  EXPECT_EQ(coord_->describe("third").state, GroupState::empty);
 }
 
 }  // namespace
