@@ -39,6 +39,10 @@ const char* errc_name(Errc code) {
       return "too_large";
     case Errc::closed:
       return "closed";
+    case Errc::out_of_order_sequence:
+      return "out_of_order_sequence";
+    case Errc::invalid_producer_epoch:
+      return "invalid_producer_epoch";
   }
   return "unknown";
 }

@@ -24,6 +24,10 @@ enum class Errc {
   busy,       // e.g. the data dir is locked by another process
   too_large,  // a bound was exceeded
   closed,     // the object was shut down
+  // Idempotent producers: a batch whose sequence does not follow its producer's last one, or
+  // whose producer epoch is older than the producer's current one.
+  out_of_order_sequence,
+  invalid_producer_epoch,
 };
 
 const char* errc_name(Errc code);

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <future>
 
+#include "broker/groups.h"
 #include "broker/handlers.h"
 #include "protocol/messages/alter_configs_request.h"
 #include "protocol/messages/alter_configs_response.h"
@@ -97,6 +98,9 @@ Broker::Handlers::CreateResult Broker::Handlers::create_topic(
 Outcome Broker::Handlers::delete_topic(Broker& b, const std::string& name) {
   const TopicInfo* t = b.topics_->find(*b.topics_->snapshot(), name);
   if (!t) return {ErrorCode::unknown_topic_or_partition, fmt::format("no topic '{}'", name)};
+  if (name == kOffsetsTopic) {
+    return {ErrorCode::invalid_request, "__consumer_offsets is internal and cannot be deleted"};
+  }
   int32_t partitions = t->partitions;
   // The registry first (with a pending-delete mark), then the files, then the mark: a crash in
   // between is finished by the next start.

@@ -4,23 +4,37 @@
 #include <future>
 #include <set>
 
+#include "broker/groups.h"
 #include "broker/handlers.h"
+#include "broker/producer_ids.h"
 #include "protocol/messages/alter_configs_request.h"
 #include "protocol/messages/api_versions_request.h"
 #include "protocol/messages/api_versions_response.h"
 #include "protocol/messages/create_partitions_request.h"
 #include "protocol/messages/create_topics_request.h"
+#include "protocol/messages/delete_groups_request.h"
 #include "protocol/messages/delete_records_request.h"
 #include "protocol/messages/delete_topics_request.h"
 #include "protocol/messages/describe_cluster_request.h"
 #include "protocol/messages/describe_configs_request.h"
+#include "protocol/messages/describe_groups_request.h"
 #include "protocol/messages/describe_log_dirs_request.h"
 #include "protocol/messages/fetch_request.h"
+#include "protocol/messages/find_coordinator_request.h"
+#include "protocol/messages/heartbeat_request.h"
 #include "protocol/messages/incremental_alter_configs_request.h"
+#include "protocol/messages/init_producer_id_request.h"
+#include "protocol/messages/join_group_request.h"
+#include "protocol/messages/leave_group_request.h"
+#include "protocol/messages/list_groups_request.h"
 #include "protocol/messages/list_offsets_request.h"
 #include "protocol/messages/metadata_request.h"
 #include "protocol/messages/metadata_response.h"
+#include "protocol/messages/offset_commit_request.h"
+#include "protocol/messages/offset_delete_request.h"
+#include "protocol/messages/offset_fetch_request.h"
 #include "protocol/messages/produce_request.h"
+#include "protocol/messages/sync_group_request.h"
 
 namespace ordo::broker {
 
@@ -34,17 +48,29 @@ constexpr SupportedApi kApis[] = {
     {1, 4, 12, &decoded<protocol::FetchRequest, &Broker::Handlers::fetch>},
     {2, 0, 7, &decoded<protocol::ListOffsetsRequest, &Broker::Handlers::list_offsets>},
     {3, 0, 12, &decoded<protocol::MetadataRequest, &Broker::Handlers::metadata>},
+    {8, 0, 8, &decoded<protocol::OffsetCommitRequest, &Broker::Handlers::offset_commit>},
+    {9, 0, 8, &decoded<protocol::OffsetFetchRequest, &Broker::Handlers::offset_fetch>},
+    {10, 0, 4, &decoded<protocol::FindCoordinatorRequest, &Broker::Handlers::find_coordinator>},
+    {11, 0, 9, &decoded<protocol::JoinGroupRequest, &Broker::Handlers::join_group>},
+    {12, 0, 4, &decoded<protocol::HeartbeatRequest, &Broker::Handlers::heartbeat>},
+    {13, 0, 5, &decoded<protocol::LeaveGroupRequest, &Broker::Handlers::leave_group>},
+    {14, 0, 5, &decoded<protocol::SyncGroupRequest, &Broker::Handlers::sync_group>},
+    {15, 0, 5, &decoded<protocol::DescribeGroupsRequest, &Broker::Handlers::describe_groups>},
+    {16, 0, 4, &decoded<protocol::ListGroupsRequest, &Broker::Handlers::list_groups>},
     {18, 0, 3, &Broker::Handlers::api_versions},
     {19, 0, 7, &decoded<protocol::CreateTopicsRequest, &Broker::Handlers::create_topics>},
     {20, 0, 6, &decoded<protocol::DeleteTopicsRequest, &Broker::Handlers::delete_topics>},
     {21, 0, 2, &decoded<protocol::DeleteRecordsRequest, &Broker::Handlers::delete_records>},
+    {22, 0, 4, &decoded<protocol::InitProducerIdRequest, &Broker::Handlers::init_producer_id>},
     {32, 0, 4, &decoded<protocol::DescribeConfigsRequest, &Broker::Handlers::describe_configs>},
     {33, 0, 2, &decoded<protocol::AlterConfigsRequest, &Broker::Handlers::alter_configs>},
     {35, 0, 4, &decoded<protocol::DescribeLogDirsRequest, &Broker::Handlers::describe_log_dirs>},
     {37, 0, 3, &decoded<protocol::CreatePartitionsRequest, &Broker::Handlers::create_partitions>},
+    {42, 0, 2, &decoded<protocol::DeleteGroupsRequest, &Broker::Handlers::delete_groups>},
     {44, 0, 1,
      &decoded<protocol::IncrementalAlterConfigsRequest,
               &Broker::Handlers::incremental_alter_configs>},
+    {47, 0, 0, &decoded<protocol::OffsetDeleteRequest, &Broker::Handlers::offset_delete>},
     {60, 0, 0, &decoded<protocol::DescribeClusterRequest, &Broker::Handlers::describe_cluster>},
 };
 
@@ -82,6 +108,10 @@ ErrorCode error_code_for(const Error& e) {
       return ErrorCode::invalid_record;
     case Errc::closed:
       return ErrorCode::not_leader_or_follower;  // shutting down: retriable
+    case Errc::out_of_order_sequence:
+      return ErrorCode::out_of_order_sequence_number;
+    case Errc::invalid_producer_epoch:
+      return ErrorCode::invalid_producer_epoch;
     default:
       return ErrorCode::kafka_storage_error;
   }
@@ -168,11 +198,14 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
   o.default_config = c.log;
   o.truncate_corrupt = c.truncate_corrupt;
   std::string registry_name(TopicRegistry::kFileName);
-  o.reserved_names = {registry_name, registry_name + ".tmp"};
+  std::string ids_name(ProducerIdAllocator::kFileName);
+  o.reserved_names = {registry_name, registry_name + ".tmp", ids_name, ids_name + ".tmp"};
   PartitionWaiters* waiters = b->waiters_.get();
   o.on_high_watermark = [waiters](const TopicPartition& tp, Offset) { waiters->notify(tp); };
   b->logs_ = ORDO_TRY(storage::LogManager::open(o));
   b->topics_ = ORDO_TRY(TopicRegistry::open(c.data_dir));
+  b->producer_ids_ =
+      std::make_unique<ProducerIdAllocator>(ORDO_TRY(ProducerIdAllocator::open(c.data_dir)));
   storage::LogManager& logs = *b->logs_;
 
   // Deletions that a crash interrupted.
@@ -226,6 +259,34 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
     }
   }
 
+  // Consumer groups: __consumer_offsets exists (compacted), then its records are replayed.
+  {
+    auto topics = b->topics_->snapshot();
+    const TopicInfo* offsets = b->topics_->find(*topics, kOffsetsTopic);
+    int32_t partitions = c.offsets_topic_num_partitions;
+    if (offsets == nullptr) {
+      auto r = Handlers::create_topic(*b, kOffsetsTopic, partitions,
+                                      {{"cleanup.policy", "compact"}}, false);
+      if (r.error != ErrorCode::none) {
+        return make_error(Errc::io, "creating {}: {}", kOffsetsTopic, r.message);
+      }
+    } else if (offsets->partitions != partitions) {
+      ORDO_LOG_WARN("{} has {} partitions; offsets.topic.num.partitions={} is ignored",
+                    kOffsetsTopic, offsets->partitions, partitions);
+      partitions = offsets->partitions;
+    }
+    GroupServiceOptions go;
+    go.group.min_session_timeout_ms = c.group_min_session_timeout_ms;
+    go.group.max_session_timeout_ms = c.group_max_session_timeout_ms;
+    go.group.initial_rebalance_delay_ms = c.group_initial_rebalance_delay_ms;
+    go.group.group_max_size = c.group_max_size;
+    go.partitions = partitions;
+    go.retention_ms = c.offsets_retention_minutes * 60'000;
+    go.retention_check_interval_ms = c.offsets_retention_check_interval_ms;
+    go.metadata_max_bytes = c.offset_metadata_max_bytes;
+    b->groups_ = ORDO_TRY(GroupService::open(go, logs));
+  }
+
   b->controller_work_.emplace(b->controller_.get_executor());
   b->controller_thread_ = std::thread([ctx = &b->controller_] { ctx->run(); });
   return b;
@@ -234,6 +295,7 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
 void Broker::begin_shutdown() {
   stopping_.store(true);
   waiters_->notify_all();
+  if (groups_) groups_->begin_shutdown();
 }
 
 void Broker::set_advertised(std::string host, uint16_t port) {
@@ -256,7 +318,9 @@ Result<void> Broker::close() {
     controller_work_.reset();
     controller_thread_.join();
   }
-  // The logs close while the network threads run (they may be the shards), then those stop.
+  // Group appends in flight finish first (the group thread posts their answers); then the
+  // logs close while the network threads run (they may be the shards), then those stop.
+  if (groups_) groups_->stop();
   Result<void> closed = ok();
   if (logs_) closed = logs_->close();
   network_work_.clear();
@@ -364,6 +428,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::metadata(Broker& b, Request& r
       p.isr_nodes = {b.config_.node_id};
       out.partitions.push_back(std::move(p));
     }
+    out.is_internal = t.name == kOffsetsTopic;
     return out;
   };
   if (all) {

@@ -63,6 +63,8 @@ struct ConnectionState {
 };
 
 class PartitionWaiters;
+class GroupService;
+class ProducerIdAllocator;
 
 class Broker {
  public:
@@ -84,9 +86,9 @@ class Broker {
   void begin_shutdown();
   bool stopping() const { return stopping_.load(); }
 
-  // Stops the controller thread, closes every log cleanly and stops the network threads
-  // (after the server has finished its in-flight requests). Idempotent; not from a network
-  // thread.
+  // Stops the controller thread and the group coordinator's thread, closes every log cleanly
+  // and stops the network threads (after the server has finished its in-flight requests).
+  // Idempotent; not from a network thread.
   Result<void> close();
 
   const BrokerConfig& config() const { return config_; }
@@ -110,6 +112,8 @@ class Broker {
   std::unique_ptr<PartitionWaiters> waiters_;
   std::atomic<bool> stopping_{false};
   std::unique_ptr<storage::LogManager> logs_;
+  std::unique_ptr<GroupService> groups_;
+  std::unique_ptr<ProducerIdAllocator> producer_ids_;
   asio::io_context controller_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> controller_work_;
   std::thread controller_thread_;

@@ -233,6 +233,24 @@ const std::vector<Setting>& settings() {
               "A connection with nothing in flight and nothing read for this long is closed"),
       integer("fetch.max.wait.ms", broker_field(&B::fetch_max_wait_ms), 0, 3600000,
               "Upper bound on a fetch's max_wait_ms (long poll)"),
+      integer("offsets.topic.num.partitions", broker_field(&B::offsets_topic_num_partitions), 1,
+              1000, "Partitions of __consumer_offsets (fixed once the topic exists)"),
+      integer("offsets.retention.minutes", broker_field(&B::offsets_retention_minutes), 1,
+              kInt32Max, "Committed offsets of a group without members expire after this long"),
+      integer("offsets.retention.check.interval.ms",
+              broker_field(&B::offsets_retention_check_interval_ms), 1, kInt64Max,
+              "How often expired committed offsets are looked for"),
+      integer("offset.metadata.max.bytes", broker_field(&B::offset_metadata_max_bytes), 0, 32767,
+              "Largest metadata string of a committed offset"),
+      integer("group.min.session.timeout.ms", broker_field(&B::group_min_session_timeout_ms), 1,
+              kInt32Max, "Smallest session timeout a group member may ask for"),
+      integer("group.max.session.timeout.ms", broker_field(&B::group_max_session_timeout_ms), 1,
+              kInt32Max, "Largest session timeout a group member may ask for"),
+      integer("group.initial.rebalance.delay.ms",
+              broker_field(&B::group_initial_rebalance_delay_ms), 0, kInt32Max,
+              "How long a new group waits for more members before its first rebalance"),
+      integer("group.max.size", broker_field(&B::group_max_size), 1, kInt32Max,
+              "Most members one group may have"),
       choice("log.flush.mode", log_field(&L::flush_mode), &storage::parse_flush_mode,
              &storage::flush_mode_name,
              "When a produce is acknowledged: none (page cache), interval (flushed every "
@@ -254,6 +272,9 @@ const std::vector<Setting>& settings() {
              "none (append at the end of the file) or zero_fill (write zeros ahead of appends)"),
       integer("log.preallocate.bytes", log_field(&L::preallocate_bytes), 4096, int64_t(1) << 30,
               "Chunk written ahead by zero_fill"),
+      integer("producer.id.expiration.ms", log_field(&L::producer_id_expiration_ms), 1, kInt64Max,
+              "An idempotent producer that wrote nothing to a partition for this long is "
+              "forgotten there"),
       boolean("log.truncate.corrupt", broker_field(&B::truncate_corrupt),
               "At start-up, cut a log at its first corrupt batch instead of keeping the "
               "partition offline"),
@@ -428,6 +449,11 @@ Result<void> BrokerConfig::validate() const {
     return make_error(Errc::invalid_argument,
                       "message.max.bytes ({}) exceeds the largest batch the log accepts ({})",
                       message_max_bytes, log.max_batch_bytes);
+  }
+  if (group_min_session_timeout_ms > group_max_session_timeout_ms) {
+    return make_error(Errc::invalid_argument,
+                      "group.min.session.timeout.ms ({}) exceeds group.max.session.timeout.ms ({})",
+                      group_min_session_timeout_ms, group_max_session_timeout_ms);
   }
   if (auto r = log.validate(); !r) return with_source("log", r.error());
   return ok();

@@ -47,6 +47,16 @@ struct BrokerConfig {
   int32_t fetch_max_wait_ms = 30000;                 // fetch.max.wait.ms (caps max_wait_ms)
   int64_t connections_max_idle_ms = 600000;          // connections.max.idle.ms
   bool truncate_corrupt = false;                     // log.truncate.corrupt
+  // Consumer groups (Kafka's names and defaults, except group.max.size, which Kafka leaves
+  // unbounded).
+  int32_t offsets_topic_num_partitions = 50;             // offsets.topic.num.partitions
+  int64_t offsets_retention_minutes = 10080;             // offsets.retention.minutes
+  int64_t offsets_retention_check_interval_ms = 600000;  // offsets.retention.check.interval.ms
+  int32_t offset_metadata_max_bytes = 4096;              // offset.metadata.max.bytes
+  int32_t group_min_session_timeout_ms = 6000;           // group.min.session.timeout.ms
+  int32_t group_max_session_timeout_ms = 1800000;        // group.max.session.timeout.ms
+  int32_t group_initial_rebalance_delay_ms = 3000;       // group.initial.rebalance.delay.ms
+  int32_t group_max_size = 1000;                         // group.max.size
   // log.flush.mode (none|interval|durable), log.flush.interval.ms, log.segment.bytes,
   // log.segment.ms, log.retention.ms, log.retention.bytes, log.index.interval.bytes,
   // log.preallocate.mode (none|zero_fill), log.preallocate.bytes: the defaults of every topic.

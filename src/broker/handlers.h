@@ -21,16 +21,28 @@ namespace ordo::protocol {
 struct AlterConfigsRequest;
 struct CreatePartitionsRequest;
 struct CreateTopicsRequest;
+struct DeleteGroupsRequest;
 struct DeleteRecordsRequest;
 struct DeleteTopicsRequest;
 struct DescribeClusterRequest;
 struct DescribeConfigsRequest;
+struct DescribeGroupsRequest;
 struct DescribeLogDirsRequest;
 struct FetchRequest;
+struct FindCoordinatorRequest;
+struct HeartbeatRequest;
 struct IncrementalAlterConfigsRequest;
+struct InitProducerIdRequest;
+struct JoinGroupRequest;
+struct LeaveGroupRequest;
+struct ListGroupsRequest;
 struct ListOffsetsRequest;
 struct MetadataRequest;
+struct OffsetCommitRequest;
+struct OffsetDeleteRequest;
+struct OffsetFetchRequest;
 struct ProduceRequest;
+struct SyncGroupRequest;
 }  // namespace ordo::protocol
 
 namespace ordo::broker {
@@ -132,6 +144,8 @@ struct Broker::Handlers {
                                                   protocol::MetadataRequest& body);
   static asio::awaitable<HandlerOutcome> produce(Broker& b, Request& req,
                                                  protocol::ProduceRequest& body);
+  static asio::awaitable<HandlerOutcome> init_producer_id(Broker& b, Request& req,
+                                                          protocol::InitProducerIdRequest& body);
   static asio::awaitable<HandlerOutcome> fetch(Broker& b, Request& req,
                                                protocol::FetchRequest& body);
   static asio::awaitable<HandlerOutcome> list_offsets(Broker& b, Request& req,
@@ -154,6 +168,30 @@ struct Broker::Handlers {
                                                           protocol::DescribeClusterRequest& body);
   static asio::awaitable<HandlerOutcome> describe_log_dirs(Broker& b, Request& req,
                                                            protocol::DescribeLogDirsRequest& body);
+
+  // Consumer groups (group_handlers.cc).
+  static asio::awaitable<HandlerOutcome> find_coordinator(Broker& b, Request& req,
+                                                          protocol::FindCoordinatorRequest& body);
+  static asio::awaitable<HandlerOutcome> join_group(Broker& b, Request& req,
+                                                    protocol::JoinGroupRequest& body);
+  static asio::awaitable<HandlerOutcome> sync_group(Broker& b, Request& req,
+                                                    protocol::SyncGroupRequest& body);
+  static asio::awaitable<HandlerOutcome> heartbeat(Broker& b, Request& req,
+                                                   protocol::HeartbeatRequest& body);
+  static asio::awaitable<HandlerOutcome> leave_group(Broker& b, Request& req,
+                                                     protocol::LeaveGroupRequest& body);
+  static asio::awaitable<HandlerOutcome> offset_commit(Broker& b, Request& req,
+                                                       protocol::OffsetCommitRequest& body);
+  static asio::awaitable<HandlerOutcome> offset_fetch(Broker& b, Request& req,
+                                                      protocol::OffsetFetchRequest& body);
+  static asio::awaitable<HandlerOutcome> list_groups(Broker& b, Request& req,
+                                                     protocol::ListGroupsRequest& body);
+  static asio::awaitable<HandlerOutcome> describe_groups(Broker& b, Request& req,
+                                                         protocol::DescribeGroupsRequest& body);
+  static asio::awaitable<HandlerOutcome> delete_groups(Broker& b, Request& req,
+                                                       protocol::DeleteGroupsRequest& body);
+  static asio::awaitable<HandlerOutcome> offset_delete(Broker& b, Request& req,
+                                                       protocol::OffsetDeleteRequest& body);
 
   // Controller-thread operations (blocking; run through run_on(controller)).
   struct CreateResult {

@@ -5,10 +5,14 @@
 #include <atomic>
 
 #include "base/clock.h"
+#include "broker/groups.h"
 #include "broker/handlers.h"
 #include "broker/legacy.h"
+#include "broker/producer_ids.h"
 #include "compression/records.h"
 #include "model/record_batch.h"
+#include "protocol/messages/init_producer_id_request.h"
+#include "protocol/messages/init_producer_id_response.h"
 #include "protocol/messages/produce_request.h"
 #include "protocol/messages/produce_response.h"
 
@@ -82,6 +86,11 @@ void validate(PartitionWork& w, std::span<const uint8_t> records, const TopicSet
     if (view->record_count() <= 0) {
       return fail(w, ErrorCode::invalid_record, "a batch without records");
     }
+    if (view->is_transactional() || view->is_control()) {
+      // Transactions (and the control markers only a coordinator writes) do not exist yet:
+      // storing them would break read_committed.
+      return fail(w, ErrorCode::invalid_record, "transactional batches are not supported yet");
+    }
     std::span<uint8_t> batch = rest.first(view->size_bytes());
     auto max_ts = checked_max_timestamp(*view);
     if (!max_ts) {
@@ -134,6 +143,9 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
              model::is_valid_topic_name(t.name) ? ErrorCode::unknown_topic_or_partition
                                                 : ErrorCode::invalid_topic_exception,
              "unknown topic or partition");
+      } else if (t.name == kOffsetsTopic) {
+        // Only the group coordinator writes there (Kafka refuses it the same way).
+        fail(w, ErrorCode::invalid_topic_exception, "__consumer_offsets is internal");
       } else if (acks == -1 && settings->min_insync_replicas > 1) {
         fail(w, ErrorCode::not_enough_replicas,
              fmt::format("min.insync.replicas is {} but this broker is the only replica",
@@ -201,6 +213,32 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
   for (auto& w : work) {
     resp.responses[w.topic_index].partition_responses.push_back(std::move(w.response));
   }
+  co_return respond(req, resp);
+}
+
+// ---- InitProducerId ----
+
+asio::awaitable<HandlerOutcome> Broker::Handlers::init_producer_id(
+    Broker& b, Request& req, protocol::InitProducerIdRequest& body) {
+  protocol::InitProducerIdResponse resp;
+  resp.producer_id = -1;
+  resp.producer_epoch = -1;
+  if (body.transactional_id) {
+    // No transaction coordinator yet.
+    resp.error_code = code(ErrorCode::invalid_request);
+    co_return respond(req, resp);
+  }
+  // An idempotent producer (no transactional id) gets a new id with epoch 0, also when it asks
+  // to bump the epoch of its old one (v3+), as Kafka does: the sequences start over.
+  auto op = run_on<Result<int64_t>>(controller(b), [&b] { return b.producer_ids_->next(); });
+  Result<int64_t> id = co_await std::move(op);
+  if (!id) {
+    ORDO_LOG_ERROR("InitProducerId: {}", id.error().to_string());
+    resp.error_code = code(ErrorCode::kafka_storage_error);
+    co_return respond(req, resp);
+  }
+  resp.producer_id = *id;
+  resp.producer_epoch = 0;
   co_return respond(req, resp);
 }
 

@@ -1,5 +1,7 @@
 #include "cli/client.h"
 
+#include <algorithm>
+#include <charconv>
 #include <csignal>
 #include <cstring>
 
@@ -68,6 +70,21 @@ void print_error(const Error& e) {
   std::fprintf(stderr, "ordo: %s\n", e.message.c_str());
 }
 
+int finish(const Result<void>& r) {
+  if (r) return 0;
+  print_error(r.error());
+  return 1;
+}
+
+Result<int64_t> parse_int(std::string_view s, std::string_view what) {
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || s.empty()) {
+    return make_error(Errc::invalid_argument, "{} '{}' is not a number", what, s);
+  }
+  return v;
+}
+
 std::string bootstrap_servers(const ClientArgs& args) {
   if (!args.bootstrap.empty()) return args.bootstrap;
   const char* env = std::getenv("ORDO_BOOTSTRAP");
@@ -116,6 +133,11 @@ Result<KafkaPtr> make_client(rd_kafka_type_t type, ConfPtr conf) {
   return rk;
 }
 
+Result<KafkaPtr> admin_client(const ClientArgs& args) {
+  auto conf = ORDO_TRY(make_conf(args, {{"allow.auto.create.topics", "false"}}));
+  return make_client(RD_KAFKA_PRODUCER, std::move(conf));
+}
+
 Result<MetadataPtr> fetch_metadata(rd_kafka_t* rk) {
   const rd_kafka_metadata_t* md = nullptr;
   // all_topics=1: a request naming one topic could auto-create it.
@@ -144,6 +166,33 @@ Result<const rd_kafka_metadata_topic_t*> require_topic(const rd_kafka_metadata_t
   }
   if (t->err) return kafka_error(t->err, fmt::format("topic '{}'", name));
   return t;
+}
+
+std::vector<int32_t> partition_ids(const rd_kafka_metadata_topic_t& t) {
+  std::vector<int32_t> out;
+  for (int i = 0; i < t.partition_cnt; ++i) out.push_back(t.partitions[i].id);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<std::map<int32_t, int64_t>> list_offsets(rd_kafka_t* rk, const std::string& topic,
+                                                const std::vector<int32_t>& partitions,
+                                                int64_t timestamp) {
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(int(partitions.size())));
+  for (int32_t p : partitions) {
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = timestamp;
+  }
+  if (rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, list.get(), kMetadataTimeoutMs)) {
+    return kafka_error(err, fmt::format("list offsets of '{}'", topic));
+  }
+  std::map<int32_t, int64_t> out;
+  for (int i = 0; i < list->cnt; ++i) {
+    const auto& e = list->elems[i];
+    if (e.err)
+      return kafka_error(e.err, fmt::format("list offsets of {} [{}]", topic, e.partition));
+    out[e.partition] = e.offset;
+  }
+  return out;
 }
 
 Result<AdminOptionsPtr> admin_options(rd_kafka_t* rk, rd_kafka_admin_op_t op) {

@@ -1,6 +1,6 @@
 #pragma once
-// What the client commands (`ordo topic`, `ordo produce`, `ordo consume`) share: a librdkafka
-// configuration built from -b/-X, owning handles for librdkafka objects, and errors.
+// What the client commands (`ordo topic`, `ordo group`, `ordo produce`, `ordo consume`) share: a
+// librdkafka configuration built from -b/-X, owning handles for librdkafka objects, and errors.
 //
 // The commands use only librdkafka's C API, so they work against Ordo or any Kafka cluster.
 // They run on the main thread; librdkafka runs its own threads, and its callbacks (delivery
@@ -9,6 +9,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -52,12 +54,23 @@ using NewPartitionsPtr =
     std::unique_ptr<rd_kafka_NewPartitions_t, Destroyer<rd_kafka_NewPartitions_destroy>>;
 using DeleteTopicPtr =
     std::unique_ptr<rd_kafka_DeleteTopic_t, Destroyer<rd_kafka_DeleteTopic_destroy>>;
+using DeleteGroupPtr =
+    std::unique_ptr<rd_kafka_DeleteGroup_t, Destroyer<rd_kafka_DeleteGroup_destroy>>;
+using ListGroupOffsetsPtr = std::unique_ptr<rd_kafka_ListConsumerGroupOffsets_t,
+                                            Destroyer<rd_kafka_ListConsumerGroupOffsets_destroy>>;
+using AlterGroupOffsetsPtr = std::unique_ptr<rd_kafka_AlterConsumerGroupOffsets_t,
+                                             Destroyer<rd_kafka_AlterConsumerGroupOffsets_destroy>>;
 
 // An Error for a librdkafka error code: "<what>: <librdkafka's text> (<code name>)".
 Error kafka_error(rd_kafka_resp_err_t err, std::string_view what, std::string_view detail = {});
 
 // Prints "ordo: <message>" to stderr.
 void print_error(const Error& e);
+// The exit code of a command: 0, or 1 after printing the error.
+int finish(const Result<void>& r);
+
+// A decimal integer, all of s; invalid_argument naming `what` otherwise.
+Result<int64_t> parse_int(std::string_view s, std::string_view what);
 
 // The bootstrap servers: -b, else $ORDO_BOOTSTRAP, else 127.0.0.1:9092.
 std::string bootstrap_servers(const ClientArgs& args);
@@ -69,6 +82,9 @@ Result<ConfPtr> make_conf(const ClientArgs& args,
 
 // A client of the given type from conf (which it takes over).
 Result<KafkaPtr> make_client(rd_kafka_type_t type, ConfPtr conf);
+// A client for admin requests and offset lookups: a producer handle that never sends a
+// message and never auto-creates topics.
+Result<KafkaPtr> admin_client(const ClientArgs& args);
 
 // Metadata for every topic (never auto-creates one).
 Result<MetadataPtr> fetch_metadata(rd_kafka_t* rk);
@@ -77,6 +93,15 @@ const rd_kafka_metadata_topic_t* find_topic(const rd_kafka_metadata_t& md, std::
 // Metadata of one existing topic: not_found when the cluster does not have it.
 Result<const rd_kafka_metadata_topic_t*> require_topic(const rd_kafka_metadata_t& md,
                                                        std::string_view name);
+// The partition ids of t, sorted.
+std::vector<int32_t> partition_ids(const rd_kafka_metadata_topic_t& t);
+
+// ListOffsets for partitions of one topic through rd_kafka_offsets_for_times() (one request per
+// leader): a timestamp in ms gives the first offset at or after it (-1 when there is none), and
+// the special timestamps -2 and -1 give the log start and the end (high watermark).
+Result<std::map<int32_t, int64_t>> list_offsets(rd_kafka_t* rk, const std::string& topic,
+                                                const std::vector<int32_t>& partitions,
+                                                int64_t timestamp);
 
 // Admin requests: options with the request timeout, and the wait for a result event of the
 // expected type (a request-level error becomes the Error).

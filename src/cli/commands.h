@@ -32,6 +32,22 @@ struct TopicArgs {
   std::vector<std::string> delete_configs;  // alter --delete-config key
 };
 
+// `ordo group list|describe|delete|reset-offsets`.
+struct GroupArgs {
+  ClientArgs client;
+  std::vector<std::string> groups;  // describe and reset-offsets: one; delete: one or more
+  // reset-offsets: which partitions (TOPIC or TOPIC:P,P,...), or every topic the group has
+  // committed offsets for; then exactly one target.
+  std::vector<std::string> topics;
+  bool all_topics = false;
+  bool to_earliest = false;
+  bool to_latest = false;
+  std::optional<int64_t> to_offset;
+  std::optional<std::string> to_datetime;  // ISO 8601
+  std::optional<int64_t> shift_by;
+  bool execute = false;  // false: print the plan only
+};
+
 // `ordo produce`: one message per line of stdin.
 struct ProduceArgs {
   ClientArgs client;
@@ -62,6 +78,10 @@ int topic_list(const TopicArgs& args);
 int topic_describe(const TopicArgs& args);
 int topic_alter(const TopicArgs& args);
 int topic_delete(const TopicArgs& args);
+int group_list(const GroupArgs& args);
+int group_describe(const GroupArgs& args);
+int group_delete(const GroupArgs& args);
+int group_reset_offsets(const GroupArgs& args);
 int produce(const ProduceArgs& args);
 int consume(const ConsumeArgs& args);
 // The settings table for `ordo serve --help`.

@@ -9,7 +9,6 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -188,15 +187,6 @@ struct StartAt {
   int64_t value;  // an offset (or a librdkafka logical one) or a timestamp in ms
 };
 
-Result<int64_t> parse_int(std::string_view s, std::string_view what) {
-  int64_t v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size() || s.empty()) {
-    return make_error(Errc::invalid_argument, "{} '{}' is not a number", what, s);
-  }
-  return v;
-}
-
 Result<StartAt> parse_from(std::string_view s) {
   if (s == "beginning") return StartAt{StartAt::offset, RD_KAFKA_OFFSET_BEGINNING};
   if (s == "end") return StartAt{StartAt::offset, RD_KAFKA_OFFSET_END};
@@ -208,29 +198,6 @@ Result<StartAt> parse_from(std::string_view s) {
   int64_t v = ORDO_TRY(parse_int(s, "--from (beginning, end, OFFSET, -N or @TIMESTAMP_MS)"));
   if (v < 0) return StartAt{StartAt::offset, RD_KAFKA_OFFSET_TAIL(-v)};
   return StartAt{StartAt::offset, v};
-}
-
-// ListOffsets for every partition through rd_kafka_offsets_for_times() (one request per
-// leader): a timestamp gives the first offset at or after it (-1 when there is none), and the
-// special timestamps -2 and -1 give the log start and the end.
-Result<std::map<int32_t, int64_t>> list_offsets(rd_kafka_t* rk, const std::string& topic,
-                                                const std::vector<int32_t>& partitions,
-                                                int64_t timestamp) {
-  PartitionListPtr list(rd_kafka_topic_partition_list_new(int(partitions.size())));
-  for (int32_t p : partitions) {
-    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = timestamp;
-  }
-  if (rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, list.get(), kMetadataTimeoutMs)) {
-    return kafka_error(err, fmt::format("list offsets of '{}'", topic));
-  }
-  std::map<int32_t, int64_t> out;
-  for (int i = 0; i < list->cnt; ++i) {
-    const auto& e = list->elems[i];
-    if (e.err)
-      return kafka_error(e.err, fmt::format("list offsets of {} [{}]", topic, e.partition));
-    out[e.partition] = e.offset;
-  }
-  return out;
 }
 
 // Absolute start offsets per partition. Starting the fetchers at absolute offsets (rather than
@@ -310,9 +277,7 @@ Result<void> run(const ConsumeArgs& a) {
   auto rk = ORDO_TRY(make_client(RD_KAFKA_CONSUMER, std::move(conf)));
   auto md = ORDO_TRY(fetch_metadata(rk.get()));
   const rd_kafka_metadata_topic_t* t = ORDO_TRY(require_topic(*md, a.topic));
-  std::vector<int32_t> all;
-  for (int i = 0; i < t->partition_cnt; ++i) all.push_back(t->partitions[i].id);
-  std::sort(all.begin(), all.end());
+  std::vector<int32_t> all = partition_ids(*t);
   std::vector<int32_t> partitions = a.partitions.empty() ? all : a.partitions;
   std::sort(partitions.begin(), partitions.end());
   partitions.erase(std::unique(partitions.begin(), partitions.end()), partitions.end());

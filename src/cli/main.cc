@@ -3,6 +3,7 @@
 //   ordo serve     run the broker on a data dir until SIGTERM/SIGINT
 //   ordo dump-log  print the batches of a segment file, checking each one
 //   ordo topic     create, list, describe, alter and delete topics (any Kafka cluster)
+//   ordo group     list, describe and delete consumer groups, reset their offsets
 //   ordo produce   stdin lines to a topic
 //   ordo consume   a topic's messages to stdout (no consumer group)
 
@@ -120,6 +121,55 @@ int main(int argc, char** argv) {
     add_client_options(c, topic.client);
   }
 
+  ordo::cli::GroupArgs group;
+  auto* group_cmd = app.add_subcommand(
+      "group", "List, describe and delete consumer groups; reset their committed offsets");
+  group_cmd->require_subcommand(1);
+  auto* group_list_cmd =
+      group_cmd->add_subcommand("list", "Print every consumer group with its state");
+  auto* group_describe_cmd = group_cmd->add_subcommand(
+      "describe",
+      "Print a group's state, members and assignments, and per partition the committed "
+      "offset, the log end offset and the lag");
+  group_describe_cmd->add_option("group", group.groups, "Group id")->required()->expected(1);
+  auto* group_delete_cmd = group_cmd->add_subcommand(
+      "delete", "Delete groups that have no active members, with their committed offsets");
+  group_delete_cmd->add_option("group", group.groups, "Group id (one or more)")->required();
+  auto* reset_cmd = group_cmd->add_subcommand(
+      "reset-offsets",
+      "Compute new committed offsets for a group and, with --execute, commit them (only while "
+      "the group has no active members)");
+  reset_cmd->add_option("group", group.groups, "Group id")->required()->expected(1);
+  reset_cmd
+      ->add_option("--topic", group.topics, "TOPIC (every partition) or TOPIC:P,P,... (repeatable)")
+      ->allow_extra_args(false);
+  reset_cmd->add_flag("--all-topics", group.all_topics,
+                      "Every partition the group has a committed offset for");
+  auto* to_earliest =
+      reset_cmd->add_flag("--to-earliest", group.to_earliest, "To the log start offset");
+  auto* to_latest = reset_cmd->add_flag("--to-latest", group.to_latest,
+                                        "To the log end offset (skip everything there is)");
+  auto* to_offset = reset_cmd->add_option("--to-offset", group.to_offset,
+                                          "To OFFSET (kept within the log's start and end)");
+  auto* to_datetime = reset_cmd->add_option(
+      "--to-datetime", group.to_datetime,
+      "To the first message at or after YYYY-MM-DDTHH:MM[:SS[.sss]][Z|+HH:MM] (local time "
+      "without a zone); the end when there is none");
+  auto* shift_by = reset_cmd->add_option(
+      "--shift-by", group.shift_by,
+      "Move the committed offset by N (negative: back), kept within the log's start and end");
+  std::vector<CLI::Option*> targets = {to_earliest, to_latest, to_offset, to_datetime, shift_by};
+  for (auto* t : targets) {
+    for (auto* other : targets) {
+      if (other != t) t->excludes(other);
+    }
+  }
+  reset_cmd->add_flag("--execute", group.execute,
+                      "Commit the new offsets (without it, only print them)");
+  for (auto* c : {group_list_cmd, group_describe_cmd, group_delete_cmd, reset_cmd}) {
+    add_client_options(c, group.client);
+  }
+
   ordo::cli::ProduceArgs prod;
   auto* produce_cmd = app.add_subcommand(
       "produce", "Send each line of stdin as one message; prints the count to stderr");
@@ -158,7 +208,7 @@ int main(int argc, char** argv) {
                           "(default \"%s\\n\")");
 
   CLI11_PARSE(app, argc, argv);
-  for (auto* c : {&topic.client, &prod.client, &cons.client}) {
+  for (auto* c : {&topic.client, &group.client, &prod.client, &cons.client}) {
     if (c->bootstrap.empty()) c->bootstrap = global_client.bootstrap;
     c->properties.insert(c->properties.begin(), global_client.properties.begin(),
                          global_client.properties.end());
@@ -170,6 +220,10 @@ int main(int argc, char** argv) {
   if (*describe_cmd) return ordo::cli::topic_describe(topic);
   if (*alter_cmd) return ordo::cli::topic_alter(topic);
   if (*delete_cmd) return ordo::cli::topic_delete(topic);
+  if (*group_list_cmd) return ordo::cli::group_list(group);
+  if (*group_describe_cmd) return ordo::cli::group_describe(group);
+  if (*group_delete_cmd) return ordo::cli::group_delete(group);
+  if (*reset_cmd) return ordo::cli::group_reset_offsets(group);
   if (*produce_cmd) return ordo::cli::produce(prod);
   if (*consume_cmd) return ordo::cli::consume(cons);
   return 2;

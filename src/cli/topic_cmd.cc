@@ -14,18 +14,6 @@ namespace ordo::cli {
 
 namespace {
 
-// An admin client: a producer handle that never sends a message and never auto-creates topics.
-Result<KafkaPtr> admin_client(const ClientArgs& args) {
-  auto conf = ORDO_TRY(make_conf(args, {{"allow.auto.create.topics", "false"}}));
-  return make_client(RD_KAFKA_PRODUCER, std::move(conf));
-}
-
-int finish(const Result<void>& r) {
-  if (r) return 0;
-  print_error(r.error());
-  return 1;
-}
-
 Result<std::map<std::string, std::string>> parse_configs(const std::vector<std::string>& items) {
   std::map<std::string, std::string> out;
   for (const auto& item : items) {

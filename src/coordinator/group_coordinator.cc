@@ -150,6 +150,16 @@ void GroupCoordinator::respond(SyncCallback& done, SyncResponse r) {
   done = nullptr;
 }
 
+void GroupCoordinator::set_state(Group& g, GroupState state) {
+  if (g.state == state) return;
+  g.state = state;
+  if (state_observer_) {
+    outbox_.push_back([this, id = g.id, state, generation = g.generation] {
+      state_observer_(id, state, generation);
+    });
+  }
+}
+
 void GroupCoordinator::drain() {
   if (draining_) return;  // a callback called back in: the outer loop runs what it queued
   draining_ = true;
@@ -172,6 +182,8 @@ void GroupCoordinator::join(JoinRequest req, JoinCallback done) {
     respond(done, std::move(r));
   };
   if (req.rebalance_timeout_ms < 0) req.rebalance_timeout_ms = req.session_timeout_ms;
+  // Bounded like the session timeout, so that no join waits longer than the broker allows.
+  req.rebalance_timeout_ms = std::min(req.rebalance_timeout_ms, config_.max_session_timeout_ms);
   if (req.group_id.empty()) {
     fail(ErrorCode::invalid_group_id);
   } else if (req.session_timeout_ms < config_.min_session_timeout_ms ||
@@ -385,7 +397,7 @@ void GroupCoordinator::prepare_rebalance(Group& g) {
     g.initial_delay = false;
     g.join_deadline_ms = now + rebalance_timeout_ms;
   }
-  g.state = GroupState::preparing_rebalance;
+  set_state(g, GroupState::preparing_rebalance);
 }
 
 void GroupCoordinator::try_complete_join(Group& g) {
@@ -416,12 +428,12 @@ void GroupCoordinator::complete_join(Group& g) {
   g.rebalances_completed += 1;
   if (g.members.empty()) {
     g.protocol_name.reset();
-    g.state = GroupState::empty;
+    set_state(g, GroupState::empty);
     return;
   }
   g.protocol_name = select_protocol(g);
   ORDO_ASSERT(g.protocol_name.has_value());
-  g.state = GroupState::completing_rebalance;
+  set_state(g, GroupState::completing_rebalance);
   int64_t now = clock_.now_ms();
   for (auto& [id, m] : g.members) {
     m.session_deadline_ms = now + m.session_timeout_ms;
@@ -518,7 +530,7 @@ void GroupCoordinator::sync(SyncRequest req, SyncCallback done) {
             auto it = g->members.find(id);
             if (it != g->members.end()) it->second.assignment = std::move(bytes);
           }
-          g->state = GroupState::stable;
+          set_state(*g, GroupState::stable);
           for (auto& [id, member] : g->members) {
             if (member.sync_cb) {
               respond(member.sync_cb, SyncResponse{.protocol_type = g->protocol_type,
@@ -707,6 +719,8 @@ GroupDescription GroupCoordinator::describe(const std::string& group_id) const {
       if (b) md.metadata = *b;
     }
     if (g->state == GroupState::stable) md.assignment = m.assignment;
+    md.session_timeout_ms = m.session_timeout_ms;
+    md.rebalance_timeout_ms = m.rebalance_timeout_ms;
     md.awaiting_join = static_cast<bool>(m.join_cb);
     md.awaiting_sync = static_cast<bool>(m.sync_cb);
     d.members.push_back(std::move(md));
@@ -729,8 +743,9 @@ ErrorCode GroupCoordinator::delete_group(const std::string& group_id) {
   auto it = groups_.find(group_id);
   if (it == groups_.end()) return ErrorCode::group_id_not_found;
   if (it->second->state != GroupState::empty) return ErrorCode::non_empty_group;
-  it->second->state = GroupState::dead;
+  set_state(*it->second, GroupState::dead);
   groups_.erase(it);
+  drain();
   return ErrorCode::none;
 }
 
@@ -743,6 +758,79 @@ void GroupCoordinator::unload() {
   }
   groups_.clear();
   drain();
+}
+
+void GroupCoordinator::set_state_observer(StateObserver observer) {
+  state_observer_ = std::move(observer);
+}
+
+void GroupCoordinator::restore(const std::string& group_id, const GroupMetadataValue& md) {
+  if (groups_.count(group_id) == 1) return;
+  auto g = std::make_unique<Group>();
+  g->id = group_id;
+  g->protocol_type = md.protocol_type;
+  g->generation = std::max(md.generation, 0);
+  // Members only when they make a Stable group this coordinator could have written.
+  bool members_ok = !md.members.empty() && md.protocol_name && md.leader_id &&
+                    md.members.size() <= size_t(config_.group_max_size) && g->generation > 0;
+  std::map<std::string, Member> members;
+  std::map<std::string, std::string> statics;
+  int64_t now = clock_.now_ms();
+  for (const auto& r : md.members) {
+    if (!members_ok) break;
+    if (r.member_id.empty() || r.session_timeout_ms < config_.min_session_timeout_ms ||
+        r.session_timeout_ms > config_.max_session_timeout_ms || r.rebalance_timeout_ms <= 0 ||
+        members.count(r.member_id) == 1 ||
+        (r.group_instance_id && statics.count(*r.group_instance_id) == 1)) {
+      members_ok = false;
+      break;
+    }
+    Member m;
+    m.id = r.member_id;
+    m.instance_id = r.group_instance_id;
+    m.client_id = r.client_id;
+    m.client_host = r.client_host;
+    m.session_timeout_ms = r.session_timeout_ms;
+    m.rebalance_timeout_ms = std::min(r.rebalance_timeout_ms, config_.max_session_timeout_ms);
+    m.protocols = {Protocol{*md.protocol_name, r.subscription}};
+    m.assignment = r.assignment;
+    m.session_deadline_ms = now + m.session_timeout_ms;
+    if (m.instance_id) statics[*m.instance_id] = m.id;
+    members.emplace(m.id, std::move(m));
+  }
+  if (members_ok && members.count(*md.leader_id) == 1) {
+    g->members = std::move(members);
+    g->statics = std::move(statics);
+    g->leader_id = *md.leader_id;
+    g->protocol_name = md.protocol_name;
+    g->state = GroupState::stable;
+  }
+  g->check_invariants();
+  groups_.emplace(group_id, std::move(g));
+}
+
+GroupState GroupCoordinator::state(const std::string& group_id) const {
+  const Group* g = find(group_id);
+  return g == nullptr ? GroupState::dead : g->state;
+}
+
+ErrorCode GroupCoordinator::check_commit(const std::string& group_id, int32_t generation_id,
+                                         const std::string& member_id,
+                                         const std::optional<std::string>& group_instance_id) {
+  Group* g = find(group_id);
+  if (g == nullptr) {
+    // Offsets of a group that has no members here (a standalone consumer, an admin tool).
+    return generation_id < 0 ? ErrorCode::none : ErrorCode::illegal_generation;
+  }
+  if (g->fenced(group_instance_id, member_id)) return ErrorCode::fenced_instance_id;
+  if (generation_id < 0 && g->state == GroupState::empty) return ErrorCode::none;
+  if (g->state == GroupState::completing_rebalance) return ErrorCode::rebalance_in_progress;
+  auto it = g->members.find(member_id);
+  if (it == g->members.end()) return ErrorCode::unknown_member_id;
+  if (generation_id != g->generation) return ErrorCode::illegal_generation;
+  // A commit shows the member is alive, as a heartbeat does.
+  it->second.session_deadline_ms = clock_.now_ms() + it->second.session_timeout_ms;
+  return ErrorCode::none;
 }
 
 size_t GroupCoordinator::group_count() const {

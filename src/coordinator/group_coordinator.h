@@ -37,6 +37,7 @@
 
 #include "base/clock.h"
 #include "base/random.h"
+#include "coordinator/group_records.h"
 #include "protocol/errors.h"
 
 namespace ordo::coordinator {
@@ -70,7 +71,9 @@ struct JoinRequest {
   std::string client_id;
   std::string client_host;
   int32_t session_timeout_ms = 10'000;
-  int32_t rebalance_timeout_ms = -1;  // -1 (v0): the session timeout
+  // -1 (v0): the session timeout. Capped at max_session_timeout_ms (Kafka does not cap it; a
+  // bound keeps a join from waiting longer than the broker's own limit).
+  int32_t rebalance_timeout_ms = -1;
   std::string protocol_type;
   std::vector<Protocol> protocols;  // in the member's order of preference
 };
@@ -140,6 +143,8 @@ struct MemberDescription {
   std::string client_host;
   Bytes metadata;    // for the selected protocol (empty while none is selected)
   Bytes assignment;  // empty unless Stable
+  int32_t session_timeout_ms = 0;
+  int32_t rebalance_timeout_ms = 0;
   bool awaiting_join = false;
   bool awaiting_sync = false;
 };
@@ -196,6 +201,35 @@ class GroupCoordinator {
 
   size_t group_count() const;
 
+  // Called (like the other callbacks, at the end of the public operation) whenever a group
+  // changes state: Stable after the leader's SyncGroup, Empty when the last member left,
+  // Dead after delete_group(). Not called by unload(). The broker persists group metadata from it.
+  using StateObserver =
+      std::function<void(const std::string& group_id, GroupState state, int32_t generation)>;
+  void set_state_observer(StateObserver observer);
+
+  // Recreates a group loaded from __consumer_offsets (its latest metadata record). A record of
+  // a Stable group (protocol, leader and members with their subscriptions, assignments and
+  // timeouts) comes back Stable with those members, whose sessions start now: after a broker
+  // restart they keep heartbeating and committing with their generation, without a rebalance.
+  // Any other record (Empty, or members that do not make a consistent group) comes back Empty
+  // with its protocol type and generation, so that the numbering continues. No-op if the group
+  // exists.
+  void restore(const std::string& group_id, const GroupMetadataValue& metadata);
+
+  // The group's state; Dead when unknown.
+  GroupState state(const std::string& group_id) const;
+
+  // OffsetCommit's membership rules (as Kafka's): a group unknown here takes commits with a
+  // negative generation only (ILLEGAL_GENERATION otherwise); an Empty group takes them with a
+  // negative generation; otherwise the member must be known (UNKNOWN_MEMBER_ID), not fenced, and
+  // commit for the current generation (ILLEGAL_GENERATION), and not while the group waits for
+  // its leader's assignment (REBALANCE_IN_PROGRESS). Commits during PreparingRebalance are
+  // allowed (eager clients commit while revoking). An accepted commit refreshes the session.
+  ErrorCode check_commit(const std::string& group_id, int32_t generation_id,
+                         const std::string& member_id,
+                         const std::optional<std::string>& group_instance_id);
+
  private:
   struct Member;
   struct Group;
@@ -226,6 +260,7 @@ class GroupCoordinator {
   void respond(JoinCallback& done, JoinResponse r);
   void respond(SyncCallback& done, SyncResponse r);
   void drain();
+  void set_state(Group& g, GroupState state);
 
   GroupConfig config_;
   const Clock& clock_;
@@ -233,6 +268,7 @@ class GroupCoordinator {
   std::map<std::string, std::unique_ptr<Group>> groups_;
   std::vector<std::function<void()>> outbox_;  // callbacks to run when the operation ends
   bool draining_ = false;
+  StateObserver state_observer_;
 };
 
 }  // namespace ordo::coordinator

@@ -51,6 +51,9 @@ Result<void> LogConfig::validate() const {
     return make_error(Errc::invalid_argument, "preallocate bytes {} outside [4096, 1 GiB]",
                       preallocate_bytes);
   }
+  if (producer_id_expiration_ms < 1) {
+    return make_error(Errc::invalid_argument, "producer id expiration must be >= 1 ms");
+  }
   if (max_batch_bytes < 61 || max_batch_bytes > int64_t(INT32_MAX)) {
     return make_error(Errc::invalid_argument, "max batch bytes {} out of range", max_batch_bytes);
   }

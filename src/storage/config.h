@@ -43,6 +43,9 @@ struct LogConfig {
   int64_t preallocate_bytes = int64_t(16) << 20;
   // The largest single batch the log accepts (the broker's max.message.bytes is smaller).
   int64_t max_batch_bytes = int64_t(64) << 20;
+  // Idempotent producers that appended nothing for this long are forgotten (Kafka's
+  // producer.id.expiration.ms, 1 day).
+  int64_t producer_id_expiration_ms = int64_t(24) * 3600 * 1000;
 
   Result<void> validate() const;
 };

@@ -67,9 +67,23 @@ Result<void> execute_flush(const FlushTicket& ticket) {
   return ok();
 }
 
+namespace {
+// A producer the log has no state for (new, or expired) may start at any sequence, as in Kafka
+// 2.5+ (KIP-360): a stricter rule turns an expired producer's next batch into a fatal error
+// for clients such as librdkafka.
+constexpr ProducerStateOptions kProducerStateOptions{
+    .max_producers = kDefaultMaxProducersPerPartition,
+    .require_seq_zero_for_unknown_producer = false};
+constexpr size_t kProducerSnapshotsKept = 2;
+}  // namespace
+
 PartitionLog::PartitionLog(std::string dir, const LogConfig& config, const Clock& clock,
                            LeaderEpochCache epochs)
-    : dir_(std::move(dir)), config_(config), clock_(clock), epochs_(std::move(epochs)) {}
+    : dir_(std::move(dir)),
+      config_(config),
+      clock_(clock),
+      epochs_(std::move(epochs)),
+      producers_(kProducerStateOptions) {}
 
 PartitionLog::~PartitionLog() = default;
 
@@ -103,6 +117,8 @@ Result<void> PartitionLog::load(const OpenOptions& options) {
       bases.push_back(*b);
     } else if (parse_segment_name(name, ".index") || parse_segment_name(name, ".timeindex")) {
       index_files.push_back(name);
+    } else if (parse_snapshot_file_name(name)) {
+      // producer-state snapshots: read by load_producers()
     } else if (name.ends_with(".tmp")) {
       ORDO_LOG_INFO("{}: removing unfinished temporary file {}", dir_, name);
       ORDO_TRY(remove_file(dir_ + "/" + name));
@@ -187,6 +203,7 @@ Result<void> PartitionLog::load(const OpenOptions& options) {
   high_watermark_ = log_end_offset();
   recovery_point_ = segments_.rbegin()->first;
   ORDO_TRY(persist_state());
+  ORDO_TRY(load_producers());
   if (clean) {
     ORDO_TRY(remove_file(marker));
     ORDO_TRY(fsync_dir(dir_));
@@ -275,6 +292,43 @@ Result<AppendResult> PartitionLog::append(std::span<uint8_t> batches,
     infos.push_back(info);
     pos += size_t(info.size);
   }
+  // Idempotent producers (leader appends): the batch must be alone, and its sequence must follow.
+  if (options.assign_offsets) {
+    for (size_t i = 0; i < infos.size(); ++i) {
+      auto view = model::RecordBatchView::parse(
+          batches.subspan(size_t(infos[i].position), size_t(infos[i].size)),
+          size_t(config_.max_batch_bytes));
+      ORDO_ASSERT(view.has_value());
+      if (view->producer_id() < 0 || view->is_control()) continue;
+      if (infos.size() > 1) {
+        return make_error(Errc::invalid_argument,
+                          "an idempotent batch must be the only batch of its append");
+      }
+      SequenceCheck c = producers_.check(*view);
+      switch (c.verdict) {
+        case SequenceVerdict::append:
+          break;
+        case SequenceVerdict::duplicate:
+          result.first_offset = c.first_offset;
+          result.last_offset = c.last_offset;
+          result.duplicate = true;
+          result.batches = 1;
+          result.log_start_offset = log_start_;
+          return result;
+        case SequenceVerdict::out_of_order_sequence:
+          return make_error(Errc::out_of_order_sequence,
+                            "producer {} epoch {}: sequence {} does not follow {}",
+                            view->producer_id(), view->producer_epoch(), view->base_sequence(),
+                            c.current_last_seq);
+        case SequenceVerdict::invalid_producer_epoch:
+          return make_error(Errc::invalid_producer_epoch, "producer {}: epoch {} is older than {}",
+                            view->producer_id(), view->producer_epoch(), c.current_epoch);
+        case SequenceVerdict::invalid_record:
+          return make_error(Errc::invalid_argument, "producer {}: negative sequence or epoch",
+                            view->producer_id());
+      }
+    }
+  }
   int64_t total = int64_t(batches.size());
   if (total > config_.segment_bytes && total > int64_t(INT32_MAX) / 2) {
     return make_error(Errc::too_large, "append of {} bytes", total);
@@ -307,6 +361,12 @@ Result<AppendResult> PartitionLog::append(std::span<uint8_t> batches,
     seg = &active();
   }
   ORDO_TRY(seg->append(batches, infos, now));
+  for (const auto& info : infos) {
+    auto view = model::RecordBatchView::parse(
+        batches.subspan(size_t(info.position), size_t(info.size)), size_t(config_.max_batch_bytes));
+    ORDO_ASSERT(view.has_value());
+    producers_.apply_batch(*view);
+  }
 
   for (const auto& info : infos) {
     int32_t epoch = options.assign_offsets ? options.leader_epoch
@@ -331,6 +391,8 @@ Result<void> PartitionLog::roll(Offset new_base) {
   ORDO_TRY(old.seal());
   auto seg = ORDO_TRY(Segment::create(dir_, new_base, config_, clock_.now_ms()));
   segments_.emplace(new_base, std::move(seg));
+  // After a crash, recovery replays producer state from here instead of from the log start.
+  ORDO_TRY(snapshot_producers());
   ORDO_LOG_DEBUG("{}: rolled to segment {}", dir_, new_base);
   return ok();
 }
@@ -536,6 +598,8 @@ Result<int> PartitionLog::enforce_retention() {
     ORDO_TRY(epochs_.truncate_from_start(log_start_));
     ORDO_TRY(persist_state());
   }
+  producers_.truncate_before(log_start_);
+  producers_.expire(clock_.now_ms(), config_.producer_id_expiration_ms);
   check_invariants();
   return deleted;
 }
@@ -579,6 +643,8 @@ Result<void> PartitionLog::truncate_to(Offset offset) {
   ORDO_TRY(active().sync_data());
   ORDO_TRY(fsync_dir(dir_));
   ORDO_TRY(epochs_.truncate_from_end(log_end_offset()));
+  producers_.truncate_after(log_end_offset());
+  ORDO_TRY(remove_snapshots_after(dir_, log_end_offset()));
   high_watermark_ = std::min(high_watermark_, log_end_offset());
   flushed_ = std::min(flushed_, log_end_offset());
   recovery_point_ = std::min(recovery_point_, active().base_offset());
@@ -625,6 +691,52 @@ Result<void> PartitionLog::flush() {
   return ok();
 }
 
+Result<void> PartitionLog::snapshot_producers() {
+  ORDO_TRY(write_snapshot_file(dir_, producers_, log_end_offset()));
+  ORDO_TRY(prune_snapshots(dir_, kProducerSnapshotsKept));
+  return ok();
+}
+
+Result<void> PartitionLog::load_producers() {
+  // Snapshots past the log end describe batches a crash took away.
+  ORDO_TRY(remove_snapshots_after(dir_, log_end_offset()));
+  auto loaded = ORDO_TRY(read_latest_snapshot(dir_, log_end_offset(), kProducerStateOptions));
+  for (const auto& why : loaded.skipped)
+    ORDO_LOG_WARN("{}: producer snapshot skipped: {}", dir_, why);
+  Offset from = log_start_;
+  if (loaded.snapshot && loaded.snapshot->offset >= log_start_) {
+    producers_ = std::move(loaded.snapshot->table);
+    from = loaded.snapshot->offset;
+  }
+  // The batch headers after the snapshot (whole batches are read; only headers are used).
+  int64_t replayed = 0;
+  std::vector<uint8_t> buf;
+  while (from < log_end_offset()) {
+    auto r = ORDO_TRY(read(ReadOptions{.start = from,
+                                       .max_bytes = 1 << 20,
+                                       .upper_bound = log_end_offset(),
+                                       .min_one_batch = true}));
+    if (r.slice.size == 0) break;
+    buf.resize(size_t(r.slice.size));
+    ORDO_TRY(r.slice.file->pread_exact(buf, r.slice.position));
+    std::span<const uint8_t> rest(buf);
+    while (!rest.empty()) {
+      auto batch = ORDO_TRY(model::RecordBatchView::parse(rest, size_t(config_.max_batch_bytes)));
+      rest = rest.subspan(batch.size_bytes());
+      if (batch.last() < from) continue;
+      producers_.apply_batch(batch);
+      from = batch.last() + 1;
+      ++replayed;
+    }
+  }
+  producers_.truncate_before(log_start_);
+  if (replayed > 0 || !producers_.empty()) {
+    ORDO_LOG_INFO("{}: producer state of {} producers ({} batches replayed)", dir_,
+                  producers_.size(), replayed);
+  }
+  return ok();
+}
+
 Result<void> PartitionLog::close() {
   if (closed_) return ok();
   ORDO_TRY(active().seal());
@@ -633,6 +745,7 @@ Result<void> PartitionLog::close() {
   flushed_ = log_end_offset();
   recovery_point_ = active().base_offset();
   ORDO_TRY(persist_state());
+  ORDO_TRY(snapshot_producers());
   ORDO_TRY(write_file_atomic(dir_ + "/" + std::string(kCleanShutdownFile), std::string_view("")));
   closed_ = true;
   return ok();

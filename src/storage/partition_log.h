@@ -30,6 +30,7 @@
 #include "base/strong_int.h"
 #include "storage/config.h"
 #include "storage/leader_epoch_cache.h"
+#include "storage/producer_state.h"
 #include "storage/segment.h"
 
 namespace ordo::storage {
@@ -57,6 +58,9 @@ struct AppendOptions {
 struct AppendResult {
   Offset first_offset;
   Offset last_offset;
+  // An idempotent producer's retry of a batch the log already holds: nothing was written and
+  // first/last_offset are where the original went.
+  bool duplicate = false;
   int64_t max_timestamp = -1;
   int32_t batches = 0;
   Offset log_start_offset;
@@ -104,6 +108,10 @@ class PartitionLog {
 
   // Appends one or more concatenated batches (the caller's buffer: assigned offsets and epochs
   // are written into it). All-or-nothing: any malformed batch rejects the whole call.
+  // Idempotent batches (producer id >= 0) are checked against the producer state (leader
+  // appends only; such a batch must be alone in its call, as Kafka requires): a retry of one of
+  // the producer's last 5 batches returns the original offsets with `duplicate` and writes
+  // nothing; a gap is Errc::out_of_order_sequence, an older epoch Errc::invalid_producer_epoch.
   Result<AppendResult> append(std::span<uint8_t> batches, const AppendOptions& options = {});
   Result<ReadResult> read(const ReadOptions& options) const;
 
@@ -146,6 +154,7 @@ class PartitionLog {
   const LogConfig& config() const { return config_; }
   void set_config(const LogConfig& config);
   const LeaderEpochCache& epochs() const { return epochs_; }
+  const ProducerStateTable& producers() const { return producers_; }
   const std::string& dir() const { return dir_; }
   size_t segment_count() const { return segments_.size(); }
   int64_t size_bytes() const;
@@ -158,6 +167,9 @@ class PartitionLog {
   Result<void> roll(Offset new_base);
   Result<void> delete_front_segment();
   Result<void> persist_state();
+  // Producer state: the newest snapshot, then the batch headers after it.
+  Result<void> load_producers();
+  Result<void> snapshot_producers();
   Segment& active() const { return *segments_.rbegin()->second; }
   Result<std::optional<TimestampOffset>> refine(const Segment& seg, const BatchInfo& b, int64_t ts,
                                                 bool exact) const;
@@ -167,6 +179,7 @@ class PartitionLog {
   LogConfig config_;
   const Clock& clock_;
   LeaderEpochCache epochs_;
+  ProducerStateTable producers_;
   std::map<Offset, std::unique_ptr<Segment>> segments_;
   Offset log_start_{0};
   Offset high_watermark_{0};

@@ -6,7 +6,7 @@
 // up-conversion), fetch, list offsets, topic administration and configs. Each input must come
 // back as a response or as a "close the connection" error, never a crash; a response must be a
 // well-formed frame whose size prefix matches its bytes. Fetches wait at most 1 ms
-// (fetch.max.wait.ms).
+// (fetch.max.wait.ms); consumer-group requests that wait for other members at most ~150 ms.
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -56,6 +56,12 @@ struct Harness {
     c.socket_request_max_bytes = 1 << 20;
     c.message_max_bytes = 1 << 19;
     c.fetch_max_wait_ms = 1;  // long polls end at once
+    // Group answers that wait (JoinGroup, SyncGroup) end within ~100 ms: session timeouts are
+    // capped at 50 ms (and rebalance timeouts with them), the group thread ticks every 100 ms.
+    c.offsets_topic_num_partitions = 2;
+    c.group_initial_rebalance_delay_ms = 0;
+    c.group_min_session_timeout_ms = 1;
+    c.group_max_session_timeout_ms = 50;
     auto b = Broker::open(c);
     ORDO_ASSERT(b.has_value());
     broker = std::move(*b);

@@ -14,13 +14,25 @@
 #include "protocol/header.h"
 #include "protocol/messages/api_versions_request.h"
 #include "protocol/messages/create_topics_request.h"
+#include "protocol/messages/delete_groups_request.h"
 #include "protocol/messages/delete_records_request.h"
 #include "protocol/messages/describe_configs_request.h"
+#include "protocol/messages/describe_groups_request.h"
 #include "protocol/messages/fetch_request.h"
+#include "protocol/messages/find_coordinator_request.h"
+#include "protocol/messages/heartbeat_request.h"
 #include "protocol/messages/incremental_alter_configs_request.h"
+#include "protocol/messages/init_producer_id_request.h"
+#include "protocol/messages/join_group_request.h"
+#include "protocol/messages/leave_group_request.h"
+#include "protocol/messages/list_groups_request.h"
 #include "protocol/messages/list_offsets_request.h"
 #include "protocol/messages/metadata_request.h"
+#include "protocol/messages/offset_commit_request.h"
+#include "protocol/messages/offset_delete_request.h"
+#include "protocol/messages/offset_fetch_request.h"
 #include "protocol/messages/produce_request.h"
+#include "protocol/messages/sync_group_request.h"
 
 namespace ordo::protocol {
 namespace {
@@ -116,6 +128,73 @@ void run() {
   DeleteRecordsRequest dr;
   dr.topics.push_back({"fuzz", {{0, 1, {}}}, {}});
   seed(dr, 2, "delete_records");
+
+  // Consumer groups and idempotent producers.
+  FindCoordinatorRequest fc;
+  fc.key = "g";
+  for (int16_t v : {0, 3}) seed(fc, v, "find_coordinator");
+  fc.coordinator_keys = {"g", "h"};
+  seed(fc, 4, "find_coordinator");
+  JoinGroupRequest jg;
+  jg.group_id = "g";
+  jg.session_timeout_ms = 30;
+  jg.rebalance_timeout_ms = 30;
+  jg.protocol_type = "consumer";
+  jg.protocols.push_back({"range", {0, 1, 0, 0, 0, 1, 0, 4, 'f', 'u', 'z', 'z', 0, 0, 0, 0}, {}});
+  for (int16_t v : {0, 5, 9}) seed(jg, v, "join_group");
+  jg.member_id = "m";
+  jg.group_instance_id = "static-1";
+  seed(jg, 7, "join_group-static");
+  SyncGroupRequest sg;
+  sg.group_id = "g";
+  sg.generation_id = 1;
+  sg.member_id = "m";
+  sg.assignments.push_back({"m", {0, 1, 0, 0, 0, 0}, {}});
+  for (int16_t v : {0, 5}) seed(sg, v, "sync_group");
+  HeartbeatRequest hb;
+  hb.group_id = "g";
+  hb.generation_id = 1;
+  hb.member_id = "m";
+  for (int16_t v : {0, 4}) seed(hb, v, "heartbeat");
+  LeaveGroupRequest lg;
+  lg.group_id = "g";
+  lg.member_id = "m";
+  seed(lg, 0, "leave_group");
+  lg.members.push_back({"m", std::nullopt, std::nullopt, {}});
+  seed(lg, 5, "leave_group");
+  OffsetCommitRequest oc;
+  oc.group_id = "g";
+  oc.topics.push_back({"fuzz", {{0, 5, -1, -1, "meta", {}}}, {}});
+  for (int16_t v : {0, 2, 8}) seed(oc, v, "offset_commit");
+  OffsetFetchRequest of;
+  of.group_id = "g";
+  of.topics.emplace();
+  of.topics->push_back({"fuzz", {0}, {}});
+  for (int16_t v : {1, 7}) seed(of, v, "offset_fetch");
+  OffsetFetchRequest of8;
+  of8.groups.push_back({"g", std::nullopt, -1, std::nullopt, {}});
+  seed(of8, 8, "offset_fetch");
+  ListGroupsRequest lgs;
+  lgs.states_filter = {"Empty"};
+  seed(lgs, 4, "list_groups");
+  DescribeGroupsRequest dg;
+  dg.groups = {"g", "none"};
+  seed(dg, 5, "describe_groups");
+  OffsetDeleteRequest od;
+  od.group_id = "g";
+  od.topics.push_back({"fuzz", {{0, {}}}, {}});
+  seed(od, 0, "offset_delete");
+  DeleteGroupsRequest dgs;
+  dgs.groups_names = {"g"};
+  seed(dgs, 2, "delete_groups");
+  InitProducerIdRequest ip;
+  ip.transaction_timeout_ms = 1000;
+  for (int16_t v : {0, 4}) seed(ip, v, "init_producer_id");
+  auto idem = model::RecordBatchBuilder({.producer_id = 0, .producer_epoch = 0, .base_sequence = 0})
+                  .add("k", "v", 1000)
+                  .build();
+  p.topic_data[0].partition_data[0].records = Records::owned(idem);
+  seed(p, 9, "produce-idempotent");
 }
 
 }  // namespace

@@ -130,12 +130,14 @@ class BadInputTest(unittest.TestCase):
         self.send_bad(self.request(-1, 0, b""))
 
     def test_api_the_broker_does_not_implement(self):
-        # FindCoordinator v0 (key 10): a Kafka API this broker does not offer yet. Its v0
-        # response has a top-level error code, so the answer is UNSUPPORTED_VERSION (35) in
-        # that response, and the connection stays usable.
+        # DescribeAcls v0 (key 29): a Kafka API this broker does not offer. Its response has a
+        # top-level error code (after the throttle time), so the answer is UNSUPPORTED_VERSION
+        # (35) in that response, and the connection stays usable.
         with kw.Connection(self.bs) as c:
-            resp = c.request(10, 0, string("group"))
+            body = bytes([1]) + i16(-1) + i16(-1) + i16(-1) + bytes([1, 1])
+            resp = c.request(29, 0, body)
             r = kw.Reader(resp)
+            r.i32()  # throttle_time_ms
             self.assertEqual(r.i16(), kw.UNSUPPORTED_VERSION)
             error, _ = c.api_versions()
             self.assertEqual(error, kw.NONE)

@@ -133,14 +133,10 @@ class KcatTest(unittest.TestCase):
         # The messages must come back whatever librdkafka did with the codec (see below).
         self.assertLessEqual(self.roundtrip("lz4"), {0, CODEC_IDS["lz4"]})
 
-    @unittest.expectedFailure
     def test_lz4_is_really_used(self):
         # librdkafka enables LZ4 only when the broker advertises FindCoordinator v0
         # (rdkafka_feature.c: RD_KAFKA_FEATURE_LZ4 depends on FindCoordinator 0..0, as a
-        # marker of Kafka >= 0.8.2). Ordo does not advertise the group APIs yet, so kcat logs
-        # "Broker does not support compression type lz4: not compressing batch" and sends
-        # plain batches. Expected to pass (remove this decorator) once FindCoordinator is in
-        # the ApiVersions response.
+        # marker of Kafka >= 0.8.2); without it kcat sends plain batches.
         self.check_compressed_with(self.roundtrip("lz4", "kcat-lz4-used", 2000), "lz4")
 
     def test_keyed_roundtrip_zstd(self):

@@ -1,8 +1,8 @@
 'use strict'
 // KafkaJS 2 against an ordo broker: admin APIs, producing (every acks setting, gzip), offset
 // look-ups (earliest, latest, by timestamp) and a raw Fetch through KafkaJS's own broker
-// connection. Consumer groups are not implemented in the broker yet, so KafkaJS's consumer
-// (which always joins a group) is not used.
+// connection, and KafkaJS's consumer: a group of two that shares a topic, commits, and is
+// described and read back through the admin client.
 //
 // Env: ORDO_BOOTSTRAP (host:port, required); ORDO_EXPECT_FILE (optional): where to write the
 // records this test produced, as JSON, for run_test.py to check against what kcat reads.
@@ -538,6 +538,64 @@ async function main() {
     } finally {
       await cluster.disconnect()
     }
+  })
+
+  await step('consumer group: two KafkaJS consumers share a topic, each record once', async () => {
+    const groupId = 'kjs-group'
+    const want = new Map() // "partition:offset" -> value
+    for (const [p, recs] of model.get(MAIN)) for (const r of recs) want.set(`${p}:${r.offset}`, r.value)
+    const seen = new Map() // "partition:offset" -> times consumed
+    const owners = [new Set(), new Set()]
+    const consumers = [0, 1].map(() =>
+      kafka.consumer({ groupId, sessionTimeout: 10000, heartbeatInterval: 300, maxWaitTimeInMs: 100 })
+    )
+    const until = async (what, cond, ms = 30000) => {
+      const end = Date.now() + ms
+      while (!(await cond())) {
+        assert.ok(Date.now() < end, `timed out waiting for ${what}`)
+        await new Promise(r => setTimeout(r, 100))
+      }
+    }
+    try {
+      // Both start within the broker's initial rebalance delay: one generation with both.
+      await Promise.all(
+        consumers.map(async (c, i) => {
+          await c.connect()
+          await c.subscribe({ topics: [MAIN], fromBeginning: true })
+          await c.run({
+            eachMessage: async ({ partition, message }) => {
+              owners[i].add(partition)
+              const k = `${partition}:${message.offset}`
+              seen.set(k, (seen.get(k) || 0) + 1)
+              assert.equal(message.value.toString(), want.get(k), `record ${k}`)
+            },
+          })
+        })
+      )
+      await until('every record', () => seen.size === want.size)
+      for (const [k, n] of seen) assert.equal(n, 1, `record ${k} consumed ${n} times`)
+      assert.ok(owners[0].size > 0 && owners[1].size > 0, 'both members got partitions')
+      assert.deepEqual([...owners[0]].filter(p => owners[1].has(p)), [], 'no partition shared')
+
+      const described = await admin.describeGroups([groupId])
+      assert.equal(described.groups[0].state, 'Stable')
+      assert.equal(described.groups[0].members.length, 2)
+      // KafkaJS commits after each batch: the committed offsets reach the ends.
+      const ends = [...model.get(MAIN)].map(([p, recs]) => [p, String(recs.length)]).sort()
+      await until('the committed offsets', async () => {
+        const [t] = await admin.fetchOffsets({ groupId, topics: [MAIN] })
+        const got = t.partitions.map(o => [o.partition, o.offset]).sort()
+        return JSON.stringify(got) === JSON.stringify(ends)
+      })
+    } finally {
+      await Promise.all(consumers.map(c => c.disconnect()))
+    }
+    const listed = await admin.listGroups()
+    assert.ok(listed.groups.some(g => g.groupId === groupId), 'listGroups shows the group')
+    // Empty after both left: it can be deleted, offsets and all.
+    await admin.deleteGroups([groupId])
+    const [after] = await admin.fetchOffsets({ groupId, topics: [MAIN] })
+    assert.ok(after.partitions.every(o => o.offset === '-1'), 'offsets deleted with the group')
   })
 
   await step('createPartitions: 1 -> 4; metadata and producing to the new partition', async () => {

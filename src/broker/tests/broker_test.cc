@@ -22,24 +22,49 @@
 #include "protocol/messages/create_partitions_response.h"
 #include "protocol/messages/create_topics_request.h"
 #include "protocol/messages/create_topics_response.h"
+#include "protocol/messages/delete_groups_request.h"
+#include "protocol/messages/delete_groups_response.h"
 #include "protocol/messages/delete_records_request.h"
 #include "protocol/messages/delete_records_response.h"
 #include "protocol/messages/delete_topics_request.h"
 #include "protocol/messages/delete_topics_response.h"
+#include "protocol/messages/describe_acls_request.h"
+#include "protocol/messages/describe_acls_response.h"
 #include "protocol/messages/describe_configs_request.h"
 #include "protocol/messages/describe_configs_response.h"
+#include "protocol/messages/describe_groups_request.h"
+#include "protocol/messages/describe_groups_response.h"
 #include "protocol/messages/fetch_request.h"
 #include "protocol/messages/fetch_response.h"
 #include "protocol/messages/find_coordinator_request.h"
 #include "protocol/messages/find_coordinator_response.h"
+#include "protocol/messages/heartbeat_request.h"
+#include "protocol/messages/heartbeat_response.h"
 #include "protocol/messages/incremental_alter_configs_request.h"
 #include "protocol/messages/incremental_alter_configs_response.h"
+#include "protocol/messages/init_producer_id_request.h"
+#include "protocol/messages/init_producer_id_response.h"
+#include "protocol/messages/join_group_request.h"
+#include "protocol/messages/join_group_response.h"
+#include "protocol/messages/leave_group_request.h"
+#include "protocol/messages/leave_group_response.h"
+#include "protocol/messages/list_groups_request.h"
+#include "protocol/messages/list_groups_response.h"
 #include "protocol/messages/list_offsets_request.h"
 #include "protocol/messages/list_offsets_response.h"
 #include "protocol/messages/metadata_request.h"
 #include "protocol/messages/metadata_response.h"
+#include "protocol/messages/offset_commit_request.h"
+#include "protocol/messages/offset_commit_response.h"
+#include "protocol/messages/offset_delete_request.h"
+#include "protocol/messages/offset_delete_response.h"
+#include "protocol/messages/offset_fetch_request.h"
+#include "protocol/messages/offset_fetch_response.h"
 #include "protocol/messages/produce_request.h"
 #include "protocol/messages/produce_response.h"
+#include "protocol/messages/sync_group_request.h"
+#include "protocol/messages/sync_group_response.h"
+#include "protocol/messages/txn_offset_commit_request.h"
 #include "storage/tests/test_util.h"
 
 namespace ordo::broker {
@@ -63,6 +88,9 @@ class BrokerTest : public ::testing::Test {
     c.listen_port = 9092;
     c.auto_create_topics = auto_create;
     c.log.flush_mode = storage::FlushMode::none;
+    c.offsets_topic_num_partitions = 3;
+    c.group_initial_rebalance_delay_ms = 0;
+    c.group_min_session_timeout_ms = 100;
     auto b = Broker::open(c);
     ASSERT_TRUE(b) << b.error().to_string();
     broker = std::move(*b);
@@ -228,9 +256,11 @@ TEST_F(BrokerTest, ApiVersionsAdvertisesTheSupportedRanges) {
   std::map<int16_t, std::pair<int16_t, int16_t>> got;
   for (const auto& a : resp.api_keys) got[a.api_key] = {a.min_version, a.max_version};
   std::map<int16_t, std::pair<int16_t, int16_t>> want = {
-      {0, {0, 9}},  {1, {4, 12}}, {2, {0, 7}},  {3, {0, 12}}, {18, {0, 3}},
-      {19, {0, 7}}, {20, {0, 6}}, {21, {0, 2}}, {32, {0, 4}}, {33, {0, 2}},
-      {35, {0, 4}}, {37, {0, 3}}, {44, {0, 1}}, {60, {0, 0}}};
+      {0, {0, 9}},  {1, {4, 12}}, {2, {0, 7}},  {3, {0, 12}}, {8, {0, 8}},  {9, {0, 8}},
+      {10, {0, 4}}, {11, {0, 9}}, {12, {0, 4}}, {13, {0, 5}}, {14, {0, 5}}, {15, {0, 5}},
+      {16, {0, 4}}, {18, {0, 3}}, {19, {0, 7}}, {20, {0, 6}}, {21, {0, 2}}, {22, {0, 4}},
+      {32, {0, 4}}, {33, {0, 2}}, {35, {0, 4}}, {37, {0, 3}}, {42, {0, 2}}, {44, {0, 1}},
+      {47, {0, 0}}, {60, {0, 0}}};
   EXPECT_EQ(got, want);
 }
 
@@ -239,7 +269,7 @@ TEST_F(BrokerTest, ApiVersionsAboveTheRangeGetsAVersionZeroErrorWithTheRanges) {
   auto out = raw(encode(protocol::ApiVersionsRequest{}, 4));
   auto resp = decode<protocol::ApiVersionsResponse>(out, 0);
   EXPECT_EQ(resp.error_code, ec(ErrorCode::unsupported_version));
-  EXPECT_EQ(resp.api_keys.size(), 14u);
+  EXPECT_EQ(resp.api_keys.size(), 26u);
 }
 
 TEST_F(BrokerTest, UnsupportedVersionOrUnknownKeyClosesTheConnection) {
@@ -253,15 +283,15 @@ TEST_F(BrokerTest, UnsupportedVersionOrUnknownKeyClosesTheConnection) {
 }
 
 TEST_F(BrokerTest, AnApiNotOfferedIsAnsweredWithUnsupportedVersionWhereItsResponseCanSayIt) {
-  // FindCoordinator v1 has a top-level error code: answered, the connection stays.
-  protocol::FindCoordinatorRequest fc;
-  fc.key = "group";
-  auto resp = call<protocol::FindCoordinatorResponse>(fc, 1);
+  // DescribeAcls has a top-level error code: answered, the connection stays.
+  protocol::DescribeAclsRequest acls;
+  auto resp = call<protocol::DescribeAclsResponse>(acls, 1);
   EXPECT_EQ(resp.error_code, ec(ErrorCode::unsupported_version));
-  // FindCoordinator v4 has its error codes only per coordinator: closed instead.
-  protocol::FindCoordinatorRequest fc4;
-  fc4.coordinator_keys = {"group"};
-  EXPECT_TRUE(raw(encode(fc4, 4)).close);
+  // TxnOffsetCommit has its error codes only per partition: closed instead.
+  protocol::TxnOffsetCommitRequest txn;
+  txn.transactional_id = "t";
+  txn.group_id = "g";
+  EXPECT_TRUE(raw(encode(txn, 0)).close);
 }
 
 TEST_F(BrokerTest, MetadataAutoCreatesValidNamesOnly) {
@@ -279,15 +309,19 @@ TEST_F(BrokerTest, MetadataAutoCreatesValidNamesOnly) {
   EXPECT_EQ(resp.brokers[0].port, 9092);
   EXPECT_EQ(resp.cluster_id, "ordo-cluster");
 
-  // null = every topic
+  // null = every topic, the internal __consumer_offsets included (marked internal)
   protocol::MetadataRequest all;
   auto every = call<protocol::MetadataResponse>(all, 12);
-  ASSERT_EQ(every.topics.size(), 1u);
-  EXPECT_EQ(every.topics[0].name, "orders");
+  ASSERT_EQ(every.topics.size(), 2u);
+  EXPECT_EQ(every.topics[0].name, "__consumer_offsets");
+  EXPECT_TRUE(every.topics[0].is_internal);
+  EXPECT_EQ(every.topics[0].partitions.size(), 3u);
+  EXPECT_EQ(every.topics[1].name, "orders");
+  EXPECT_FALSE(every.topics[1].is_internal);
   // v0: an empty list is every topic too
   protocol::MetadataRequest v0;
   v0.topics.emplace();
-  EXPECT_EQ(call<protocol::MetadataResponse>(v0, 0).topics.size(), 1u);
+  EXPECT_EQ(call<protocol::MetadataResponse>(v0, 0).topics.size(), 2u);
 }
 
 TEST_F(BrokerTest, MetadataWithoutAutoCreateReportsUnknownTopics) {
@@ -606,7 +640,7 @@ TEST_F(BrokerTest, DeleteTopicsRemovesTheDataAndTheName) {
   EXPECT_EQ(resp.responses.at(0).error_code, 0);
   EXPECT_EQ(resp.responses.at(1).error_code, ec(ErrorCode::unknown_topic_or_partition));
   EXPECT_FALSE(broker->topics().snapshot()->contains("gone"));
-  EXPECT_TRUE(broker->logs().status().empty());
+  for (const auto& p : broker->logs().status()) EXPECT_NE(p.tp.topic, "gone");
   reopen();
   EXPECT_FALSE(broker->topics().snapshot()->contains("gone"));
   // The name can be used again, empty.
@@ -627,6 +661,310 @@ TEST_F(BrokerTest, DeleteRecordsMovesTheLogStart) {
   req.topics[0].partitions[0].offset = 99;
   resp = call<protocol::DeleteRecordsResponse>(req, 2);
   EXPECT_EQ(resp.topics.at(0).partitions.at(0).error_code, ec(ErrorCode::offset_out_of_range));
+}
+
+// ---- consumer groups ----
+
+protocol::OffsetCommitRequest commit_req(const std::string& group, const std::string& topic,
+                                         int32_t partition, int64_t offset, int32_t generation = -1,
+                                         std::string member = "",
+                                         std::optional<std::string> metadata = "md") {
+  protocol::OffsetCommitRequest req;
+  req.group_id = group;
+  req.generation_id_or_member_epoch = generation;
+  req.member_id = std::move(member);
+  protocol::OffsetCommitRequest::OffsetCommitRequestTopic t;
+  t.name = topic;
+  protocol::OffsetCommitRequest::OffsetCommitRequestPartition p;
+  p.partition_index = partition;
+  p.committed_offset = offset;
+  p.committed_metadata = std::move(metadata);
+  t.partitions.push_back(p);
+  req.topics.push_back(t);
+  return req;
+}
+
+TEST_F(BrokerTest, FindCoordinatorNamesThisBrokerInEveryVersion) {
+  for (int16_t v = 0; v <= 3; ++v) {
+    protocol::FindCoordinatorRequest req;
+    req.key = "g";
+    auto resp = call<protocol::FindCoordinatorResponse>(req, v);
+    EXPECT_EQ(resp.error_code, 0) << v;
+    EXPECT_EQ(resp.node_id, 0);
+    EXPECT_EQ(resp.host, "127.0.0.1");
+    EXPECT_EQ(resp.port, 9092);
+  }
+  protocol::FindCoordinatorRequest batched;
+  batched.coordinator_keys = {"a", "b"};
+  auto resp = call<protocol::FindCoordinatorResponse>(batched, 4);
+  ASSERT_EQ(resp.coordinators.size(), 2u);
+  EXPECT_EQ(resp.coordinators[1].key, "b");
+  EXPECT_EQ(resp.coordinators[1].port, 9092);
+  // Transaction coordinators do not exist yet.
+  protocol::FindCoordinatorRequest txn;
+  txn.key = "tx";
+  txn.key_type = 1;
+  EXPECT_EQ(call<protocol::FindCoordinatorResponse>(txn, 3).error_code,
+            ec(ErrorCode::coordinator_not_available));
+}
+
+TEST_F(BrokerTest, CommittedOffsetsAreFetchedAndSurviveARestart) {
+  ASSERT_EQ(create("t", 2).topics.at(0).error_code, 0);
+  auto c = call<protocol::OffsetCommitResponse>(commit_req("g", "t", 1, 42), 8);
+  ASSERT_EQ(c.topics.at(0).partitions.at(0).error_code, 0);
+  // An older version and a second partition.
+  auto c2 = call<protocol::OffsetCommitResponse>(commit_req("g", "t", 0, 7), 2);
+  ASSERT_EQ(c2.topics.at(0).partitions.at(0).error_code, 0);
+  // Unknown partitions and oversized metadata are refused per partition.
+  EXPECT_EQ(call<protocol::OffsetCommitResponse>(commit_req("g", "t", 5, 1), 8)
+                .topics.at(0)
+                .partitions.at(0)
+                .error_code,
+            ec(ErrorCode::unknown_topic_or_partition));
+  EXPECT_EQ(call<protocol::OffsetCommitResponse>(
+                commit_req("g", "t", 0, 1, -1, "", std::string(5000, 'x')), 8)
+                .topics.at(0)
+                .partitions.at(0)
+                .error_code,
+            ec(ErrorCode::offset_metadata_too_large));
+  // A member id and generation for a group that has no members: ILLEGAL_GENERATION.
+  EXPECT_EQ(call<protocol::OffsetCommitResponse>(commit_req("g", "t", 0, 1, 3, "m"), 8)
+                .topics.at(0)
+                .partitions.at(0)
+                .error_code,
+            ec(ErrorCode::illegal_generation));
+
+  auto check = [&](const char* when) {
+    protocol::OffsetFetchRequest f;
+    f.group_id = "g";
+    f.topics.emplace();
+    f.topics->push_back({"t", {0, 1}, {}});
+    auto resp = call<protocol::OffsetFetchResponse>(f, 7);
+    EXPECT_EQ(resp.error_code, 0) << when;
+    const auto& parts = resp.topics.at(0).partitions;
+    ASSERT_EQ(parts.size(), 2u) << when;
+    EXPECT_EQ(parts[0].committed_offset, 7) << when;
+    EXPECT_EQ(parts[1].committed_offset, 42) << when;
+    EXPECT_EQ(parts[1].metadata, "md") << when;
+    // v8: several groups; all partitions with topics = null; a group without commits is empty.
+    protocol::OffsetFetchRequest f8;
+    f8.groups.push_back({"g", {}, -1, std::nullopt, {}});
+    f8.groups.push_back({"other", {}, -1, std::nullopt, {}});
+    auto r8 = call<protocol::OffsetFetchResponse>(f8, 8);
+    ASSERT_EQ(r8.groups.size(), 2u);
+    ASSERT_EQ(r8.groups[0].topics.size(), 1u) << when;
+    EXPECT_EQ(r8.groups[0].topics[0].partitions.size(), 2u) << when;
+    EXPECT_TRUE(r8.groups[1].topics.empty());
+  };
+  check("before the restart");
+  reopen();
+  check("after the restart");
+
+  // A partition with no commit reads as -1.
+  protocol::OffsetFetchRequest none;
+  none.group_id = "nobody";
+  none.topics.emplace();
+  none.topics->push_back({"t", {0}, {}});
+  EXPECT_EQ(
+      call<protocol::OffsetFetchResponse>(none, 1).topics.at(0).partitions.at(0).committed_offset,
+      -1);
+}
+
+TEST_F(BrokerTest, AGroupOfOneJoinsSyncsCommitsAndLeaves) {
+  ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
+  protocol::JoinGroupRequest join;
+  join.group_id = "g";
+  join.session_timeout_ms = 10000;
+  join.rebalance_timeout_ms = 10000;
+  join.protocol_type = "consumer";
+  join.protocols.push_back({"range", {0, 1, 2}, {}});
+  // v4+: the first join gets an id to come back with.
+  auto first = call<protocol::JoinGroupResponse>(join, 9);
+  ASSERT_EQ(first.error_code, ec(ErrorCode::member_id_required));
+  ASSERT_FALSE(first.member_id.empty());
+  join.member_id = first.member_id;
+  auto joined = call<protocol::JoinGroupResponse>(join, 9);
+  ASSERT_EQ(joined.error_code, 0);
+  EXPECT_EQ(joined.leader, joined.member_id);
+  EXPECT_EQ(joined.generation_id, 1);
+  EXPECT_EQ(joined.protocol_name, "range");
+  ASSERT_EQ(joined.members.size(), 1u);
+
+  protocol::SyncGroupRequest sync;
+  sync.group_id = "g";
+  sync.generation_id = 1;
+  sync.member_id = joined.member_id;
+  sync.assignments.push_back({joined.member_id, {9, 9}, {}});
+  auto synced = call<protocol::SyncGroupResponse>(sync, 5);
+  ASSERT_EQ(synced.error_code, 0);
+  EXPECT_EQ(synced.assignment, (std::vector<uint8_t>{9, 9}));
+
+  protocol::HeartbeatRequest hb;
+  hb.group_id = "g";
+  hb.generation_id = 1;
+  hb.member_id = joined.member_id;
+  EXPECT_EQ(call<protocol::HeartbeatResponse>(hb, 4).error_code, 0);
+  hb.generation_id = 0;
+  EXPECT_EQ(call<protocol::HeartbeatResponse>(hb, 4).error_code, ec(ErrorCode::illegal_generation));
+
+  // Members commit with their generation; a stranger cannot.
+  EXPECT_EQ(call<protocol::OffsetCommitResponse>(commit_req("g", "t", 0, 5, 1, joined.member_id), 8)
+                .topics.at(0)
+                .partitions.at(0)
+                .error_code,
+            0);
+  EXPECT_EQ(call<protocol::OffsetCommitResponse>(commit_req("g", "t", 0, 6), 8)
+                .topics.at(0)
+                .partitions.at(0)
+                .error_code,
+            ec(ErrorCode::unknown_member_id));
+
+  protocol::DescribeGroupsRequest dg;
+  dg.groups = {"g", "unknown"};
+  auto described = call<protocol::DescribeGroupsResponse>(dg, 5);
+  ASSERT_EQ(described.groups.size(), 2u);
+  EXPECT_EQ(described.groups[0].group_state, "Stable");
+  EXPECT_EQ(described.groups[0].protocol_data, "range");
+  ASSERT_EQ(described.groups[0].members.size(), 1u);
+  EXPECT_EQ(described.groups[0].members[0].client_id, "test");
+  EXPECT_EQ(described.groups[0].members[0].member_assignment, (std::vector<uint8_t>{9, 9}));
+  EXPECT_EQ(described.groups[1].group_state, "Dead");
+
+  auto listed = call<protocol::ListGroupsResponse>(protocol::ListGroupsRequest{}, 4);
+  ASSERT_EQ(listed.groups.size(), 1u);
+  EXPECT_EQ(listed.groups[0].group_state, "Stable");
+
+  // A group with members cannot be deleted.
+  protocol::DeleteGroupsRequest del;
+  del.groups_names = {"g"};
+  EXPECT_EQ(call<protocol::DeleteGroupsResponse>(del, 2).results.at(0).error_code,
+            ec(ErrorCode::non_empty_group));
+
+  protocol::LeaveGroupRequest leave;
+  leave.group_id = "g";
+  leave.members.push_back({joined.member_id, std::nullopt, std::nullopt, {}});
+  auto left = call<protocol::LeaveGroupResponse>(leave, 5);
+  EXPECT_EQ(left.error_code, 0);
+  ASSERT_EQ(left.members.size(), 1u);
+  EXPECT_EQ(left.members[0].error_code, 0);
+
+  // Empty now: deleting removes the group and its offsets, also across a restart.
+  EXPECT_EQ(call<protocol::DeleteGroupsResponse>(del, 2).results.at(0).error_code, 0);
+  EXPECT_EQ(call<protocol::DeleteGroupsResponse>(del, 2).results.at(0).error_code,
+            ec(ErrorCode::group_id_not_found));
+  reopen();
+  protocol::OffsetFetchRequest f;
+  f.group_id = "g";
+  auto fetched = call<protocol::OffsetFetchResponse>(f, 7);
+  EXPECT_TRUE(fetched.topics.empty());
+  EXPECT_TRUE(call<protocol::ListGroupsResponse>(protocol::ListGroupsRequest{}, 4).groups.empty());
+}
+
+TEST_F(BrokerTest, AStableGroupSurvivesABrokerRestartWithoutARebalance) {
+  protocol::JoinGroupRequest join;
+  join.group_id = "g";
+  join.session_timeout_ms = 30000;
+  join.rebalance_timeout_ms = 30000;
+  join.protocol_type = "consumer";
+  join.protocols.push_back({"range", {1, 2}, {}});
+  auto joined = call<protocol::JoinGroupResponse>(join, 3);  // v3: no MEMBER_ID_REQUIRED
+  ASSERT_EQ(joined.error_code, 0);
+  protocol::SyncGroupRequest sync;
+  sync.group_id = "g";
+  sync.generation_id = joined.generation_id;
+  sync.member_id = joined.member_id;
+  sync.assignments.push_back({joined.member_id, {7}, {}});
+  ASSERT_EQ(call<protocol::SyncGroupResponse>(sync, 3).error_code, 0);
+
+  reopen();
+  protocol::HeartbeatRequest hb;
+  hb.group_id = "g";
+  hb.generation_id = joined.generation_id;
+  hb.member_id = joined.member_id;
+  EXPECT_EQ(call<protocol::HeartbeatResponse>(hb, 3).error_code, 0);
+  protocol::DescribeGroupsRequest dg;
+  dg.groups = {"g"};
+  auto d = call<protocol::DescribeGroupsResponse>(dg, 5);
+  EXPECT_EQ(d.groups.at(0).group_state, "Stable");
+  ASSERT_EQ(d.groups.at(0).members.size(), 1u);
+  EXPECT_EQ(d.groups.at(0).members[0].member_assignment, (std::vector<uint8_t>{7}));
+}
+
+TEST_F(BrokerTest, OffsetDeleteRemovesOffsetsOfTopicsNobodyReads) {
+  ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
+  ASSERT_EQ(call<protocol::OffsetCommitResponse>(commit_req("g", "t", 0, 3), 8)
+                .topics.at(0)
+                .partitions.at(0)
+                .error_code,
+            0);
+  protocol::OffsetDeleteRequest req;
+  req.group_id = "g";
+  req.topics.push_back({"t", {{0, {}}}, {}});
+  req.topics.push_back({"missing", {{0, {}}}, {}});
+  auto resp = call<protocol::OffsetDeleteResponse>(req, 0);
+  EXPECT_EQ(resp.error_code, 0);
+  EXPECT_EQ(resp.topics.at(0).partitions.at(0).error_code, 0);
+  EXPECT_EQ(resp.topics.at(1).partitions.at(0).error_code,
+            ec(ErrorCode::unknown_topic_or_partition));
+  // The group is gone with its last offset.
+  EXPECT_EQ(call<protocol::OffsetDeleteResponse>(req, 0).error_code,
+            ec(ErrorCode::group_id_not_found));
+}
+
+TEST_F(BrokerTest, ClientsCannotProduceToOrDeleteTheOffsetsTopic) {
+  auto p = produce("__consumer_offsets", 0, storage::testing::make_batch(1, "x"));
+  EXPECT_EQ(p.error_code, ec(ErrorCode::invalid_topic_exception));
+  protocol::DeleteTopicsRequest req;
+  req.topic_names = {"__consumer_offsets"};
+  EXPECT_EQ(call<protocol::DeleteTopicsResponse>(req, 5).responses.at(0).error_code,
+            ec(ErrorCode::invalid_request));
+}
+
+// ---- idempotent producers ----
+
+TEST_F(BrokerTest, IdempotentProducerRetriesAreNotStoredTwice) {
+  ASSERT_EQ(create("idem", 1).topics.at(0).error_code, 0);
+  protocol::InitProducerIdRequest init;
+  init.transaction_timeout_ms = 60000;
+  auto id = call<protocol::InitProducerIdResponse>(init, 4);
+  ASSERT_EQ(id.error_code, 0);
+  EXPECT_GE(id.producer_id, 0);
+  EXPECT_EQ(id.producer_epoch, 0);
+  auto id2 = call<protocol::InitProducerIdResponse>(init, 0);
+  EXPECT_NE(id2.producer_id, id.producer_id);
+
+  auto batch = [&](int32_t seq, int n, int16_t epoch = 0) {
+    model::RecordBatchBuilder b(
+        {.producer_id = id.producer_id, .producer_epoch = epoch, .base_sequence = seq});
+    for (int i = 0; i < n; ++i) b.add("k", "v" + std::to_string(seq + i), 1000);
+    return b.build();
+  };
+  auto first = produce("idem", 0, batch(0, 3));
+  ASSERT_EQ(first.error_code, 0);
+  EXPECT_EQ(first.base_offset, 0);
+  auto second = produce("idem", 0, batch(3, 2));
+  EXPECT_EQ(second.base_offset, 3);
+  // The retry of the first batch: its original offset, and nothing stored again.
+  auto retry = produce("idem", 0, batch(0, 3));
+  EXPECT_EQ(retry.error_code, 0);
+  EXPECT_EQ(retry.base_offset, 0);
+  EXPECT_EQ(list_offset("idem", 0, -1), 5);
+  // A gap and a stale epoch.
+  EXPECT_EQ(produce("idem", 0, batch(9, 1)).error_code,
+            ec(ErrorCode::out_of_order_sequence_number));
+  ASSERT_EQ(produce("idem", 0, batch(0, 1, 1)).error_code, 0);
+  EXPECT_EQ(produce("idem", 0, batch(5, 1, 0)).error_code, ec(ErrorCode::invalid_producer_epoch));
+  // After a restart the state is back, and ids are not reused.
+  reopen();
+  EXPECT_EQ(produce("idem", 0, batch(0, 1, 1)).base_offset, 5);
+  EXPECT_EQ(list_offset("idem", 0, -1), 6);
+  auto id3 = call<protocol::InitProducerIdResponse>(init, 4);
+  EXPECT_GT(id3.producer_id, id2.producer_id);
+  // Transactions are not there yet.
+  protocol::InitProducerIdRequest txn = init;
+  txn.transactional_id = "tx";
+  EXPECT_EQ(call<protocol::InitProducerIdResponse>(txn, 4).error_code,
+            ec(ErrorCode::invalid_request));
 }
 
 }  // namespace

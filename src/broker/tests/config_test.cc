@@ -66,6 +66,14 @@ const std::vector<std::pair<std::string, std::string>> kSamples = {
     {"connection.max.inflight.requests", "50"},
     {"connections.max.idle.ms", "120000"},
     {"fetch.max.wait.ms", "750"},
+    {"offsets.topic.num.partitions", "16"},
+    {"offsets.retention.minutes", "1440"},
+    {"offsets.retention.check.interval.ms", "30000"},
+    {"offset.metadata.max.bytes", "1024"},
+    {"group.min.session.timeout.ms", "1000"},
+    {"group.max.session.timeout.ms", "600000"},
+    {"group.initial.rebalance.delay.ms", "0"},
+    {"group.max.size", "50"},
     {"log.flush.mode", "interval"},
     {"log.flush.interval.ms", "250"},
     {"log.segment.bytes", "1048576"},
@@ -75,6 +83,7 @@ const std::vector<std::pair<std::string, std::string>> kSamples = {
     {"log.index.interval.bytes", "8192"},
     {"log.preallocate.mode", "zero_fill"},
     {"log.preallocate.bytes", "65536"},
+    {"producer.id.expiration.ms", "3600000"},
     {"log.truncate.corrupt", "true"},
 };
 

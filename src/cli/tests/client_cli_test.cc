@@ -1,14 +1,17 @@
-// The client commands (`ordo topic`, `ordo produce`, `ordo consume`) against a real
-// `ordo serve`, each run as a user would run it: a shell command line with stdin, stdout and
-// stderr, bounded by timeout(1).
+// The client commands (`ordo topic`, `ordo group`, `ordo produce`, `ordo consume`) against a
+// real `ordo serve`, each run as a user would run it: a shell command line with stdin, stdout
+// and stderr, bounded by timeout(1). The group tests make their own group clients with
+// librdkafka (a subscribed member, commits, reading committed offsets back).
 
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <librdkafka/rdkafka.h>
 
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -65,8 +68,9 @@ class ClientCli : public ::testing::Test {
       int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, 1);
       ::dup2(fd, 2);
+      // A new group's first generation starts at once instead of after 3 s.
       ::execl(ORDO_BIN, ORDO_BIN, "serve", "--data-dir", data.c_str(), "--listen", "127.0.0.1:0",
-              static_cast<char*>(nullptr));
+              "--set", "group.initial.rebalance.delay.ms=0", static_cast<char*>(nullptr));
       ::_exit(127);
     }
     std::regex listening("listening on 127\\.0\\.0\\.1:(\\d+)");
@@ -105,8 +109,8 @@ class ClientCli : public ::testing::Test {
         EXPECT_EQ(WEXITSTATUS(status), 0) << slurp(log_path_);
       }
       std::string log = slurp(log_path_);
-      // The consumer never asks for a group coordinator or offsets of a group (the broker
-      // closes the connection of any request it does not support, and logs it).
+      // No command sends a request the broker does not support (the broker closes the
+      // connection of any such request, and logs it).
       EXPECT_EQ(log.find("is not supported"), std::string::npos) << log;
       EXPECT_NE(log.find("closed cleanly"), std::string::npos) << log;
       pid_ = -1;
@@ -350,6 +354,335 @@ TEST_F(ClientCli, UnreachableClusterFailsWithinTheTimeout) {
   CommandRun r = ordo("-b 127.0.0.1:1 topic list", "", "", false);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("metadata from 127.0.0.1:1"), std::string::npos) << r.err;
+}
+
+// ---- consumer groups ----
+
+constexpr int kGroupWaitMs = 30'000;
+
+using Offsets = std::map<int32_t, int64_t>;  // partition -> committed offset
+
+struct KafkaDeleter {
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+};
+using Kafka = std::unique_ptr<rd_kafka_t, KafkaDeleter>;
+struct PartitionsDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const {
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+};
+using Partitions = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionsDeleter>;
+
+// A high-level consumer of `group` that commits nothing by itself.
+Kafka group_consumer(const std::string& bootstrap, const std::string& group,
+                     const std::string& client_id) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  for (auto [k, v] :
+       std::vector<std::pair<std::string, std::string>>{{"bootstrap.servers", bootstrap},
+                                                        {"group.id", group},
+                                                        {"client.id", client_id},
+                                                        {"enable.auto.commit", "false"},
+                                                        {"auto.offset.reset", "earliest"},
+                                                        {"session.timeout.ms", "6000"},
+                                                        {"heartbeat.interval.ms", "500"}}) {
+    EXPECT_EQ(rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)), RD_KAFKA_CONF_OK)
+        << err;
+  }
+  Kafka rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)));
+  EXPECT_TRUE(rk) << err;
+  if (!rk) rd_kafka_conf_destroy(conf);
+  if (rk) rd_kafka_poll_set_consumer(rk.get());
+  return rk;
+}
+
+Partitions partition_list(const std::string& topic, const Offsets& offsets) {
+  Partitions l(rd_kafka_topic_partition_list_new(int(offsets.size())));
+  for (const auto& [p, o] : offsets)
+    rd_kafka_topic_partition_list_add(l.get(), topic.c_str(), p)->offset = o;
+  return l;
+}
+
+// Commits offsets for the group the way a standalone consumer does (no membership).
+void commit(const std::string& bootstrap, const std::string& group, const std::string& topic,
+            const Offsets& offsets) {
+  Kafka rk = group_consumer(bootstrap, group, "committer");
+  ASSERT_TRUE(rk);
+  Partitions l = partition_list(topic, offsets);
+  ASSERT_EQ(rd_kafka_commit(rk.get(), l.get(), 0), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_consumer_close(rk.get());
+}
+
+// The group's committed offsets of these partitions, read back from the broker (OffsetFetch);
+// a partition without one is left out.
+Offsets committed(const std::string& bootstrap, const std::string& group, const std::string& topic,
+                  const std::vector<int32_t>& partitions) {
+  Kafka rk = group_consumer(bootstrap, group, "reader");
+  Offsets out;
+  if (!rk) return out;
+  Offsets wanted;
+  for (int32_t p : partitions) wanted[p] = RD_KAFKA_OFFSET_INVALID;
+  Partitions l = partition_list(topic, wanted);
+  EXPECT_EQ(rd_kafka_committed(rk.get(), l.get(), kGroupWaitMs), RD_KAFKA_RESP_ERR_NO_ERROR);
+  for (int i = 0; i < l->cnt; ++i) {
+    EXPECT_EQ(l->elems[i].err, RD_KAFKA_RESP_ERR_NO_ERROR);
+    if (l->elems[i].offset >= 0) out[l->elems[i].partition] = l->elems[i].offset;
+  }
+  rd_kafka_consumer_close(rk.get());
+  return out;
+}
+
+// A member subscribed to `topic`; polls until the group has given it partitions. librdkafka
+// heartbeats from its own thread, so the member stays in the group between polls.
+class Member {
+ public:
+  Member(const std::string& bootstrap, const std::string& group, const std::string& topic)
+      : rk_(group_consumer(bootstrap, group, "member-1")) {
+    if (!rk_) return;
+    Partitions sub(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(sub.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
+    EXPECT_EQ(rd_kafka_subscribe(rk_.get(), sub.get()), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  ~Member() { leave(); }
+
+  bool wait_assigned() {
+    for (int waited_ms = 0; rk_ && waited_ms < kGroupWaitMs; waited_ms += 100) {
+      if (rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_.get(), 100)) {
+        rd_kafka_message_destroy(m);
+      }
+      rd_kafka_topic_partition_list_t* a = nullptr;
+      if (rd_kafka_assignment(rk_.get(), &a) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        Partitions owned(a);
+        if (owned->cnt > 0) return true;
+      }
+    }
+    return false;
+  }
+
+  // LeaveGroup: the group becomes Empty at once.
+  void leave() {
+    if (rk_) rd_kafka_consumer_close(rk_.get());
+    rk_.reset();
+  }
+
+ private:
+  Kafka rk_;
+};
+
+// The whitespace-separated words of each line of a table (the "-" cells included).
+std::vector<std::vector<std::string>> table_rows(const std::string& out) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& line : lines_of(out)) {
+    std::stringstream ss(line);
+    std::vector<std::string> words;
+    for (std::string w; ss >> w;) words.push_back(w);
+    rows.push_back(std::move(words));
+  }
+  return rows;
+}
+
+bool has_row(const std::string& out, const std::vector<std::string>& row) {
+  for (const auto& r : table_rows(out)) {
+    if (r == row) return true;
+  }
+  return false;
+}
+
+// The row of the offsets table for one partition of describe's output.
+std::vector<std::string> offsets_row(const std::string& out, const std::string& topic,
+                                     int32_t partition) {
+  for (const auto& r : table_rows(out)) {
+    if (r.size() == 8 && r[0] == topic && r[1] == std::to_string(partition)) return r;
+  }
+  return {};
+}
+
+TEST_F(ClientCli, GroupListDescribeShowCommitsLagAndMembers) {
+  ok("topic create lagged --partitions 2");
+  ASSERT_EQ(ordo("produce -t lagged -p 0", numbered("a", 0, 10)).exit_code, 0);
+  ASSERT_EQ(ordo("produce -t lagged -p 1", numbered("b", 0, 4)).exit_code, 0);
+  commit(bootstrap_, "lag-app", "lagged", {{0, 7}});
+
+  // A group that only committed has no protocol type.
+  EXPECT_TRUE(has_row(ok("group list"), {"lag-app", "Empty", "-"}));
+  std::string d = ok("group describe lag-app");
+  EXPECT_NE(d.find("No active members.\n"), std::string::npos) << d;
+  EXPECT_EQ(offsets_row(d, "lagged", 0),
+            (std::vector<std::string>{"lagged", "0", "7", "10", "3", "-", "-", "-"}))
+      << d;
+  EXPECT_EQ(offsets_row(d, "lagged", 1), std::vector<std::string>{}) << d;
+
+  {
+    Member member(bootstrap_, "lag-app", "lagged");
+    ASSERT_TRUE(member.wait_assigned());
+    EXPECT_TRUE(has_row(ok("group list"), {"lag-app", "Stable", "consumer"}));
+    d = ok("group describe lag-app");
+    auto rows = table_rows(d);
+    ASSERT_GE(rows.size(), 2u) << d;
+    EXPECT_EQ(rows[0], (std::vector<std::string>{"GROUP", "COORDINATOR", "(ID)", "PROTOCOL-TYPE",
+                                                 "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"}));
+    ASSERT_EQ(rows[1].size(), 7u) << d;
+    EXPECT_EQ(rows[1][0], "lag-app");
+    EXPECT_EQ(rows[1][3], "consumer");
+    EXPECT_EQ(rows[1][4], "range");  // librdkafka's default assignor comes first
+    EXPECT_EQ(rows[1][5], "Stable");
+    EXPECT_EQ(rows[1][6], "1");
+    // The member, with the partitions decoded from its assignment.
+    std::regex member_line(
+        "\n(member-1-[^ ]+) +- +member-1 +/127\\.0\\.0\\.1 +2 +lagged\\(0,1\\)\n");
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(d, m, member_line)) << d;
+    std::string member_id = m[1].str();
+    EXPECT_EQ(offsets_row(d, "lagged", 0),
+              (std::vector<std::string>{"lagged", "0", "7", "10", "3", member_id, "/127.0.0.1",
+                                        "member-1"}))
+        << d;
+    // Assigned without a commit: no current offset and no lag.
+    EXPECT_EQ(offsets_row(d, "lagged", 1),
+              (std::vector<std::string>{"lagged", "1", "-", "4", "-", member_id, "/127.0.0.1",
+                                        "member-1"}))
+        << d;
+
+    // An active member: no reset, no delete; a dry run still shows the plan.
+    CommandRun reset = ordo("group reset-offsets lag-app --topic lagged --to-latest --execute");
+    EXPECT_EQ(reset.exit_code, 1);
+    EXPECT_NE(reset.err.find("group 'lag-app' is Stable with 1 active member(s)"),
+              std::string::npos)
+        << reset.err;
+    EXPECT_EQ(reset.out, "");
+    CommandRun dry = ordo("group reset-offsets lag-app --topic lagged --to-latest");
+    EXPECT_EQ(dry.exit_code, 0) << dry.err;
+    EXPECT_TRUE(has_row(dry.out, {"lagged", "0", "7", "10"})) << dry.out;
+    EXPECT_NE(dry.err.find("--execute is refused"), std::string::npos) << dry.err;
+    CommandRun del = ordo("group delete lag-app");
+    EXPECT_EQ(del.exit_code, 1);
+    EXPECT_NE(del.err.find("NON_EMPTY_GROUP"), std::string::npos) << del.err;
+    EXPECT_EQ(committed(bootstrap_, "lag-app", "lagged", {0, 1}), (Offsets{{0, 7}}));
+
+    member.leave();
+    d = ok("group describe lag-app");
+    EXPECT_NE(d.find("No active members.\n"), std::string::npos) << d;
+    EXPECT_TRUE(has_row(ok("group list"), {"lag-app", "Empty", "consumer"}));
+  }
+
+  CommandRun unknown = ordo("group describe no-such-group");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_EQ(unknown.err, "ordo: group 'no-such-group' does not exist\n");
+}
+
+TEST_F(ClientCli, GroupDelete) {
+  ok("topic create deleted --partitions 1");
+  ASSERT_EQ(ordo("produce -t deleted", numbered("d", 0, 5)).exit_code, 0);
+  commit(bootstrap_, "doomed-1", "deleted", {{0, 3}});
+  commit(bootstrap_, "doomed-2", "deleted", {{0, 4}});
+  EXPECT_EQ(ok("group delete doomed-1"), "deleted group doomed-1\n");
+  EXPECT_FALSE(has_row(ok("group list"), {"doomed-1", "Empty", "-"}));
+  EXPECT_EQ(committed(bootstrap_, "doomed-1", "deleted", {0}), Offsets{});
+
+  CommandRun unknown = ordo("group delete no-such-group");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_EQ(unknown.out, "");
+  EXPECT_NE(unknown.err.find("delete group 'no-such-group': "), std::string::npos) << unknown.err;
+  EXPECT_NE(unknown.err.find("GROUP_ID_NOT_FOUND"), std::string::npos) << unknown.err;
+
+  // Several at once: each result is printed, and one failure fails the command.
+  CommandRun mixed = ordo("group delete doomed-2 doomed-1");
+  EXPECT_EQ(mixed.exit_code, 1);
+  EXPECT_EQ(mixed.out, "deleted group doomed-2\n");
+  EXPECT_NE(mixed.err.find("delete group 'doomed-1': "), std::string::npos) << mixed.err;
+  EXPECT_EQ(committed(bootstrap_, "doomed-2", "deleted", {0}), Offsets{});
+}
+
+// "2024-05-01T12:30:00.123Z" for ms since the epoch.
+std::string iso_utc(int64_t ms) {
+  time_t s = time_t(ms / 1000);
+  struct tm tm;
+  gmtime_r(&s, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[80];
+  std::snprintf(out, sizeof(out), "%s.%03dZ", buf, int(ms % 1000));
+  return out;
+}
+
+TEST_F(ClientCli, GroupResetOffsets) {
+  ok("topic create rewind --partitions 2");
+  ASSERT_EQ(ordo("produce -t rewind -p 0", numbered("a", 0, 20)).exit_code, 0);
+  ASSERT_EQ(ordo("produce -t rewind -p 1", numbered("a", 0, 20)).exit_code, 0);
+  ::usleep(50'000);  // the second batch's timestamps are later than every one of the first
+  ASSERT_EQ(ordo("produce -t rewind -p 0", numbered("b", 0, 10)).exit_code, 0);
+  // Offsets: partition 0 [0, 30) (the second batch from 20), partition 1 [0, 20).
+  const std::string g = "group reset-offsets rewinder ";
+  auto now = [&] { return committed(bootstrap_, "rewinder", "rewind", {0, 1}); };
+  commit(bootstrap_, "rewinder", "rewind", {{0, 10}, {1, 5}});
+
+  // Without --execute: the plan, and nothing changes.
+  CommandRun dry = ordo(g + "--topic rewind --to-earliest");
+  EXPECT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_EQ(dry.out,
+            "TOPIC   PARTITION  CURRENT-OFFSET  NEW-OFFSET\n"
+            "rewind  0          10              0\n"
+            "rewind  1          5               0\n");
+  EXPECT_NE(dry.err.find("dry run, nothing changed"), std::string::npos) << dry.err;
+  EXPECT_EQ(now(), (Offsets{{0, 10}, {1, 5}}));
+
+  EXPECT_EQ(ok(g + "--topic rewind --to-earliest --execute"),
+            "TOPIC   PARTITION  CURRENT-OFFSET  NEW-OFFSET\n"
+            "rewind  0          10              0\n"
+            "rewind  1          5               0\n");
+  EXPECT_EQ(now(), (Offsets{{0, 0}, {1, 0}}));
+  ok(g + "--topic rewind --to-latest --execute");
+  EXPECT_EQ(now(), (Offsets{{0, 30}, {1, 20}}));
+  // One partition only; the other keeps its offset.
+  ok(g + "--topic rewind:0 --to-offset 12 --execute");
+  EXPECT_EQ(now(), (Offsets{{0, 12}, {1, 20}}));
+  // Outside the log: kept within [start, end].
+  ok(g + "--topic rewind:1 --to-offset 500 --execute");
+  EXPECT_EQ(now(), (Offsets{{0, 12}, {1, 20}}));
+  ok(g + "--topic rewind:0,1 --to-offset -3 --execute");
+  EXPECT_EQ(now(), (Offsets{{0, 0}, {1, 0}}));
+  ok(g + "--topic rewind --to-offset 8 --execute");
+  ok(g + "--topic rewind --shift-by -5 --execute");
+  EXPECT_EQ(now(), (Offsets{{0, 3}, {1, 3}}));
+  ok(g + "--all-topics --shift-by 15 --execute");
+  EXPECT_EQ(now(), (Offsets{{0, 18}, {1, 18}}));
+  ok(g + "--topic rewind --shift-by 5 --execute");  // clamped at the end of partition 1
+  EXPECT_EQ(now(), (Offsets{{0, 23}, {1, 20}}));
+  ok(g + "--topic rewind --shift-by -100 --execute");  // clamped at the start
+  EXPECT_EQ(now(), (Offsets{{0, 0}, {1, 0}}));
+
+  // To a time: the first message at or after it; the end where there is none.
+  auto lines = lines_of(ok(R"(consume -t rewind -p 0 -e -f '%o %T\n')"));
+  ASSERT_EQ(lines.size(), 30u);
+  auto ts_of = [&](size_t i) { return std::stoll(lines[i].substr(lines[i].find(' ') + 1)); };
+  ASSERT_LT(ts_of(19), ts_of(20));
+  ok(g + "--topic rewind --to-datetime " + iso_utc(ts_of(20)) + " --execute");
+  EXPECT_EQ(now(), (Offsets{{0, 20}, {1, 20}}));
+  ok(g + "--topic rewind --to-datetime " + iso_utc(ts_of(0) - 60'000) + " --execute");
+  EXPECT_EQ(now(), (Offsets{{0, 0}, {1, 0}}));
+  // The same instant in another zone.
+  ok(g + "--topic rewind:0 --to-datetime 2099-01-01T02:00:00+02:00 --execute");
+  EXPECT_EQ(now(), (Offsets{{0, 30}, {1, 0}}));
+
+  // Shifting a partition without a commit is an error, like Kafka's tool.
+  commit(bootstrap_, "half", "rewind", {{0, 4}});
+  CommandRun shift = ordo("group reset-offsets half --topic rewind --shift-by 1 --execute");
+  EXPECT_EQ(shift.exit_code, 1);
+  EXPECT_NE(shift.err.find("cannot shift rewind [1]: group 'half' has no committed offset there"),
+            std::string::npos)
+      << shift.err;
+  EXPECT_EQ(committed(bootstrap_, "half", "rewind", {0, 1}), (Offsets{{0, 4}}));
+
+  // Bad input fails before anything is sent.
+  for (std::string bad :
+       {"--topic rewind:7 --to-earliest", "--topic nosuchtopic --to-latest",
+        "--topic rewind --to-datetime yesterday", "--to-earliest", "--topic rewind"}) {
+    CommandRun r = ordo(g + bad + " --execute");
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_FALSE(r.err.empty()) << bad;
+  }
+  EXPECT_NE(ordo(g + "--topic rewind --to-earliest --to-latest").exit_code, 0);
+  EXPECT_EQ(now(), (Offsets{{0, 30}, {1, 0}}));
 }
 
 }  // namespace

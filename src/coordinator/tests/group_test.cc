@@ -650,5 +650,114 @@ TEST(GroupRandomTest, InvariantsHoldUnderRandomTraffic) {
               static_cast<long long>(stable_steps), generations);
 }
 
+// ---- offset-commit rules, restore, state observer ----
+
+TEST_F(GroupTest, CommitRulesFollowMembershipAndGeneration) {
+  // Unknown group: only a "simple" commit (negative generation).
+  EXPECT_EQ(coord_->check_commit("other", -1, "", std::nullopt), ErrorCode::none);
+  EXPECT_EQ(coord_->check_commit("other", 1, "m", std::nullopt), ErrorCode::illegal_generation);
+
+  auto ids = stable_group(2);
+  EXPECT_EQ(coord_->check_commit(kGroup, 1, ids[1], std::nullopt), ErrorCode::none);
+  EXPECT_EQ(coord_->check_commit(kGroup, 0, ids[1], std::nullopt), ErrorCode::illegal_generation);
+  EXPECT_EQ(coord_->check_commit(kGroup, 1, "stranger", std::nullopt),
+            ErrorCode::unknown_member_id);
+  EXPECT_EQ(coord_->check_commit(kGroup, -1, "", std::nullopt), ErrorCode::unknown_member_id);
+
+  // A commit keeps a member alive like a heartbeat: ids[1] commits, ids[0] heartbeats.
+  for (int i = 0; i < 4; ++i) {
+    advance(4'000);
+    EXPECT_EQ(coord_->check_commit(kGroup, 1, ids[1], std::nullopt), ErrorCode::none);
+    EXPECT_EQ(heartbeat(ids[0], 1), ErrorCode::none);
+  }
+  EXPECT_EQ(state(), GroupState::stable);
+
+  // During the join phase members of the generation may still commit (eager clients do so
+  // while revoking); while the leader's assignment is awaited nobody may.
+  auto rejoin = join(request(ids[0]));
+  EXPECT_EQ(state(), GroupState::preparing_rebalance);
+  EXPECT_EQ(coord_->check_commit(kGroup, 1, ids[1], std::nullopt), ErrorCode::none);
+  auto rejoin2 = join(request(ids[1]));
+  EXPECT_EQ(state(), GroupState::completing_rebalance);
+  EXPECT_EQ(coord_->check_commit(kGroup, 2, ids[1], std::nullopt),
+            ErrorCode::rebalance_in_progress);
+
+  // Everybody leaves: an Empty group takes simple commits again.
+  coord_->leave(LeaveRequest{kGroup, {{ids[0], std::nullopt}, {ids[1], std::nullopt}}});
+  EXPECT_EQ(state(), GroupState::empty);
+  EXPECT_EQ(coord_->check_commit(kGroup, -1, "", std::nullopt), ErrorCode::none);
+}
+
+TEST_F(GroupTest, StateObserverSeesStableEmptyAndDead) {
+  std::vector<std::pair<GroupState, int32_t>> seen;
+  auto ids = stable_group(1);
+  coord_->set_state_observer([&](const std::string& id, GroupState s, int32_t generation) {
+    EXPECT_EQ(id, kGroup);
+    seen.emplace_back(s, generation);
+  });
+  coord_->leave(LeaveRequest{kGroup, {{ids[0], std::nullopt}}});
+  EXPECT_EQ(coord_->delete_group(kGroup), ErrorCode::none);
+  std::vector<std::pair<GroupState, int32_t>> want = {
+      {GroupState::preparing_rebalance, 1}, {GroupState::empty, 2}, {GroupState::dead, 2}};
+  EXPECT_EQ(seen, want);
+}
+
+TEST_F(GroupTest, ARestoredGroupContinuesItsGenerations) {
+  GroupMetadataValue empty;
+  empty.protocol_type = "consumer";
+  empty.generation = 7;
+  coord_->restore(kGroup, empty);
+  EXPECT_EQ(state(), GroupState::empty);
+  EXPECT_EQ(coord_->describe(kGroup).generation_id, 7);
+  coord_->restore(kGroup, GroupMetadataValue{});  // no-op: the group exists
+  auto j = join_new("c");
+  ASSERT_EQ(j->calls, 1);
+  EXPECT_EQ(j->value->generation_id, 8);
+  // A member of the old generation (from before the restart) must rejoin.
+  EXPECT_EQ(heartbeat("old-member", 7), ErrorCode::unknown_member_id);
+}
+
+TEST_F(GroupTest, ARestoredStableGroupKeepsItsMembersWithoutARebalance) {
+  GroupMetadataValue md;
+  md.protocol_type = "consumer";
+  md.generation = 4;
+  md.protocol_name = "range";
+  md.leader_id = "m1";
+  // (member id, instance id, client id, host, rebalance timeout, session timeout, ...)
+  md.members.push_back({"m1", std::nullopt, "c1", "/h", 10'000, 20'000, bytes("s1"), bytes("a1")});
+  md.members.push_back({"m2", "static-2", "c2", "/h", 12'000, 20'000, bytes("s2"), bytes("a2")});
+  coord_->restore(kGroup, md);
+  auto d = coord_->describe(kGroup);
+  EXPECT_EQ(d.state, GroupState::stable);
+  EXPECT_EQ(d.generation_id, 4);
+  EXPECT_EQ(d.leader_id, "m1");
+  ASSERT_EQ(d.members.size(), 2u);
+  EXPECT_EQ(d.members[1].assignment, bytes("a2"));
+  EXPECT_EQ(d.members[1].rebalance_timeout_ms, 12'000);
+  // Members go on with their generation: heartbeats, commits, a sync returns the assignment.
+  EXPECT_EQ(heartbeat("m1", 4), ErrorCode::none);
+  EXPECT_EQ(coord_->check_commit(kGroup, 4, "m2", "static-2"), ErrorCode::none);
+  auto s = sync("m2", 4);
+  ASSERT_EQ(s->calls, 1);
+  EXPECT_EQ(s->value->assignment, bytes("a2"));
+  // Sessions run from the restore (20 s): m1 heartbeats, m2 does not and expires at 20 s.
+  for (int i = 1; i <= 4; ++i) {
+    advance(5'000);
+    EXPECT_EQ(heartbeat("m1", 4), i < 4 ? ErrorCode::none : ErrorCode::rebalance_in_progress) << i;
+  }
+  EXPECT_EQ(state(), GroupState::preparing_rebalance);
+
+  // Records that do not make a consistent group come back Empty with their generation.
+  GroupMetadataValue bad = md;
+  bad.leader_id = "nobody";
+  coord_->restore("other", bad);
+  EXPECT_EQ(coord_->describe("other").state, GroupState::empty);
+  EXPECT_EQ(coord_->describe("other").generation_id, 4);
+  GroupMetadataValue zero = md;
+  zero.members[0].session_timeout_ms = 0;
+  coord_->restore("third", zero);
+  EXPECT_EQ(coord_->describe("third").state, GroupState::empty);
+}
+
 }  // namespace
 }  // namespace ordo::coordinator

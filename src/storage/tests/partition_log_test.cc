@@ -566,5 +566,122 @@ TEST_F(CorruptionTest, TornTailInEarlierSegmentDropsLaterSegments) {
   EXPECT_TRUE(logged(LogLevel::warn, "after the torn tail"));
 }
 
+// ---- idempotent producers ----
+
+std::vector<uint8_t> idempotent_batch(int64_t pid, int16_t epoch, int32_t seq, int n,
+                                      const std::string& tag, int64_t ts = 1000) {
+  model::RecordBatchBuilder b({.producer_id = pid, .producer_epoch = epoch, .base_sequence = seq});
+  for (int i = 0; i < n; ++i) b.add("k", tag + "-" + std::to_string(i), ts + i);
+  return b.build();
+}
+
+TEST_F(PartitionLogTest, IdempotentRetriesAreAnsweredWithTheOriginalOffsets) {
+  auto log = open_log();
+  append_n(*log, 1, 2, "plain");  // offsets 0-1, not idempotent
+  auto first = idempotent_batch(7, 0, 0, 3, "a");
+  auto r = log->append(first);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->first_offset, Offset(2));
+  EXPECT_FALSE(r->duplicate);
+  auto second = idempotent_batch(7, 0, 3, 2, "b");
+  ASSERT_TRUE(log->append(second));  // offsets 5-6
+  int64_t size = log->size_bytes();
+
+  // A retry of either batch: the original offsets, nothing written.
+  auto retry = idempotent_batch(7, 0, 0, 3, "a");
+  auto d = log->append(retry);
+  ASSERT_TRUE(d) << d.error().to_string();
+  EXPECT_TRUE(d->duplicate);
+  EXPECT_EQ(d->first_offset, Offset(2));
+  EXPECT_EQ(d->last_offset, Offset(4));
+  EXPECT_EQ(log->size_bytes(), size);
+  EXPECT_EQ(log->log_end_offset(), Offset(7));
+
+  // A gap, an old epoch, a second batch in one call: refused, nothing written.
+  auto gap = idempotent_batch(7, 0, 9, 1, "gap");
+  auto g = log->append(gap);
+  ASSERT_FALSE(g);
+  EXPECT_EQ(g.error().code, Errc::out_of_order_sequence);
+  auto epoch1 = idempotent_batch(7, 1, 0, 1, "epoch1");
+  ASSERT_TRUE(log->append(epoch1));  // a new epoch starts at 0
+  auto old = idempotent_batch(7, 0, 5, 1, "old");
+  auto o = log->append(old);
+  ASSERT_FALSE(o);
+  EXPECT_EQ(o.error().code, Errc::invalid_producer_epoch);
+  auto two = idempotent_batch(8, 0, 0, 1, "x");
+  auto more = idempotent_batch(8, 0, 1, 1, "y");
+  two.insert(two.end(), more.begin(), more.end());
+  auto t = log->append(two);
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().code, Errc::invalid_argument);
+  EXPECT_EQ(log->log_end_offset(), Offset(8));
+}
+
+TEST_F(PartitionLogTest, ProducerStateSurvivesCleanAndCrashRestarts) {
+  LogConfig cfg = small_config();
+  cfg.segment_bytes = 600;  // a roll every few batches: snapshots on the way
+  auto write = [&](PartitionLog& log, int from, int to) {
+    for (int s = from; s < to; ++s) {
+      auto b = idempotent_batch(42, 3, s, 1, "v" + std::to_string(s));
+      auto r = log.append(b);
+      ASSERT_TRUE(r) << r.error().to_string();
+      ASSERT_FALSE(r->duplicate);
+    }
+  };
+  auto expect_known = [&](PartitionLog& log, int next_seq, const char* when) {
+    SCOPED_TRACE(when);
+    // The last batch is a duplicate; the next sequence appends.
+    auto dup = idempotent_batch(42, 3, next_seq - 1, 1, "v" + std::to_string(next_seq - 1));
+    auto d = log.append(dup);
+    ASSERT_TRUE(d) << d.error().to_string();
+    EXPECT_TRUE(d->duplicate);
+    EXPECT_EQ(d->first_offset, Offset(next_seq - 1));
+    auto gap = idempotent_batch(42, 3, next_seq + 1, 1, "gap");
+    auto g = log.append(gap);
+    ASSERT_FALSE(g);
+    EXPECT_EQ(g.error().code, Errc::out_of_order_sequence);
+  };
+  {
+    auto log = open_log(cfg);
+    write(*log, 0, 30);
+    ASSERT_GT(log->segment_count(), 3u);
+    ASSERT_TRUE(log->close());
+  }
+  {
+    auto log = open_log(cfg);  // clean: from the snapshot written at close
+    expect_known(*log, 30, "after a clean close");
+    write(*log, 30, 45);
+    // crash: no close (the state comes from the last roll's snapshot plus the replayed tail)
+  }
+  {
+    auto log = open_log(cfg);
+    expect_known(*log, 45, "after a crash");
+    // Truncation forgets what it removes: sequence 40 may be written again.
+    ASSERT_TRUE(log->truncate_to(Offset(40)));
+    write(*log, 40, 41);
+  }
+}
+
+TEST_F(PartitionLogTest, IdleProducersAreForgottenAfterTheExpiration) {
+  LogConfig cfg = small_config();
+  cfg.producer_id_expiration_ms = 60'000;
+  auto log = open_log(cfg);
+  // As in Kafka, a producer's last activity is its last batch's (CreateTime) max timestamp.
+  auto first = idempotent_batch(5, 0, 0, 1, "a", clock_.now_ms());
+  ASSERT_TRUE(log->append(first));
+  auto gap = idempotent_batch(5, 0, 7, 1, "gap", clock_.now_ms());
+  EXPECT_FALSE(log->append(gap));  // known producer: a gap
+  EXPECT_EQ(log->producers().size(), 1u);
+  clock_.advance(30'000);
+  ASSERT_TRUE(log->enforce_retention());
+  EXPECT_EQ(log->producers().size(), 1u);  // not idle long enough
+  clock_.advance(31'000);
+  ASSERT_TRUE(log->enforce_retention());
+  EXPECT_EQ(log->producers().size(), 0u);
+  // Forgotten: its next batch is taken at whatever sequence it carries (Kafka 2.5+).
+  auto later = idempotent_batch(5, 0, 7, 1, "later");
+  EXPECT_TRUE(log->append(later));
+}
+
 }  // namespace
 }  // namespace ordo::storage

@@ -1,0 +1,270 @@
+"""Consumer groups with real clients: confluent-kafka-python (librdkafka) members in their own
+processes (group_member.py) join, share the partitions, commit, are SIGKILLed; committed
+offsets survive broker restarts (SIGTERM and SIGKILL); kafka-python members share a topic, and
+kafka-python commits and reads back."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import ordo_harness
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PARTITIONS = 6
+DEADLINE_S = 60
+
+
+class Member:
+    """A group_member.py process; its stdout is collected by a thread."""
+
+    def __init__(self, bootstrap, group, topic, strategy, instance_id=None):
+        args = [sys.executable, "-u", os.path.join(HERE, "group_member.py"), bootstrap, group,
+                topic, strategy] + ([instance_id] if instance_id else [])
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        self.consumed = []
+        self.assignments = []  # every assignment seen, in order (lists of partitions)
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            kind, _, rest = line.strip().partition(" ")
+            with self.lock:
+                if kind == "consumed":
+                    self.consumed.append(rest)
+                elif kind == "assigned":
+                    self.assignments.append([int(p) for p in rest.split(",") if p])
+
+    def current(self):
+        with self.lock:
+            return self.assignments[-1] if self.assignments else None
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self._done()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(30)
+        self._done()
+
+    def _done(self):
+        self.reader.join()
+        self.proc.stdout.close()
+        if not self.proc.stdin.closed:
+            self.proc.stdin.close()
+
+
+def wait_for(cond, what, timeout=DEADLINE_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class GroupTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = cls.enterClassContext(ordo_harness.Broker(
+            ["--network-threads", "2", "--set", "group.initial.rebalance.delay.ms=200",
+             "--set", "group.min.session.timeout.ms=1000"]))
+        cls.bs = cls.broker.bootstrap
+        cls.admin = AdminClient({"bootstrap.servers": cls.bs})
+
+    def make_topic(self, name, messages):
+        self.admin.create_topics([NewTopic(name, PARTITIONS, 1)])[name].result()
+        p = Producer({"bootstrap.servers": self.bs, "linger.ms": 5})
+        self.produce(p, name, 0, messages)
+
+    def produce(self, p, topic, start, end):
+        for i in range(start, end):
+            p.produce(topic, key=str(i), value=str(i), partition=i % PARTITIONS)
+        self.assertEqual(p.flush(30), 0)
+
+    def committed(self, group, topic):
+        c = Consumer({"bootstrap.servers": self.bs, "group.id": group})
+        try:
+            parts = c.committed([TopicPartition(topic, i) for i in range(PARTITIONS)], timeout=10)
+            return {tp.partition: tp.offset for tp in parts}
+        finally:
+            c.close()
+
+    def check_each_once(self, members, total):
+        everything = [v for m in members for v in m.consumed]
+        self.assertEqual(sorted(set(everything), key=int), [str(i) for i in range(total)])
+        self.assertEqual(len(everything), total, "a committed message was delivered twice")
+
+    def run_group(self, group, topic, strategy):
+        """Two members share the topic, a third joins and leaves, one is SIGKILLed; every
+        message is processed and committed exactly once."""
+        total = 3000
+        self.make_topic(topic, total // 3)
+        p = Producer({"bootstrap.servers": self.bs, "linger.ms": 5})
+        a = Member(self.bs, group, topic, strategy)
+        b = Member(self.bs, group, topic, strategy)
+        members = [a, b]
+        try:
+            # Both get a share.
+            wait_for(lambda: a.current() and b.current()
+                     and sorted(a.current() + b.current()) == list(range(PARTITIONS)),
+                     "two members to split the partitions")
+            c = Member(self.bs, group, topic, strategy)
+            members.append(c)
+            wait_for(lambda: all(m.current() for m in members)
+                     and sorted(sum((m.current() for m in members), [])) == list(range(PARTITIONS)),
+                     "three members to split the partitions")
+            self.produce(p, topic, total // 3, 2 * total // 3)
+            c.close()  # leaves the group cleanly (LeaveGroup)
+            wait_for(lambda: a.current() and b.current()
+                     and sorted(a.current() + b.current()) == list(range(PARTITIONS)),
+                     "the two remaining members to take over")
+            b.kill()  # no LeaveGroup: the broker notices when its session times out
+            self.produce(p, topic, 2 * total // 3, total)
+            wait_for(lambda: a.current() == list(range(PARTITIONS)),
+                     "the survivor to own every partition")
+            wait_for(lambda: len(set(v for m in members for v in m.consumed)) == total,
+                     "every message to be consumed")
+            a.close()
+        finally:
+            for m in members:
+                if m.proc.poll() is None:
+                    m.kill()
+        self.check_each_once(members, total)
+        per_partition = total // PARTITIONS
+        self.assertEqual(self.committed(group, topic), {i: per_partition for i in range(PARTITIONS)})
+
+    def test_eager_range_group(self):
+        self.run_group("g-range", "groups-range", "range")
+
+    def test_cooperative_sticky_group(self):
+        self.run_group("g-coop", "groups-coop", "cooperative-sticky")
+
+    def test_committed_offsets_survive_sigterm_and_sigkill(self):
+        # A broker of its own (restarts change the port), with the default 50 partitions of
+        # __consumer_offsets.
+        with ordo_harness.Broker() as broker:
+            topic, group = "groups-restart", "g-restart"
+            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+            admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result()
+
+            def committed():
+                c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+                try:
+                    parts = c.committed([TopicPartition(topic, i) for i in range(PARTITIONS)],
+                                        timeout=10)
+                    return {tp.partition: tp.offset for tp in parts}
+                finally:
+                    c.close()
+
+            c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+            c.commit(offsets=[TopicPartition(topic, i, 10 + i) for i in range(PARTITIONS)],
+                     asynchronous=False)
+            c.close()
+            want = {i: 10 + i for i in range(PARTITIONS)}
+            self.assertEqual(committed(), want)
+            broker.restart()
+            self.assertEqual(committed(), want)
+            broker.kill()
+            broker.start()
+            self.assertEqual(committed(), want)
+
+    def test_static_member_restarts_without_a_rebalance(self):
+        topic, group = "groups-static", "g-static"
+        self.make_topic(topic, 60)
+        # a joins first and stays the leader: a restarted leader makes a rebalance with clients
+        # older than JoinGroup v9, which librdkafka 2.0 is.
+        a = Member(self.bs, group, topic, "range", "static-a")
+        wait_for(lambda: a.current() is not None, "the first member's assignment")
+        b = Member(self.bs, group, topic, "range", "static-b")
+        try:
+            wait_for(lambda: a.current() and b.current()
+                     and sorted(a.current() + b.current()) == list(range(PARTITIONS)),
+                     "two static members to split the partitions")
+            before_a = list(a.assignments)
+            share_b = b.current()
+            b.kill()
+            b2 = Member(self.bs, group, topic, "range", "static-b")
+            wait_for(lambda: b2.current() is not None, "the restarted member's assignment")
+            self.assertEqual(b2.current(), share_b)
+            time.sleep(1)  # a rebalance would have revoked a's partitions by now
+            self.assertEqual(a.assignments, before_a, "the other member saw a rebalance")
+            b2.close()
+            a.close()
+        finally:
+            for m in (a, b):
+                if m.proc.poll() is None:
+                    m.kill()
+
+    def test_kafka_python_group_of_two(self):
+        from kafka import KafkaConsumer, TopicPartition as KTP
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+        topic, group, total = "groups-kp-two", "g-kp-two", 1200
+        self.make_topic(topic, total)
+        consumed = {0: [], 1: []}
+        owned = {0: set(), 1: set()}
+        stop = threading.Event()
+
+        def member(i):
+            c = KafkaConsumer(topic, bootstrap_servers=self.bs, group_id=group,
+                              enable_auto_commit=False, auto_offset_reset="earliest",
+                              session_timeout_ms=6000, heartbeat_interval_ms=300,
+                              api_version_auto_timeout_ms=10000)
+            try:
+                while not stop.is_set():
+                    for tp, msgs in c.poll(timeout_ms=200).items():
+                        owned[i].add(tp.partition)
+                        for m in msgs:
+                            try:
+                                c.commit({KTP(tp.topic, tp.partition): OffsetAndMetadata(m.offset + 1, "")})
+                            except KafkaError:
+                                # Not committed: read it again (or its new owner will).
+                                c.seek(KTP(tp.topic, tp.partition), m.offset)
+                                break
+                            consumed[i].append(m.value.decode())
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=member, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        try:
+            wait_for(lambda: len(consumed[0]) + len(consumed[1]) >= total, "every message")
+            time.sleep(0.5)  # anything delivered twice would show up now
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        everything = consumed[0] + consumed[1]
+        self.assertEqual(sorted(everything, key=int), [str(i) for i in range(total)])
+        self.assertTrue(owned[0] and owned[1], f"both members got partitions: {owned}")
+        per_partition = total // PARTITIONS
+        self.assertEqual(self.committed(group, topic), {i: per_partition for i in range(PARTITIONS)})
+
+    def test_kafka_python_commits_and_reads_back(self):
+        from kafka import KafkaConsumer, TopicPartition as KTP
+        from kafka.structs import OffsetAndMetadata
+        topic = "groups-kp"
+        self.make_topic(topic, 60)
+        c = KafkaConsumer(bootstrap_servers=self.bs, group_id="g-kp", enable_auto_commit=False,
+                          api_version_auto_timeout_ms=10000)
+        c.commit({KTP(topic, 1): OffsetAndMetadata(7, "note")})
+        self.assertEqual(c.committed(KTP(topic, 1)), 7)
+        c.close()
+        self.assertEqual(self.committed("g-kp", topic)[1], 7)
+
+
+if __name__ == "__main__":
+    unittest.main()
