@@ -8,7 +8,8 @@ DATA_DIR  ?= ./data
 JOBS      ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test test-release test-sanitize bench bench-broker fuzz \
+.PHONY: all deps configure build run test test-release test-sanitize bench bench-broker \
+        bench-groups fuzz \
         format format-check clean
 
 all: build
@@ -44,12 +45,19 @@ bench: build
 	bench/run-storage-bench --build-dir $(BUILD_DIR)
 	cmake --build $(BUILD_DIR) --target nats_bench
 	bench/run-broker-bench --build-dir $(BUILD_DIR)
+	bench/run-group-bench --build-dir $(BUILD_DIR)
 
 # The broker benchmark alone: Ordo beside librdkafka's mock cluster, Redis Streams and NATS
 # JetStream (BENCHMARKS.md). nats_bench (Go) is not part of `build`.
 bench-broker: build
 	cmake --build $(BUILD_DIR) --target nats_bench
 	bench/run-broker-bench --build-dir $(BUILD_DIR)
+
+# The consumer-group benchmark alone (about 3 minutes): time to a stable assignment, rebalance
+# latency and offset-commit throughput on Ordo and librdkafka's mock cluster, beside fio's
+# fdatasync rate (BENCHMARKS.md).
+bench-groups: build
+	bench/run-group-bench --build-dir $(BUILD_DIR)
 
 # Coverage-guided fuzzing with libFuzzer (clang 14). FUZZ_TARGET=record_batch FUZZ_SECONDS=60
 FUZZ_TARGET  ?= record_batch

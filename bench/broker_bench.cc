@@ -53,18 +53,11 @@
 #include <hiredis/hiredis.h>
 #endif
 
+#include "kafka_bench.h"
+
 namespace {
 
-[[noreturn]] void fail(const std::string& msg) {
-  std::fprintf(stderr, "broker_bench: %s\n", msg.c_str());
-  std::exit(1);
-}
-
-int64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
+using namespace ordo_bench;
 
 // CPU seconds (user + system) of this process so far, all threads.
 double cpu_seconds() {
@@ -126,25 +119,13 @@ const char* kUsage =
     "  --label TEXT            copied into the JSON output\n";
 
 Options parse(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help") {
-    std::fputs(kUsage, argc < 2 ? stderr : stdout);
-    std::exit(argc < 2 ? 2 : 0);
-  }
+  Args args(argc, argv, kUsage);
   Options o;
-  o.mode = argv[1];
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) fail("missing value for " + a);
-      return argv[++i];
-    };
-    auto number = [&]() -> double {
-      std::string v = value();
-      char* end = nullptr;
-      double d = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end != '\0') fail("bad number for " + a + ": " + v);
-      return d;
-    };
+  o.mode = args.mode();
+  while (args.next()) {
+    const std::string& a = args.flag();
+    auto value = [&] { return args.value(); };
+    auto number = [&] { return args.number(); };
     if (a == "--bootstrap")
       o.bootstrap = value();
     else if (a == "--topic")
@@ -179,14 +160,10 @@ Options parse(int argc, char** argv) {
       o.dir = value();
     else if (a == "--label")
       o.label = value();
-    else if (a == "--set") {
-      std::string kv = value();
-      auto eq = kv.find('=');
-      if (eq == std::string::npos) fail("--set needs NAME=VALUE: " + kv);
-      o.extra.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
-    } else {
-      fail("unknown argument " + a + "\n" + kUsage);
-    }
+    else if (a == "--set")
+      o.extra.push_back(args.name_value());
+    else
+      args.unknown();
   }
   if (o.acks == 2) o.acks = o.mode == "latency" ? -1 : 1;
   if (o.messages < 1 || o.partitions < 1 || o.value_size < 0 || o.rate <= 0 || o.duration <= 0 ||
@@ -196,34 +173,6 @@ Options parse(int argc, char** argv) {
 }
 
 // ---- JSON output --------------------------------------------------------------------------
-
-class Json {
- public:
-  Json& str(const char* k, const std::string& v) {
-    std::string e;
-    for (char c : v) {
-      if (c == '"' || c == '\\') e += '\\';
-      if (static_cast<unsigned char>(c) >= 0x20) e += c;
-    }
-    return raw(k, "\"" + e + "\"");
-  }
-  Json& num(const char* k, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.6g", v);
-    return raw(k, buf);
-  }
-  Json& integer(const char* k, int64_t v) { return raw(k, std::to_string(v)); }
-  Json& boolean(const char* k, bool v) { return raw(k, v ? "true" : "false"); }
-  void print() const { std::printf("{%s}\n", body_.c_str()); }
-
- private:
-  Json& raw(const char* k, const std::string& v) {
-    if (!body_.empty()) body_ += ", ";
-    body_ += "\"" + std::string(k) + "\": " + v;
-    return *this;
-  }
-  std::string body_;
-};
 
 Json header(const Options& o, const char* target) {
   Json j;
@@ -244,11 +193,7 @@ void throughput_fields(Json& j, int64_t messages, int value_size, double seconds
 void latency_fields(Json& j, std::vector<int64_t>& lat, const Options& o, double send_seconds,
                     int64_t max_lag_ns, int64_t late_sends) {
   std::sort(lat.begin(), lat.end());
-  auto pct = [&](double p) -> double {
-    if (lat.empty()) return 0;
-    size_t i = size_t(p / 100.0 * double(lat.size()));
-    return double(lat[std::min(i, lat.size() - 1)]) / 1000.0;
-  };
+  auto pct = [&](double p) { return percentile(lat, p) / 1000.0; };
   double sum = 0;
   for (int64_t v : lat) sum += double(v);
   j.num("rate", o.rate)
@@ -267,102 +212,8 @@ void latency_fields(Json& j, std::vector<int64_t>& lat, const Options& o, double
 
 // ---- librdkafka ---------------------------------------------------------------------------
 
-void set(rd_kafka_conf_t* conf, const std::string& name, const std::string& value) {
-  char err[512];
-  if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
-    fail("librdkafka config " + name + "=" + value + ": " + err);
-}
-
-void log_cb(const rd_kafka_t*, int level, const char* fac, const char* buf) {
-  if (level <= 4) std::fprintf(stderr, "librdkafka %s: %s\n", fac, buf);
-}
-
-void error_cb(rd_kafka_t*, int err, const char* reason, void*) {
-  std::fprintf(stderr, "librdkafka error %s: %s\n",
-               rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)), reason);
-}
-
-// Base config shared by producers and consumers: the target and quiet logs.
-rd_kafka_conf_t* base_conf(const std::string& bootstrap, bool mock) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  if (mock) {
-    set(conf, "test.mock.num.brokers", "1");
-  } else {
-    set(conf, "bootstrap.servers", bootstrap);
-  }
-  set(conf, "client.id", "ordo-broker-bench");
-  set(conf, "socket.nagle.disable", "true");
-  rd_kafka_conf_set_log_cb(conf, log_cb);
-  rd_kafka_conf_set_error_cb(conf, error_cb);
-  return conf;
-}
-
 void apply_extra(rd_kafka_conf_t* conf, const Options& o) {
   for (const auto& [k, v] : o.extra) set(conf, k, v);
-}
-
-rd_kafka_t* new_handle(rd_kafka_type_t type, rd_kafka_conf_t* conf) {
-  char err[512];
-  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof err);
-  if (!rk) fail(std::string("rd_kafka_new: ") + err);
-  return rk;
-}
-
-int metadata_partitions(rd_kafka_t* rk, const std::string& topic) {
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
-  const rd_kafka_metadata_t* md = nullptr;
-  int count = -1;
-  if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    for (int i = 0; i < md->topic_cnt; ++i) {
-      if (topic == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        count = md->topics[i].partition_cnt;
-    }
-    rd_kafka_metadata_destroy(md);
-  }
-  rd_kafka_topic_destroy(rkt);
-  return count;
-}
-
-// Creates the topic with P partitions (CreateTopics; an existing topic must have P), or in the
-// mock cluster. Returns when metadata shows it.
-void ensure_topic(rd_kafka_t* rk, const Options& o, bool mock, int partitions) {
-  if (mock) {
-    rd_kafka_mock_cluster_t* mc = rd_kafka_handle_mock_cluster(rk);
-    if (!mc) fail("no mock cluster on this handle");
-    rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(mc, o.topic.c_str(), partitions, 1);
-    if (err) fail(std::string("mock topic create: ") + rd_kafka_err2str(err));
-  } else {
-    char errstr[512];
-    rd_kafka_NewTopic_t* nt =
-        rd_kafka_NewTopic_new(o.topic.c_str(), partitions, 1, errstr, sizeof errstr);
-    if (!nt) fail(std::string("NewTopic: ") + errstr);
-    rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, &nt, 1, nullptr, q);
-    rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 30000);
-    if (!ev) fail("CreateTopics timed out");
-    if (rd_kafka_event_error(ev))
-      fail(std::string("CreateTopics: ") + rd_kafka_event_error_string(ev));
-    const rd_kafka_CreateTopics_result_t* res = rd_kafka_event_CreateTopics_result(ev);
-    size_t n = 0;
-    const rd_kafka_topic_result_t** tr = rd_kafka_CreateTopics_result_topics(res, &n);
-    for (size_t i = 0; i < n; ++i) {
-      rd_kafka_resp_err_t err = rd_kafka_topic_result_error(tr[i]);
-      if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-        fail(std::string("CreateTopics ") + o.topic + ": " + rd_kafka_err2name(err));
-    }
-    rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
-  }
-  for (int i = 0; i < 100; ++i) {
-    int n = metadata_partitions(rk, o.topic);
-    if (n == partitions) return;
-    if (n > 0 && n != partitions)
-      fail("topic " + o.topic + " has " + std::to_string(n) + " partitions, not " +
-           std::to_string(partitions));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  fail("topic " + o.topic + " did not appear in metadata");
 }
 
 // Producer state shared with the delivery-report callback (which runs inside rd_kafka_poll).
@@ -391,7 +242,7 @@ void dr_cb(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
 }
 
 rd_kafka_t* new_producer(const Options& o, ProduceState* state, int acks, bool latency) {
-  rd_kafka_conf_t* conf = base_conf(o.bootstrap, o.mock);
+  rd_kafka_conf_t* conf = base_conf(o.bootstrap, o.mock, "ordo-broker-bench");
   set(conf, "acks", std::to_string(acks));
   set(conf, "enable.idempotence", "false");
   set(conf, "compression.codec", "none");
@@ -461,7 +312,7 @@ int run_produce(const Options& o) {
   for (int i = 0; i < k; ++i) {
     states.push_back(std::make_unique<ProduceState>());
     handles.push_back(new_producer(o, states.back().get(), o.acks, false));
-    if (i == 0 || o.mock) ensure_topic(handles.back(), o, o.mock, o.partitions);
+    if (i == 0 || o.mock) ensure_topic(handles.back(), o.topic, o.mock, o.partitions);
     topics.push_back(rd_kafka_topic_new(handles.back(), o.topic.c_str(), nullptr));
   }
   double cpu0 = cpu_seconds();
@@ -509,14 +360,14 @@ int run_consume(const Options& o) {
   if (o.mock) {
     round = std::min<int64_t>(o.messages, int64_t(40'000) * o.partitions);
     producer = new_producer(o, &s, 1, false);
-    ensure_topic(producer, o, true, o.partitions);
+    ensure_topic(producer, o.topic, true, o.partitions);
     rd_kafka_topic_t* rkt = rd_kafka_topic_new(producer, o.topic.c_str(), nullptr);
     produce_n(producer, rkt, o, s, round);
     if (s.failed) fail("filling the mock cluster failed");
     rd_kafka_topic_destroy(rkt);
     bootstrap = rd_kafka_mock_cluster_bootstraps(rd_kafka_handle_mock_cluster(producer));
   }
-  rd_kafka_conf_t* conf = base_conf(bootstrap, false);
+  rd_kafka_conf_t* conf = base_conf(bootstrap, false, "ordo-broker-bench");
   set(conf, "enable.partition.eof", "false");
   set(conf, "fetch.wait.max.ms", "100");
   set(conf, "fetch.min.bytes", "1");
@@ -621,7 +472,7 @@ Pacing paced(int64_t total, int64_t warm, double rate,
 int run_latency(const Options& o) {
   ProduceState s;
   rd_kafka_t* rk = new_producer(o, &s, o.acks, true);
-  ensure_topic(rk, o, o.mock, o.partitions);
+  ensure_topic(rk, o.topic, o.mock, o.partitions);
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, o.topic.c_str(), nullptr);
   int64_t warm = int64_t(o.warmup * o.rate);
   int64_t total = warm + int64_t(o.duration * o.rate);
