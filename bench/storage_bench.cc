@@ -104,7 +104,10 @@ std::string size_name(int64_t bytes) {
   return std::to_string(bytes / kKiB) + "KiB";
 }
 
-// A RecordBatch of at most target bytes holding as many records with 100-byte values as fit.
+// A RecordBatch of exactly target bytes: as many records with 100-byte values as fit, and one
+// shorter record that fills the rest (so that "16 KiB" is 16,384 bytes and appends stay
+// page-aligned, as fio's bs=16K writes are). Falls back to at most target bytes if no last
+// record fits exactly (varint lengths can skip a byte).
 struct Batch {
   std::vector<uint8_t> bytes;
   int64_t records = 0;
@@ -112,23 +115,50 @@ struct Batch {
 
 Batch make_batch(int64_t target) {
   ordo::Random rnd(42);
-  std::string value(kValueBytes, 'x');
   const int64_t now = ordo::SystemClock::instance().now_ms();
-  // Each record takes a little more than its value, so this count overshoots; shrink until the
-  // batch fits.
+  auto random_value = [&rnd](int64_t n) {
+    std::string v(size_t(n), 'x');
+    for (auto& c : v) c = char('a' + rnd.below(26));
+    return v;
+  };
+  std::vector<std::string> values;
+  auto build = [&](const std::vector<std::string>& vs) {
+    ordo::model::RecordBatchBuilder builder;
+    for (const auto& v : vs) builder.add(std::nullopt, v, now);
+    return builder.build();
+  };
+  // Whole 100-byte records: the count from the size overshoots (each record takes a little
+  // more than its value), so shrink until the batch fits.
   int64_t n = std::max<int64_t>(
       1, (target - int64_t(ordo::model::batch_layout::kHeaderSize)) / kValueBytes);
+  std::vector<uint8_t> bytes;
   for (;;) {
-    ordo::model::RecordBatchBuilder builder;
-    for (int64_t i = 0; i < n; ++i) {
-      for (auto& c : value) c = char('a' + rnd.below(26));
-      builder.add(std::nullopt, value, now);
-    }
-    std::vector<uint8_t> bytes = builder.build();
-    if (int64_t(bytes.size()) <= target || n == 1) return Batch{std::move(bytes), n};
+    values.clear();
+    for (int64_t i = 0; i < n; ++i) values.push_back(random_value(kValueBytes));
+    bytes = build(values);
+    if (int64_t(bytes.size()) <= target || n == 1) break;
     n -= (int64_t(bytes.size()) - target) / kValueBytes + 1;
     n = std::max<int64_t>(n, 1);
   }
+  // One record for the rest, its value shrinking until the batch is exactly target. If the
+  // rest is too small for a record, one whole record makes room first.
+  for (int attempt = 0; attempt < 2 && int64_t(bytes.size()) < target; ++attempt) {
+    if (attempt == 1) {
+      if (values.size() < 2) break;
+      values.pop_back();
+    }
+    int64_t room = target - int64_t(build(values).size());
+    for (int64_t len = room; len >= 0; --len) {
+      values.push_back(random_value(len));
+      std::vector<uint8_t> padded = build(values);
+      values.pop_back();
+      if (int64_t(padded.size()) == target) {
+        return Batch{std::move(padded), int64_t(values.size()) + 1};
+      }
+      if (int64_t(padded.size()) < target) break;
+    }
+  }
+  return Batch{std::move(bytes), n};
 }
 
 // Refuses a data directory on tmpfs or ramfs.
