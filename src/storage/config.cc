@@ -2,6 +2,43 @@
 
 namespace ordo::storage {
 
+std::string_view cleanup_policy_name(CleanupPolicy p) {
+  switch (p) {
+    case CleanupPolicy::del:
+      return "delete";
+    case CleanupPolicy::compact:
+      return "compact";
+    case CleanupPolicy::compact_and_delete:
+      return "compact,delete";
+  }
+  return "?";
+}
+
+Result<CleanupPolicy> parse_cleanup_policy(std::string_view s) {
+  auto trim = [](std::string_view v) {
+    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+    while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+    return v;
+  };
+  bool del = false, compact = false;
+  for (size_t guard = 0; guard < 3; ++guard) {
+    size_t comma = s.find(',');
+    std::string_view part = trim(s.substr(0, comma));
+    if (part == "delete" && !del) {
+      del = true;
+    } else if (part == "compact" && !compact) {
+      compact = true;
+    } else {
+      return make_error(Errc::invalid_argument,
+                        "cleanup.policy '{}' (delete, compact or compact,delete)", s);
+    }
+    if (comma == std::string_view::npos) break;
+    s = s.substr(comma + 1);
+  }
+  if (del && compact) return CleanupPolicy::compact_and_delete;
+  return compact ? CleanupPolicy::compact : CleanupPolicy::del;
+}
+
 std::string_view flush_mode_name(FlushMode m) {
   switch (m) {
     case FlushMode::none:
@@ -56,6 +93,13 @@ Result<void> LogConfig::validate() const {
   }
   if (max_batch_bytes < 61 || max_batch_bytes > int64_t(INT32_MAX)) {
     return make_error(Errc::invalid_argument, "max batch bytes {} out of range", max_batch_bytes);
+  }
+  if (delete_retention_ms < 0 || min_compaction_lag_ms < 0 || max_compaction_lag_ms < 1) {
+    return make_error(Errc::invalid_argument, "compaction times out of range");
+  }
+  if (!(min_cleanable_dirty_ratio >= 0 && min_cleanable_dirty_ratio <= 1)) {
+    return make_error(Errc::invalid_argument, "min.cleanable.dirty.ratio {} outside [0, 1]",
+                      min_cleanable_dirty_ratio);
   }
   return ok();
 }

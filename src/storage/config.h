@@ -24,6 +24,25 @@ enum class Preallocate {
   zero_fill,  // write zeros ahead of the append position in preallocate_bytes chunks
 };
 
+// Kafka's cleanup.policy: what happens to old data. Retention by time and size applies only
+// when the policy includes delete; the compaction cleaner (cleaner.h) only when it includes
+// compact.
+enum class CleanupPolicy {
+  del,                 // "delete"
+  compact,             // "compact"
+  compact_and_delete,  // "compact,delete" (either order)
+};
+inline bool policy_deletes(CleanupPolicy p) {
+  return p != CleanupPolicy::compact;
+}
+inline bool policy_compacts(CleanupPolicy p) {
+  return p != CleanupPolicy::del;
+}
+std::string_view cleanup_policy_name(CleanupPolicy p);
+// Accepts what the broker's topic config accepts (src/broker/topics.cc): "delete", "compact",
+// "compact,delete" or "delete,compact", spaces around the comma allowed.
+Result<CleanupPolicy> parse_cleanup_policy(std::string_view s);
+
 std::string_view flush_mode_name(FlushMode m);
 Result<FlushMode> parse_flush_mode(std::string_view s);
 std::string_view preallocate_name(Preallocate p);
@@ -46,6 +65,18 @@ struct LogConfig {
   // Idempotent producers that appended nothing for this long are forgotten (Kafka's
   // producer.id.expiration.ms, 1 day).
   int64_t producer_id_expiration_ms = int64_t(24) * 3600 * 1000;
+
+  // Compaction (Kafka's topic configs of the same names; see cleaner.h).
+  CleanupPolicy cleanup_policy = CleanupPolicy::del;
+  // A tombstone (null value) is removed by the cleaner once its batch's max timestamp is this
+  // much older than now (1 day).
+  int64_t delete_retention_ms = int64_t(24) * 3600 * 1000;
+  // A clean runs when dirty bytes / (clean + dirty bytes) of the cleanable segments reaches this.
+  double min_cleanable_dirty_ratio = 0.5;
+  // Segments whose newest record is younger than this are not cleaned yet.
+  int64_t min_compaction_lag_ms = 0;
+  // A dirty segment whose newest record is older than this is cleaned whatever the ratio.
+  int64_t max_compaction_lag_ms = INT64_MAX;
 
   Result<void> validate() const;
 };

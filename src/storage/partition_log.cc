@@ -107,6 +107,10 @@ Result<std::unique_ptr<PartitionLog>> PartitionLog::open(std::string dir, const 
 }
 
 Result<void> PartitionLog::load(const OpenOptions& options) {
+  // An interrupted clean's swap is completed (or its output removed) before the segments are
+  // listed (cleaner.h, docs/storage-format.md).
+  ORDO_TRY(recover_cleaner_swap(dir_));
+  first_dirty_ = ORDO_TRY(read_cleaner_checkpoint(dir_));
   std::vector<Offset> bases;
   std::vector<std::string> index_files;
   std::error_code ec;
@@ -122,7 +126,8 @@ Result<void> PartitionLog::load(const OpenOptions& options) {
     } else if (name.ends_with(".tmp")) {
       ORDO_LOG_INFO("{}: removing unfinished temporary file {}", dir_, name);
       ORDO_TRY(remove_file(dir_ + "/" + name));
-    } else if (name != kStateFile && name != kEpochFile && name != kCleanShutdownFile) {
+    } else if (name != kStateFile && name != kEpochFile && name != kCleanShutdownFile &&
+               name != kCleanerCheckpointFile) {
       ORDO_LOG_WARN("{}: ignoring unknown file {}", dir_, name);
     }
   }
@@ -203,6 +208,10 @@ Result<void> PartitionLog::load(const OpenOptions& options) {
   high_watermark_ = log_end_offset();
   recovery_point_ = segments_.rbegin()->first;
   ORDO_TRY(persist_state());
+  if (first_dirty_ > log_end_offset()) {
+    first_dirty_ = log_end_offset();
+    ORDO_TRY(write_cleaner_checkpoint(dir_, first_dirty_));
+  }
   ORDO_TRY(load_producers());
   if (clean) {
     ORDO_TRY(remove_file(marker));
@@ -429,9 +438,11 @@ Result<ReadResult> PartitionLog::read(const ReadOptions& options) const {
     }
     r.slice =
         ORDO_TRY(seg.read(options.start, options.max_bytes, max_position, options.min_one_batch));
-    // Nothing from this segment: either it has no batch at or after start (a gap: go on), or
-    // the one it has is larger than max_bytes without min_one_batch (stop there).
-    if (r.slice.size > 0 || upper <= seg.next_offset() || options.start < seg.next_offset()) {
+    // Nothing from this segment: either it has no batch at or after start (a gap: go on; a
+    // segment the cleaner emptied is all gap), or the one it has is larger than max_bytes
+    // without min_one_batch (stop there).
+    if (r.slice.size > 0 || upper <= seg.next_offset() ||
+        (options.start < seg.next_offset() && !seg.empty())) {
       return r;
     }
   }
@@ -572,7 +583,10 @@ Result<int> PartitionLog::enforce_retention() {
     ORDO_TRY(delete_front_segment());
     ++deleted;
   }
-  if (config_.retention_bytes >= 0) {
+  // Retention by size and time belongs to the delete policy (compact alone keeps everything the
+  // cleaner keeps).
+  const bool deletes = policy_deletes(config_.cleanup_policy);
+  if (deletes && config_.retention_bytes >= 0) {
     int64_t total = size_bytes();
     while (segments_.size() > 1 &&
            total - segments_.begin()->second->size_bytes() >= config_.retention_bytes &&
@@ -582,12 +596,19 @@ Result<int> PartitionLog::enforce_retention() {
       ++deleted;
     }
   }
-  if (config_.retention_ms >= 0) {
+  if (deletes && config_.retention_ms >= 0) {
     int64_t cutoff = clock_.now_ms() - config_.retention_ms;
     auto expired = [&](const Segment& s) {
       return !s.empty() && s.retention_timestamp() < cutoff && s.next_offset() <= high_watermark_;
     };
-    while (expired(*segments_.begin()->second)) {
+    // Segments the cleaner emptied (compact,delete) go with the first expired one after them.
+    auto front_expired = [&] {
+      for (const auto& [base, seg] : segments_) {
+        if (!seg->empty()) return expired(*seg);
+      }
+      return false;
+    };
+    while (front_expired()) {
       // An expired active segment is rolled so that it can go too.
       if (segments_.size() == 1) ORDO_TRY(roll(active().next_offset()));
       ORDO_TRY(delete_front_segment());
@@ -647,6 +668,12 @@ Result<void> PartitionLog::truncate_to(Offset offset) {
   ORDO_TRY(remove_snapshots_after(dir_, log_end_offset()));
   high_watermark_ = std::min(high_watermark_, log_end_offset());
   flushed_ = std::min(flushed_, log_end_offset());
+  if (first_dirty_ > log_end_offset()) {
+    // Records appended again below the old value were never mapped: they must count as dirty
+    // (a tombstone is dropped only once every older record of its key has been cleaned away).
+    first_dirty_ = log_end_offset();
+    ORDO_TRY(write_cleaner_checkpoint(dir_, first_dirty_));
+  }
   recovery_point_ = std::min(recovery_point_, active().base_offset());
   ORDO_TRY(persist_state());
   check_invariants();

@@ -17,6 +17,8 @@
 //   partition.state                    recovery point and log start offset
 //   leader-epoch-checkpoint            epoch -> start offset
 //   clean-shutdown                     present only between a clean close and the next open
+//   cleaner.checkpoint, cleaner.swap   compaction progress and an unfinished swap (cleaner.h)
+//   <base>.log.cleaned etc.            a clean's new segments before the swap
 
 #include <map>
 #include <memory>
@@ -28,6 +30,7 @@
 #include "base/clock.h"
 #include "base/result.h"
 #include "base/strong_int.h"
+#include "storage/cleaner.h"
 #include "storage/config.h"
 #include "storage/leader_epoch_cache.h"
 #include "storage/producer_state.h"
@@ -138,6 +141,12 @@ class PartitionLog {
   // Rolls to a new segment if segment.ms has passed since the active one got its first batch.
   Result<bool> maybe_roll_by_time();
 
+  // Compaction of the sealed segments (cleaner.h; implemented in cleaner.cc). Runs on the
+  // writer thread; a no-op unless cleanup.policy includes compact.
+  Result<CleanResult> clean(const CleanerOptions& options = {});
+  // Offsets below this were covered by a clean's key map (persisted in cleaner.checkpoint).
+  Offset first_dirty_offset() const { return first_dirty_; }
+
   FlushTicket prepare_flush() const;
   void complete_flush(const FlushTicket& ticket);
   // prepare + execute + complete on this thread.
@@ -186,6 +195,7 @@ class PartitionLog {
   Offset flushed_{0};
   Offset recovery_point_{0};  // persisted: segments from this base on are scanned after a crash
   uint64_t truncations_ = 0;  // a flush prepared before a truncation proves nothing after it
+  Offset first_dirty_{0};     // the cleaner's progress (cleaner.checkpoint)
   bool closed_ = false;
 };
 

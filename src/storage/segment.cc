@@ -112,7 +112,7 @@ Segment::Segment(std::string dir, Offset base, const LogConfig& config, std::sha
 }
 
 std::string Segment::path(std::string_view suffix) const {
-  return dir_ + "/" + segment_file_name(base_, suffix);
+  return dir_ + "/" + segment_file_name(base_, suffix) + staged_suffix_;
 }
 
 std::string Segment::log_path() const {
@@ -120,20 +120,23 @@ std::string Segment::log_path() const {
 }
 
 Result<std::unique_ptr<Segment>> Segment::create(const std::string& dir, Offset base,
-                                                 const LogConfig& config, int64_t now_ms) {
-  std::string p = dir + "/" + segment_file_name(base, ".log");
+                                                 const LogConfig& config, int64_t now_ms,
+                                                 std::string_view staged_suffix) {
+  std::string suffix(staged_suffix);
+  std::string p = dir + "/" + segment_file_name(base, ".log") + suffix;
   auto file = File::open(p, O_RDWR | O_CREAT | O_EXCL);
   if (!file) {
     if (file_exists(p)) return make_error(Errc::already_exists, "segment {} exists", p);
     return std::move(file).error();
   }
   // Stale index files of an earlier segment at this base would be trusted on the next open.
-  ORDO_TRY(remove_file(dir + "/" + segment_file_name(base, ".index")));
-  ORDO_TRY(remove_file(dir + "/" + segment_file_name(base, ".timeindex")));
+  ORDO_TRY(remove_file(dir + "/" + segment_file_name(base, ".index") + suffix));
+  ORDO_TRY(remove_file(dir + "/" + segment_file_name(base, ".timeindex") + suffix));
   // The new directory entry must be durable before anything acknowledged lives in the file.
   ORDO_TRY(fsync_dir(dir));
   auto seg = std::unique_ptr<Segment>(
       new Segment(dir, base, config, std::make_shared<File>(std::move(*file))));
+  seg->staged_suffix_ = std::move(suffix);
   seg->first_append_ms_ = now_ms;
   return seg;
 }

@@ -49,9 +49,12 @@ std::string segment_file_name(Offset base, std::string_view suffix);
 
 class Segment {
  public:
-  // Creates empty files. Fails with Errc::already_exists if the .log exists.
+  // Creates empty files. Fails with Errc::already_exists if the .log exists. A non-empty
+  // staged_suffix names the three files <base>.log<staged_suffix> and so on: the compaction
+  // cleaner writes its output under ".cleaned" names and renames them into place later.
   static Result<std::unique_ptr<Segment>> create(const std::string& dir, Offset base,
-                                                 const LogConfig& config, int64_t now_ms);
+                                                 const LogConfig& config, int64_t now_ms,
+                                                 std::string_view staged_suffix = "");
   // Opens a segment trusted to be intact (written before a clean shutdown, or below the
   // recovery point): the file size is the log size. Index files are loaded, or rebuilt from
   // the log when they are missing or fail a check.
@@ -125,6 +128,7 @@ class Segment {
 
   std::string dir_;
   Offset base_;
+  std::string staged_suffix_;  // appended to every file name (empty for a live segment)
   LogConfig config_;
   std::shared_ptr<File> log_;
   int64_t size_ = 0;

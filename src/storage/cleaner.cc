@@ -1,0 +1,506 @@
+// Log compaction: the key map, the batch filter, the swap protocol and PartitionLog::clean.
+// The rules are in cleaner.h; the files and crash cases in docs/storage-format.md.
+
+#include "storage/cleaner.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "base/coding.h"
+#include "base/crc32c.h"
+#include "base/file.h"
+#include "base/log.h"
+#include "compression/records.h"
+#include "storage/partition_log.h"
+
+namespace ordo::storage {
+
+namespace fs = std::filesystem;
+namespace layout = model::batch_layout;
+
+// ---- KeyMap ------------------------------------------------------------------------------------
+
+int64_t KeyMap::cost_of_new(std::string_view key) const {
+  return map_.find(key) == map_.end() ? int64_t(key.size()) + kEntryOverheadBytes : 0;
+}
+
+void KeyMap::put(std::string_view key, Offset offset) {
+  auto it = map_.find(key);
+  if (it == map_.end()) {
+    used_ += int64_t(key.size()) + kEntryOverheadBytes;
+    map_.emplace(std::string(key), offset.value());
+    return;
+  }
+  ORDO_ASSERT(offset.value() > it->second);
+  it->second = offset.value();
+}
+
+std::optional<Offset> KeyMap::get(std::string_view key) const {
+  auto it = map_.find(key);
+  if (it == map_.end()) return std::nullopt;
+  return Offset(it->second);
+}
+
+// ---- filter_batch ------------------------------------------------------------------------------
+
+Result<FilteredBatch> filter_batch(
+    const model::RecordBatchView& batch,
+    const std::function<RecordDecision(const model::RecordView&, Offset)>& keep,
+    bool retain_empty) {
+  FilteredBatch out;
+  if (batch.is_control() || batch.is_transactional()) {
+    out.kept = batch.record_count();
+    return out;
+  }
+  auto decoded = ORDO_TRY(compression::decode_batch(batch));
+  // The encoded bytes of each record (decode_batch checked every length).
+  std::vector<uint8_t> section;
+  section.reserve(decoded.section.size());
+  int64_t max_ts = INT64_MIN;
+  size_t pos = 0;
+  for (const auto& rec : decoded.records) {
+    auto len = get_varint32(std::span<const uint8_t>(decoded.section).subspan(pos));
+    ORDO_ASSERT(len && len->value >= 0);
+    size_t rec_bytes = len->size + size_t(len->value);
+    ORDO_ASSERT(pos + rec_bytes <= decoded.section.size());
+    RecordDecision d = keep(rec, batch.base() + rec.offset_delta);
+    if (d.keep) {
+      section.insert(section.end(), decoded.section.begin() + ptrdiff_t(pos),
+                     decoded.section.begin() + ptrdiff_t(pos + rec_bytes));
+      ++out.kept;
+      max_ts =
+          std::max(max_ts, model::record_timestamp(batch.base_timestamp(), rec.timestamp_delta));
+    } else {
+      ++out.dropped;
+      if (d.tombstone_dropped) ++out.tombstones_dropped;
+    }
+    pos += rec_bytes;
+  }
+  ORDO_ASSERT(pos == decoded.section.size());
+  if (out.dropped == 0) return out;  // unchanged: the caller copies the original bytes
+
+  const uint16_t codec = batch.attributes() & model::batch_attr::kCompressionMask;
+  if (out.kept == 0) {
+    if (!retain_empty) {
+      out.kind = FilteredBatch::Kind::dropped;
+      return out;
+    }
+    section.clear();
+  }
+  // The header as it was, then the surviving records uncompressed; recode_batch compresses
+  // them with the original codec and writes attributes, batchLength and CRC.
+  std::vector<uint8_t> plain(layout::kHeaderSize + section.size());
+  std::copy_n(batch.bytes().begin(), layout::kHeaderSize, plain.begin());
+  std::copy(section.begin(), section.end(), plain.begin() + layout::kHeaderSize);
+  store_be16(plain.data() + layout::kAttributes,
+             uint16_t(batch.attributes() & ~model::batch_attr::kCompressionMask));
+  store_be32(plain.data() + layout::kRecordCount, uint32_t(out.kept));
+  if (out.kept > 0 && batch.timestamp_type() == model::TimestampType::create_time) {
+    store_be64(plain.data() + layout::kMaxTimestamp, uint64_t(max_ts));
+  }
+  store_be32(plain.data() + layout::kBatchLength, uint32_t(plain.size() - layout::kLogOverhead));
+  store_be32(plain.data() + layout::kCrc,
+             crc32c(0, plain.data() + layout::kCrcStart, plain.size() - layout::kCrcStart));
+  if (out.kept == 0) {
+    // Kafka writes an emptied batch's header without a codec.
+    out.kind = FilteredBatch::Kind::emptied;
+    out.bytes = std::move(plain);
+    return out;
+  }
+  out.kind = FilteredBatch::Kind::rewritten;
+  if (codec == 0) {
+    out.bytes = std::move(plain);
+  } else {
+    auto view = ORDO_TRY(model::RecordBatchView::parse(plain, plain.size()));
+    out.bytes = ORDO_TRY(compression::recode_batch(view, uint8_t(codec)));
+  }
+  return out;
+}
+
+// ---- The swap protocol -------------------------------------------------------------------------
+
+namespace {
+
+std::string seg_path(const std::string& dir, Offset base, std::string_view suffix) {
+  return dir + "/" + segment_file_name(base, suffix);
+}
+
+Result<void> rename_file(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0) {
+    return make_error(Errc::io, "rename {} to {}: {}", from, to, std::strerror(errno));
+  }
+  return ok();
+}
+
+std::string encode_marker(Offset first_dirty, const std::vector<SwapGroup>& groups) {
+  std::string s =
+      fmt::format("ordo-cleaner-swap 1\nfirst_dirty {}\ngroups {}\n", first_dirty, groups.size());
+  for (const auto& g : groups) {
+    s += fmt::format("{} {}", g.base, g.replaced.size());
+    for (Offset o : g.replaced) s += fmt::format(" {}", o);
+    s += "\n";
+  }
+  return s;
+}
+
+Result<std::pair<Offset, std::vector<SwapGroup>>> parse_marker(const std::string& path,
+                                                               const std::string& text) {
+  std::istringstream in(text);
+  std::string magic, k1, k2;
+  int version = 0;
+  int64_t first_dirty = -1, n = -1;
+  auto bad = [&] { return make_error(Errc::corrupt, "{}: malformed", path); };
+  if (!(in >> magic >> version >> k1 >> first_dirty >> k2 >> n) || magic != "ordo-cleaner-swap" ||
+      version != 1 || k1 != "first_dirty" || k2 != "groups" || first_dirty < 0 || n < 0 ||
+      n > 1'000'000) {
+    return bad();
+  }
+  std::vector<SwapGroup> groups;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t base = -1, m = -1;
+    if (!(in >> base >> m) || base < 0 || m < 1 || m > 1'000'000) return bad();
+    SwapGroup g{Offset(base), {}};
+    for (int64_t j = 0; j < m; ++j) {
+      int64_t o = -1;
+      if (!(in >> o) || o < 0) return bad();
+      g.replaced.push_back(Offset(o));
+    }
+    if (g.replaced.front() != g.base) return bad();
+    groups.push_back(std::move(g));
+  }
+  return std::make_pair(Offset(first_dirty), std::move(groups));
+}
+
+// Idempotent: removes the replaced segments other than the one at the group's base, then
+// renames whichever .cleaned files are still there into place (the .log last).
+Result<void> apply_group(const std::string& dir, const SwapGroup& g) {
+  for (Offset old : g.replaced) {
+    if (old == g.base) continue;
+    for (const char* suffix : {".log", ".index", ".timeindex"}) {
+      ORDO_TRY(remove_file(seg_path(dir, old, suffix)));
+    }
+  }
+  for (const char* suffix : {".index", ".timeindex", ".log"}) {
+    std::string dst = seg_path(dir, g.base, suffix);
+    std::string src = dst + std::string(kCleanedSuffix);
+    if (file_exists(src)) ORDO_TRY(rename_file(src, dst));
+  }
+  return ok();
+}
+
+Result<int> remove_cleaned_files(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.ends_with(kCleanedSuffix)) names.push_back(name);
+  }
+  if (ec) return make_error(Errc::io, "list {}: {}", dir, ec.message());
+  for (const auto& name : names) ORDO_TRY(remove_file(dir + "/" + name));
+  if (!names.empty()) ORDO_TRY(fsync_dir(dir));
+  return int(names.size());
+}
+
+Error injected(CleanFailPoint p) {
+  return make_error(Errc::io, "injected failure at clean step {}", int(p));
+}
+
+}  // namespace
+
+Result<Offset> read_cleaner_checkpoint(const std::string& dir) {
+  std::string path = dir + "/" + std::string(kCleanerCheckpointFile);
+  auto text = read_file(path, 4096);
+  if (!text) {
+    if (text.error().code == Errc::not_found) return Offset(0);
+    return std::move(text).error();
+  }
+  std::istringstream in(*text);
+  std::string magic, key;
+  int version = 0;
+  int64_t v = -1;
+  if (!(in >> magic >> version >> key >> v) || magic != "ordo-cleaner-checkpoint" || version != 1 ||
+      key != "first_dirty" || v < 0) {
+    return make_error(Errc::corrupt, "{}: malformed", path);
+  }
+  return Offset(v);
+}
+
+Result<void> write_cleaner_checkpoint(const std::string& dir, Offset first_dirty) {
+  std::string s = fmt::format("ordo-cleaner-checkpoint 1\nfirst_dirty {}\n", first_dirty);
+  return write_file_atomic(dir + "/" + std::string(kCleanerCheckpointFile), std::string_view(s));
+}
+
+Result<std::optional<Offset>> recover_cleaner_swap(const std::string& dir) {
+  std::string marker = dir + "/" + std::string(kCleanerSwapFile);
+  auto text = read_file(marker, size_t(64) << 20);
+  if (!text) {
+    if (text.error().code != Errc::not_found) return std::move(text).error();
+    // No commit point reached: the old segments are intact; drop the unfinished output.
+    int removed = ORDO_TRY(remove_cleaned_files(dir));
+    if (removed > 0) {
+      ORDO_LOG_INFO("{}: removed {} files of an unfinished clean", dir, removed);
+    }
+    return std::optional<Offset>();
+  }
+  auto [first_dirty, groups] = ORDO_TRY(parse_marker(marker, *text));
+  ORDO_LOG_INFO("{}: completing the swap of an interrupted clean ({} new segments)", dir,
+                groups.size());
+  for (const auto& g : groups) ORDO_TRY(apply_group(dir, g));
+  ORDO_TRY(fsync_dir(dir));
+  ORDO_TRY(write_cleaner_checkpoint(dir, first_dirty));
+  ORDO_TRY(remove_file(marker));
+  ORDO_TRY(remove_cleaned_files(dir));
+  ORDO_TRY(fsync_dir(dir));
+  return std::optional<Offset>(first_dirty);
+}
+
+// ---- PartitionLog::clean -----------------------------------------------------------------------
+
+Result<CleanResult> PartitionLog::clean(const CleanerOptions& o) {
+  ORDO_ASSERT(!closed_);
+  CleanResult res;
+  if (!policy_compacts(config_.cleanup_policy)) return res;
+  const int64_t now = clock_.now_ms();
+
+  // 1. The cleanable segments: sealed, wholly below cleanable_end, older than the min lag.
+  std::vector<Segment*> cleanable;
+  for (auto it = segments_.begin(); std::next(it) != segments_.end(); ++it) {
+    Segment& s = *it->second;
+    if (o.cleanable_end && s.next_offset() > *o.cleanable_end) break;
+    if (config_.min_compaction_lag_ms > 0 && !s.empty() &&
+        s.retention_timestamp() > now - config_.min_compaction_lag_ms) {
+      break;
+    }
+    cleanable.push_back(&s);
+  }
+  if (cleanable.empty()) return res;
+  const Offset end = cleanable.back()->next_offset();
+  const Offset first_dirty = o.full ? cleanable.front()->base_offset()
+                                    : std::max(first_dirty_, cleanable.front()->base_offset());
+  res.first_dirty = first_dirty;
+  res.cleaned_end = first_dirty;
+  if (first_dirty >= end) return res;
+  int64_t clean_bytes = 0, dirty_bytes = 0;
+  bool overdue = false;
+  bool first_dirty_seen = false;
+  for (Segment* s : cleanable) {
+    if (s->next_offset() <= first_dirty) {
+      clean_bytes += s->size_bytes();
+      continue;
+    }
+    dirty_bytes += s->size_bytes();
+    if (!first_dirty_seen && !s->empty()) {
+      first_dirty_seen = true;
+      // The segment's newest record stands in for its oldest (not tracked): a dirty segment
+      // waits at most max.compaction.lag.ms after its last write.
+      overdue = s->retention_timestamp() < now - config_.max_compaction_lag_ms;
+    }
+  }
+  res.dirty_ratio =
+      clean_bytes + dirty_bytes > 0 ? double(dirty_bytes) / double(clean_bytes + dirty_bytes) : 0;
+  if (!o.force && !overdue && res.dirty_ratio < config_.min_cleanable_dirty_ratio) return res;
+
+  // 2. Pass 1: key -> latest offset over [first_dirty, map_end).
+  KeyMap map(o.key_map_bytes);
+  Offset map_end = first_dirty;
+  for (Segment* s : cleanable) {
+    if (res.map_full) break;
+    if (s->next_offset() <= first_dirty) continue;
+    std::vector<BatchInfo> infos;
+    ORDO_TRY(s->scan(0, s->size_bytes(), [&](const BatchInfo& b) {
+      if (b.last >= first_dirty) infos.push_back(b);
+      return true;
+    }));
+    for (const BatchInfo& b : infos) {
+      auto bytes = ORDO_TRY(s->read_batch(b));
+      res.bytes_read += b.size;
+      auto view = ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
+      ORDO_TRY(view.verify_crc());
+      if (!view.is_control() && !view.is_transactional()) {
+        auto decoded = ORDO_TRY(compression::decode_batch(view));
+        int64_t cost = 0;
+        for (const auto& rec : decoded.records) {
+          if (rec.key && b.base + rec.offset_delta >= first_dirty) {
+            cost += map.cost_of_new(*rec.key);
+          }
+        }
+        if (!map.fits(cost)) {
+          res.map_full = true;
+          break;
+        }
+        for (const auto& rec : decoded.records) {
+          Offset off = b.base + rec.offset_delta;
+          if (rec.key && off >= first_dirty) map.put(*rec.key, off);
+        }
+      }
+      map_end = b.last + 1;
+    }
+    if (!res.map_full) map_end = std::max(map_end, s->next_offset());
+  }
+  res.map_keys = int64_t(map.size());
+  res.cleaned_end = map_end;
+  if (map_end <= first_dirty) {
+    ORDO_LOG_WARN("{}: the key map ({} bytes) cannot hold the keys of one batch at {}", dir_,
+                  o.key_map_bytes, first_dirty);
+    return res;
+  }
+
+  // 3. Pass 2: the segments starting below map_end, in groups merged up to segment.bytes.
+  std::vector<std::vector<Segment*>> groups;
+  int64_t group_bytes = 0;
+  for (Segment* s : cleanable) {
+    if (s->base_offset() >= map_end) break;
+    if (groups.empty() || group_bytes + s->size_bytes() > config_.segment_bytes ||
+        s->next_offset() - groups.back().front()->base_offset() > int64_t(INT32_MAX)) {
+      groups.emplace_back();
+      group_bytes = 0;
+    }
+    groups.back().push_back(s);
+    group_bytes += s->size_bytes();
+  }
+  const int64_t tombstone_cutoff = now - config_.delete_retention_ms;
+  std::vector<std::unique_ptr<Segment>> staged;
+  std::vector<SwapGroup> swap;
+  // A failure before the marker leaves the old segments in place; the .cleaned files go.
+  auto drop_staged = [&](Error e) -> Error {
+    for (auto& seg : staged) (void)seg->remove();
+    return e;
+  };
+  for (const auto& group : groups) {
+    Offset base = group.front()->base_offset();
+    auto created = Segment::create(dir_, base, config_, now, kCleanedSuffix);
+    if (!created && created.error().code == Errc::already_exists) {
+      // Left by an earlier clean that failed in this process before its marker.
+      auto removed = remove_cleaned_files(dir_);
+      if (!removed) return drop_staged(removed.error());
+      created = Segment::create(dir_, base, config_, now, kCleanedSuffix);
+    }
+    if (!created) return drop_staged(created.error());
+    staged.push_back(std::move(*created));
+    Segment& out = *staged.back();
+    SwapGroup g{base, {}};
+    std::vector<uint8_t> buf;
+    std::vector<BatchInfo> out_infos;
+    auto write_out = [&]() -> Result<void> {
+      if (out_infos.empty()) return ok();
+      ORDO_TRY(out.append(buf, out_infos, now));
+      res.bytes_written += int64_t(buf.size());
+      buf.clear();
+      out_infos.clear();
+      return ok();
+    };
+    for (Segment* s : group) {
+      g.replaced.push_back(s->base_offset());
+      std::vector<BatchInfo> infos;
+      auto scanned = s->scan(0, s->size_bytes(), [&](const BatchInfo& b) {
+        infos.push_back(b);
+        return true;
+      });
+      if (!scanned) return drop_staged(scanned.error());
+      for (const BatchInfo& b : infos) {
+        auto one = [&]() -> Result<void> {
+          auto bytes = ORDO_TRY(s->read_batch(b));
+          res.bytes_read += b.size;
+          auto view = ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
+          ORDO_TRY(view.verify_crc());
+          const int64_t batch_time =
+              b.max_timestamp >= 0 ? b.max_timestamp : s->retention_timestamp();
+          auto decide = [&](const model::RecordView& rec, Offset off) {
+            RecordDecision d;
+            if (!rec.key) return d;
+            if (auto latest = map.get(*rec.key); latest && *latest > off) {
+              d.keep = false;
+            } else if (!rec.value && off < map_end && batch_time < tombstone_cutoff) {
+              d.keep = false;
+              d.tombstone_dropped = true;
+            }
+            return d;
+          };
+          bool retain_empty = false;
+          if (view.producer_id() >= 0) {
+            const ProducerEntry* p = producers_.find(view.producer_id());
+            retain_empty = p && p->newest().last_offset == view.last();
+          }
+          auto f = ORDO_TRY(filter_batch(view, decide, retain_empty));
+          res.records_kept += f.kept;
+          res.records_dropped += f.dropped;
+          res.tombstones_dropped += f.tombstones_dropped;
+          std::span<const uint8_t> kept = bytes;
+          switch (f.kind) {
+            case FilteredBatch::Kind::unchanged:
+              break;
+            case FilteredBatch::Kind::dropped:
+              ++res.batches_dropped;
+              return ok();
+            case FilteredBatch::Kind::emptied:
+              ++res.empty_batches_kept;
+              kept = f.bytes;
+              break;
+            case FilteredBatch::Kind::rewritten:
+              kept = f.bytes;
+              break;
+          }
+          auto nv = ORDO_TRY(model::RecordBatchView::parse(kept, kept.size()));
+          ORDO_ASSERT(nv.base() == b.base && nv.last() == b.last);
+          out_infos.push_back(BatchInfo{int64_t(buf.size()), int64_t(kept.size()), b.base, b.last,
+                                        nv.max_timestamp()});
+          buf.insert(buf.end(), kept.begin(), kept.end());
+          if (buf.size() >= (size_t(1) << 20)) ORDO_TRY(write_out());
+          return ok();
+        };
+        auto r = one();
+        if (!r) return drop_staged(r.error());
+      }
+    }
+    auto sealed = [&]() -> Result<void> {
+      ORDO_TRY(write_out());
+      ORDO_TRY(out.seal());
+      ORDO_TRY(out.sync_all());
+      return ok();
+    }();
+    if (!sealed) return drop_staged(sealed.error());
+    res.segments_before += int64_t(group.size());
+    swap.push_back(std::move(g));
+  }
+  res.segments_after = int64_t(swap.size());
+  if (auto r = fsync_dir(dir_); !r) return drop_staged(r.error());
+  if (o.fail_at == CleanFailPoint::after_cleaned_files) return injected(o.fail_at);
+
+  // 4. The swap. The marker is the commit point: from here on, recovery rolls forward.
+  const std::string marker = dir_ + "/" + std::string(kCleanerSwapFile);
+  if (auto r = write_file_atomic(marker, std::string_view(encode_marker(map_end, swap))); !r) {
+    return drop_staged(r.error());
+  }
+  if (o.fail_at == CleanFailPoint::after_marker) return injected(o.fail_at);
+  for (size_t i = 0; i < swap.size(); ++i) {
+    ORDO_TRY(apply_group(dir_, swap[i]));
+    if (i == 0 && o.fail_at == CleanFailPoint::after_first_group) return injected(o.fail_at);
+  }
+  ORDO_TRY(fsync_dir(dir_));
+  ORDO_TRY(write_cleaner_checkpoint(dir_, map_end));
+  if (o.fail_at == CleanFailPoint::before_marker_removal) return injected(o.fail_at);
+  ORDO_TRY(remove_file(marker));
+  ORDO_TRY(fsync_dir(dir_));
+
+  // The Segment objects: the replaced ones go (reads in flight keep their File handles), the
+  // new ones are opened under their final names.
+  staged.clear();
+  for (const auto& g : swap) {
+    for (Offset old : g.replaced) segments_.erase(old);
+    segments_.emplace(g.base, ORDO_TRY(Segment::open(dir_, g.base, config_, now)));
+  }
+  first_dirty_ = map_end;
+  res.cleaned = true;
+  ORDO_LOG_INFO(
+      "{}: cleaned offsets up to {}: {} segments into {}, {} records kept, {} dropped ({} "
+      "tombstones), {} -> {} bytes{}",
+      dir_, map_end, res.segments_before, res.segments_after, res.records_kept, res.records_dropped,
+      res.tombstones_dropped, res.bytes_read, res.bytes_written,
+      res.map_full ? " (key map full)" : "");
+  check_invariants();
+  return res;
+}
+
+}  // namespace ordo::storage
