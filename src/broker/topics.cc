@@ -151,13 +151,14 @@ Result<TopicSettings> resolve_topic_settings(const BrokerConfig& b,
   constexpr int64_t kI64 = std::numeric_limits<int64_t>::max();
   for (const auto& [name, value] : configs) {
     if (name == "cleanup.policy") {
-      auto parts = split(value, ',');
-      for (auto p : parts) {
-        if (p != "delete" && p != "compact") {
-          return make_error(Errc::invalid_argument,
-                            "cleanup.policy: '{}' is not delete, compact or compact,delete", value);
-        }
+      auto policy = storage::parse_cleanup_policy(value);
+      if (!policy) {
+        return make_error(Errc::invalid_argument,
+                          "cleanup.policy: '{}' is not delete, compact or compact,delete", value);
       }
+      // Time and size retention apply only when the policy includes delete (a compacted topic
+      // such as __consumer_offsets keeps its latest values however old).
+      s.log.cleanup_policy = *policy;
       s.cleanup_policy = value;
     } else if (name == "index.interval.bytes") {
       s.log.index_interval_bytes = int32_t(ORDO_TRY(int_value(name, value, 0, kI32)));

@@ -3,6 +3,8 @@
 
 #include "broker/broker.h"
 
+#include <future>
+
 #include <gtest/gtest.h>
 
 #include <asio/co_spawn.hpp>
@@ -598,6 +600,34 @@ TEST_F(BrokerTest, CreateTopicsValidates) {
   rf.topics.push_back({"rf", 1, 3, {}, {}, {}});
   EXPECT_EQ(call<protocol::CreateTopicsResponse>(rf, 7).topics.at(0).error_code,
             ec(ErrorCode::invalid_replication_factor));
+}
+
+TEST_F(BrokerTest, CompactedTopicsAreNotSubjectToTimeRetention) {
+  // __consumer_offsets and any cleanup.policy=compact topic keep old segments: only the
+  // cleaner may drop records there, never retention.ms.
+  ASSERT_EQ(create("kept", 1,
+                   {{"cleanup.policy", "compact"}, {"retention.ms", "1"}, {"segment.bytes", "100"}})
+                .topics.at(0)
+                .error_code,
+            0);
+  ASSERT_EQ(
+      create("gone", 1, {{"retention.ms", "1"}, {"segment.bytes", "100"}}).topics.at(0).error_code,
+      0);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(produce("kept", 0, storage::testing::make_batch(1, "k", 1000)).error_code, 0);
+    ASSERT_EQ(produce("gone", 0, storage::testing::make_batch(1, "g", 1000)).error_code, 0);
+  }
+  auto retention = [&](const std::string& topic) {
+    std::promise<int64_t> p;
+    broker->logs().with_log({topic, 0}, [&](Result<storage::PartitionLog*> log) {
+      EXPECT_TRUE(log);
+      EXPECT_TRUE((*log)->enforce_retention());
+      p.set_value((*log)->log_start_offset().value());
+    });
+    return p.get_future().get();
+  };
+  EXPECT_EQ(retention("kept"), 0);
+  EXPECT_GT(retention("gone"), 0);
 }
 
 TEST_F(BrokerTest, TopicsAndConfigsSurviveARestart) {
