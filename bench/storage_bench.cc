@@ -17,7 +17,8 @@
 //                         the benchmark thread: every append is handed to the shard thread and
 //                         its acknowledgement handed back (the storage.shard.mode = dedicated
 //                         broker, or any caller that is not the shard);
-//  - append/.../on:shard  the shard runs on an io_context of the benchmark's (as the broker's
+//  - append/.../on:shard (and read/.../on:shard, the same for reads)
+//                         the shard runs on an io_context of the benchmark's (as the broker's
 //                         network thread is in storage.shard.mode = network) and the appends
 //                         are issued by a task on that same context, so a page-cache append is
 //                         a direct call that returns acknowledged. Durable acknowledgements
@@ -460,6 +461,7 @@ struct ReadCase {
   int64_t batch_bytes;
   bool cold;  // drop the log from the page cache before reading
   int64_t total_bytes;
+  bool on_shard = false;  // read/.../on:shard: the reads run on the shard's own thread
 };
 
 // Writes the log (flush none, not timed), then reads it front to back in 1 MiB fetches: each
@@ -474,7 +476,8 @@ void BM_Read(benchmark::State& state, ReadCase c) {
   config.segment_bytes = 1 * kGiB;
   ScratchDir dir("read");
   std::string error;
-  auto log = BenchLog::open(dir, config, &error);
+  CallerThread shard;  // outlives the log; runs the shard in the on:shard case
+  auto log = BenchLog::open(dir, config, &error, c.on_shard ? &shard.context() : nullptr);
   if (!log) {
     state.SkipWithError(error.c_str());
     return;
@@ -508,19 +511,15 @@ void BM_Read(benchmark::State& state, ReadCase c) {
   const Offset end{batch_count * batch.records};
   int64_t bytes = 0;
   int64_t records = 0;
-  for (auto _ : state) {
-    auto r = (*log)->read_sync(kTp, {.start = next, .max_bytes = kReadMaxBytes});
-    if (!r || r->slice.size == 0) {
-      state.SkipWithError(r ? "read returned nothing before the log end"
-                            : r.error().to_string().c_str());
-      break;
-    }
+  // One fetch and what a consumer does with it: pread the slice into a buffer and walk the
+  // batch headers for the next offset. Returns an error message, or nothing.
+  auto consume = [&](const Result<ordo::storage::ReadResult>& r) -> std::optional<std::string> {
+    if (!r) return r.error().to_string();
+    if (r->slice.size == 0) return std::string("read returned nothing before the log end");
     std::span<uint8_t> data(buf.data(), size_t(r->slice.size));
     if (auto p = r->slice.file->pread_exact(data, r->slice.position); !p) {
-      state.SkipWithError(p.error().to_string().c_str());
-      break;
+      return p.error().to_string();
     }
-    // Walk the batch headers for the next offset (a consumer's position).
     size_t pos = 0;
     while (pos + ordo::model::batch_layout::kHeaderSize <= data.size()) {
       const uint8_t* h = data.data() + pos;
@@ -533,6 +532,45 @@ void BM_Read(benchmark::State& state, ReadCase c) {
     }
     bytes += r->slice.size;
     if (next >= end) next = Offset(0);  // wrap (only if more iterations than one pass)
+    return std::nullopt;
+  };
+  const ordo::storage::ReadOptions first{.start = Offset(0), .max_bytes = kReadMaxBytes};
+  if (!c.on_shard) {
+    // Each fetch is handed to the shard thread and waited for.
+    for (auto _ : state) {
+      ordo::storage::ReadOptions o = first;
+      o.start = next;
+      if (auto e = consume((*log)->read_sync(kTp, o))) {
+        state.SkipWithError(e->c_str());
+        break;
+      }
+    }
+  } else {
+    // read/.../on:shard: one iteration is the whole pass, run by a task on the shard's own
+    // thread, where each read() is a direct call whose callback runs before it returns (as a
+    // fetch on the partition's network thread is).
+    for (auto _ : state) {
+      std::promise<std::optional<std::string>> done;
+      asio::post(shard.context(), [&] {
+        int64_t start_bytes = bytes;
+        while (bytes - start_bytes < log_bytes) {
+          ordo::storage::ReadOptions o = first;
+          o.start = next;
+          std::optional<Result<ordo::storage::ReadResult>> got;
+          (*log)->read(kTp, o,
+                       [&](Result<ordo::storage::ReadResult> r) { got.emplace(std::move(r)); });
+          if (!got)
+            return done.set_value(
+                std::string("a read on the shard's thread did not complete inline"));
+          if (auto e = consume(*got)) return done.set_value(e);
+        }
+        done.set_value(std::nullopt);
+      });
+      if (auto e = done.get_future().get()) {
+        state.SkipWithError(e->c_str());
+        break;
+      }
+    }
   }
   if (state.error_occurred()) return;
   if (bytes < log_bytes) {
@@ -598,9 +636,10 @@ void register_append(const AppendCase& c) {
 
 void register_read(const ReadCase& c) {
   int64_t exact = int64_t(make_batch(c.batch_bytes).bytes.size());
-  int64_t iterations = reads_per_pass(exact, c.total_bytes / c.batch_bytes);
+  int64_t iterations = c.on_shard ? 1 : reads_per_pass(exact, c.total_bytes / c.batch_bytes);
   std::string name =
       std::string("read/cache:") + (c.cold ? "cold" : "hot") + "/batch:" + size_name(c.batch_bytes);
+  if (c.on_shard) name += "/on:shard";
   benchmark::RegisterBenchmark(name.c_str(), BM_Read, c)
       ->Iterations(iterations)
       ->UseRealTime()
@@ -645,6 +684,12 @@ void register_all() {
   }
   for (bool cold : {false, true}) {
     for (int64_t batch : {16 * kKiB, kMiB}) register_read({batch, cold, g_sizes.read_bytes});
+  }
+  // The same reads on the shard's own thread (a fetch served by the partition's network thread).
+  for (bool cold : {false, true}) {
+    for (int64_t batch : {16 * kKiB, kMiB}) {
+      register_read({batch, cold, g_sizes.read_bytes, true});
+    }
   }
   benchmark::RegisterBenchmark("crc32c/1MiB", BM_Crc32c)->Unit(benchmark::kMicrosecond);
 }
