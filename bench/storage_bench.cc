@@ -377,15 +377,21 @@ class ShardAppender {
   std::promise<void> done_;
 };
 
-// append/.../on:shard: the whole run is one benchmark iteration (see the top of the file).
-void BM_AppendOnShard(benchmark::State& state, AppendCase c, int64_t count) {
-  const Batch batch = make_batch(c.batch_bytes);
+// The log settings of an append case (1 GiB segments: no roll during a run).
+LogConfig append_config(const AppendCase& c) {
   LogConfig config;
   config.flush_mode = c.mode;
   config.flush_interval_ms = 1000;
   config.preallocate = c.prealloc;
   config.preallocate_bytes = 16 * kMiB;
   config.segment_bytes = 1 * kGiB;
+  return config;
+}
+
+// append/.../on:shard: the whole run is one benchmark iteration (see the top of the file).
+void BM_AppendOnShard(benchmark::State& state, AppendCase c, int64_t count) {
+  const Batch batch = make_batch(c.batch_bytes);
+  const LogConfig config = append_config(c);
   warm_page_cache_memory(c.total_bytes);
   ScratchDir dir("append");
   CallerThread shard;  // outlives the log: the manager closes while it still runs
@@ -417,12 +423,7 @@ void BM_AppendOnShard(benchmark::State& state, AppendCase c, int64_t count) {
 
 void BM_Append(benchmark::State& state, AppendCase c) {
   const Batch batch = make_batch(c.batch_bytes);
-  LogConfig config;
-  config.flush_mode = c.mode;
-  config.flush_interval_ms = 1000;
-  config.preallocate = c.prealloc;
-  config.preallocate_bytes = 16 * kMiB;
-  config.segment_bytes = 1 * kGiB;
+  const LogConfig config = append_config(c);
   warm_page_cache_memory(c.total_bytes);
   ScratchDir dir("append");
   std::string error;
