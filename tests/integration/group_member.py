@@ -2,9 +2,13 @@
 
     group_member.py BOOTSTRAP GROUP TOPIC STRATEGY [INSTANCE_ID]
 
-Consumes, commits each message synchronously, and only then prints "consumed <value>" on
-stdout (flushed): a printed message is processed and committed. A failed commit is reported
-on stderr and the message is read again. Prints "assigned p,p,..." after
+STRATEGY is a librdkafka partition.assignment.strategy (range, cooperative-sticky, ...), or
+"kafka-python" for a kafka-python 2.0 member (its default range/roundrobin, eager).
+
+Consumes: prints "processing <value>", commits the message synchronously, and only then prints
+"consumed <value>" (stdout, flushed): a "consumed" message is processed and committed; a SIGKILL
+between the two lines leaves a message whose commit may or may not have landed. A failed
+commit is reported on stderr and the message is read again. Prints "assigned p,p,..." after
 every assignment change. Runs until killed or until stdin closes (then closes the consumer).
 """
 
@@ -14,8 +18,50 @@ import sys
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 
+def stdin_closed():
+    return select.select([sys.stdin], [], [], 0)[0] and not sys.stdin.readline()
+
+
+def kafka_python_member(bootstrap, group, topic):
+    from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition as KTP
+    from kafka.errors import KafkaError
+    from kafka.structs import OffsetAndMetadata
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                      auto_offset_reset="earliest", session_timeout_ms=3000,
+                      heartbeat_interval_ms=300, api_version_auto_timeout_ms=10000)
+
+    class Show(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            print("assigned ", flush=True)
+
+        def on_partitions_assigned(self, assigned):
+            print("assigned " + ",".join(str(p) for p in sorted(tp.partition for tp in assigned)),
+                  flush=True)
+
+    c.subscribe([topic], listener=Show())
+    while not stdin_closed():
+        for tp, msgs in c.poll(timeout_ms=200).items():
+            for m in msgs:
+                print("processing " + m.value.decode(), flush=True)
+                try:
+                    c.commit({KTP(tp.topic, tp.partition): OffsetAndMetadata(m.offset + 1, "")})
+                except KafkaError as e:
+                    print(f"commit of {tp.partition}@{m.offset} failed: {e}", file=sys.stderr,
+                          flush=True)
+                    try:
+                        c.seek(KTP(tp.topic, tp.partition), m.offset)
+                    except (KafkaError, AssertionError):
+                        pass
+                    break
+                print("consumed " + m.value.decode(), flush=True)
+    c.close()
+
+
 def main():
     bootstrap, group, topic, strategy = sys.argv[1:5]
+    if strategy == "kafka-python":
+        return kafka_python_member(bootstrap, group, topic)
     conf = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
@@ -58,6 +104,7 @@ def main():
     while True:
         m = c.poll(0.2)
         if m is not None and not m.error():
+            print("processing " + m.value().decode(), flush=True)
             try:
                 c.commit(m, asynchronous=False)
             except KafkaException as e:
@@ -71,7 +118,7 @@ def main():
                     pass
                 continue
             print("consumed " + m.value().decode(), flush=True)
-        if select.select([sys.stdin], [], [], 0)[0] and not sys.stdin.readline():
+        if stdin_closed():
             break
     c.close()
 
