@@ -2,7 +2,8 @@
 // KafkaJS 2 against an ordo broker: admin APIs, producing (every acks setting, gzip), offset
 // look-ups (earliest, latest, by timestamp) and a raw Fetch through KafkaJS's own broker
 // connection, and KafkaJS's consumer: a group of two that shares a topic, commits, and is
-// described and read back through the admin client.
+// described and read back through the admin client; and group members as child processes
+// (group_member.js) that join, leave and are SIGKILLed.
 //
 // Env: ORDO_BOOTSTRAP (host:port, required); ORDO_EXPECT_FILE (optional): where to write the
 // records this test produced, as JSON, for run_test.py to check against what kcat reads.
@@ -596,6 +597,87 @@ async function main() {
     await admin.deleteGroups([groupId])
     const [after] = await admin.fetchOffsets({ groupId, topics: [MAIN] })
     assert.ok(after.partitions.every(o => o.offset === '-1'), 'offsets deleted with the group')
+  })
+
+  await step('consumer group: members join, leave and are SIGKILLed; each message committed once', async () => {
+    const { fork } = require('node:child_process')
+    const path = require('node:path')
+    const topic = 'kjs-dyn'
+    const groupId = 'kjs-dyn-group'
+    const parts = 6
+    const total = 900
+    await admin.createTopics({ topics: [{ topic, numPartitions: parts }], waitForLeaders: true })
+    const p = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner })
+    await p.connect()
+    const produce = async (from, to) => {
+      const messages = []
+      for (let i = from; i < to; i++) messages.push({ partition: i % parts, value: String(i) })
+      await p.send({ topic, acks: -1, messages })
+    }
+    const members = []
+    const spawn = () => {
+      const child = fork(path.join(__dirname, 'group_member.js'), [], {
+        env: { ...process.env, MEMBER_GROUP: groupId, MEMBER_TOPIC: topic },
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      })
+      const m = { child, assigned: null, processing: [], consumed: [] }
+      child.on('message', msg => {
+        if (msg.kind === 'assigned') m.assigned = msg.partitions
+        else if (msg.kind === 'processing') m.processing.push(msg.value)
+        else if (msg.kind === 'consumed') m.consumed.push(msg.value)
+      })
+      members.push(m)
+      return m
+    }
+    const until = async (what, cond, ms = 60000) => {
+      const end = Date.now() + ms
+      while (!cond()) {
+        assert.ok(Date.now() < end, `timed out waiting for ${what}`)
+        await new Promise(r => setTimeout(r, 100))
+      }
+    }
+    const covers = ms => {
+      const all = ms.flatMap(m => m.assigned || []).sort((a, b) => a - b)
+      return ms.every(m => m.assigned && m.assigned.length > 0) &&
+        JSON.stringify(all) === JSON.stringify([...Array(parts).keys()])
+    }
+    // Settled: committed and reported, or in flight at the killed member when SIGKILL came.
+    let killed = null
+    const settled = () => {
+      const s = new Set(members.flatMap(m => m.consumed))
+      if (killed) killed.processing.forEach(v => s.add(v))
+      return s
+    }
+    try {
+      await produce(0, total / 3)
+      const a = spawn()
+      const b = spawn()
+      await until('two members to split the partitions', () => covers([a, b]))
+      const c = spawn()
+      await until('three members to split the partitions', () => covers([a, b, c]))
+      await produce(total / 3, (2 * total) / 3)
+      c.child.send({ leave: true }) // LeaveGroup
+      await until('the two remaining members to take over', () => covers([a, b]) && c.child.exitCode !== null)
+      b.child.kill('SIGKILL') // no LeaveGroup: the session timeout finds it
+      killed = b
+      await produce((2 * total) / 3, total)
+      await until('the survivor to own every partition', () => covers([a]))
+      await until('every message', () => settled().size === total)
+      const committed = members.flatMap(m => m.consumed)
+      assert.equal(committed.length, new Set(committed).size, 'a message was committed twice')
+      assert.deepEqual([...settled()].map(Number).sort((x, y) => x - y), [...Array(total).keys()])
+      const [t] = await admin.fetchOffsets({ groupId, topics: [topic] })
+      assert.deepEqual(
+        t.partitions.map(o => [o.partition, o.offset]).sort((x, y) => x[0] - y[0]),
+        [...Array(parts).keys()].map(i => [i, String(total / parts)]),
+        'the committed offsets are the ends'
+      )
+    } finally {
+      await p.disconnect()
+      for (const m of members) {
+        if (m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGKILL')
+      }
+    }
   })
 
   await step('createPartitions: 1 -> 4; metadata and producing to the new partition', async () => {
