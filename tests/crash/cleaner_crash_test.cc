@@ -23,14 +23,12 @@
 #include "compression/records.h"
 #include "storage/partition_log.h"
 #include "storage/tests/test_util.h"
+#include "tests/crash/child_process.h"
 
 namespace ordo {
 namespace {
 
-int64_t env_or(const char* name, int64_t fallback) {
-  const char* v = std::getenv(name);
-  return v ? std::atoll(v) : fallback;
-}
+using crashtest::env_or;
 
 // offset -> (key, value, timestamp, headers joined)
 using Content = std::map<int64_t, std::tuple<std::optional<std::string>, std::optional<std::string>,
@@ -148,35 +146,26 @@ TEST(CleanerCrashTest, SigkillDuringCleaningKeepsTheLogicalContent) {
   int64_t cleans_seen = 0;
   for (int64_t round = 1; round <= rounds; ++round) {
     SCOPED_TRACE(fmt::format("round {}", round));
-    int fds[2];
-    ASSERT_EQ(::pipe(fds), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(fds[0]);
+    crashtest::Child child = crashtest::fork_child([&](int write_fd) {
       auto log = storage::PartitionLog::open(path, config(), clock);
       if (!log) ::_exit(1);
       for (uint32_t pass = 0;; ++pass) {
         auto r = (*log)->clean({.force = true, .full = true});
         if (!r) ::_exit(2);
         // Each finished pass is reported, so that the parent kills at varied points.
-        if (::write(fds[1], &pass, sizeof pass) != sizeof pass) ::_exit(3);
+        if (::write(write_fd, &pass, sizeof pass) != sizeof pass) ::_exit(3);
       }
-    }
-    ::close(fds[1]);
+    });
     // Wait for 0..3 finished passes, then a random delay within the next one.
     int64_t passes = rng.between(0, 3);
     for (int64_t p = 0; p < passes; ++p) {
       uint32_t x;
-      if (::read(fds[0], &x, sizeof x) == sizeof x) ++cleans_seen;
+      if (::read(child.read_fd, &x, sizeof x) == sizeof x) ++cleans_seen;
     }
     ::usleep(useconds_t(rng.between(0, 20'000)));
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-        << "the child exited on its own (status " << status << ")";
-    ::close(fds[0]);
+    crashtest::kill_and_reap(child);
+    ::close(child.read_fd);
+    if (::testing::Test::HasFatalFailure()) return;
 
     auto log = storage::PartitionLog::open(path, config(), clock);
     ASSERT_TRUE(log) << log.error().to_string();

@@ -20,17 +20,14 @@
 #include "base/random.h"
 #include "storage/partition_log.h"
 #include "storage/tests/test_util.h"
+#include "tests/crash/child_process.h"
 #include "tests/crash/crash_batch.h"
 
 namespace ordo {
 namespace {
 
 using crashtest::Ack;
-
-int64_t env_or(const char* name, int64_t fallback) {
-  const char* v = std::getenv(name);
-  return v ? std::atoll(v) : fallback;
-}
+using crashtest::env_or;
 
 // Reads acks from the pipe until `until` of them have arrived or the pipe reaches EOF.
 void drain(int fd, std::vector<Ack>& acks, size_t until = SIZE_MAX) {
@@ -114,33 +111,23 @@ TEST(CrashTest, AcknowledgedDurableAppendsSurviveSigkill) {
 
   for (int64_t round = 1; round <= rounds; ++round) {
     SCOPED_TRACE(fmt::format("round {}", round));
-    int fds[2];
-    ASSERT_EQ(::pipe(fds), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      std::string r = std::to_string(round), fd = std::to_string(fds[1]);
+    crashtest::Child child = crashtest::fork_child([&](int write_fd) {
+      std::string r = std::to_string(round), fd = std::to_string(write_fd);
       ::execl(ORDO_CRASH_APPENDER, ORDO_CRASH_APPENDER, dir.path().c_str(), r.c_str(), fd.c_str(),
               static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    ::close(fds[1]);
+    });
     // Kill it at a random point of its progress (not of the clock, so that a slow machine
     // does not change what is tested): after a random number of acknowledgements, zero in
     // one round out of eight (then often before it even opened the log), plus a short delay
     // so the kill lands anywhere in the append/sync pipeline.
     std::vector<Ack> acks;
     size_t wait_acks = rng.chance(0.125) ? 0 : size_t(rng.between(1, 400));
-    drain(fds[0], acks, wait_acks);
+    drain(child.read_fd, acks, wait_acks);
     ::usleep(useconds_t(rng.between(0, 3'000)));
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-        << "the child exited on its own (status " << status << ")";
-    drain(fds[0], acks);
-    ::close(fds[0]);
+    crashtest::kill_and_reap(child);
+    if (::testing::Test::HasFatalFailure()) return;
+    drain(child.read_fd, acks);
+    ::close(child.read_fd);
     if (!acks.empty()) ++rounds_with_acks;
     for (const Ack& a : acks) acked[{a.round, a.index}] = a;
 
