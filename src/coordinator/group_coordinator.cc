@@ -331,21 +331,14 @@ void GroupCoordinator::add_member_and_rebalance(Group& g, JoinRequest& req, Join
   Member m;
   m.id = member_id;
   m.instance_id = req.group_instance_id;
-  m.client_id = req.client_id;
-  m.client_host = req.client_host;
-  m.session_timeout_ms = req.session_timeout_ms;
-  m.rebalance_timeout_ms = req.rebalance_timeout_ms;
-  m.protocols = std::move(req.protocols);
-  m.join_cb = std::move(done);
-  done = nullptr;
   m.session_deadline_ms = clock_.now_ms() + req.session_timeout_ms;
   if (g.members.empty()) g.protocol_type = req.protocol_type;
   if (g.leader_id.empty()) g.leader_id = member_id;  // the first joiner leads
   if (m.instance_id) g.statics[*m.instance_id] = member_id;
-  g.members.emplace(member_id, std::move(m));
+  Member& added = g.members.emplace(member_id, std::move(m)).first->second;
   if (g.state == GroupState::preparing_rebalance && g.initial_delay) g.new_member_added = true;
-  maybe_prepare_rebalance(g);
-  try_complete_join(g);
+  // The rest (client, timeouts, protocols, the waiting join) as for a member that rejoins.
+  update_member_and_rebalance(g, added, req, done);
 }
 
 void GroupCoordinator::update_member_and_rebalance(Group& g, Member& m, JoinRequest& req,
