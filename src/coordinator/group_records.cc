@@ -188,13 +188,20 @@ Result<RecordBytes> encode_group_metadata_key(const GroupMetadataKey& key) {
   return std::move(w).finish();
 }
 
+namespace {
+// The key's first byte must be the expected type.
+Result<void> expect_key_type(Reader& r, uint8_t want) {
+  uint8_t type = ORDO_TRY(r.u8("type"));
+  if (type != want) {
+    return r.corrupt_at(0, "type", fmt::format("type {} where {} was expected", type, want));
+  }
+  return ok();
+}
+}  // namespace
+
 Result<OffsetCommitKey> decode_offset_commit_key(std::span<const uint8_t> in) {
   Reader r("offset commit key", in);
-  uint8_t type = ORDO_TRY(r.u8("type"));
-  if (type != kOffsetCommitKeyType) {
-    return r.corrupt_at(0, "type",
-                        fmt::format("type {} where {} was expected", type, kOffsetCommitKeyType));
-  }
+  ORDO_TRY(expect_key_type(r, kOffsetCommitKeyType));
   OffsetCommitKey key;
   key.group_id = ORDO_TRY(r.string("group_id"));
   key.topic = ORDO_TRY(r.string("topic"));
@@ -209,11 +216,7 @@ Result<OffsetCommitKey> decode_offset_commit_key(std::span<const uint8_t> in) {
 
 Result<GroupMetadataKey> decode_group_metadata_key(std::span<const uint8_t> in) {
   Reader r("group metadata key", in);
-  uint8_t type = ORDO_TRY(r.u8("type"));
-  if (type != kGroupMetadataKeyType) {
-    return r.corrupt_at(0, "type",
-                        fmt::format("type {} where {} was expected", type, kGroupMetadataKeyType));
-  }
+  ORDO_TRY(expect_key_type(r, kGroupMetadataKeyType));
   GroupMetadataKey key;
   key.group_id = ORDO_TRY(r.string("group_id"));
   ORDO_TRY(r.finish());
