@@ -371,11 +371,7 @@ void GroupService::begin_shutdown() {
 void GroupService::stop() {
   if (stopped_.exchange(true)) return;
   if (thread_.joinable()) {
-    asio::post(ctx_, [this] {
-      stopping_ = true;
-      tick_timer_.cancel();
-      coordinator_.unload();
-    });
+    begin_shutdown();  // a no-op for the coordinator if it already ran
     work_.reset();
     thread_.join();
   }

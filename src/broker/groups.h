@@ -12,8 +12,9 @@
 // group becomes Stable or Empty, without holding responses back: if it is lost in a crash the
 // group comes back with an older generation, and its members rejoin.
 //
-// Threads: every method below except open(), executor(), partition_for() and stop() must run on
-// executor(). LogManager callbacks come back on shard threads and are posted here.
+// Threads: every method below except open(), executor(), partition_for(), availability(),
+// begin_shutdown() and stop() must run on executor(). LogManager callbacks come back on shard
+// threads and are posted here.
 
 #include <atomic>
 #include <cstdint>
@@ -69,11 +70,12 @@ class GroupService {
   asio::any_io_executor executor() { return ctx_.get_executor(); }
   int32_t partition_for(const std::string& group_id) const;
   const GroupServiceOptions& options() const { return options_; }
+  // COORDINATOR_NOT_AVAILABLE when the group's partition failed to load or the service stops.
+  // Any thread (FindCoordinator asks from the network threads).
+  protocol::ErrorCode availability(const std::string& group_id) const;
 
   // ---- on executor() ----
   coordinator::GroupCoordinator& coordinator() { return coordinator_; }
-  // COORDINATOR_NOT_AVAILABLE when the group's partition failed to load or the service stops.
-  protocol::ErrorCode availability(const std::string& group_id) const;
 
   struct Commit {
     std::string topic;
@@ -127,7 +129,7 @@ class GroupService {
   std::map<std::string, int64_t> empty_since_ms_;  // groups that became Empty (for expiry)
   std::vector<bool> failed_partitions_;
   int64_t last_expiry_ms_ = 0;
-  bool stopping_ = false;  // on executor()
+  std::atomic<bool> stopping_{false};  // set on executor(); availability() reads it anywhere
   std::atomic<bool> stopped_{false};
 };
 
