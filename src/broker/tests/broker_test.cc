@@ -790,6 +790,15 @@ TEST_F(BrokerTest, CommittedOffsetsAreFetchedAndSurviveARestart) {
   reopen();
   check("after the restart");
 
+  // A group known only by its offsets is listed and described as Empty, as Kafka shows it.
+  auto listed = call<protocol::ListGroupsResponse>(protocol::ListGroupsRequest{}, 4);
+  ASSERT_EQ(listed.groups.size(), 1u);
+  EXPECT_EQ(listed.groups[0].group_id, "g");
+  EXPECT_EQ(listed.groups[0].group_state, "Empty");
+  protocol::DescribeGroupsRequest dg;
+  dg.groups = {"g"};
+  EXPECT_EQ(call<protocol::DescribeGroupsResponse>(dg, 5).groups.at(0).group_state, "Empty");
+
   // A partition with no commit reads as -1.
   protocol::OffsetFetchRequest none;
   none.group_id = "nobody";
@@ -939,6 +948,17 @@ TEST_F(BrokerTest, OffsetDeleteRemovesOffsetsOfTopicsNobodyReads) {
   // The group is gone with its last offset.
   EXPECT_EQ(call<protocol::OffsetDeleteResponse>(req, 0).error_code,
             ec(ErrorCode::group_id_not_found));
+}
+
+TEST_F(BrokerTest, TransactionalBatchesAreRefusedUntilTransactionsExist) {
+  ASSERT_EQ(create("tx", 1).topics.at(0).error_code, 0);
+  auto batch =
+      model::RecordBatchBuilder(
+          {.producer_id = 1, .producer_epoch = 0, .base_sequence = 0, .transactional = true})
+          .add("k", "v", 1000)
+          .build();
+  EXPECT_EQ(produce("tx", 0, batch).error_code, ec(ErrorCode::invalid_record));
+  EXPECT_EQ(list_offset("tx", 0, -1), 0);  // nothing stored
 }
 
 TEST_F(BrokerTest, ClientsCannotProduceToOrDeleteTheOffsetsTopic) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <asio/post.hpp>
 
+#include "model/record_batch.h"
 #include "storage/tests/test_util.h"
 
 namespace ordo::broker {
@@ -105,6 +106,20 @@ TEST_F(GroupServiceTest, OffsetsReplayFromTheLogAfterARestart) {
   EXPECT_EQ(committed("g", 0), 9);
   EXPECT_EQ(committed("h", 1), 3);
   EXPECT_EQ(committed("g", 1), std::nullopt);
+}
+
+TEST_F(GroupServiceTest, APartitionThatDoesNotDecodeMakesItsGroupsUnavailable) {
+  // A record whose key is no __consumer_offsets key, in the partition of group "a".
+  int32_t p = service_->partition_for("a");
+  auto bad = model::RecordBatchBuilder().add("\x7f-not-a-key", "v", 1000).build();
+  ASSERT_TRUE(logs_->append_sync({kOffsetsTopic, p}, bad));
+  open_service();
+  EXPECT_EQ(service_->availability("a"), ErrorCode::coordinator_not_available);
+  // Groups of the other partitions are served.
+  std::string other = "b";
+  while (service_->partition_for(other) == p) other += "b";
+  EXPECT_EQ(service_->availability(other), ErrorCode::none);
+  ASSERT_EQ(commit(other, 0, 1), ErrorCode::none);
 }
 
 TEST_F(GroupServiceTest, OffsetsOfGroupsWithoutMembersExpire) {

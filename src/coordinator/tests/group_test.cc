@@ -688,6 +688,20 @@ TEST_F(GroupTest, CommitRulesFollowMembershipAndGeneration) {
   EXPECT_EQ(coord_->check_commit(kGroup, -1, "", std::nullopt), ErrorCode::none);
 }
 
+TEST_F(GroupTest, RebalanceTimeoutsAreCappedAtTheMaximumSessionTimeout) {
+  make({.max_session_timeout_ms = 30'000, .initial_rebalance_delay_ms = 0});
+  JoinRequest r = request("");
+  r.api_version = 3;  // no MEMBER_ID_REQUIRED
+  r.rebalance_timeout_ms = 600'000;
+  auto j = join(r);
+  ASSERT_EQ(j->calls, 1);
+  ASSERT_EQ(j->value->error, ErrorCode::none);
+  auto d = coord_->describe(kGroup);
+  ASSERT_EQ(d.members.size(), 1u);
+  EXPECT_EQ(d.members[0].rebalance_timeout_ms, 30'000);
+  EXPECT_EQ(d.members[0].session_timeout_ms, 10'000);
+}
+
 TEST_F(GroupTest, StateObserverSeesStableEmptyAndDead) {
   std::vector<std::pair<GroupState, int32_t>> seen;
   auto ids = stable_group(1);
