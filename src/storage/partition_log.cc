@@ -263,6 +263,7 @@ Result<AppendResult> PartitionLog::append(std::span<uint8_t> batches,
   ORDO_ASSERT(!closed_);
   if (batches.empty()) return make_error(Errc::invalid_argument, "append of no batches");
   std::vector<BatchInfo> infos;
+  std::vector<model::RecordBatchView> views;  // the same batches (header fields read later)
   Offset next = log_end_offset();
   AppendResult result;
   size_t pos = 0;
@@ -299,21 +300,18 @@ Result<AppendResult> PartitionLog::append(std::span<uint8_t> batches,
     next = info.last + 1;
     result.max_timestamp = std::max(result.max_timestamp, info.max_timestamp);
     infos.push_back(info);
+    views.push_back(*view);
     pos += size_t(info.size);
   }
   // Idempotent producers (leader appends): the batch must be alone, and its sequence must follow.
   if (options.assign_offsets) {
-    for (size_t i = 0; i < infos.size(); ++i) {
-      auto view = model::RecordBatchView::parse(
-          batches.subspan(size_t(infos[i].position), size_t(infos[i].size)),
-          size_t(config_.max_batch_bytes));
-      ORDO_ASSERT(view.has_value());
-      if (view->producer_id() < 0 || view->is_control()) continue;
+    for (const auto& view : views) {
+      if (view.producer_id() < 0 || view.is_control()) continue;
       if (infos.size() > 1) {
         return make_error(Errc::invalid_argument,
                           "an idempotent batch must be the only batch of its append");
       }
-      SequenceCheck c = producers_.check(*view);
+      SequenceCheck c = producers_.check(view);
       switch (c.verdict) {
         case SequenceVerdict::append:
           break;
@@ -325,16 +323,15 @@ Result<AppendResult> PartitionLog::append(std::span<uint8_t> batches,
           result.log_start_offset = log_start_;
           return result;
         case SequenceVerdict::out_of_order_sequence:
-          return make_error(Errc::out_of_order_sequence,
-                            "producer {} epoch {}: sequence {} does not follow {}",
-                            view->producer_id(), view->producer_epoch(), view->base_sequence(),
-                            c.current_last_seq);
+          return make_error(
+              Errc::out_of_order_sequence, "producer {} epoch {}: sequence {} does not follow {}",
+              view.producer_id(), view.producer_epoch(), view.base_sequence(), c.current_last_seq);
         case SequenceVerdict::invalid_producer_epoch:
           return make_error(Errc::invalid_producer_epoch, "producer {}: epoch {} is older than {}",
-                            view->producer_id(), view->producer_epoch(), c.current_epoch);
+                            view.producer_id(), view.producer_epoch(), c.current_epoch);
         case SequenceVerdict::invalid_record:
           return make_error(Errc::invalid_argument, "producer {}: negative sequence or epoch",
-                            view->producer_id());
+                            view.producer_id());
       }
     }
   }
@@ -370,12 +367,8 @@ Result<AppendResult> PartitionLog::append(std::span<uint8_t> batches,
     seg = &active();
   }
   ORDO_TRY(seg->append(batches, infos, now));
-  for (const auto& info : infos) {
-    auto view = model::RecordBatchView::parse(
-        batches.subspan(size_t(info.position), size_t(info.size)), size_t(config_.max_batch_bytes));
-    ORDO_ASSERT(view.has_value());
-    producers_.apply_batch(*view);
-  }
+  // The views see the offsets written above (they are spans of the same bytes).
+  for (const auto& view : views) producers_.apply_batch(view);
 
   for (const auto& info : infos) {
     int32_t epoch = options.assign_offsets ? options.leader_epoch
