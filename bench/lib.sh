@@ -86,7 +86,7 @@ start_ordo() {
   local ordo=$1 dir=$2 log=$3
   shift 3
   mkdir -p "$dir"
-  "$ordo" serve --data-dir "$dir" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+  "$ordo" serve --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
   server_pid=$!
   port=$(wait_for_log "$log" 'listening on 127\.0\.0\.1:([0-9]+)') ||
     die "ordo did not start: $(tail -5 "$log")"

@@ -197,6 +197,10 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
   o.flush_threads = c.flush_threads;
   o.default_config = c.log;
   o.truncate_corrupt = c.truncate_corrupt;
+  o.cleaner.enabled = c.log_cleaner_enable;
+  o.cleaner.backoff_ms = c.log_cleaner_backoff_ms;
+  o.cleaner.key_map_bytes = c.log_cleaner_dedupe_buffer_size;
+  o.cleaner.io_bytes_per_second = c.log_cleaner_io_max_bytes_per_second;
   std::string registry_name(TopicRegistry::kFileName);
   std::string ids_name(ProducerIdAllocator::kFileName);
   o.reserved_names = {registry_name, registry_name + ".tmp", ids_name, ids_name + ".tmp"};
@@ -265,8 +269,11 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
     const TopicInfo* offsets = b->topics_->find(*topics, kOffsetsTopic);
     int32_t partitions = c.offsets_topic_num_partitions;
     if (offsets == nullptr) {
-      auto r = Handlers::create_topic(*b, kOffsetsTopic, partitions,
-                                      {{"cleanup.policy", "compact"}}, false);
+      auto r = Handlers::create_topic(
+          *b, kOffsetsTopic, partitions,
+          {{"cleanup.policy", "compact"},
+           {"segment.bytes", std::to_string(c.offsets_topic_segment_bytes)}},
+          false);
       if (r.error != ErrorCode::none) {
         return make_error(Errc::io, "creating {}: {}", kOffsetsTopic, r.message);
       }

@@ -32,7 +32,7 @@ constexpr size_t kConfigFileBytesMax = size_t(1) << 20;
 
 // What a TOML value may be for a setting; a TOML string is always accepted and parsed as the
 // environment and --set values are.
-enum class Kind { integer, boolean, text };
+enum class Kind { integer, decimal, boolean, text };
 
 // One setting. set() parses text and assigns the field (the error need not name the setting:
 // apply() adds it); get() renders the field so that set(get()) is the identity.
@@ -139,6 +139,24 @@ Setting integer(std::string_view name, Field<T> f, int64_t lo, int64_t hi,
           [f](const BrokerConfig& c) { return std::to_string(f.of(c)); }};
 }
 
+Setting decimal(std::string_view name, Field<double> f, double lo, double hi,
+                std::string_view description) {
+  return {name, Kind::decimal, description,
+          [f, lo, hi](BrokerConfig& c, std::string_view v) -> Result<void> {
+            double d = 0;
+            auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+            if (ec != std::errc() || end != v.data() + v.size() || v.empty()) {
+              return make_error(Errc::invalid_argument, "'{}' is not a number", v);
+            }
+            if (!(d >= lo && d <= hi)) {
+              return make_error(Errc::invalid_argument, "{} is outside [{}, {}]", v, lo, hi);
+            }
+            f.of(c) = d;
+            return ok();
+          },
+          [f](const BrokerConfig& c) { return fmt::format("{}", f.of(c)); }};
+}
+
 Setting boolean(std::string_view name, Field<bool> f, std::string_view description) {
   return {name, Kind::boolean, description,
           [f](BrokerConfig& c, std::string_view v) -> Result<void> {
@@ -201,6 +219,9 @@ const std::vector<Setting>& settings() {
                broker_field(&B::advertised_port), true,
                "HOST:PORT given to clients in metadata; empty: the listen address, port 0: the "
                "bound port"),
+      endpoint("admin.listen", broker_field(&B::admin_host), broker_field(&B::admin_port), true,
+               "HOST:PORT of the admin HTTP API (partition status, cleaner state, Prometheus "
+               "metrics); empty: no admin API; port 0 picks a free port"),
       integer("node.id", broker_field(&B::node_id), 0, kInt32Max,
               "This broker's id in metadata responses"),
       text("cluster.id", broker_field(&B::cluster_id), "Cluster id reported to clients"),
@@ -235,6 +256,10 @@ const std::vector<Setting>& settings() {
               "Upper bound on a fetch's max_wait_ms (long poll)"),
       integer("offsets.topic.num.partitions", broker_field(&B::offsets_topic_num_partitions), 1,
               1000, "Partitions of __consumer_offsets (fixed once the topic exists)"),
+      integer("offsets.topic.segment.bytes", broker_field(&B::offsets_topic_segment_bytes), 14,
+              kInt32Max,
+              "segment.bytes of __consumer_offsets when it is created (small segments let the "
+              "cleaner compact it sooner)"),
       integer("offsets.retention.minutes", broker_field(&B::offsets_retention_minutes), 1,
               kInt32Max, "Committed offsets of a group without members expire after this long"),
       integer("offsets.retention.check.interval.ms",
@@ -272,6 +297,31 @@ const std::vector<Setting>& settings() {
              "none (append at the end of the file) or zero_fill (write zeros ahead of appends)"),
       integer("log.preallocate.bytes", log_field(&L::preallocate_bytes), 4096, int64_t(1) << 30,
               "Chunk written ahead by zero_fill"),
+      choice("log.cleanup.policy", log_field(&L::cleanup_policy), &storage::parse_cleanup_policy,
+             &storage::cleanup_policy_name,
+             "Default cleanup.policy of a topic: delete, compact or compact,delete"),
+      boolean("log.cleaner.enable", broker_field(&B::log_cleaner_enable),
+              "Run the background cleaner that compacts topics whose policy includes compact"),
+      integer("log.cleaner.backoff.ms", broker_field(&B::log_cleaner_backoff_ms), 1, kInt64Max,
+              "How long the cleaner sleeps when no partition is due for cleaning"),
+      integer("log.cleaner.dedupe.buffer.size", broker_field(&B::log_cleaner_dedupe_buffer_size),
+              int64_t(1) << 20, int64_t(1) << 40,
+              "Memory for the cleaner's key map (key bytes plus 64 per key): what one clean "
+              "can cover"),
+      integer("log.cleaner.io.max.bytes.per.second",
+              broker_field(&B::log_cleaner_io_max_bytes_per_second), 0, kInt64Max,
+              "Cap on the cleaner's reads plus writes, bytes per second; 0: no cap"),
+      integer("log.cleaner.delete.retention.ms", log_field(&L::delete_retention_ms), 0, kInt64Max,
+              "Default delete.retention.ms: how long a tombstone stays after its record's time"),
+      decimal("log.cleaner.min.cleanable.ratio", log_field(&L::min_cleanable_dirty_ratio), 0, 1,
+              "Default min.cleanable.dirty.ratio: the dirty share of a log's cleanable bytes "
+              "that makes a clean due"),
+      integer("log.cleaner.min.compaction.lag.ms", log_field(&L::min_compaction_lag_ms), 0,
+              kInt64Max, "Default min.compaction.lag.ms: records younger than this are not cleaned"),
+      integer("log.cleaner.max.compaction.lag.ms", log_field(&L::max_compaction_lag_ms), 1,
+              kInt64Max,
+              "Default max.compaction.lag.ms: a dirty segment older than this is cleaned "
+              "whatever the dirty ratio"),
       integer("producer.id.expiration.ms", log_field(&L::producer_id_expiration_ms), 1, kInt64Max,
               "An idempotent producer that wrote nothing to a partition for this long is "
               "forgotten there"),
@@ -343,10 +393,15 @@ std::string_view toml_type_name(toml::node_type t) {
 Result<std::string> toml_value_text(const Setting& s, const toml::node& n) {
   if (const auto* v = n.as_string()) return v->get();
   if (const auto* v = n.as_integer(); v && s.kind == Kind::integer) return std::to_string(v->get());
+  if (s.kind == Kind::decimal) {
+    if (const auto* v = n.as_floating_point()) return fmt::format("{}", v->get());
+    if (const auto* v = n.as_integer()) return std::to_string(v->get());
+  }
   if (const auto* v = n.as_boolean(); v && s.kind == Kind::boolean) {
     return std::string(v->get() ? "true" : "false");
   }
   std::string_view want = s.kind == Kind::integer   ? "an integer"
+                          : s.kind == Kind::decimal ? "a number"
                           : s.kind == Kind::boolean ? "a boolean"
                                                     : "a string";
   return make_error(Errc::invalid_argument, "{}: expected {}, got a TOML {}", s.name, want,

@@ -32,6 +32,8 @@ struct BrokerConfig {
   uint16_t listen_port = 9092;
   std::string advertised_host;                       // advertised.listen; empty: listen's
   uint16_t advertised_port = 0;                      // 0: the bound port
+  std::string admin_host = "127.0.0.1";              // admin.listen = "HOST:PORT"; empty: off
+  uint16_t admin_port = 9644;
   int32_t node_id = 0;                               // node.id
   std::string cluster_id = "ordo-cluster";           // cluster.id
   int network_threads = 1;                           // network.threads
@@ -47,9 +49,15 @@ struct BrokerConfig {
   int32_t fetch_max_wait_ms = 30000;                 // fetch.max.wait.ms (caps max_wait_ms)
   int64_t connections_max_idle_ms = 600000;          // connections.max.idle.ms
   bool truncate_corrupt = false;                     // log.truncate.corrupt
+  // The background cleaner (Kafka's names and defaults, except the I/O cap: 0 = none).
+  bool log_cleaner_enable = true;                             // log.cleaner.enable
+  int64_t log_cleaner_backoff_ms = 15000;                     // log.cleaner.backoff.ms
+  int64_t log_cleaner_dedupe_buffer_size = int64_t(128) << 20;  // log.cleaner.dedupe.buffer.size
+  int64_t log_cleaner_io_max_bytes_per_second = 0;  // log.cleaner.io.max.bytes.per.second
   // Consumer groups (Kafka's names and defaults, except group.max.size, which Kafka leaves
   // unbounded).
   int32_t offsets_topic_num_partitions = 50;             // offsets.topic.num.partitions
+  int32_t offsets_topic_segment_bytes = 104857600;       // offsets.topic.segment.bytes
   int64_t offsets_retention_minutes = 10080;             // offsets.retention.minutes
   int64_t offsets_retention_check_interval_ms = 600000;  // offsets.retention.check.interval.ms
   int32_t offset_metadata_max_bytes = 4096;              // offset.metadata.max.bytes

@@ -65,9 +65,16 @@ bool is_config_token(std::string_view s) {
 
 const std::vector<TopicConfigDef> kDefs = {
     {"cleanup.policy", ConfigType::list, "delete, compact or compact,delete"},
+    {"delete.retention.ms", ConfigType::long_,
+     "how long a tombstone stays in a compacted topic after its record's time"},
     {"index.interval.bytes", ConfigType::int_, "bytes between two offset index entries"},
+    {"max.compaction.lag.ms", ConfigType::long_,
+     "a dirty segment older than this is compacted whatever the dirty ratio"},
     {"max.message.bytes", ConfigType::int_, "largest record batch the topic accepts"},
     {"message.timestamp.type", ConfigType::string, "CreateTime or LogAppendTime"},
+    {"min.cleanable.dirty.ratio", ConfigType::double_,
+     "dirty share of the cleanable bytes that makes a compaction due"},
+    {"min.compaction.lag.ms", ConfigType::long_, "records younger than this are not compacted"},
     {"min.insync.replicas", ConfigType::int_, "replicas that must have an acks=all write"},
     {"retention.bytes", ConfigType::long_,
      "size per partition above which old segments go; -1: none"},
@@ -117,7 +124,11 @@ const TopicConfigDef* find_topic_config(std::string_view name) {
 }
 
 std::string topic_config_default(const BrokerConfig& b, std::string_view name) {
-  if (name == "cleanup.policy") return "delete";
+  if (name == "cleanup.policy") return std::string(storage::cleanup_policy_name(b.log.cleanup_policy));
+  if (name == "delete.retention.ms") return std::to_string(b.log.delete_retention_ms);
+  if (name == "max.compaction.lag.ms") return std::to_string(b.log.max_compaction_lag_ms);
+  if (name == "min.cleanable.dirty.ratio") return fmt::format("{}", b.log.min_cleanable_dirty_ratio);
+  if (name == "min.compaction.lag.ms") return std::to_string(b.log.min_compaction_lag_ms);
   if (name == "index.interval.bytes") return std::to_string(b.log.index_interval_bytes);
   if (name == "max.message.bytes") return std::to_string(b.message_max_bytes);
   if (name == "message.timestamp.type") return "CreateTime";
@@ -146,6 +157,7 @@ Result<TopicSettings> resolve_topic_settings(const BrokerConfig& b,
                                              const std::map<std::string, std::string>& configs) {
   TopicSettings s;
   s.log = b.log;
+  s.cleanup_policy = std::string(storage::cleanup_policy_name(b.log.cleanup_policy));
   s.max_message_bytes = b.message_max_bytes;
   constexpr int64_t kI32 = std::numeric_limits<int32_t>::max();
   constexpr int64_t kI64 = std::numeric_limits<int64_t>::max();
@@ -160,6 +172,20 @@ Result<TopicSettings> resolve_topic_settings(const BrokerConfig& b,
       // such as __consumer_offsets keeps its latest values however old).
       s.log.cleanup_policy = *policy;
       s.cleanup_policy = value;
+    } else if (name == "delete.retention.ms") {
+      s.log.delete_retention_ms = ORDO_TRY(int_value(name, value, 0, kI64));
+    } else if (name == "max.compaction.lag.ms") {
+      s.log.max_compaction_lag_ms = ORDO_TRY(int_value(name, value, 1, kI64));
+    } else if (name == "min.cleanable.dirty.ratio") {
+      double d = -1;
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), d);
+      if (ec != std::errc() || end != value.data() + value.size() || !(d >= 0 && d <= 1)) {
+        return make_error(Errc::invalid_argument,
+                          "min.cleanable.dirty.ratio: '{}' is not a number in [0, 1]", value);
+      }
+      s.log.min_cleanable_dirty_ratio = d;
+    } else if (name == "min.compaction.lag.ms") {
+      s.log.min_compaction_lag_ms = ORDO_TRY(int_value(name, value, 0, kI64));
     } else if (name == "index.interval.bytes") {
       s.log.index_interval_bytes = int32_t(ORDO_TRY(int_value(name, value, 0, kI32)));
     } else if (name == "max.message.bytes") {

@@ -30,6 +30,9 @@ struct TopicArgs {
   int32_t replication_factor = -1;   // -1: the broker's default
   std::vector<std::string> configs;  // --config key=value
   std::vector<std::string> delete_configs;  // alter --delete-config key
+  // describe: the broker's admin HTTP API for the cleaner's state (Ordo only); empty: the
+  // first bootstrap host, port 9644; "off": not asked.
+  std::string admin;
 };
 
 // `ordo group list|describe|delete|reset-offsets`.

@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
       {"--data-dir", "data.dir", "Data directory (data.dir, default ./data)"},
       {"--listen", "listen", "HOST:PORT to listen on (listen, default 127.0.0.1:9092)"},
       {"--advertised-listen", "advertised.listen", "HOST:PORT told to clients"},
+      {"--admin-listen", "admin.listen",
+       "HOST:PORT of the admin HTTP API (admin.listen, default 127.0.0.1:9644; empty: off)"},
       {"--flush-mode", "log.flush.mode", "Default flush policy: none, interval or durable"},
       {"--shards", "shards", "Log writer threads"},
       {"--network-threads", "network.threads", "Network threads"},
@@ -105,6 +107,10 @@ int main(int argc, char** argv) {
   auto* describe_cmd = topic_cmd->add_subcommand(
       "describe", "Print a topic's partitions (leader, replicas, offsets) and configs");
   describe_cmd->add_option("name", topic.name, "Topic name")->required();
+  describe_cmd->add_option(
+      "--admin", topic.admin,
+      "HOST:PORT of an Ordo broker's admin API, for the cleaner state of compacted topics "
+      "(default: the first bootstrap host, port 9644; 'off': none)");
   auto* alter_cmd = topic_cmd->add_subcommand(
       "alter", "Change a topic's configs (others are kept) or grow its partitions");
   alter_cmd->add_option("name", topic.name, "Topic name")->required();

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "broker/admin_api.h"
 #include "broker/broker.h"
 #include "broker/config.h"
 #include "broker/server.h"
@@ -76,6 +77,18 @@ int serve(const ServeArgs& args) {
       config->shard_mode == broker::ShardMode::network
           ? std::string("on the network threads")
           : fmt::format("{} dedicated shard threads", config->shards));
+  std::unique_ptr<broker::AdminApi> admin;
+  if (!config->admin_host.empty()) {
+    auto a = broker::AdminApi::start(brk.logs(), config->admin_host, config->admin_port);
+    if (!a) {
+      ORDO_LOG_ERROR("{}", a.error().to_string());
+      server.stop();
+      (void)brk.close();
+      return 1;
+    }
+    admin = std::move(*a);
+    ORDO_LOG_INFO("ordo: admin API on http://{}:{}", config->admin_host, admin->port());
+  }
   // The line tests and scripts wait for.
   ORDO_LOG_INFO("ordo: listening on {}:{}", config->listen_host, *port);
   int sig = 0;
@@ -83,6 +96,7 @@ int serve(const ServeArgs& args) {
   ORDO_LOG_INFO("ordo: signal {}: stopping", sig);
   // Stop accepting and finish the requests in flight; then the logs close while the network
   // threads still run (they may be the logs' shards); then those threads stop (Broker::close).
+  if (admin) admin->stop();  // its requests wait for the storage shards
   server.stop();
   auto closed = brk.close();
   if (!closed) {

@@ -2,13 +2,16 @@
 // and ListOffsets (watermarks) for `describe`.
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <map>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "http/server.h"
 
 namespace ordo::cli {
 
@@ -128,6 +131,63 @@ std::string join_ids(const int32_t* ids, int cnt) {
   return out.empty() ? "-" : out;
 }
 
+// The cleaner's state of each partition, from the broker's admin API (Ordo only: another
+// Kafka cluster has no such API, which the section then says).
+std::string cleaner_section(const TopicArgs& a) {
+  std::string host = "127.0.0.1";
+  uint16_t port = 9644;
+  std::string where = a.admin;
+  if (where.empty()) {
+    std::string first = bootstrap_servers(a.client);
+    first = first.substr(0, first.find(','));
+    size_t colon = first.rfind(':');
+    host = first.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+    }
+  } else {
+    size_t colon = where.rfind(':');
+    int p = 0;
+    if (colon == std::string::npos ||
+        std::from_chars(where.data() + colon + 1, where.data() + where.size(), p).ec !=
+            std::errc() ||
+        p <= 0 || p > 65535) {
+      return fmt::format("Cleaner: --admin '{}' is not HOST:PORT\n", where);
+    }
+    host = where.substr(0, colon);
+    port = uint16_t(p);
+  }
+  auto resp = http::get(host, port, "/v1/topics/" + http::percent_encode(a.name) + "/partitions",
+                        5000);
+  if (!resp || resp->status != 200) {
+    return fmt::format("Cleaner: no admin API answer at {}:{} ({})\n", host, port,
+                       resp ? fmt::format("HTTP {}", resp->status) : resp.error().message);
+  }
+  auto j = nlohmann::json::parse(resp->body, nullptr, false);
+  if (j.is_discarded() || !j.is_array()) {
+    return fmt::format("Cleaner: the admin API at {}:{} sent something else than JSON\n", host,
+                       port);
+  }
+  std::string out = "Cleaner:\n";
+  for (const auto& p : j) {
+    if (!p.is_object() || !p.contains("cleaner") || !p["cleaner"].is_object()) continue;
+    const auto& c = p["cleaner"];
+    auto num = [&](const char* k) -> std::string {
+      return c.contains(k) && c[k].is_number() ? c[k].dump() : std::string("?");
+    };
+    double ratio = c.contains("dirty_ratio") && c["dirty_ratio"].is_number()
+                       ? c["dirty_ratio"].get<double>()
+                       : 0;
+    out += fmt::format(
+        "\tPartition: {}\tDirtyRatio: {:.3f}\tDirtyBytes: {}\tFirstDirtyOffset: {}\tLagMs: {}"
+        "\tCleans: {}\tBytesRead: {}\tBytesWritten: {}\tRecordsDropped: {}\n",
+        p.contains("partition") ? p["partition"].dump() : "?", ratio, num("dirty_bytes"),
+        num("first_dirty_offset"), num("lag_ms"), num("cleans"), num("bytes_read"),
+        num("bytes_written"), num("records_dropped"));
+  }
+  return out;
+}
+
 Result<void> describe(const TopicArgs& a) {
   auto rk = ORDO_TRY(admin_client(a.client));
   auto md = ORDO_TRY(fetch_metadata(rk.get()));
@@ -154,6 +214,13 @@ Result<void> describe(const TopicArgs& a) {
     }
   }
   auto configs = ORDO_TRY(describe_topic_configs(rk.get(), a.name));
+  bool compacted = false;
+  for (const auto& c : configs) {
+    if (c.name == "cleanup.policy" && c.value && c.value->find("compact") != std::string::npos) {
+      compacted = true;
+    }
+  }
+  if (compacted && a.admin != "off") out += cleaner_section(a);
   out += "Configs:\n";
   for (const auto& c : configs) {
     out += fmt::format("\t{}={}\t({}{})\n", c.name, c.value ? *c.value : "<sensitive>",

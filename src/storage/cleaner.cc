@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
+#include <thread>
 
 #include "base/coding.h"
 #include "base/crc32c.h"
@@ -256,13 +257,57 @@ Result<std::optional<Offset>> recover_cleaner_swap(const std::string& dir) {
   return std::optional<Offset>(first_dirty);
 }
 
-// ---- PartitionLog::clean -----------------------------------------------------------------------
+// ---- IoThrottle --------------------------------------------------------------------------------
 
-Result<CleanResult> PartitionLog::clean(const CleanerOptions& o) {
+namespace {
+int64_t mono_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+void IoThrottle::charge(int64_t bytes, const std::atomic<bool>* cancel) {
+  if (rate_ <= 0) return;
+  if (start_ns_ < 0) start_ns_ = mono_ns();
+  charged_ += bytes;
+  // When the bytes charged so far may have been moved at the rate.
+  const int64_t due_ns = start_ns_ + int64_t(double(charged_) / double(rate_) * 1e9);
+  for (int64_t now = mono_ns(); now < due_ns; now = mono_ns()) {
+    if (cancel && cancel->load()) return;
+    std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<int64_t>(due_ns - now, 100'000'000)));
+  }
+}
+
+// ---- The three phases --------------------------------------------------------------------------
+
+namespace {
+
+// Sealed segments are read in large sequential chunks.
+constexpr size_t kCleanReadChunk = size_t(1) << 20;
+constexpr size_t kCleanWriteChunk = size_t(1) << 20;
+
+struct Cleanable {
+  std::vector<Segment*> segments;
+  Offset first_dirty{0};
+  int64_t clean_bytes = 0;
+  int64_t dirty_bytes = 0;
+  bool overdue = false;
+  int64_t oldest_dirty_ts = -1;  // newest record of the first dirty non-empty segment
+};
+
+}  // namespace
+
+Result<std::optional<CleanPlan>> PartitionLog::plan_clean(const CleanerOptions& o) {
   ORDO_ASSERT(!closed_);
-  CleanResult res;
-  if (!policy_compacts(config_.cleanup_policy)) return res;
+  std::optional<CleanPlan> none;
+  if (!policy_compacts(config_.cleanup_policy)) return none;
   const int64_t now = clock_.now_ms();
+  CleanPlan p;
+  p.dir = dir_;
+  p.config = config_;
+  p.options = o;
+  p.now_ms = now;
 
   // 1. The cleanable segments: sealed, wholly below cleanable_end, older than the min lag.
   std::vector<Segment*> cleanable;
@@ -275,18 +320,18 @@ Result<CleanResult> PartitionLog::clean(const CleanerOptions& o) {
     }
     cleanable.push_back(&s);
   }
-  if (cleanable.empty()) return res;
+  if (cleanable.empty()) return none;
   const Offset end = cleanable.back()->next_offset();
-  const Offset first_dirty = o.full ? cleanable.front()->base_offset()
-                                    : std::max(first_dirty_, cleanable.front()->base_offset());
-  res.first_dirty = first_dirty;
-  res.cleaned_end = first_dirty;
-  if (first_dirty >= end) return res;
+  p.first_dirty = o.full ? cleanable.front()->base_offset()
+                         : std::max(first_dirty_, cleanable.front()->base_offset());
+  p.result.first_dirty = p.first_dirty;
+  p.result.cleaned_end = p.first_dirty;
+  if (p.first_dirty >= end) return none;
   int64_t clean_bytes = 0, dirty_bytes = 0;
   bool overdue = false;
   bool first_dirty_seen = false;
   for (Segment* s : cleanable) {
-    if (s->next_offset() <= first_dirty) {
+    if (s->next_offset() <= p.first_dirty) {
       clean_bytes += s->size_bytes();
       continue;
     }
@@ -298,209 +343,321 @@ Result<CleanResult> PartitionLog::clean(const CleanerOptions& o) {
       overdue = s->retention_timestamp() < now - config_.max_compaction_lag_ms;
     }
   }
-  res.dirty_ratio =
+  p.result.dirty_ratio =
       clean_bytes + dirty_bytes > 0 ? double(dirty_bytes) / double(clean_bytes + dirty_bytes) : 0;
-  if (!o.force && !overdue && res.dirty_ratio < config_.min_cleanable_dirty_ratio) return res;
+  p.due = o.force || overdue || p.result.dirty_ratio >= config_.min_cleanable_dirty_ratio;
+  for (Segment* s : cleanable) {
+    p.segments.push_back(CleanPlan::Input{s->base_offset(), s->next_offset(), s->size_bytes(),
+                                          s->retention_timestamp(), s->log_file()});
+  }
+  for (int64_t pid : producers_.producer_ids()) {
+    p.producer_last.emplace(pid, producers_.find(pid)->newest().last_offset.value());
+  }
+  p.truncations = truncations_;
+  return std::optional<CleanPlan>(std::move(p));
+}
+
+Result<CleanOutput> build_clean(const CleanPlan& p, const BuildControl& ctl) {
+  CleanOutput out;
+  CleanResult& res = out.result;
+  res = p.result;
+  const int64_t now = p.now_ms;
+  const Offset first_dirty = p.first_dirty;
+  auto cancelled = [&]() -> Result<void> {
+    if (ctl.cancel && ctl.cancel->load()) {
+      return make_error(Errc::closed, "{}: clean cancelled", p.dir);
+    }
+    return ok();
+  };
+  auto charge = [&](int64_t bytes) {
+    if (ctl.throttle) ctl.throttle->charge(bytes, ctl.cancel);
+  };
 
   // 2. Pass 1: key -> latest offset over [first_dirty, map_end).
-  KeyMap map(o.key_map_bytes);
+  KeyMap map(p.options.key_map_bytes);
   Offset map_end = first_dirty;
-  for (Segment* s : cleanable) {
+  for (const auto& s : p.segments) {
     if (res.map_full) break;
-    if (s->next_offset() <= first_dirty) continue;
-    std::vector<BatchInfo> infos;
-    ORDO_TRY(s->scan(0, s->size_bytes(), [&](const BatchInfo& b) {
-      if (b.last >= first_dirty) infos.push_back(b);
-      return true;
-    }));
-    for (const BatchInfo& b : infos) {
-      auto bytes = ORDO_TRY(s->read_batch(b));
-      res.bytes_read += b.size;
-      auto view = ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
-      ORDO_TRY(view.verify_crc());
-      if (!view.is_control() && !view.is_transactional()) {
-        auto decoded = ORDO_TRY(compression::decode_batch(view));
-        int64_t cost = 0;
-        for (const auto& rec : decoded.records) {
-          if (rec.key && b.base + rec.offset_delta >= first_dirty) {
-            cost += map.cost_of_new(*rec.key);
+    if (s.next <= first_dirty) continue;
+    ORDO_TRY(read_batches(
+        *s.log, s.size, p.config.max_batch_bytes, kCleanReadChunk,
+        [&](const BatchInfo& b, std::span<const uint8_t> bytes) -> Result<bool> {
+          if (b.last < first_dirty) return true;
+          ORDO_TRY(cancelled());
+          charge(b.size);
+          res.bytes_read += b.size;
+          auto view = ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
+          ORDO_TRY(view.verify_crc());
+          if (!view.is_control() && !view.is_transactional()) {
+            auto decoded = ORDO_TRY(compression::decode_batch(view));
+            int64_t cost = 0;
+            for (const auto& rec : decoded.records) {
+              if (rec.key && b.base + rec.offset_delta >= first_dirty) {
+                cost += map.cost_of_new(*rec.key);
+              }
+            }
+            if (!map.fits(cost)) {
+              res.map_full = true;
+              return false;
+            }
+            for (const auto& rec : decoded.records) {
+              Offset off = b.base + rec.offset_delta;
+              if (rec.key && off >= first_dirty) map.put(*rec.key, off);
+            }
           }
-        }
-        if (!map.fits(cost)) {
-          res.map_full = true;
-          break;
-        }
-        for (const auto& rec : decoded.records) {
-          Offset off = b.base + rec.offset_delta;
-          if (rec.key && off >= first_dirty) map.put(*rec.key, off);
-        }
-      }
-      map_end = b.last + 1;
-    }
-    if (!res.map_full) map_end = std::max(map_end, s->next_offset());
+          map_end = b.last + 1;
+          return true;
+        }));
+    if (!res.map_full) map_end = std::max(map_end, s.next);
   }
   res.map_keys = int64_t(map.size());
   res.cleaned_end = map_end;
   if (map_end <= first_dirty) {
-    ORDO_LOG_WARN("{}: the key map ({} bytes) cannot hold the keys of one batch at {}", dir_,
-                  o.key_map_bytes, first_dirty);
-    return res;
+    ORDO_LOG_WARN("{}: the key map ({} bytes) cannot hold the keys of one batch at {}", p.dir,
+                  p.options.key_map_bytes, first_dirty);
+    return out;
   }
 
   // 3. Pass 2: the segments starting below map_end, in groups merged up to segment.bytes.
-  std::vector<std::vector<Segment*>> groups;
+  std::vector<std::vector<const CleanPlan::Input*>> groups;
   int64_t group_bytes = 0;
-  for (Segment* s : cleanable) {
-    if (s->base_offset() >= map_end) break;
-    if (groups.empty() || group_bytes + s->size_bytes() > config_.segment_bytes ||
-        s->next_offset() - groups.back().front()->base_offset() > int64_t(INT32_MAX)) {
+  for (const auto& s : p.segments) {
+    if (s.base >= map_end) break;
+    if (groups.empty() || group_bytes + s.size > p.config.segment_bytes ||
+        s.next - groups.back().front()->base > int64_t(INT32_MAX)) {
       groups.emplace_back();
       group_bytes = 0;
     }
-    groups.back().push_back(s);
-    group_bytes += s->size_bytes();
+    groups.back().push_back(&s);
+    group_bytes += s.size;
   }
-  const int64_t tombstone_cutoff = now - config_.delete_retention_ms;
-  std::vector<std::unique_ptr<Segment>> staged;
-  std::vector<SwapGroup> swap;
-  // A failure before the marker leaves the old segments in place; the .cleaned files go.
-  auto drop_staged = [&](Error e) -> Error {
-    for (auto& seg : staged) (void)seg->remove();
+  const int64_t tombstone_cutoff = now - p.config.delete_retention_ms;
+  // A failure leaves the old segments in place; the .cleaned files go.
+  auto fail = [&](Error e) -> Error {
+    discard_clean(p.dir, out);
     return e;
   };
   for (const auto& group : groups) {
-    Offset base = group.front()->base_offset();
-    auto created = Segment::create(dir_, base, config_, now, kCleanedSuffix);
+    const Offset base = group.front()->base;
+    auto created = Segment::create(p.dir, base, p.config, now, kCleanedSuffix);
     if (!created && created.error().code == Errc::already_exists) {
       // Left by an earlier clean that failed in this process before its marker.
-      auto removed = remove_cleaned_files(dir_);
-      if (!removed) return drop_staged(removed.error());
-      created = Segment::create(dir_, base, config_, now, kCleanedSuffix);
+      auto removed = remove_cleaned_files(p.dir);
+      if (!removed) return fail(removed.error());
+      created = Segment::create(p.dir, base, p.config, now, kCleanedSuffix);
     }
-    if (!created) return drop_staged(created.error());
-    staged.push_back(std::move(*created));
-    Segment& out = *staged.back();
-    SwapGroup g{base, {}};
+    if (!created) return fail(created.error());
+    std::unique_ptr<Segment> staged = std::move(*created);
+    out.groups.push_back(SwapGroup{base, {}});
+    SwapGroup& g = out.groups.back();
     std::vector<uint8_t> buf;
     std::vector<BatchInfo> out_infos;
     auto write_out = [&]() -> Result<void> {
       if (out_infos.empty()) return ok();
-      ORDO_TRY(out.append(buf, out_infos, now));
+      charge(int64_t(buf.size()));
+      ORDO_TRY(staged->append(buf, out_infos, now));
       res.bytes_written += int64_t(buf.size());
       buf.clear();
       out_infos.clear();
       return ok();
     };
-    for (Segment* s : group) {
-      g.replaced.push_back(s->base_offset());
-      std::vector<BatchInfo> infos;
-      auto scanned = s->scan(0, s->size_bytes(), [&](const BatchInfo& b) {
-        infos.push_back(b);
-        return true;
-      });
-      if (!scanned) return drop_staged(scanned.error());
-      for (const BatchInfo& b : infos) {
-        auto one = [&]() -> Result<void> {
-          auto bytes = ORDO_TRY(s->read_batch(b));
-          res.bytes_read += b.size;
-          auto view = ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
-          ORDO_TRY(view.verify_crc());
-          const int64_t batch_time =
-              b.max_timestamp >= 0 ? b.max_timestamp : s->retention_timestamp();
-          auto decide = [&](const model::RecordView& rec, Offset off) {
-            RecordDecision d;
-            if (!rec.key) return d;
-            if (auto latest = map.get(*rec.key); latest && *latest > off) {
-              d.keep = false;
-            } else if (!rec.value && off < map_end && batch_time < tombstone_cutoff) {
-              d.keep = false;
-              d.tombstone_dropped = true;
+    for (const CleanPlan::Input* s : group) {
+      g.replaced.push_back(s->base);
+      const int64_t segment_time = s->retention_timestamp;
+      auto r = read_batches(
+          *s->log, s->size, p.config.max_batch_bytes, kCleanReadChunk,
+          [&](const BatchInfo& b, std::span<const uint8_t> bytes) -> Result<bool> {
+            ORDO_TRY(cancelled());
+            charge(b.size);
+            res.bytes_read += b.size;
+            auto view = ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
+            ORDO_TRY(view.verify_crc());
+            const int64_t batch_time = b.max_timestamp >= 0 ? b.max_timestamp : segment_time;
+            auto decide = [&](const model::RecordView& rec, Offset off) {
+              RecordDecision d;
+              if (!rec.key) return d;
+              if (auto latest = map.get(*rec.key); latest && *latest > off) {
+                d.keep = false;
+              } else if (!rec.value && off < map_end && batch_time < tombstone_cutoff) {
+                d.keep = false;
+                d.tombstone_dropped = true;
+              }
+              return d;
+            };
+            bool retain_empty = false;
+            if (view.producer_id() >= 0) {
+              auto it = p.producer_last.find(view.producer_id());
+              retain_empty = it != p.producer_last.end() && it->second == view.last().value();
             }
-            return d;
-          };
-          bool retain_empty = false;
-          if (view.producer_id() >= 0) {
-            const ProducerEntry* p = producers_.find(view.producer_id());
-            retain_empty = p && p->newest().last_offset == view.last();
-          }
-          auto f = ORDO_TRY(filter_batch(view, decide, retain_empty));
-          res.records_kept += f.kept;
-          res.records_dropped += f.dropped;
-          res.tombstones_dropped += f.tombstones_dropped;
-          std::span<const uint8_t> kept = bytes;
-          switch (f.kind) {
-            case FilteredBatch::Kind::unchanged:
-              break;
-            case FilteredBatch::Kind::dropped:
-              ++res.batches_dropped;
-              return ok();
-            case FilteredBatch::Kind::emptied:
-              ++res.empty_batches_kept;
-              kept = f.bytes;
-              break;
-            case FilteredBatch::Kind::rewritten:
-              kept = f.bytes;
-              break;
-          }
-          auto nv = ORDO_TRY(model::RecordBatchView::parse(kept, kept.size()));
-          ORDO_ASSERT(nv.base() == b.base && nv.last() == b.last);
-          out_infos.push_back(BatchInfo{int64_t(buf.size()), int64_t(kept.size()), b.base, b.last,
-                                        nv.max_timestamp()});
-          buf.insert(buf.end(), kept.begin(), kept.end());
-          if (buf.size() >= (size_t(1) << 20)) ORDO_TRY(write_out());
-          return ok();
-        };
-        auto r = one();
-        if (!r) return drop_staged(r.error());
-      }
+            auto f = ORDO_TRY(filter_batch(view, decide, retain_empty));
+            res.records_kept += f.kept;
+            res.records_dropped += f.dropped;
+            res.tombstones_dropped += f.tombstones_dropped;
+            std::span<const uint8_t> kept = bytes;
+            switch (f.kind) {
+              case FilteredBatch::Kind::unchanged:
+                break;
+              case FilteredBatch::Kind::dropped:
+                ++res.batches_dropped;
+                return true;
+              case FilteredBatch::Kind::emptied:
+                ++res.empty_batches_kept;
+                kept = f.bytes;
+                break;
+              case FilteredBatch::Kind::rewritten:
+                kept = f.bytes;
+                break;
+            }
+            auto nv = ORDO_TRY(model::RecordBatchView::parse(kept, kept.size()));
+            ORDO_ASSERT(nv.base() == b.base && nv.last() == b.last);
+            out_infos.push_back(BatchInfo{int64_t(buf.size()), int64_t(kept.size()), b.base,
+                                          b.last, nv.max_timestamp()});
+            buf.insert(buf.end(), kept.begin(), kept.end());
+            if (buf.size() >= kCleanWriteChunk) ORDO_TRY(write_out());
+            return true;
+          });
+      if (!r) return fail(r.error());
     }
     auto sealed = [&]() -> Result<void> {
       ORDO_TRY(write_out());
-      ORDO_TRY(out.seal());
-      ORDO_TRY(out.sync_all());
+      ORDO_TRY(staged->seal());
+      ORDO_TRY(staged->sync_all());
       return ok();
     }();
-    if (!sealed) return drop_staged(sealed.error());
+    if (!sealed) return fail(sealed.error());
     res.segments_before += int64_t(group.size());
-    swap.push_back(std::move(g));
   }
-  res.segments_after = int64_t(swap.size());
-  if (auto r = fsync_dir(dir_); !r) return drop_staged(r.error());
-  if (o.fail_at == CleanFailPoint::after_cleaned_files) return injected(o.fail_at);
+  res.segments_after = int64_t(out.groups.size());
+  if (auto r = fsync_dir(p.dir); !r) return fail(r.error());
+  return out;
+}
+
+void discard_clean(const std::string& dir, const CleanOutput& output) {
+  for (const auto& g : output.groups) {
+    for (const char* suffix : {".log", ".index", ".timeindex"}) {
+      std::string path = seg_path(dir, g.base, suffix) + std::string(kCleanedSuffix);
+      if (auto r = remove_file(path); !r) {
+        ORDO_LOG_WARN("{}: {}", dir, r.error().to_string());
+      }
+    }
+  }
+}
+
+Result<CleanResult> PartitionLog::commit_clean(const CleanPlan& p, CleanOutput output) {
+  ORDO_ASSERT(!closed_);
+  ORDO_ASSERT(p.dir == dir_);
+  CleanResult res = output.result;
+  if (output.empty()) return res;
+  const CleanFailPoint fail_at = p.options.fail_at;
+  // The log may have changed while the build ran: then the output describes files that are
+  // gone or different, and is dropped.
+  std::string stale;
+  if (!policy_compacts(config_.cleanup_policy)) {
+    stale = "cleanup.policy no longer includes compact";
+  } else if (truncations_ != p.truncations) {
+    stale = "the log was truncated";
+  } else if (!p.options.full && first_dirty_ != p.first_dirty) {
+    stale = fmt::format("the first dirty offset moved from {} to {}", p.first_dirty, first_dirty_);
+  }
+  for (size_t gi = 0; stale.empty() && gi < output.groups.size(); ++gi) {
+    for (Offset base : output.groups[gi].replaced) {
+      auto it = segments_.find(base);
+      auto in = std::find_if(p.segments.begin(), p.segments.end(),
+                             [&](const CleanPlan::Input& i) { return i.base == base; });
+      ORDO_ASSERT(in != p.segments.end());
+      if (it == segments_.end()) {
+        stale = fmt::format("segment {} is gone", base);
+      } else if (it->second.get() == &active() || it->second->log_file() != in->log ||
+                 it->second->size_bytes() != in->size) {
+        stale = fmt::format("segment {} changed", base);
+      }
+      if (!stale.empty()) break;
+    }
+  }
+  if (!stale.empty()) {
+    discard_clean(dir_, output);
+    ORDO_LOG_INFO("{}: clean up to offset {} dropped: {}", dir_, res.cleaned_end, stale);
+    ++cleaner_stats_.aborted;
+    res.aborted = true;
+    return res;
+  }
+  if (fail_at == CleanFailPoint::after_cleaned_files) return injected(fail_at);
 
   // 4. The swap. The marker is the commit point: from here on, recovery rolls forward.
   const std::string marker = dir_ + "/" + std::string(kCleanerSwapFile);
-  if (auto r = write_file_atomic(marker, std::string_view(encode_marker(map_end, swap))); !r) {
-    return drop_staged(r.error());
+  if (auto r = write_file_atomic(marker, std::string_view(encode_marker(res.cleaned_end,
+                                                                        output.groups)));
+      !r) {
+    discard_clean(dir_, output);
+    return std::move(r).error();
   }
-  if (o.fail_at == CleanFailPoint::after_marker) return injected(o.fail_at);
-  for (size_t i = 0; i < swap.size(); ++i) {
-    ORDO_TRY(apply_group(dir_, swap[i]));
-    if (i == 0 && o.fail_at == CleanFailPoint::after_first_group) return injected(o.fail_at);
+  if (fail_at == CleanFailPoint::after_marker) return injected(fail_at);
+  for (size_t i = 0; i < output.groups.size(); ++i) {
+    ORDO_TRY(apply_group(dir_, output.groups[i]));
+    if (i == 0 && fail_at == CleanFailPoint::after_first_group) return injected(fail_at);
   }
   ORDO_TRY(fsync_dir(dir_));
-  ORDO_TRY(write_cleaner_checkpoint(dir_, map_end));
-  if (o.fail_at == CleanFailPoint::before_marker_removal) return injected(o.fail_at);
+  ORDO_TRY(write_cleaner_checkpoint(dir_, res.cleaned_end));
+  if (fail_at == CleanFailPoint::before_marker_removal) return injected(fail_at);
   ORDO_TRY(remove_file(marker));
   ORDO_TRY(fsync_dir(dir_));
 
   // The Segment objects: the replaced ones go (reads in flight keep their File handles), the
   // new ones are opened under their final names.
-  staged.clear();
-  for (const auto& g : swap) {
+  const int64_t now = clock_.now_ms();
+  for (const auto& g : output.groups) {
     for (Offset old : g.replaced) segments_.erase(old);
     segments_.emplace(g.base, ORDO_TRY(Segment::open(dir_, g.base, config_, now)));
   }
-  first_dirty_ = map_end;
+  first_dirty_ = res.cleaned_end;
   res.cleaned = true;
+  ++cleaner_stats_.cleans;
+  cleaner_stats_.bytes_read += res.bytes_read;
+  cleaner_stats_.bytes_written += res.bytes_written;
+  cleaner_stats_.records_dropped += res.records_dropped;
+  cleaner_stats_.last_clean_ms = now;
   ORDO_LOG_INFO(
       "{}: cleaned offsets up to {}: {} segments into {}, {} records kept, {} dropped ({} "
       "tombstones), {} -> {} bytes{}",
-      dir_, map_end, res.segments_before, res.segments_after, res.records_kept, res.records_dropped,
-      res.tombstones_dropped, res.bytes_read, res.bytes_written,
+      dir_, res.cleaned_end, res.segments_before, res.segments_after, res.records_kept,
+      res.records_dropped, res.tombstones_dropped, res.bytes_read, res.bytes_written,
       res.map_full ? " (key map full)" : "");
   check_invariants();
   return res;
+}
+
+Result<CleanResult> PartitionLog::clean(const CleanerOptions& o) {
+  auto plan = ORDO_TRY(plan_clean(o));
+  if (!plan) {
+    CleanResult res;
+    if (policy_compacts(config_.cleanup_policy)) res.first_dirty = res.cleaned_end = first_dirty_;
+    return res;
+  }
+  if (!plan->due) return plan->result;
+  auto output = ORDO_TRY(build_clean(*plan));
+  return commit_clean(*plan, std::move(output));
+}
+
+CleanerStats PartitionLog::cleaner_stats() const {
+  CleanerStats st = cleaner_stats_;
+  st.first_dirty = first_dirty_;
+  if (!policy_compacts(config_.cleanup_policy)) return st;
+  const int64_t now = clock_.now_ms();
+  for (auto it = segments_.begin(); std::next(it) != segments_.end(); ++it) {
+    const Segment& s = *it->second;
+    if (config_.min_compaction_lag_ms > 0 && !s.empty() &&
+        s.retention_timestamp() > now - config_.min_compaction_lag_ms) {
+      break;
+    }
+    st.cleanable_bytes += s.size_bytes();
+    if (s.next_offset() > first_dirty_) {
+      st.dirty_bytes += s.size_bytes();
+      if (st.lag_ms == 0 && !s.empty()) st.lag_ms = std::max<int64_t>(0, now - s.retention_timestamp());
+    }
+  }
+  st.dirty_ratio =
+      st.cleanable_bytes > 0 ? double(st.dirty_bytes) / double(st.cleanable_bytes) : 0;
+  return st;
 }
 
 }  // namespace ordo::storage

@@ -47,25 +47,37 @@
 //      the marker is removed. PartitionLog::open completes a swap whose marker exists and
 //      removes .cleaned files without one (recover_cleaner_swap).
 //
-// Next slice: a background cleaner thread runs passes 1 and 2 (reading sealed segments,
-// which are immutable, through their shared File handles; bounded I/O rate) and writes the
-// .cleaned files; then it posts the swap (marker, renames, replacing the Segment objects) to
-// the partition's shard thread, which first checks that the replaced segments still exist
-// (retention or truncation may have removed them meanwhile; then the cleaned files are
-// dropped). Reads already in flight keep their FileSlice: the old files stay readable until
-// the last handle goes.
+// The three phases. clean() runs all of them on the writer thread (tests, tools). The
+// background cleaner (log_cleaner.h) splits them so that the long part never runs there:
+//   plan_clean()    writer thread: picks the range and snapshots what the build needs (the
+//                   sealed segments' shared File handles and sizes, the config, the
+//                   producers' last batches). Cheap: no I/O.
+//   build_clean()   any thread: passes 1 and 2 over the snapshot (sealed segments are
+//                   immutable; the File handles keep them readable even if retention deletes
+//                   them meanwhile), writes and fsyncs the .cleaned files, at a bounded I/O
+//                   rate, cancellable between batches. Touches no state of the PartitionLog.
+//   commit_clean()  writer thread: checks that every segment the build replaces is still in
+//                   the log, unchanged (same file, same size, still sealed) and that no other
+//                   clean moved the first dirty offset; if not (retention, truncation, a
+//                   policy change), the output is discarded and the log is untouched.
+//                   Otherwise step 4 runs. Reads in flight keep their FileSlice: the old
+//                   files stay readable until the last handle goes.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "base/file.h"
 #include "base/result.h"
 #include "base/strong_int.h"
 #include "model/record_batch.h"
+#include "storage/config.h"
 
 namespace ordo::storage {
 
@@ -106,7 +118,87 @@ struct CleanResult {
   int64_t empty_batches_kept = 0;  // producers' last batches kept as headers
   int64_t segments_before = 0;     // segments replaced
   int64_t segments_after = 0;      // segments that replaced them
+  bool aborted = false;            // built, but the log changed meanwhile: nothing swapped
 };
+
+// One new segment and the old ones it replaces (its base is the first old one's).
+struct SwapGroup {
+  Offset base;
+  std::vector<Offset> replaced;
+};
+
+// Cumulative cleaner figures of one log since it was opened, and its dirty state now.
+struct CleanerStats {
+  double dirty_ratio = 0;       // dirty bytes / cleanable bytes
+  int64_t cleanable_bytes = 0;  // sealed segments old enough to clean
+  int64_t dirty_bytes = 0;      // of which not yet covered by a clean
+  Offset first_dirty{0};
+  // How long the oldest uncleaned sealed segment has waited since its newest record (0 when
+  // none waits): the cleaner's lag.
+  int64_t lag_ms = 0;
+  int64_t cleans = 0;
+  int64_t aborted = 0;
+  int64_t bytes_read = 0;
+  int64_t bytes_written = 0;
+  int64_t records_dropped = 0;
+  int64_t last_clean_ms = -1;  // wall-clock time of the last completed clean
+};
+
+// What build_clean needs, snapshotted by PartitionLog::plan_clean on the writer thread.
+struct CleanPlan {
+  struct Input {
+    Offset base;
+    Offset next;
+    int64_t size = 0;
+    int64_t retention_timestamp = -1;
+    std::shared_ptr<File> log;
+  };
+  std::string dir;
+  LogConfig config;
+  CleanerOptions options;
+  int64_t now_ms = 0;
+  Offset first_dirty{0};
+  uint64_t truncations = 0;  // the log's truncation count: a truncation since voids the plan
+  bool due = false;  // force, overdue, or dirty enough: a scheduler cleans only due plans
+  std::vector<Input> segments;  // the cleanable segments, in order
+  // Producer id -> last offset of its newest batch (an emptied batch there stays as a header).
+  std::unordered_map<int64_t, int64_t> producer_last;
+  CleanResult result;  // dirty_ratio and first_dirty filled in
+};
+
+// The .cleaned files a build wrote and synced, and what they replace.
+struct CleanOutput {
+  CleanResult result;
+  std::vector<SwapGroup> groups;
+  bool empty() const { return groups.empty(); }
+};
+
+// Caps a stream of I/O at bytes_per_second (0: no cap) by sleeping in charge().
+class IoThrottle {
+ public:
+  explicit IoThrottle(int64_t bytes_per_second) : rate_(bytes_per_second) {}
+  // Accounts bytes; sleeps until the average since the first charge is within the rate, in
+  // steps of at most 100 ms, returning early when cancel becomes true.
+  void charge(int64_t bytes, const std::atomic<bool>* cancel = nullptr);
+  int64_t rate() const { return rate_; }
+
+ private:
+  int64_t rate_;
+  int64_t charged_ = 0;
+  int64_t start_ns_ = -1;
+};
+
+struct BuildControl {
+  IoThrottle* throttle = nullptr;             // null: no cap
+  const std::atomic<bool>* cancel = nullptr;  // true: stop with Errc::closed
+};
+
+// Passes 1 and 2 of a plan: writes and syncs the .cleaned files. Any thread; see above.
+// A plan whose map cannot hold one batch yields an empty output (nothing written). On error
+// or cancellation nothing is left behind.
+Result<CleanOutput> build_clean(const CleanPlan& plan, const BuildControl& control = {});
+// Removes an output's .cleaned files (a build that will not be committed).
+void discard_clean(const std::string& dir, const CleanOutput& output);
 
 // Key -> latest offset with a memory budget. Full keys are stored: an entry can never be
 // shared by two keys, so no collision can make the cleaner drop the latest record of a key.
@@ -161,11 +253,6 @@ inline constexpr std::string_view kCleanedSuffix = ".cleaned";
 inline constexpr std::string_view kCleanerSwapFile = "cleaner.swap";
 inline constexpr std::string_view kCleanerCheckpointFile = "cleaner.checkpoint";
 
-// One new segment and the old ones it replaces (its base is the first old one's).
-struct SwapGroup {
-  Offset base;
-  std::vector<Offset> replaced;
-};
 
 // Completes a swap whose marker exists (every step is idempotent) or, without a marker,
 // removes leftover .cleaned files. Run by PartitionLog::open before it lists the segments.

@@ -9,10 +9,13 @@
 #include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <filesystem>
 #include <future>
 #include <map>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "base/log.h"
@@ -77,6 +80,15 @@ struct LogManager::Impl {
   bool started = false;  // shards are running
   bool closed = false;
   bool external = false;  // shards run on the caller's contexts
+
+  // The cleaner thread (CleanerThreadOptions).
+  std::thread cleaner;
+  std::mutex cleaner_mu;
+  std::condition_variable cleaner_cv;
+  bool cleaner_wake = false;                    // under cleaner_mu
+  std::atomic<bool> cleaner_stop{false};        // also cancels a build
+  std::set<TopicPartition> cleaner_skip;        // under cleaner_mu; builds failed: skipped
+                                                // until the partition is removed or reopened
 
   Shard& shard_for(const TopicPartition& tp) {
     return *shards[std::hash<TopicPartition>()(tp) % shards.size()];
@@ -221,6 +233,18 @@ struct LogManager::Impl {
     return future.get();
   }
 
+  void cleaner_main();
+  bool cleaner_round();
+  void stop_cleaner() {
+    if (!cleaner.joinable()) return;
+    {
+      std::lock_guard lk(cleaner_mu);
+      cleaner_stop = true;
+    }
+    cleaner_cv.notify_all();
+    cleaner.join();
+  }
+
   // The work of the public methods, on the shard's thread (inline or posted).
   void do_create(Shard& s, const TopicPartition& tp, const LogConfig& config, Callback<void> done);
   void do_remove(Shard& s, const TopicPartition& tp, Callback<void> done);
@@ -342,7 +366,98 @@ Result<std::unique_ptr<LogManager>> LogManager::open(LogManagerOptions options) 
     }
   }
   impl.started = true;
+  if (options.cleaner.enabled) impl.cleaner = std::thread([&impl] { impl.cleaner_main(); });
   return mgr;
+}
+
+void LogManager::Impl::cleaner_main() {
+  std::unique_lock lk(cleaner_mu);
+  while (!cleaner_stop) {
+    lk.unlock();
+    bool cleaned = cleaner_round();
+    lk.lock();
+    if (cleaned) continue;  // more may be due
+    cleaner_cv.wait_for(lk, std::chrono::milliseconds(opts.cleaner.backoff_ms),
+                        [&] { return cleaner_stop || cleaner_wake; });
+    cleaner_wake = false;
+  }
+}
+
+// One round: the dirtiest due partition, planned, built here and committed on its shard.
+// Returns whether a clean was committed.
+bool LogManager::Impl::cleaner_round() {
+  const CleanerThreadOptions& co = opts.cleaner;
+  CleanerOptions plan_options{.key_map_bytes = co.key_map_bytes};
+  struct Candidate {
+    TopicPartition tp;
+    CleanPlan plan;
+  };
+  std::optional<Candidate> best;
+  std::set<TopicPartition> skip;
+  {
+    std::lock_guard lk(cleaner_mu);
+    skip = cleaner_skip;
+  }
+  for (auto& s : shards) {
+    if (cleaner_stop) return false;
+    auto due = call<std::vector<Candidate>>(*s, [&]() -> Result<std::vector<Candidate>> {
+      std::vector<Candidate> v;
+      for (const auto& [tp, p] : s->partitions) {
+        if (p->offline || !p->log || skip.contains(tp)) continue;
+        if (!policy_compacts(p->log->config().cleanup_policy)) continue;
+        auto plan = p->log->plan_clean(plan_options);
+        if (!plan) {
+          ORDO_LOG_ERROR("{}: cleaner: {}", tp.to_string(), plan.error().to_string());
+        } else if (*plan && (*plan)->due) {
+          v.push_back(Candidate{tp, std::move(**plan)});
+        }
+      }
+      return v;
+    });
+    for (auto& c : *due) {
+      if (!best || c.plan.result.dirty_ratio > best->plan.result.dirty_ratio) best = std::move(c);
+    }
+  }
+  if (!best || cleaner_stop) return false;
+  const TopicPartition tp = best->tp;
+  IoThrottle throttle(co.io_bytes_per_second);
+  auto built = build_clean(best->plan, {.throttle = &throttle, .cancel = &cleaner_stop});
+  if (!built) {
+    if (built.error().code != Errc::closed) {
+      ORDO_LOG_ERROR("{}: cleaning failed, not cleaned again until reopened: {}", tp.to_string(),
+                     built.error().to_string());
+      std::lock_guard lk(cleaner_mu);
+      cleaner_skip.insert(tp);
+    }
+    return false;
+  }
+  if (co.before_commit) co.before_commit(tp);
+  Shard& s = shard_for(tp);
+  auto committed = call<bool>(s, [&]() -> Result<bool> {
+    auto p = find(s, tp);
+    if (!p || (*p)->log->dir() != best->plan.dir) {
+      discard_clean(best->plan.dir, *built);
+      return false;
+    }
+    auto r = (*p)->log->commit_clean(best->plan, std::move(*built));
+    if (!r) {
+      // The swap stopped half-way: the files no longer match the log in memory. Reopening
+      // completes it from the marker (or drops the output).
+      fail_partition(**p, r.error());
+      return false;
+    }
+    return r->cleaned;
+  });
+  return *committed;
+}
+
+void LogManager::wake_cleaner() {
+  Impl& impl = *impl_;
+  {
+    std::lock_guard lk(impl.cleaner_mu);
+    impl.cleaner_wake = true;
+  }
+  impl.cleaner_cv.notify_all();
 }
 
 bool LogManager::on_shard_thread() const {
@@ -386,6 +501,10 @@ void LogManager::Impl::do_remove(Shard& s, const TopicPartition& tp, Callback<vo
   }
   std::shared_ptr<Partition> p = it->second;
   s.partitions.erase(it);
+  {
+    std::lock_guard lk(cleaner_mu);
+    cleaner_skip.erase(tp);
+  }
   // Closed before the waiters hear of it: one of them may create the partition again.
   Result<void> r = ok();
   if (p->log) {
@@ -560,6 +679,8 @@ std::vector<PartitionStatus> LogManager::status() {
               st.flushed_offset = log.flushed_offset();
               st.size_bytes = log.size_bytes();
               st.segments = log.segment_count();
+              st.compacted = policy_compacts(log.config().cleanup_policy);
+              if (st.compacted) st.cleaner = log.cleaner_stats();
             }
             v.push_back(std::move(st));
           }
@@ -576,6 +697,7 @@ Result<void> LogManager::close() {
   if (impl.closed) return ok();
   ORDO_ASSERT_MSG(!impl.on_any_shard(),
                   "LogManager::close() on a shard thread would wait for itself");
+  impl.stop_cleaner();  // before the logs close: a build in progress is cancelled
   impl.closing = true;
   if (!impl.started) {  // open() failed part-way: nothing runs, nothing was written
     impl.closed = true;

@@ -59,6 +59,23 @@ class io_context;
 
 namespace ordo::storage {
 
+// The background compaction cleaner: one thread that, each round, asks every shard for the
+// clean plans of its compacted partitions (PartitionLog::plan_clean, cheap), builds the
+// dirtiest due one on its own thread (build_clean: reads sealed segments, writes .cleaned
+// files, at most io_bytes_per_second) and hands the result back to the partition's shard to
+// swap in (commit_clean: a few renames and fsyncs; dropped if the log changed meanwhile).
+// Appends and fetches never wait for a build. A partition whose build fails (corruption, I/O)
+// is skipped until it is reopened; a failed swap takes the partition offline (reopening
+// completes or undoes it).
+struct CleanerThreadOptions {
+  bool enabled = false;
+  int64_t backoff_ms = 15000;  // pause after a round that found nothing due
+  int64_t key_map_bytes = int64_t(128) << 20;
+  int64_t io_bytes_per_second = 0;  // read plus written; 0: no cap
+  // Tests: runs on the cleaner thread after a build, before its commit is posted.
+  std::function<void(const model::TopicPartition&)> before_commit;
+};
+
 struct LogManagerOptions {
   std::string data_dir;
   int shards = 1;
@@ -86,6 +103,7 @@ struct LogManagerOptions {
   // would break the single-writer rule) from before open() until after close(). Distinct,
   // not null.
   std::vector<asio::io_context*> shard_contexts;
+  CleanerThreadOptions cleaner;
 };
 
 struct PartitionStatus {
@@ -98,6 +116,8 @@ struct PartitionStatus {
   Offset flushed_offset;
   int64_t size_bytes = 0;
   size_t segments = 0;
+  bool compacted = false;  // cleanup.policy includes compact: `cleaner` is meaningful
+  CleanerStats cleaner;
 };
 
 class LogManager {
@@ -132,6 +152,8 @@ class LogManager {
                                    AppendOptions options = {});
   Result<ReadResult> read_sync(const model::TopicPartition& tp, ReadOptions options);
   std::vector<PartitionStatus> status();  // blocking too
+  // Starts a cleaner round now instead of after the backoff (no-op without the cleaner).
+  void wake_cleaner();
 
   // Stops taking work, waits for in-flight flushes, closes every log cleanly (indexes
   // written, clean-shutdown markers), stops its own threads (caller-owned contexts keep

@@ -142,8 +142,15 @@ class PartitionLog {
   Result<bool> maybe_roll_by_time();
 
   // Compaction of the sealed segments (cleaner.h; implemented in cleaner.cc). Runs on the
-  // writer thread; a no-op unless cleanup.policy includes compact.
+  // writer thread; a no-op unless cleanup.policy includes compact. clean() = plan_clean +
+  // build_clean + commit_clean, all here; the background cleaner runs build_clean elsewhere.
   Result<CleanResult> clean(const CleanerOptions& options = {});
+  // nullopt when the policy does not compact or nothing is cleanable; a plan that is not
+  // `due` only reports the dirty ratio.
+  Result<std::optional<CleanPlan>> plan_clean(const CleanerOptions& options = {});
+  // Swaps a built output in, or drops it (result.aborted) when the log changed since the plan.
+  Result<CleanResult> commit_clean(const CleanPlan& plan, CleanOutput output);
+  CleanerStats cleaner_stats() const;
   // Offsets below this were covered by a clean's key map (persisted in cleaner.checkpoint).
   Offset first_dirty_offset() const { return first_dirty_; }
 
@@ -196,6 +203,7 @@ class PartitionLog {
   Offset recovery_point_{0};  // persisted: segments from this base on are scanned after a crash
   uint64_t truncations_ = 0;  // a flush prepared before a truncation proves nothing after it
   Offset first_dirty_{0};     // the cleaner's progress (cleaner.checkpoint)
+  CleanerStats cleaner_stats_;
   bool closed_ = false;
 };
 

@@ -370,6 +370,25 @@ Result<void> Segment::scan(int64_t from, int64_t to,
   return ok();
 }
 
+Result<void> read_batches(
+    const File& log, int64_t size, int64_t max_batch_bytes, size_t chunk_bytes,
+    const std::function<Result<bool>(const BatchInfo&, std::span<const uint8_t>)>& fn) {
+  WindowReader w(log, size, chunk_bytes);
+  int64_t pos = 0;
+  while (pos < size) {
+    auto h = ORDO_TRY(w.get(pos, layout::kHeaderSize));
+    BatchInfo b = ORDO_TRY(parse_header(h, pos, max_batch_bytes));
+    auto bytes = ORDO_TRY(w.get(pos, size_t(b.size)));
+    if (int64_t(bytes.size()) != b.size) {
+      return make_error(Errc::corrupt, "batch at position {} runs past {} (the file has {})", pos,
+                        size, pos + int64_t(bytes.size()));
+    }
+    if (!ORDO_TRY(fn(b, bytes))) break;
+    pos += b.size;
+  }
+  return ok();
+}
+
 Result<std::optional<BatchInfo>> Segment::find_batch(Offset target, int64_t end_position) const {
   if (target >= next_) return std::optional<BatchInfo>();
   end_position = std::min(end_position, size_);

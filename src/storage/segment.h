@@ -143,4 +143,12 @@ class Segment {
   TimeIndex time_index_;
 };
 
+// Visits every batch of bytes [0, size) of a segment's .log (a sealed one: nothing appends to
+// it), reading ahead chunk_bytes at a time; fn gets the header and the batch's bytes (valid
+// during the call only) and returns false to stop. Errc::corrupt if a header does not parse
+// or a batch runs past size. Any thread: only the File is touched.
+Result<void> read_batches(
+    const File& log, int64_t size, int64_t max_batch_bytes, size_t chunk_bytes,
+    const std::function<Result<bool>(const BatchInfo&, std::span<const uint8_t>)>& fn);
+
 }  // namespace ordo::storage

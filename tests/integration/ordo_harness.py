@@ -35,6 +35,7 @@ class Broker:
         self.env.pop("ORDO_BIN", None)
         self.proc = None
         self.port = None
+        self.admin_port = None
         self.log_path = None
         self.starts = 0
 
@@ -47,14 +48,18 @@ class Broker:
         self.starts += 1
         self.log_path = os.path.join(self.root, f"broker-{self.starts}.log")
         log = open(self.log_path, "wb")
-        args = [ORDO_BIN, "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0"]
+        args = [ORDO_BIN, "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0",
+                "--admin-listen", "127.0.0.1:0"]
         self.proc = subprocess.Popen(args + self.extra_args, stdout=log, stderr=log, env=self.env)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
+            log = self.log()
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", log)
             if m:
                 self.port = int(m.group(1))
+                a = re.search(r"admin API on http://127\.0\.0\.1:(\d+)", log)
+                self.admin_port = int(a.group(1)) if a else None
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.log()}")

@@ -58,7 +58,7 @@ TEST(Cli, ServeOpensTheDataDirAndStopsCleanlyOnSigterm) {
     int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(fd, 2);
     ::execl(ORDO_BIN, ORDO_BIN, "serve", "--data-dir", data.c_str(), "--listen", "127.0.0.1:0",
-            static_cast<char*>(nullptr));
+            "--admin-listen", "127.0.0.1:0", static_cast<char*>(nullptr));
     ::_exit(127);
   }
   // Wait until it has opened the data dir (bounded).
@@ -69,7 +69,7 @@ TEST(Cli, ServeOpensTheDataDirAndStopsCleanlyOnSigterm) {
   }
   EXPECT_NE(out.find("partition orders-0: offsets [0, 12)"), std::string::npos) << out;
   // A second process cannot share the data dir.
-  CommandRun second = run("serve --listen 127.0.0.1:0 --data-dir " + data);
+  CommandRun second = run("serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir " + data);
   EXPECT_EQ(second.exit_code, 1);
   EXPECT_NE(second.output.find("in use by another process"), std::string::npos) << second.output;
 

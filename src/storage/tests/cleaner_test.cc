@@ -477,6 +477,147 @@ TEST_F(CleanerTest, AnInterruptedSwapIsCompletedOrRolledBackOnOpen) {
   }
 }
 
+// ---- The phases apart (the background cleaner's way) -------------------------------------------
+
+std::vector<std::string> cleaner_files(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::string name = e.path().filename().string();
+    if (name.ends_with(".cleaned") || name == "cleaner.swap") out.push_back(name);
+  }
+  return out;
+}
+
+class CleanerPhasesTest : public CleanerTest {
+ protected:
+  // Keys k0..k6 overwritten over several sealed segments.
+  void fill() {
+    for (int i = 0; i < 300; ++i) {
+      put("k" + std::to_string(i % 7), std::string(30, char('a' + i % 26)));
+      if (i % 100 == 99) roll();
+    }
+    roll();
+    ASSERT_GE(log_->segment_count(), 4u);
+  }
+  CleanPlan plan(CleanerOptions o = {.force = true}) {
+    auto p = log_->plan_clean(o);
+    EXPECT_TRUE(p) << p.error().to_string();
+    EXPECT_TRUE(p && *p);
+    return p && *p ? std::move(**p) : CleanPlan{};
+  }
+  CleanOutput build(const CleanPlan& p) {
+    auto out = build_clean(p);
+    EXPECT_TRUE(out) << out.error().to_string();
+    return out ? std::move(*out) : CleanOutput{};
+  }
+};
+
+TEST_F(CleanerPhasesTest, AppendsAndReadsGoOnBetweenPlanAndCommit) {
+  fill();
+  auto p = plan();
+  EXPECT_TRUE(p.due);
+  // A read started before the swap keeps its bytes after it.
+  log_->set_high_watermark(log_->log_end_offset());
+  auto early = log_->read({.start = Offset(0), .max_bytes = 1 << 20});
+  ASSERT_TRUE(early);
+  auto early_bytes = read_slice_bytes(early->slice.file->fd(), early->slice.position,
+                                      early->slice.size);
+  auto out = build(p);
+  // Meanwhile the writer thread appends and rolls: the planned segments are untouched.
+  put("k1", "while-cleaning");
+  roll();
+  put("k2", "after-roll");
+  auto before = read_records(*log_);
+  auto res = log_->commit_clean(p, std::move(out));
+  ASSERT_TRUE(res) << res.error().to_string();
+  EXPECT_TRUE(res->cleaned);
+  EXPECT_FALSE(res->aborted);
+  auto after = read_records(*log_);
+  EXPECT_EQ(apply(after), apply(before));
+  EXPECT_LT(after.size(), before.size());
+  EXPECT_EQ(after.back().value, std::optional<std::string>("after-roll"));
+  EXPECT_EQ(read_slice_bytes(early->slice.file->fd(), early->slice.position, early->slice.size),
+            early_bytes);
+  EXPECT_TRUE(cleaner_files(log_->dir()).empty());
+  auto st = log_->cleaner_stats();
+  EXPECT_EQ(st.cleans, 1);
+  EXPECT_EQ(st.bytes_read, res->bytes_read);
+  EXPECT_EQ(st.first_dirty, res->cleaned_end);
+}
+
+TEST_F(CleanerPhasesTest, ACommitAfterTheLogChangedIsDropped) {
+  // Each way the writer thread can change the planned segments voids the build.
+  enum class Change { retention, truncation, policy, another_clean };
+  for (Change change :
+       {Change::retention, Change::truncation, Change::policy, Change::another_clean}) {
+    SCOPED_TRACE(int(change));
+    TempDir d;
+    auto l = PartitionLog::open(d.path() + "/c-0", config_, clock_);
+    ASSERT_TRUE(l);
+    log_ = std::move(*l);
+    fill();
+    auto p = plan();
+    auto out = build(p);
+    ASSERT_FALSE(out.empty());
+    EXPECT_FALSE(cleaner_files(log_->dir()).empty());
+    switch (change) {
+      case Change::retention:
+        log_->set_high_watermark(log_->log_end_offset());
+        ASSERT_TRUE(log_->advance_log_start_offset(Offset(150)));
+        break;
+      case Change::truncation:
+        ASSERT_TRUE(log_->truncate_to(Offset(250)));
+        break;
+      case Change::policy: {
+        LogConfig c = config_;
+        c.cleanup_policy = CleanupPolicy::del;
+        log_->set_config(c);
+        break;
+      }
+      case Change::another_clean:
+        ASSERT_TRUE(clean().cleaned);
+        break;
+    }
+    auto before = read_records(*log_);
+    auto res = log_->commit_clean(p, std::move(out));
+    ASSERT_TRUE(res) << res.error().to_string();
+    EXPECT_TRUE(res->aborted);
+    EXPECT_FALSE(res->cleaned);
+    EXPECT_EQ(read_records(*log_), before);
+    EXPECT_TRUE(cleaner_files(log_->dir()).empty());
+    EXPECT_EQ(log_->cleaner_stats().aborted, 1);
+  }
+}
+
+TEST_F(CleanerPhasesTest, ACancelledBuildLeavesNothing) {
+  fill();
+  auto p = plan();
+  std::atomic<bool> cancel{true};
+  auto out = build_clean(p, {.cancel = &cancel});
+  ASSERT_FALSE(out);
+  EXPECT_EQ(out.error().code, Errc::closed);
+  EXPECT_TRUE(cleaner_files(log_->dir()).empty());
+}
+
+TEST_F(CleanerPhasesTest, APlanThatIsNotDueReportsTheRatio) {
+  config_.min_cleanable_dirty_ratio = 0.99;
+  log_->set_config(config_);
+  fill();
+  auto first = plan({});
+  EXPECT_TRUE(first.due);  // everything is dirty before the first clean
+  ASSERT_TRUE(log_->commit_clean(first, build(first)));
+  put("k3", "x");
+  roll();
+  auto second = plan({});
+  EXPECT_FALSE(second.due);
+  EXPECT_GT(second.result.dirty_ratio, 0);
+  EXPECT_LT(second.result.dirty_ratio, 0.99);
+  auto st = log_->cleaner_stats();
+  EXPECT_DOUBLE_EQ(st.dirty_ratio, second.result.dirty_ratio);
+  EXPECT_GT(st.dirty_bytes, 0);
+  EXPECT_GE(st.lag_ms, 0);
+}
+
 // ---- The model test ----------------------------------------------------------------------------
 
 int64_t env_int(const char* name, int64_t fallback) {

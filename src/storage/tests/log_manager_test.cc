@@ -10,12 +10,14 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <future>
 #include <mutex>
 #include <thread>
 
 #include "base/log.h"
+#include "compression/records.h"
 #include "storage/tests/test_util.h"
 
 namespace ordo::storage {
@@ -502,6 +504,152 @@ TEST(LogManagerOnCallerContexts, CloseWhileTheContextsRunAndAppendsAreInFlight) 
     EXPECT_GT(acked_end[st.tp], 0) << st.tp.to_string();
   }
   ASSERT_TRUE((*mgr)->close());
+}
+
+// ---- The background cleaner ---------------------------------------------------------------------
+
+std::vector<uint8_t> keyed_batch(const std::string& key, const std::string& value) {
+  model::RecordBatchBuilder b;
+  b.add({key, value, 1000, {}});
+  return b.build();
+}
+
+// key -> latest value from a read of the whole partition (the table the topic describes), and
+// the number of records read.
+std::pair<std::map<std::string, std::string>, size_t> table_of(LogManager& mgr,
+                                                               const TopicPartition& tp) {
+  std::map<std::string, std::string> table;
+  size_t records = 0;
+  Offset next{0};
+  for (int guard = 0; guard < 100000; ++guard) {
+    auto r = mgr.read_sync(tp, {.start = next, .max_bytes = 64 * 1024});
+    EXPECT_TRUE(r) << r.error().to_string();
+    if (!r || r->slice.size == 0) break;
+    auto bytes = read_slice_bytes(r->slice.file->fd(), r->slice.position, r->slice.size);
+    std::span<const uint8_t> rest(bytes);
+    while (!rest.empty()) {
+      auto v = model::RecordBatchView::parse(rest);
+      EXPECT_TRUE(v && v->verify_crc());
+      if (!v) return {table, records};
+      auto decoded = compression::decode_batch(*v);
+      EXPECT_TRUE(decoded);
+      for (const auto& rec : decoded->records) {
+        ++records;
+        table[std::string(*rec.key)] = std::string(*rec.value);
+      }
+      next = v->last() + 1;
+      rest = rest.subspan(v->size_bytes());
+    }
+  }
+  return {table, records};
+}
+
+// The cleaner thread stops in before_commit until the test lets it go.
+struct CommitGate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool waiting = false;
+  bool open = false;
+  void hook() {
+    std::unique_lock lk(mu);
+    waiting = true;
+    cv.notify_all();
+    cv.wait(lk, [&] { return open; });
+  }
+  bool wait_until_held() {
+    std::unique_lock lk(mu);
+    return cv.wait_for(lk, 120s, [&] { return waiting; });
+  }
+  void release() {
+    std::lock_guard lk(mu);
+    open = true;
+    cv.notify_all();
+  }
+};
+
+LogManagerOptions cleaner_options(const std::string& dir, CommitGate& gate) {
+  auto o = options_for(dir, FlushMode::none);
+  o.default_config.segment_bytes = 4096;
+  o.default_config.cleanup_policy = CleanupPolicy::compact;
+  o.cleaner.enabled = true;
+  o.cleaner.backoff_ms = 5;
+  o.cleaner.before_commit = [&gate](const TopicPartition&) { gate.hook(); };
+  return o;
+}
+
+TEST(LogManagerCleaner, CompactsInTheBackgroundWhileTheShardKeepsServing) {
+  TempDir dir;
+  CommitGate gate;
+  auto mgr = LogManager::open(cleaner_options(dir.path(), gate));
+  ASSERT_TRUE(mgr) << mgr.error().to_string();
+  LogManager& m = **mgr;
+  TopicPartition tp{"table", 0};
+  ASSERT_TRUE(m.create_sync(tp, m.options().default_config));
+  std::map<std::string, std::string> model;
+  auto put = [&](const std::string& k, const std::string& v) {
+    ASSERT_TRUE(m.append_sync(tp, keyed_batch(k, v)));
+    model[k] = v;
+  };
+  for (int i = 0; i < 500; ++i) put("k" + std::to_string(i % 10), "v" + std::to_string(i));
+  m.wake_cleaner();
+  // The cleaner has built its output and holds it: appends and reads go on meanwhile.
+  ASSERT_TRUE(gate.wait_until_held());
+  for (int i = 0; i < 20; ++i) put("k" + std::to_string(i % 3), "during-" + std::to_string(i));
+  EXPECT_EQ(table_of(m, tp).first, model);
+  EXPECT_EQ(table_of(m, tp).second, 520u);
+  gate.release();
+  // The swap lands on the shard; the table is unchanged, the records fewer.
+  bool cleaned = false;
+  for (int i = 0; i < 12000 && !cleaned; ++i) {
+    for (const auto& st : m.status()) cleaned = cleaned || (st.tp == tp && st.cleaner.cleans > 0);
+    if (!cleaned) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(cleaned);
+  auto [table, records] = table_of(m, tp);
+  EXPECT_EQ(table, model);
+  EXPECT_LT(records, 520u);
+  auto st = m.status();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_TRUE(st[0].compacted);
+  EXPECT_GT(st[0].cleaner.bytes_read, 0);
+  EXPECT_GT(st[0].cleaner.first_dirty, Offset(0));
+  ASSERT_TRUE(m.close());
+  // Reopened, the cleaned log reads the same.
+  CommitGate unused;
+  unused.release();
+  auto again = LogManager::open(cleaner_options(dir.path(), unused));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(table_of(**again, tp).first, model);
+}
+
+TEST(LogManagerCleaner, APartitionRemovedDuringABuildIsLeftAlone) {
+  TempDir dir;
+  CommitGate gate;
+  auto mgr = LogManager::open(cleaner_options(dir.path(), gate));
+  ASSERT_TRUE(mgr) << mgr.error().to_string();
+  LogManager& m = **mgr;
+  TopicPartition tp{"gone", 0};
+  ASSERT_TRUE(m.create_sync(tp, m.options().default_config));
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_TRUE(m.append_sync(tp, keyed_batch("k" + std::to_string(i % 5), std::to_string(i))));
+  }
+  m.wake_cleaner();
+  ASSERT_TRUE(gate.wait_until_held());
+  // Removed and created again under the same name: the old build must not touch the new log.
+  ASSERT_TRUE(m.remove_sync(tp));
+  ASSERT_TRUE(m.create_sync(tp, m.options().default_config));
+  ASSERT_TRUE(m.append_sync(tp, keyed_batch("new", "log")));
+  gate.release();
+  // Close waits for the cleaner thread, so its commit has been refused by then.
+  ASSERT_TRUE(m.close());
+  auto again = LogManager::open(cleaner_options(dir.path(), gate));
+  ASSERT_TRUE(again);
+  auto [table, records] = table_of(**again, tp);
+  EXPECT_EQ(table, (std::map<std::string, std::string>{{"new", "log"}}));
+  EXPECT_EQ(records, 1u);
+  for (const auto& e : std::filesystem::directory_iterator(dir.path() + "/gone-0")) {
+    EXPECT_FALSE(e.path().filename().string().ends_with(".cleaned")) << e.path();
+  }
 }
 
 TEST(LogManagerOnCallerContextsDeathTest, BlockingCallsOnAShardThreadAreBugs) {

@@ -1,0 +1,50 @@
+#pragma once
+// A small HTTP/1.1 server for the admin API: one thread, one request per connection
+// (Connection: close), GET and HEAD only. Handlers run on the server's thread, one at a time,
+// and may block it briefly (the broker's call the storage shards). Bounds: request head
+// kMaxRequestHead bytes (431 above), read deadline per connection, at most max_connections
+// open (more are closed at once).
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "http/message.h"
+
+namespace ordo::http {
+
+using Handler = std::function<Response(const Request&)>;
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;  // 0: a free port
+  int max_connections = 64;
+  int64_t read_timeout_ms = 10'000;
+};
+
+class Server {
+ public:
+  // Binds and starts the thread. Errc::io when the address cannot be bound.
+  static Result<std::unique_ptr<Server>> start(ServerOptions options, Handler handler);
+  ~Server();  // stop()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  uint16_t port() const;
+  // Closes the listener and every connection and joins the thread. Idempotent.
+  void stop();
+
+ private:
+  struct Impl;
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Blocking GET for tools and tests: connects to host:port, sends the request, reads until the
+// server closes (at most kMaxResponseBytes) within timeout_ms overall.
+Result<Response> get(const std::string& host, uint16_t port, const std::string& target,
+                     int64_t timeout_ms = 10'000);
+
+}  // namespace ordo::http
