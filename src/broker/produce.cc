@@ -36,13 +36,6 @@ void fail(PartitionWork& w, ErrorCode e, std::string message) {
   w.response.error_message = std::move(message);
 }
 
-// The batch's true max timestamp, from its records: every record is checked (a compressed
-// batch is decompressed for that, within compression::kMaxBatchRecordsBytes).
-Result<int64_t> checked_max_timestamp(const model::RecordBatchView& view) {
-  auto summary = compression::scan_batch(view);
-  if (!summary) return std::move(summary).error();
-  return model::record_timestamp(view.base_timestamp(), summary->max_timestamp_delta);
-}
 
 // Checks a partition's records and copies them into w.batches; sets the error otherwise.
 void validate(PartitionWork& w, std::span<const uint8_t> records, const TopicSettings& settings,
@@ -92,22 +85,31 @@ void validate(PartitionWork& w, std::span<const uint8_t> records, const TopicSet
       return fail(w, ErrorCode::invalid_record, "transactional batches are not supported yet");
     }
     std::span<uint8_t> batch = rest.first(view->size_bytes());
-    auto max_ts = checked_max_timestamp(*view);
-    if (!max_ts) {
-      Errc e = max_ts.error().code;
+    // Every record is checked (a compressed batch is decompressed for that, within
+    // compression::kMaxBatchRecordsBytes): the true max timestamp, and keys.
+    auto summary = compression::scan_batch(*view);
+    if (!summary) {
+      Errc e = summary.error().code;
       return fail(w,
                   e == Errc::invalid_argument ? ErrorCode::unsupported_compression_type
                   : e == Errc::too_large      ? ErrorCode::invalid_record
                                               : ErrorCode::corrupt_message,
-                  max_ts.error().message);
+                  summary.error().message);
     }
+    if (summary->keyless > 0 && storage::policy_compacts(settings.log.cleanup_policy)) {
+      // As Kafka: a record without a key has no place in a table.
+      return fail(w, ErrorCode::invalid_record,
+                  "Compacted topic cannot accept message without key");
+    }
+    const int64_t max_ts =
+        model::record_timestamp(view->base_timestamp(), summary->max_timestamp_delta);
     if (settings.timestamp_type == model::TimestampType::log_append_time) {
       model::set_log_append_time(batch, now_ms);
       w.response.log_append_time_ms = now_ms;
-    } else if (*max_ts != view->max_timestamp()) {
+    } else if (max_ts != view->max_timestamp()) {
       // The header's maxTimestamp is not trusted (some clients leave it -1): retention and
       // time lookups depend on it.
-      model::set_max_timestamp(batch, *max_ts);
+      model::set_max_timestamp(batch, max_ts);
     }
     rest = rest.subspan(view->size_bytes());
   }

@@ -205,6 +205,7 @@ Result<RecordsSummary> scan_records(std::span<const uint8_t> section, int32_t re
       section, record_count, last_offset_delta, max_headers_per_record, [&](const RecordView& r) {
         ++s.count;
         s.max_timestamp_delta = std::max(s.max_timestamp_delta, r.timestamp_delta);
+        if (!r.key) ++s.keyless;
       }));
   return s;
 }

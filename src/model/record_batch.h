@@ -192,6 +192,7 @@ Result<std::vector<RecordView>> decode_records_section(std::span<const uint8_t> 
 struct RecordsSummary {
   int32_t count = 0;
   int64_t max_timestamp_delta = std::numeric_limits<int64_t>::min();  // min when no record
+  int32_t keyless = 0;  // records with a null key (a compacted topic refuses them)
 };
 // Validates an uncompressed records section exactly as decode_records() does (the section of
 // an uncompressed batch, or a compressed batch's section after decompression) without

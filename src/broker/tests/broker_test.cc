@@ -614,7 +614,9 @@ TEST_F(BrokerTest, CompactedTopicsAreNotSubjectToTimeRetention) {
       create("gone", 1, {{"retention.ms", "1"}, {"segment.bytes", "100"}}).topics.at(0).error_code,
       0);
   for (int i = 0; i < 3; ++i) {
-    ASSERT_EQ(produce("kept", 0, storage::testing::make_batch(1, "k", 1000)).error_code, 0);
+    ASSERT_EQ(produce("kept", 0, model::RecordBatchBuilder().add("key", "v", 1000).build())
+                  .error_code,
+              0);
     ASSERT_EQ(produce("gone", 0, storage::testing::make_batch(1, "g", 1000)).error_code, 0);
   }
   auto retention = [&](const std::string& topic) {
@@ -628,6 +630,29 @@ TEST_F(BrokerTest, CompactedTopicsAreNotSubjectToTimeRetention) {
   };
   EXPECT_EQ(retention("kept"), 0);
   EXPECT_GT(retention("gone"), 0);
+}
+
+TEST_F(BrokerTest, CompactedTopicsRefuseRecordsWithoutAKey) {
+  ASSERT_EQ(create("table", 1, {{"cleanup.policy", "compact,delete"}}).topics.at(0).error_code, 0);
+  // One keyless record among keyed ones, also inside a compressed batch: the whole batch goes.
+  auto mixed = model::RecordBatchBuilder()
+                   .add("a", "1", 1000)
+                   .add(std::nullopt, "no key", 1000)
+                   .add("b", "2", 1000)
+                   .build();
+  auto zstd = compression::recode_batch(*model::RecordBatchView::parse(mixed), 4);
+  ASSERT_TRUE(zstd);
+  for (const auto& batch : {mixed, *zstd}) {
+    auto r = produce("table", 0, batch);
+    EXPECT_EQ(r.error_code, ec(ErrorCode::invalid_record));
+    EXPECT_EQ(r.error_message, "Compacted topic cannot accept message without key");
+  }
+  EXPECT_EQ(list_offset("table", 0, -1), 0);  // nothing stored
+  // Keyed records and tombstones are welcome; a delete-policy topic takes keyless ones.
+  auto keyed = model::RecordBatchBuilder().add("a", "1", 1000).add("b", std::nullopt, 1000).build();
+  EXPECT_EQ(produce("table", 0, keyed).error_code, 0);
+  ASSERT_EQ(create("log", 1).topics.at(0).error_code, 0);
+  EXPECT_EQ(produce("log", 0, mixed).error_code, 0);
 }
 
 TEST_F(BrokerTest, TopicsAndConfigsSurviveARestart) {
