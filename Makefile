@@ -9,7 +9,7 @@ JOBS      ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
 .PHONY: all deps configure build run test test-release test-sanitize bench bench-broker \
-        bench-groups fuzz \
+        bench-groups bench-cleaner fuzz \
         format format-check clean
 
 all: build
@@ -46,6 +46,7 @@ bench: build
 	cmake --build $(BUILD_DIR) --target nats_bench
 	bench/run-broker-bench --build-dir $(BUILD_DIR)
 	bench/run-group-bench --build-dir $(BUILD_DIR)
+	bench/run-cleaner-bench --build-dir $(BUILD_DIR)
 
 # The broker benchmark alone: Ordo beside librdkafka's mock cluster, Redis Streams and NATS
 # JetStream (BENCHMARKS.md). nats_bench (Go) is not part of `build`.
@@ -58,6 +59,12 @@ bench-broker: build
 # fdatasync rate (BENCHMARKS.md).
 bench-groups: build
 	bench/run-group-bench --build-dir $(BUILD_DIR)
+
+# The compaction benchmark alone (about 3 minutes): cleaner throughput beside the disk's limit,
+# and acks=-1 produce latency while the cleaner runs, capped and uncapped, vs idle
+# (BENCHMARKS.md).
+bench-cleaner: build
+	bench/run-cleaner-bench --build-dir $(BUILD_DIR)
 
 # Coverage-guided fuzzing with libFuzzer (clang 14). FUZZ_TARGET=record_batch FUZZ_SECONDS=60
 FUZZ_TARGET  ?= record_batch

@@ -85,6 +85,7 @@ struct Options {
   int partitions = 1;
   int acks = 2;  // not given: 1 for produce, -1 for latency
   bool keyed = false;
+  int64_t key_space = 0;  // > 0: keys are the message number modulo this (overwrites)
   bool mock = false;
   int value_size = 100;
   double rate = 10'000;
@@ -107,6 +108,8 @@ const char* kUsage =
     "  --messages N            produce/consume count (default 1000000)\n"
     "  --partitions P          partitions to create and spread over (default 1)\n"
     "  --keyed                 partition by key (the message number) instead of round-robin\n"
+    "  --key-space N           produce: keys are the message number modulo N (implies --keyed;\n"
+    "                          a compacted topic then holds N live keys)\n"
     "  --acks 1|-1             acks (default 1 for produce, -1 for latency)\n"
     "  --value-size BYTES      message value size (default 100)\n"
     "  --rate R --duration S   latency modes: messages/s (default 10000) and seconds (10)\n"
@@ -142,6 +145,10 @@ Options parse(int argc, char** argv) {
       o.acks = int(number());
     else if (a == "--keyed")
       o.keyed = true;
+    else if (a == "--key-space") {
+      o.key_space = int64_t(number());
+      o.keyed = true;
+    }
     else if (a == "--mock")
       o.mock = true;
     else if (a == "--value-size")
@@ -277,7 +284,7 @@ double produce_n(rd_kafka_t* rk, rd_kafka_topic_t* rkt, const Options& o, Produc
     void* k = nullptr;
     size_t klen = 0;
     if (o.keyed) {
-      klen = size_t(std::snprintf(key, sizeof key, "%" PRId64, i));
+      klen = size_t(std::snprintf(key, sizeof key, "%" PRId64, o.key_space > 0 ? i % o.key_space : i));
       k = key;
     } else {
       partition = int32_t(i % o.partitions);
@@ -335,6 +342,7 @@ int run_produce(const Options& o) {
   double cpu = cpu_seconds() - cpu0;
   Json j = header(o, o.mock ? "mock" : "ordo");
   j.integer("partitions", o.partitions).integer("acks", o.acks).boolean("keyed", o.keyed);
+  j.integer("key_space", o.key_space);
   j.integer("producers", k);
   throughput_fields(j, o.messages, o.value_size, seconds);
   j.num("client_cpu_s", cpu);
@@ -491,7 +499,13 @@ int run_latency(const Options& o) {
   Pacing p = paced(total, warm, o.rate, [&](int64_t i, int64_t t) {
     send_ns[size_t(i)].store(t, std::memory_order_release);
     int32_t partition = int32_t(i % o.partitions);
-    while (rd_kafka_produce(rkt, partition, 0, value.data(), value.size(), nullptr, 0,
+    // --key-space: keyed records (a compacted topic refuses keyless ones), same partition.
+    char key[24];
+    size_t klen = o.key_space > 0
+                      ? size_t(std::snprintf(key, sizeof key, "%" PRId64, i % o.key_space))
+                      : 0;
+    while (rd_kafka_produce(rkt, partition, 0, value.data(), value.size(),
+                            klen ? key : nullptr, klen,
                             reinterpret_cast<void*>(uintptr_t(i))) == -1) {
       if (rd_kafka_last_error() != RD_KAFKA_RESP_ERR__QUEUE_FULL)
         fail(std::string("produce: ") + rd_kafka_err2str(rd_kafka_last_error()));

@@ -22,25 +22,73 @@ namespace layout = model::batch_layout;
 
 // ---- KeyMap ------------------------------------------------------------------------------------
 
+uint64_t KeyMap::hash_of(std::string_view key) {
+  uint64_t h = std::hash<std::string_view>()(key);
+  // Spread the bits (the table uses the low ones): the finaliser of MurmurHash3.
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return h;
+}
+
+size_t KeyMap::find(uint64_t h, std::string_view key) const {
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = size_t(h) & mask;; i = (i + 1) & mask) {
+    const Slot& s = slots_[i];
+    if (s.offset < 0) return i;
+    if (s.hash == h && key_of(s) == key) return i;
+  }
+}
+
 int64_t KeyMap::cost_of_new(std::string_view key) const {
-  return map_.find(key) == map_.end() ? int64_t(key.size()) + kEntryOverheadBytes : 0;
+  if (!slots_.empty() && slots_[find(hash_of(key), key)].offset >= 0) return 0;
+  return int64_t(key.size()) + kEntryOverheadBytes;
+}
+
+void KeyMap::grow() {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(old.empty() ? 1024 : old.size() * 2, Slot{});
+  const size_t mask = slots_.size() - 1;
+  for (const Slot& s : old) {
+    if (s.offset < 0) continue;
+    size_t i = size_t(s.hash) & mask;
+    while (slots_[i].offset >= 0) i = (i + 1) & mask;
+    slots_[i] = s;
+  }
 }
 
 void KeyMap::put(std::string_view key, Offset offset) {
-  auto it = map_.find(key);
-  if (it == map_.end()) {
-    used_ += int64_t(key.size()) + kEntryOverheadBytes;
-    map_.emplace(std::string(key), offset.value());
+  ORDO_ASSERT(offset.value() >= 0);
+  if ((size_ + 1) * 2 > slots_.size()) grow();
+  const uint64_t h = hash_of(key);
+  Slot& s = slots_[find(h, key)];
+  if (s.offset >= 0) {
+    ORDO_ASSERT(offset.value() > s.offset);
+    s.offset = offset.value();
     return;
   }
-  ORDO_ASSERT(offset.value() > it->second);
-  it->second = offset.value();
+  ORDO_ASSERT(key.size() <= UINT32_MAX);
+  constexpr size_t kChunk = size_t(1) << 20;
+  if (arena_.empty() || arena_.back().size() + key.size() > arena_.back().capacity()) {
+    arena_.emplace_back();
+    arena_.back().reserve(std::max(kChunk, key.size()));
+  }
+  std::vector<char>& chunk = arena_.back();
+  s.hash = h;
+  s.offset = offset.value();
+  s.chunk = uint32_t(arena_.size() - 1);
+  s.pos = uint32_t(chunk.size());
+  s.len = uint32_t(key.size());
+  chunk.insert(chunk.end(), key.begin(), key.end());
+  used_ += int64_t(key.size()) + kEntryOverheadBytes;
+  ++size_;
 }
 
 std::optional<Offset> KeyMap::get(std::string_view key) const {
-  auto it = map_.find(key);
-  if (it == map_.end()) return std::nullopt;
-  return Offset(it->second);
+  if (slots_.empty()) return std::nullopt;
+  const Slot& s = slots_[find(hash_of(key), key)];
+  if (s.offset < 0) return std::nullopt;
+  return Offset(s.offset);
 }
 
 // ---- filter_batch ------------------------------------------------------------------------------
@@ -390,10 +438,18 @@ Result<CleanOutput> build_clean(const CleanPlan& p, const BuildControl& ctl) {
           ORDO_TRY(view.verify_crc());
           if (!view.is_control() && !view.is_transactional()) {
             auto decoded = ORDO_TRY(compression::decode_batch(view));
+            // What the batch's keys can cost at most (all new); only when that does not fit
+            // are the keys already in the map looked up to know the exact cost.
             int64_t cost = 0;
             for (const auto& rec : decoded.records) {
-              if (rec.key && b.base + rec.offset_delta >= first_dirty) {
-                cost += map.cost_of_new(*rec.key);
+              if (rec.key) cost += int64_t(rec.key->size()) + KeyMap::kEntryOverheadBytes;
+            }
+            if (!map.fits(cost)) {
+              cost = 0;
+              for (const auto& rec : decoded.records) {
+                if (rec.key && b.base + rec.offset_delta >= first_dirty) {
+                  cost += map.cost_of_new(*rec.key);
+                }
               }
             }
             if (!map.fits(cost)) {

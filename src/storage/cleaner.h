@@ -202,29 +202,46 @@ void discard_clean(const std::string& dir, const CleanOutput& output);
 
 // Key -> latest offset with a memory budget. Full keys are stored: an entry can never be
 // shared by two keys, so no collision can make the cleaner drop the latest record of a key.
+// A flat open-addressing table (linear probing, at most half full) of 24-byte slots holding
+// the key's hash, its offset and where the key's bytes are in an arena: a lookup touches one
+// slot and compares keys only when the full 64-bit hashes match.
 class KeyMap {
  public:
-  // Bytes charged per entry besides the key (hash node, string header, offset).
+  // Bytes charged per entry besides the key: two slots (the table is at most half full) and
+  // the transient copy while the table doubles, rounded up.
   static constexpr int64_t kEntryOverheadBytes = 64;
 
   explicit KeyMap(int64_t budget_bytes) : budget_(budget_bytes) {}
-  // What adding these keys would charge (keys already present cost nothing).
+  // What adding this key would charge (a key already present costs nothing).
   int64_t cost_of_new(std::string_view key) const;
   bool fits(int64_t more_bytes) const { return used_ + more_bytes <= budget_; }
   // Records offset as key's latest (offsets only grow). Charges the budget for new keys.
   void put(std::string_view key, Offset offset);
   std::optional<Offset> get(std::string_view key) const;
   int64_t bytes() const { return used_; }
-  size_t size() const { return map_.size(); }
+  size_t size() const { return size_; }
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  struct Slot {
+    uint64_t hash = 0;
+    int64_t offset = -1;  // -1: empty
+    uint32_t chunk = 0;   // the key's bytes: arena_[chunk][pos, pos + len)
+    uint32_t pos = 0;
+    uint32_t len = 0;
   };
+  static uint64_t hash_of(std::string_view key);
+  // The slot holding key, or the empty slot where it would go. The table is never full.
+  size_t find(uint64_t h, std::string_view key) const;
+  std::string_view key_of(const Slot& s) const {
+    return std::string_view(arena_[s.chunk].data() + s.pos, s.len);
+  }
+  void grow();
+
   int64_t budget_;
   int64_t used_ = 0;
-  std::unordered_map<std::string, int64_t, Hash, std::equal_to<>> map_;
+  size_t size_ = 0;
+  std::vector<Slot> slots_;               // power-of-two size, or empty
+  std::vector<std::vector<char>> arena_;  // chunks of key bytes, never reallocated once used
 };
 
 // What became of one batch.
