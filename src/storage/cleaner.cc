@@ -57,10 +57,9 @@ void KeyMap::grow() {
   }
 }
 
-void KeyMap::put(std::string_view key, Offset offset) {
+void KeyMap::put(uint64_t h, std::string_view key, Offset offset) {
   ORDO_ASSERT(offset.value() >= 0);
   if ((size_ + 1) * 2 > slots_.size()) grow();
-  const uint64_t h = hash_of(key);
   Slot& s = slots_[find(h, key)];
   if (s.offset >= 0) {
     ORDO_ASSERT(offset.value() > s.offset);
@@ -84,9 +83,9 @@ void KeyMap::put(std::string_view key, Offset offset) {
   ++size_;
 }
 
-std::optional<Offset> KeyMap::get(std::string_view key) const {
+std::optional<Offset> KeyMap::get(uint64_t h, std::string_view key) const {
   if (slots_.empty()) return std::nullopt;
-  const Slot& s = slots_[find(hash_of(key), key)];
+  const Slot& s = slots_[find(h, key)];
   if (s.offset < 0) return std::nullopt;
   return Offset(s.offset);
 }
@@ -97,12 +96,24 @@ Result<FilteredBatch> filter_batch(
     const model::RecordBatchView& batch,
     const std::function<RecordDecision(const model::RecordView&, Offset)>& keep,
     bool retain_empty) {
+  if (batch.is_control() || batch.is_transactional()) {
+    FilteredBatch out;
+    out.kept = batch.record_count();
+    return out;
+  }
+  auto decoded = ORDO_TRY(compression::decode_batch(batch));
+  return filter_batch(batch, decoded, keep, retain_empty);
+}
+
+Result<FilteredBatch> filter_batch(
+    const model::RecordBatchView& batch, const compression::DecodedBatch& decoded,
+    const std::function<RecordDecision(const model::RecordView&, Offset)>& keep,
+    bool retain_empty) {
   FilteredBatch out;
   if (batch.is_control() || batch.is_transactional()) {
     out.kept = batch.record_count();
     return out;
   }
-  auto decoded = ORDO_TRY(compression::decode_batch(batch));
   // The encoded bytes of each record (decode_batch checked every length).
   std::vector<uint8_t> section;
   section.reserve(decoded.section.size());
@@ -423,6 +434,7 @@ Result<CleanOutput> build_clean(const CleanPlan& p, const BuildControl& ctl) {
 
   // 2. Pass 1: key -> latest offset over [first_dirty, map_end).
   KeyMap map(p.options.key_map_bytes);
+  std::vector<uint64_t> hashes;  // of one batch's keys
   Offset map_end = first_dirty;
   for (const auto& s : p.segments) {
     if (res.map_full) break;
@@ -456,9 +468,17 @@ Result<CleanOutput> build_clean(const CleanPlan& p, const BuildControl& ctl) {
               res.map_full = true;
               return false;
             }
+            // Hash every key and prefetch its slot, then update: the lookups' cache misses
+            // overlap instead of following one another.
+            hashes.clear();
             for (const auto& rec : decoded.records) {
+              hashes.push_back(rec.key ? KeyMap::hash_of(*rec.key) : 0);
+              if (rec.key) map.prefetch(hashes.back());
+            }
+            for (size_t i = 0; i < decoded.records.size(); ++i) {
+              const auto& rec = decoded.records[i];
               Offset off = b.base + rec.offset_delta;
-              if (rec.key && off >= first_dirty) map.put(*rec.key, off);
+              if (rec.key && off >= first_dirty) map.put(hashes[i], *rec.key, off);
             }
           }
           map_end = b.last + 1;
@@ -527,12 +547,24 @@ Result<CleanOutput> build_clean(const CleanPlan& p, const BuildControl& ctl) {
             charge(b.size);
             res.bytes_read += b.size;
             auto view = ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
-            ORDO_TRY(view.verify_crc());
+            // Pass 1 checked the batches of the dirty range; the others are checked here.
+            if (b.last < first_dirty || b.base >= map_end) ORDO_TRY(view.verify_crc());
             const int64_t batch_time = b.max_timestamp >= 0 ? b.max_timestamp : segment_time;
+            compression::DecodedBatch decoded;
+            if (!view.is_control() && !view.is_transactional()) {
+              decoded = ORDO_TRY(compression::decode_batch(view));
+            }
+            hashes.clear();
+            for (const auto& rec : decoded.records) {
+              hashes.push_back(rec.key ? KeyMap::hash_of(*rec.key) : 0);
+              if (rec.key) map.prefetch(hashes.back());
+            }
+            size_t next_record = 0;
             auto decide = [&](const model::RecordView& rec, Offset off) {
               RecordDecision d;
+              const uint64_t h = hashes[next_record++];
               if (!rec.key) return d;
-              if (auto latest = map.get(*rec.key); latest && *latest > off) {
+              if (auto latest = map.get(h, *rec.key); latest && *latest > off) {
                 d.keep = false;
               } else if (!rec.value && off < map_end && batch_time < tombstone_cutoff) {
                 d.keep = false;
@@ -545,7 +577,7 @@ Result<CleanOutput> build_clean(const CleanPlan& p, const BuildControl& ctl) {
               auto it = p.producer_last.find(view.producer_id());
               retain_empty = it != p.producer_last.end() && it->second == view.last().value();
             }
-            auto f = ORDO_TRY(filter_batch(view, decide, retain_empty));
+            auto f = ORDO_TRY(filter_batch(view, decoded, decide, retain_empty));
             res.records_kept += f.kept;
             res.records_dropped += f.dropped;
             res.tombstones_dropped += f.tombstones_dropped;

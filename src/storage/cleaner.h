@@ -76,6 +76,7 @@
 #include "base/file.h"
 #include "base/result.h"
 #include "base/strong_int.h"
+#include "compression/records.h"
 #include "model/record_batch.h"
 #include "storage/config.h"
 
@@ -216,8 +217,16 @@ class KeyMap {
   int64_t cost_of_new(std::string_view key) const;
   bool fits(int64_t more_bytes) const { return used_ + more_bytes <= budget_; }
   // Records offset as key's latest (offsets only grow). Charges the budget for new keys.
-  void put(std::string_view key, Offset offset);
-  std::optional<Offset> get(std::string_view key) const;
+  void put(std::string_view key, Offset offset) { put(hash_of(key), key, offset); }
+  std::optional<Offset> get(std::string_view key) const { return get(hash_of(key), key); }
+  // The same with the key's hash computed beforehand, so that a caller can prefetch the
+  // slots of a whole batch of keys first (the table is larger than the caches).
+  static uint64_t hash_of(std::string_view key);
+  void prefetch(uint64_t hash) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[size_t(hash) & (slots_.size() - 1)]);
+  }
+  void put(uint64_t hash, std::string_view key, Offset offset);
+  std::optional<Offset> get(uint64_t hash, std::string_view key) const;
   int64_t bytes() const { return used_; }
   size_t size() const { return size_; }
 
@@ -229,7 +238,6 @@ class KeyMap {
     uint32_t pos = 0;
     uint32_t len = 0;
   };
-  static uint64_t hash_of(std::string_view key);
   // The slot holding key, or the empty slot where it would go. The table is never full.
   size_t find(uint64_t h, std::string_view key) const;
   std::string_view key_of(const Slot& s) const {
@@ -263,6 +271,10 @@ struct RecordDecision {
 };
 Result<FilteredBatch> filter_batch(
     const model::RecordBatchView& batch,
+    const std::function<RecordDecision(const model::RecordView&, Offset)>& keep, bool retain_empty);
+// The same over records the caller decoded already (compression::decode_batch of batch).
+Result<FilteredBatch> filter_batch(
+    const model::RecordBatchView& batch, const compression::DecodedBatch& decoded,
     const std::function<RecordDecision(const model::RecordView&, Offset)>& keep, bool retain_empty);
 
 // The files of the swap protocol (docs/storage-format.md).
