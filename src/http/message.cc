@@ -57,7 +57,14 @@ Result<std::map<std::string, std::string>> parse_headers(std::string_view& rest)
     for (char c : name) {
       if (!is_token_char(c)) return make_error(Errc::invalid_argument, "bad header name");
     }
-    headers[lower(name)] = std::string(trim(line.substr(colon + 1)));
+    std::string_view value = trim(line.substr(colon + 1));
+    for (char c : value) {
+      // Control bytes other than tab (a lone CR or LF included) are not allowed in a value.
+      if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) {
+        return make_error(Errc::invalid_argument, "control byte in a header value");
+      }
+    }
+    headers[lower(name)] = std::string(value);
   }
   return headers;
 }
@@ -184,7 +191,8 @@ Result<Response> parse_response(std::string_view data) {
   std::string_view rest = data.substr(0, end);
   std::string_view line = next_line(rest);
   // HTTP/1.1 200 OK
-  if (!line.starts_with("HTTP/1.") || line.size() < 12 || line[8] != ' ') {
+  if (!line.starts_with("HTTP/1.") || line.size() < 12 || (line[7] != '0' && line[7] != '1') ||
+      line[8] != ' ' || (line.size() > 12 && line[12] != ' ')) {
     return make_error(Errc::corrupt, "bad status line");
   }
   Response r;

@@ -59,8 +59,9 @@ struct Server::Impl {
       }
       data.append(buf, n);
       head_end = find_head_end(data);
-      if (head_end != std::string::npos) break;
+      if (head_end != std::string::npos && head_end <= kMaxRequestHead) break;
       if (data.size() > kMaxRequestHead) {
+        head_end = std::string::npos;
         resp = {431, "text/plain", "request head too large\n"};
         break;
       }

@@ -377,9 +377,9 @@ void LogManager::Impl::cleaner_main() {
   std::unique_lock lk(cleaner_mu);
   while (!cleaner_stop) {
     lk.unlock();
-    bool cleaned = cleaner_round();
+    bool again = cleaner_round();
     lk.lock();
-    if (cleaned) continue;  // more may be due
+    if (again) continue;  // more may be due
     cleaner_cv.wait_for(lk, std::chrono::milliseconds(opts.cleaner.backoff_ms),
                         [&] { return cleaner_stop || cleaner_wake; });
     cleaner_wake = false;
@@ -387,7 +387,8 @@ void LogManager::Impl::cleaner_main() {
 }
 
 // One round: the dirtiest due partition, planned, built here and committed on its shard.
-// Returns whether a clean was committed.
+// Returns whether another round should follow at once: a clean was committed (more may be
+// due), or the partition was set aside (the others may be due).
 bool LogManager::Impl::cleaner_round() {
   const CleanerThreadOptions& co = opts.cleaner;
   CleanerOptions plan_options{.key_map_bytes = co.key_map_bytes};
@@ -431,8 +432,18 @@ bool LogManager::Impl::cleaner_round() {
                      built.error().to_string());
       std::lock_guard lk(cleaner_mu);
       cleaner_skip.insert(tp);
+      return true;
     }
     return false;
+  }
+  if (built->empty()) {
+    // The key map cannot hold the keys of one batch (build_clean logged it): this partition
+    // would be picked again every round and starve the others.
+    ORDO_LOG_ERROR("{}: not cleaned again until reopened (raise log.cleaner.dedupe.buffer.size)",
+                   tp.to_string());
+    std::lock_guard lk(cleaner_mu);
+    cleaner_skip.insert(tp);
+    return true;
   }
   if (co.before_commit) co.before_commit(tp);
   Shard& s = shard_for(tp);

@@ -64,9 +64,10 @@ namespace ordo::storage {
 // dirtiest due one on its own thread (build_clean: reads sealed segments, writes .cleaned
 // files, at most io_bytes_per_second) and hands the result back to the partition's shard to
 // swap in (commit_clean: a few renames and fsyncs; dropped if the log changed meanwhile).
-// Appends and fetches never wait for a build. A partition whose build fails (corruption, I/O)
-// is skipped until it is reopened; a failed swap takes the partition offline (reopening
-// completes or undoes it).
+// Appends and fetches never wait for a build. A partition whose build fails (corruption, I/O,
+// a key map too small for the keys of one batch) is skipped until it is reopened or created
+// again, and the next round follows at once; a failed swap takes the partition offline
+// (reopening completes or undoes it).
 struct CleanerThreadOptions {
   bool enabled = false;
   int64_t backoff_ms = 15000;  // pause after a round that found nothing due

@@ -43,6 +43,8 @@ TEST(HttpMessage, RefusesMalformedRequests) {
            "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",  // a body
            "GET / HTTP/1.1\r\nHost: h\r\n",                       // head does not end
            "G\x01T / HTTP/1.1\r\n\r\n",                           // bad method
+           "GET / HTTP/1.1\r\nX: a\nb\r\n\r\n",                   // lone LF in a value
+           "GET / HTTP/1.1\r\nX: a\x01\r\n\r\n",                  // control byte
        }) {
     auto r = parse_request_head(bad);
     ASSERT_FALSE(r) << bad;
@@ -66,6 +68,9 @@ TEST(HttpMessage, ResponsesRoundTrip) {
   cut.pop_back();
   EXPECT_FALSE(parse_response(cut));
   EXPECT_FALSE(parse_response("HTTP/1.1 2x0 OK\r\n\r\n"));
+  EXPECT_FALSE(parse_response("HTTP/1.1 2000 OK\r\n\r\n"));
+  EXPECT_FALSE(parse_response("HTTP/1.x 404\r\n\r\n"));
+  EXPECT_TRUE(parse_response("HTTP/1.0 404\r\n\r\n"));
   EXPECT_FALSE(parse_response("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"));
   // A HEAD answer keeps the GET's Content-Length and has no body.
   EXPECT_TRUE(encode_response(r, true).ends_with("Content-Length: 14\r\nConnection: close\r\n\r\n"));
@@ -122,6 +127,8 @@ TEST(HttpServer, AnswersGetsAndRefusesTheRest) {
   EXPECT_TRUE(raw_exchange(port, "garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
   std::string huge = "GET /hello HTTP/1.1\r\nX: " + std::string(2 * kMaxRequestHead, 'a');
   EXPECT_TRUE(raw_exchange(port, huge).starts_with("HTTP/1.1 431"));
+  // Complete, but larger than the bound: also 431, not a parse error.
+  EXPECT_TRUE(raw_exchange(port, huge + "\r\n\r\n").starts_with("HTTP/1.1 431"));
   // HEAD: the head of the GET, no body.
   auto head = raw_exchange(port, "HEAD /hello?name=x HTTP/1.1\r\n\r\n");
   EXPECT_TRUE(head.starts_with("HTTP/1.1 200")) << head;
