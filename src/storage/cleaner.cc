@@ -3,6 +3,8 @@
 
 #include "storage/cleaner.h"
 
+#include <fcntl.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -528,6 +530,10 @@ Result<CleanOutput> build_clean(const CleanPlan& p, const BuildControl& ctl) {
     SwapGroup& g = out.groups.back();
     std::vector<uint8_t> buf;
     std::vector<BatchInfo> out_infos;
+    // Written back as it goes: each chunk's writeback starts once it is written, and the one
+    // before it is waited for. The final fsync then has little left to flush, so it does not
+    // hold the filesystem's journal (and the partition writers' own syncs) for long.
+    int64_t flushed_to = 0, started_to = 0;
     auto write_out = [&]() -> Result<void> {
       if (out_infos.empty()) return ok();
       charge(int64_t(buf.size()));
@@ -535,6 +541,15 @@ Result<CleanOutput> build_clean(const CleanPlan& p, const BuildControl& ctl) {
       res.bytes_written += int64_t(buf.size());
       buf.clear();
       out_infos.clear();
+      const int fd = staged->log_file()->fd();
+      if (started_to > flushed_to) {
+        ::sync_file_range(fd, flushed_to, started_to - flushed_to,
+                          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                              SYNC_FILE_RANGE_WAIT_AFTER);
+        flushed_to = started_to;
+      }
+      ::sync_file_range(fd, started_to, staged->size_bytes() - started_to, SYNC_FILE_RANGE_WRITE);
+      started_to = staged->size_bytes();
       return ok();
     };
     for (const CleanPlan::Input* s : group) {

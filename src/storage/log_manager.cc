@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 #include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <asio/executor_work_guard.hpp>
@@ -9,8 +11,10 @@
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <future>
@@ -374,6 +378,17 @@ Result<std::unique_ptr<LogManager>> LogManager::open(LogManagerOptions options) 
 void LogManager::Impl::cleaner_main() {
   // Named for top -H, perf and the benchmark (which reads this thread's CPU time).
   ::pthread_setname_np(::pthread_self(), "ordo-cleaner");
+  // Background work yields to the partition writers: the lowest best-effort I/O priority and
+  // a lower CPU priority for this thread only (lowering needs no privilege).
+  const pid_t tid = pid_t(::syscall(SYS_gettid));
+  constexpr int kIoprioClassBestEffort = 2, kIoprioClassShift = 13, kIoprioWhoProcess = 1;
+  if (::syscall(SYS_ioprio_set, kIoprioWhoProcess, tid,
+                (kIoprioClassBestEffort << kIoprioClassShift) | 7) != 0) {
+    ORDO_LOG_WARN("cleaner thread: ioprio_set: {}", std::strerror(errno));
+  }
+  if (::setpriority(PRIO_PROCESS, id_t(tid), 10) != 0) {
+    ORDO_LOG_WARN("cleaner thread: setpriority: {}", std::strerror(errno));
+  }
   std::unique_lock lk(cleaner_mu);
   while (!cleaner_stop) {
     lk.unlock();
