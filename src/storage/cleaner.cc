@@ -234,35 +234,74 @@ Result<std::pair<Offset, std::vector<SwapGroup>>> parse_marker(const std::string
   return std::make_pair(Offset(first_dirty), std::move(groups));
 }
 
-// Idempotent: removes the replaced segments other than the one at the group's base, then
-// renames whichever .cleaned files are still there into place (the .log last).
-Result<void> apply_group(const std::string& dir, const SwapGroup& g) {
+// Idempotent: moves the replaced segments other than the one at the group's base aside
+// (<file>.deleted), then puts whichever .cleaned files are still there in place, each after
+// moving the old file of that name aside (the .log last). Nothing is unlinked here: freeing a
+// large file's blocks takes milliseconds, so the caller unlinks the .deleted files later, off
+// the partition's thread (and recovery removes any that are left). Appends the paths of the
+// .deleted files it made to garbage.
+Result<void> apply_group(const std::string& dir, const SwapGroup& g,
+                         std::vector<std::string>* garbage) {
+  auto set_aside = [&](const std::string& path) -> Result<void> {
+    if (!file_exists(path)) return ok();
+    std::string to = path + std::string(kDeletedSuffix);
+    ORDO_TRY(rename_file(path, to));
+    if (garbage) garbage->push_back(std::move(to));
+    return ok();
+  };
   for (Offset old : g.replaced) {
     if (old == g.base) continue;
     for (const char* suffix : {".log", ".index", ".timeindex"}) {
-      ORDO_TRY(remove_file(seg_path(dir, old, suffix)));
+      ORDO_TRY(set_aside(seg_path(dir, old, suffix)));
     }
   }
   for (const char* suffix : {".index", ".timeindex", ".log"}) {
     std::string dst = seg_path(dir, g.base, suffix);
     std::string src = dst + std::string(kCleanedSuffix);
-    if (file_exists(src)) ORDO_TRY(rename_file(src, dst));
+    if (!file_exists(src)) continue;  // this one is in place already
+    ORDO_TRY(set_aside(dst));
+    ORDO_TRY(rename_file(src, dst));
   }
   return ok();
 }
 
-Result<int> remove_cleaned_files(const std::string& dir) {
+// Removes every file of dir whose name ends with suffix; returns how many.
+Result<int> remove_files_ending(const std::string& dir, std::string_view suffix) {
   std::vector<std::string> names;
   std::error_code ec;
   for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
        it.increment(ec)) {
     std::string name = it->path().filename().string();
-    if (name.ends_with(kCleanedSuffix)) names.push_back(name);
+    if (name.ends_with(suffix)) names.push_back(name);
   }
   if (ec) return make_error(Errc::io, "list {}: {}", dir, ec.message());
   for (const auto& name : names) ORDO_TRY(remove_file(dir + "/" + name));
   if (!names.empty()) ORDO_TRY(fsync_dir(dir));
   return int(names.size());
+}
+
+Result<int> remove_cleaned_files(const std::string& dir) {
+  return remove_files_ending(dir, kCleanedSuffix);
+}
+
+std::string checkpoint_text(Offset first_dirty) {
+  return fmt::format("ordo-cleaner-checkpoint 1\nfirst_dirty {}\n", first_dirty);
+}
+
+// The commit's small files are prepared by the build, under these names, written and synced:
+// the partition's thread then only renames them.
+std::string prepared_marker(const std::string& dir) {
+  return dir + "/" + std::string(kCleanerSwapFile) + ".tmp";
+}
+std::string prepared_checkpoint(const std::string& dir) {
+  return dir + "/" + std::string(kCleanerCheckpointFile) + ".tmp";
+}
+
+Result<void> write_synced(const std::string& path, std::string_view text) {
+  File f = ORDO_TRY(File::open(path, O_WRONLY | O_CREAT | O_TRUNC));
+  ORDO_TRY(f.pwrite_all(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0));
+  return f.sync();
 }
 
 Error injected(CleanFailPoint p) {
@@ -290,8 +329,8 @@ Result<Offset> read_cleaner_checkpoint(const std::string& dir) {
 }
 
 Result<void> write_cleaner_checkpoint(const std::string& dir, Offset first_dirty) {
-  std::string s = fmt::format("ordo-cleaner-checkpoint 1\nfirst_dirty {}\n", first_dirty);
-  return write_file_atomic(dir + "/" + std::string(kCleanerCheckpointFile), std::string_view(s));
+  return write_file_atomic(dir + "/" + std::string(kCleanerCheckpointFile),
+                           std::string_view(checkpoint_text(first_dirty)));
 }
 
 Result<std::optional<Offset>> recover_cleaner_swap(const std::string& dir) {
@@ -299,21 +338,24 @@ Result<std::optional<Offset>> recover_cleaner_swap(const std::string& dir) {
   auto text = read_file(marker, size_t(64) << 20);
   if (!text) {
     if (text.error().code != Errc::not_found) return std::move(text).error();
-    // No commit point reached: the old segments are intact; drop the unfinished output.
+    // No commit point reached: the old segments are intact; drop the unfinished output, and
+    // the replaced files of a completed swap that were not unlinked yet.
     int removed = ORDO_TRY(remove_cleaned_files(dir));
     if (removed > 0) {
       ORDO_LOG_INFO("{}: removed {} files of an unfinished clean", dir, removed);
     }
+    ORDO_TRY(remove_files_ending(dir, kDeletedSuffix));
     return std::optional<Offset>();
   }
   auto [first_dirty, groups] = ORDO_TRY(parse_marker(marker, *text));
   ORDO_LOG_INFO("{}: completing the swap of an interrupted clean ({} new segments)", dir,
                 groups.size());
-  for (const auto& g : groups) ORDO_TRY(apply_group(dir, g));
+  for (const auto& g : groups) ORDO_TRY(apply_group(dir, g, nullptr));
   ORDO_TRY(fsync_dir(dir));
   ORDO_TRY(write_cleaner_checkpoint(dir, first_dirty));
   ORDO_TRY(remove_file(marker));
   ORDO_TRY(remove_cleaned_files(dir));
+  ORDO_TRY(remove_files_ending(dir, kDeletedSuffix));
   ORDO_TRY(fsync_dir(dir));
   return std::optional<Offset>(first_dirty);
 }
@@ -496,146 +538,152 @@ Result<CleanOutput> build_clean(const CleanPlan& p, const BuildControl& ctl) {
     return out;
   }
 
-  // 3. Pass 2: the segments starting below map_end, in groups merged up to segment.bytes.
-  std::vector<std::vector<const CleanPlan::Input*>> groups;
-  int64_t group_bytes = 0;
-  for (const auto& s : p.segments) {
-    if (s.base >= map_end) break;
-    if (groups.empty() || group_bytes + s.size > p.config.segment_bytes ||
-        s.next - groups.back().front()->base > int64_t(INT32_MAX)) {
-      groups.emplace_back();
-      group_bytes = 0;
-    }
-    groups.back().push_back(&s);
-    group_bytes += s.size;
-  }
+  // 3. Pass 2: the segments starting below map_end, rewritten in order into new segments.
+  // Consecutive inputs share an output (small cleaned segments merge) until its size reaches
+  // segment.bytes, or until the next input could take its offsets or positions past what the
+  // indexes' 32-bit fields hold.
   const int64_t tombstone_cutoff = now - p.config.delete_retention_ms;
   // A failure leaves the old segments in place; the .cleaned files go.
   auto fail = [&](Error e) -> Error {
     discard_clean(p.dir, out);
     return e;
   };
-  for (const auto& group : groups) {
-    const Offset base = group.front()->base;
-    auto created = Segment::create(p.dir, base, p.config, now, kCleanedSuffix);
-    if (!created && created.error().code == Errc::already_exists) {
-      // Left by an earlier clean that failed in this process before its marker.
-      auto removed = remove_cleaned_files(p.dir);
-      if (!removed) return fail(removed.error());
-      created = Segment::create(p.dir, base, p.config, now, kCleanedSuffix);
+  // Left by an earlier clean that failed in this process before its marker (a crash's are
+  // removed when the log is opened).
+  if (auto removed = remove_cleaned_files(p.dir); !removed) return fail(removed.error());
+  std::unique_ptr<Segment> staged;
+  std::vector<uint8_t> buf;
+  std::vector<BatchInfo> out_infos;
+  // Written back as it goes: each chunk's writeback starts once it is written, and the one
+  // before it is waited for. The final fsync then has little left to flush, so it does not
+  // hold the filesystem's journal (and the partition writers' own syncs) for long.
+  int64_t flushed_to = 0, started_to = 0;
+  auto write_out = [&]() -> Result<void> {
+    if (out_infos.empty()) return ok();
+    charge(int64_t(buf.size()));
+    ORDO_TRY(staged->append(buf, out_infos, now));
+    res.bytes_written += int64_t(buf.size());
+    buf.clear();
+    out_infos.clear();
+    const int fd = staged->log_file()->fd();
+    if (started_to > flushed_to) {
+      ::sync_file_range(fd, flushed_to, started_to - flushed_to,
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                            SYNC_FILE_RANGE_WAIT_AFTER);
+      flushed_to = started_to;
     }
-    if (!created) return fail(created.error());
-    std::unique_ptr<Segment> staged = std::move(*created);
-    out.groups.push_back(SwapGroup{base, {}});
-    SwapGroup& g = out.groups.back();
-    std::vector<uint8_t> buf;
-    std::vector<BatchInfo> out_infos;
-    // Written back as it goes: each chunk's writeback starts once it is written, and the one
-    // before it is waited for. The final fsync then has little left to flush, so it does not
-    // hold the filesystem's journal (and the partition writers' own syncs) for long.
-    int64_t flushed_to = 0, started_to = 0;
-    auto write_out = [&]() -> Result<void> {
-      if (out_infos.empty()) return ok();
-      charge(int64_t(buf.size()));
-      ORDO_TRY(staged->append(buf, out_infos, now));
-      res.bytes_written += int64_t(buf.size());
-      buf.clear();
-      out_infos.clear();
-      const int fd = staged->log_file()->fd();
-      if (started_to > flushed_to) {
-        ::sync_file_range(fd, flushed_to, started_to - flushed_to,
-                          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                              SYNC_FILE_RANGE_WAIT_AFTER);
-        flushed_to = started_to;
+    ::sync_file_range(fd, started_to, staged->size_bytes() - started_to, SYNC_FILE_RANGE_WRITE);
+    started_to = staged->size_bytes();
+    return ok();
+  };
+  auto finish_output = [&]() -> Result<void> {
+    ORDO_TRY(write_out());
+    ORDO_TRY(staged->seal());
+    ORDO_TRY(staged->sync_all());
+    staged.reset();
+    return ok();
+  };
+  for (const auto& s : p.segments) {
+    if (s.base >= map_end) break;
+    const int64_t pending = staged ? staged->size_bytes() + int64_t(buf.size()) : 0;
+    if (!staged || pending >= p.config.segment_bytes ||
+        s.next - out.groups.back().base > int64_t(INT32_MAX) ||
+        pending + s.size > int64_t(INT32_MAX)) {
+      if (staged) {
+        if (auto r = finish_output(); !r) return fail(r.error());
       }
-      ::sync_file_range(fd, started_to, staged->size_bytes() - started_to, SYNC_FILE_RANGE_WRITE);
-      started_to = staged->size_bytes();
-      return ok();
-    };
-    for (const CleanPlan::Input* s : group) {
-      g.replaced.push_back(s->base);
-      const int64_t segment_time = s->retention_timestamp;
-      auto r = read_batches(
-          *s->log, s->size, p.config.max_batch_bytes, kCleanReadChunk,
-          [&](const BatchInfo& b, std::span<const uint8_t> bytes) -> Result<bool> {
-            ORDO_TRY(cancelled());
-            charge(b.size);
-            res.bytes_read += b.size;
-            auto view = ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
-            // Pass 1 checked the batches of the dirty range; the others are checked here.
-            if (b.last < first_dirty || b.base >= map_end) ORDO_TRY(view.verify_crc());
-            const int64_t batch_time = b.max_timestamp >= 0 ? b.max_timestamp : segment_time;
-            compression::DecodedBatch decoded;
-            if (!view.is_control() && !view.is_transactional()) {
-              decoded = ORDO_TRY(compression::decode_batch(view));
-            }
-            hashes.clear();
-            for (const auto& rec : decoded.records) {
-              hashes.push_back(rec.key ? KeyMap::hash_of(*rec.key) : 0);
-              if (rec.key) map.prefetch(hashes.back());
-            }
-            size_t next_record = 0;
-            auto decide = [&](const model::RecordView& rec, Offset off) {
-              RecordDecision d;
-              const uint64_t h = hashes[next_record++];
-              if (!rec.key) return d;
-              if (auto latest = map.get(h, *rec.key); latest && *latest > off) {
-                d.keep = false;
-              } else if (!rec.value && off < map_end && batch_time < tombstone_cutoff) {
-                d.keep = false;
-                d.tombstone_dropped = true;
-              }
-              return d;
-            };
-            bool retain_empty = false;
-            if (view.producer_id() >= 0) {
-              auto it = p.producer_last.find(view.producer_id());
-              retain_empty = it != p.producer_last.end() && it->second == view.last().value();
-            }
-            auto f = ORDO_TRY(filter_batch(view, decoded, decide, retain_empty));
-            res.records_kept += f.kept;
-            res.records_dropped += f.dropped;
-            res.tombstones_dropped += f.tombstones_dropped;
-            std::span<const uint8_t> kept = bytes;
-            switch (f.kind) {
-              case FilteredBatch::Kind::unchanged:
-                break;
-              case FilteredBatch::Kind::dropped:
-                ++res.batches_dropped;
-                return true;
-              case FilteredBatch::Kind::emptied:
-                ++res.empty_batches_kept;
-                kept = f.bytes;
-                break;
-              case FilteredBatch::Kind::rewritten:
-                kept = f.bytes;
-                break;
-            }
-            auto nv = ORDO_TRY(model::RecordBatchView::parse(kept, kept.size()));
-            ORDO_ASSERT(nv.base() == b.base && nv.last() == b.last);
-            out_infos.push_back(BatchInfo{int64_t(buf.size()), int64_t(kept.size()), b.base,
-                                          b.last, nv.max_timestamp()});
-            buf.insert(buf.end(), kept.begin(), kept.end());
-            if (buf.size() >= kCleanWriteChunk) ORDO_TRY(write_out());
-            return true;
-          });
-      if (!r) return fail(r.error());
+      auto created = Segment::create(p.dir, s.base, p.config, now, kCleanedSuffix);
+      if (!created) return fail(created.error());
+      staged = std::move(*created);
+      out.groups.push_back(SwapGroup{s.base, {}});
+      flushed_to = started_to = 0;
     }
-    auto sealed = [&]() -> Result<void> {
-      ORDO_TRY(write_out());
-      ORDO_TRY(staged->seal());
-      ORDO_TRY(staged->sync_all());
-      return ok();
-    }();
-    if (!sealed) return fail(sealed.error());
-    res.segments_before += int64_t(group.size());
+    out.groups.back().replaced.push_back(s.base);
+    ++res.segments_before;
+    const int64_t segment_time = s.retention_timestamp;
+    auto r = read_batches(
+        *s.log, s.size, p.config.max_batch_bytes, kCleanReadChunk,
+        [&](const BatchInfo& b, std::span<const uint8_t> bytes) -> Result<bool> {
+          ORDO_TRY(cancelled());
+          charge(b.size);
+          res.bytes_read += b.size;
+          auto view = ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
+          // Pass 1 checked the batches of the dirty range; the others are checked here.
+          if (b.last < first_dirty || b.base >= map_end) ORDO_TRY(view.verify_crc());
+          const int64_t batch_time = b.max_timestamp >= 0 ? b.max_timestamp : segment_time;
+          compression::DecodedBatch decoded;
+          if (!view.is_control() && !view.is_transactional()) {
+            decoded = ORDO_TRY(compression::decode_batch(view));
+          }
+          hashes.clear();
+          for (const auto& rec : decoded.records) {
+            hashes.push_back(rec.key ? KeyMap::hash_of(*rec.key) : 0);
+            if (rec.key) map.prefetch(hashes.back());
+          }
+          size_t next_record = 0;
+          auto decide = [&](const model::RecordView& rec, Offset off) {
+            RecordDecision d;
+            const uint64_t h = hashes[next_record++];
+            if (!rec.key) return d;
+            if (auto latest = map.get(h, *rec.key); latest && *latest > off) {
+              d.keep = false;
+            } else if (!rec.value && off < map_end && batch_time < tombstone_cutoff) {
+              d.keep = false;
+              d.tombstone_dropped = true;
+            }
+            return d;
+          };
+          bool retain_empty = false;
+          if (view.producer_id() >= 0) {
+            auto it = p.producer_last.find(view.producer_id());
+            retain_empty = it != p.producer_last.end() && it->second == view.last().value();
+          }
+          auto f = ORDO_TRY(filter_batch(view, decoded, decide, retain_empty));
+          res.records_kept += f.kept;
+          res.records_dropped += f.dropped;
+          res.tombstones_dropped += f.tombstones_dropped;
+          std::span<const uint8_t> kept = bytes;
+          switch (f.kind) {
+            case FilteredBatch::Kind::unchanged:
+              break;
+            case FilteredBatch::Kind::dropped:
+              ++res.batches_dropped;
+              return true;
+            case FilteredBatch::Kind::emptied:
+              ++res.empty_batches_kept;
+              kept = f.bytes;
+              break;
+            case FilteredBatch::Kind::rewritten:
+              kept = f.bytes;
+              break;
+          }
+          auto nv = ORDO_TRY(model::RecordBatchView::parse(kept, kept.size()));
+          ORDO_ASSERT(nv.base() == b.base && nv.last() == b.last);
+          out_infos.push_back(BatchInfo{int64_t(buf.size()), int64_t(kept.size()), b.base,
+                                        b.last, nv.max_timestamp()});
+          buf.insert(buf.end(), kept.begin(), kept.end());
+          if (buf.size() >= kCleanWriteChunk) ORDO_TRY(write_out());
+          return true;
+        });
+    if (!r) return fail(r.error());
+  }
+  if (staged) {
+    if (auto r = finish_output(); !r) return fail(r.error());
   }
   res.segments_after = int64_t(out.groups.size());
+  if (!out.groups.empty()) {
+    auto r = write_synced(prepared_marker(p.dir), encode_marker(res.cleaned_end, out.groups));
+    if (r) r = write_synced(prepared_checkpoint(p.dir), checkpoint_text(res.cleaned_end));
+    if (!r) return fail(r.error());
+  }
   if (auto r = fsync_dir(p.dir); !r) return fail(r.error());
   return out;
 }
 
 void discard_clean(const std::string& dir, const CleanOutput& output) {
+  for (const std::string& path : {prepared_marker(dir), prepared_checkpoint(dir)}) {
+    if (auto r = remove_file(path); !r) ORDO_LOG_WARN("{}: {}", dir, r.error().to_string());
+  }
   for (const auto& g : output.groups) {
     for (const char* suffix : {".log", ".index", ".timeindex"}) {
       std::string path = seg_path(dir, g.base, suffix) + std::string(kCleanedSuffix);
@@ -686,22 +734,26 @@ Result<CleanResult> PartitionLog::commit_clean(const CleanPlan& p, CleanOutput o
   }
   if (fail_at == CleanFailPoint::after_cleaned_files) return injected(fail_at);
 
-  // 4. The swap. The marker is the commit point: from here on, recovery rolls forward.
+  // 4. The swap. The marker is the commit point: from here on, recovery rolls forward. The
+  // build wrote and synced the marker and the next checkpoint under .tmp names; here they are
+  // only renamed, so the partition's thread waits for three directory fsyncs and no more.
   const std::string marker = dir_ + "/" + std::string(kCleanerSwapFile);
-  if (auto r = write_file_atomic(marker, std::string_view(encode_marker(res.cleaned_end,
-                                                                        output.groups)));
-      !r) {
+  if (auto r = rename_file(prepared_marker(dir_), marker); !r) {
     discard_clean(dir_, output);
     return std::move(r).error();
   }
+  ORDO_TRY(fsync_dir(dir_));
   if (fail_at == CleanFailPoint::after_marker) return injected(fail_at);
   for (size_t i = 0; i < output.groups.size(); ++i) {
-    ORDO_TRY(apply_group(dir_, output.groups[i]));
+    ORDO_TRY(apply_group(dir_, output.groups[i], &res.garbage));
     if (i == 0 && fail_at == CleanFailPoint::after_first_group) return injected(fail_at);
   }
   ORDO_TRY(fsync_dir(dir_));
-  ORDO_TRY(write_cleaner_checkpoint(dir_, res.cleaned_end));
+  ORDO_TRY(rename_file(prepared_checkpoint(dir_),
+                       dir_ + "/" + std::string(kCleanerCheckpointFile)));
   if (fail_at == CleanFailPoint::before_marker_removal) return injected(fail_at);
+  // The checkpoint's rename and the marker's removal become durable together; if only the
+  // removal did, the checkpoint is the previous one (a hint: the next clean redoes a little).
   ORDO_TRY(remove_file(marker));
   ORDO_TRY(fsync_dir(dir_));
 
@@ -738,7 +790,15 @@ Result<CleanResult> PartitionLog::clean(const CleanerOptions& o) {
   }
   if (!plan->due) return plan->result;
   auto output = ORDO_TRY(build_clean(*plan));
-  return commit_clean(*plan, std::move(output));
+  auto res = ORDO_TRY(commit_clean(*plan, std::move(output)));
+  remove_garbage(res.garbage);
+  return res;
+}
+
+void remove_garbage(const std::vector<std::string>& paths) {
+  for (const auto& path : paths) {
+    if (auto r = remove_file(path); !r) ORDO_LOG_WARN("{}", r.error().to_string());
+  }
 }
 
 CleanerStats PartitionLog::cleaner_stats() const {

@@ -18,8 +18,11 @@
 //      the map covers (CleanResult::map_full; the next clean goes on from there), as Kafka's
 //      cleaner does. Records of transactional and control batches never enter the map.
 //   3. Pass 2, the rewrite. Every segment that starts below the map's end is rewritten, in
-//      groups of consecutive segments merged into one (at most segment.bytes of input and
-//      offsets within 2^31 of the group's base, which keeps the indexes' 32-bit fields valid).
+//      groups of consecutive segments merged into one: a group takes the next segment while
+//      its output is below segment.bytes and the offsets and positions stay within 2^31 of
+//      its base (the indexes' 32-bit fields). A first clean of a log thus merges the small
+//      outputs of many segments into one; an output may pass segment.bytes by one input's
+//      survivors.
 //      Per batch (filter_batch):
 //      - control and transactional batches are copied untouched (transactions come later);
 //      - a record is dropped when the map holds a later offset for its key;
@@ -120,6 +123,9 @@ struct CleanResult {
   int64_t segments_before = 0;     // segments replaced
   int64_t segments_after = 0;      // segments that replaced them
   bool aborted = false;            // built, but the log changed meanwhile: nothing swapped
+  // The replaced files, renamed to <file>.deleted by the swap: for the caller to unlink with
+  // remove_garbage, off the partition's thread (freeing a large file's blocks takes time).
+  std::vector<std::string> garbage;
 };
 
 // One new segment and the old ones it replaces (its base is the first old one's).
@@ -200,6 +206,8 @@ struct BuildControl {
 Result<CleanOutput> build_clean(const CleanPlan& plan, const BuildControl& control = {});
 // Removes an output's .cleaned files (a build that will not be committed).
 void discard_clean(const std::string& dir, const CleanOutput& output);
+// Unlinks a committed clean's replaced files (CleanResult::garbage); failures are logged.
+void remove_garbage(const std::vector<std::string>& paths);
 
 // Key -> latest offset with a memory budget. Full keys are stored: an entry can never be
 // shared by two keys, so no collision can make the cleaner drop the latest record of a key.
@@ -279,6 +287,7 @@ Result<FilteredBatch> filter_batch(
 
 // The files of the swap protocol (docs/storage-format.md).
 inline constexpr std::string_view kCleanedSuffix = ".cleaned";
+inline constexpr std::string_view kDeletedSuffix = ".deleted";
 inline constexpr std::string_view kCleanerSwapFile = "cleaner.swap";
 inline constexpr std::string_view kCleanerCheckpointFile = "cleaner.checkpoint";
 

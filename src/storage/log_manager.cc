@@ -462,6 +462,7 @@ bool LogManager::Impl::cleaner_round() {
   }
   if (co.before_commit) co.before_commit(tp);
   Shard& s = shard_for(tp);
+  std::vector<std::string> garbage;
   auto committed = call<bool>(s, [&]() -> Result<bool> {
     auto p = find(s, tp);
     if (!p || (*p)->log->dir() != best->plan.dir) {
@@ -475,8 +476,11 @@ bool LogManager::Impl::cleaner_round() {
       fail_partition(**p, r.error());
       return false;
     }
+    garbage = std::move(r->garbage);
     return r->cleaned;
   });
+  // The replaced segments' blocks are freed here, not on the partition's thread.
+  remove_garbage(garbage);
   return *committed;
 }
 
