@@ -58,45 +58,36 @@ LogConfig compact_config() {
 std::vector<StoredBatch> read_batches(PartitionLog& log) {
   std::vector<StoredBatch> out;
   log.set_high_watermark(log.log_end_offset());
-  Offset next = log.log_start_offset();
   Offset prev_last{-1};
-  for (int guard = 0; guard < 100000 && next < log.log_end_offset(); ++guard) {
+  auto slices = [&](Offset next) -> Result<FileSlice> {
     auto r = log.read({.start = next, .max_bytes = 1 << 20});
-    EXPECT_TRUE(r) << r.error().to_string();
-    if (!r || r->slice.size == 0) break;
-    auto bytes = read_slice_bytes(r->slice.file->fd(), r->slice.position, r->slice.size);
-    std::span<const uint8_t> rest(bytes);
-    while (!rest.empty()) {
-      auto v = model::RecordBatchView::parse(rest);
-      EXPECT_TRUE(v) << v.error().to_string();
-      if (!v) return out;
-      EXPECT_TRUE(v->verify_crc()) << "batch at " << v->base().value();
-      EXPECT_GT(v->base(), prev_last);
-      StoredBatch sb;
-      sb.bytes.assign(v->bytes().begin(), v->bytes().end());
-      auto decoded = compression::decode_batch(*v);
-      EXPECT_TRUE(decoded) << decoded.error().to_string();
-      if (!decoded) return out;
-      for (const auto& rec : decoded->records) {
-        Rec x;
-        x.offset = v->base() + rec.offset_delta;
-        EXPECT_GT(x.offset, prev_last);
-        prev_last = x.offset;
-        if (rec.key) x.key = std::string(*rec.key);
-        if (rec.value) x.value = std::string(*rec.value);
-        x.timestamp = model::record_timestamp(v->base_timestamp(), rec.timestamp_delta);
-        for (const auto& h : rec.headers) {
-          x.headers.emplace_back(std::string(h.key),
-                                 h.value ? std::optional<std::string>(*h.value) : std::nullopt);
-        }
-        sb.records.push_back(std::move(x));
+    if (!r) return std::move(r).error();
+    return r->slice;
+  };
+  testing::for_each_batch(slices, log.log_start_offset(), [&](const model::RecordBatchView& v) {
+    EXPECT_TRUE(v.verify_crc()) << "batch at " << v.base().value();
+    EXPECT_GT(v.base(), prev_last);
+    StoredBatch sb;
+    sb.bytes.assign(v.bytes().begin(), v.bytes().end());
+    auto decoded = compression::decode_batch(v);
+    ASSERT_TRUE(decoded) << decoded.error().to_string();
+    for (const auto& rec : decoded->records) {
+      Rec x;
+      x.offset = v.base() + rec.offset_delta;
+      EXPECT_GT(x.offset, prev_last);
+      prev_last = x.offset;
+      if (rec.key) x.key = std::string(*rec.key);
+      if (rec.value) x.value = std::string(*rec.value);
+      x.timestamp = model::record_timestamp(v.base_timestamp(), rec.timestamp_delta);
+      for (const auto& h : rec.headers) {
+        x.headers.emplace_back(std::string(h.key),
+                               h.value ? std::optional<std::string>(*h.value) : std::nullopt);
       }
-      prev_last = std::max(prev_last, v->last());
-      next = v->last() + 1;
-      out.push_back(std::move(sb));
-      rest = rest.subspan(v->size_bytes());
+      sb.records.push_back(std::move(x));
     }
-  }
+    prev_last = std::max(prev_last, v.last());
+    out.push_back(std::move(sb));
+  });
   return out;
 }
 

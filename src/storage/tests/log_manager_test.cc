@@ -40,23 +40,20 @@ LogManagerOptions options_for(const std::string& dir, FlushMode mode) {
   return o;
 }
 
+testing::SliceReader slices_of(LogManager& mgr, const TopicPartition& tp) {
+  return [&mgr, tp](Offset next) -> Result<FileSlice> {
+    auto r = mgr.read_sync(tp, {.start = next, .max_bytes = 64 * 1024});
+    if (!r) return std::move(r).error();
+    return r->slice;
+  };
+}
+
 std::vector<std::string> consume_all(LogManager& mgr, const TopicPartition& tp) {
   std::vector<std::string> out;
-  Offset next{0};
-  for (int guard = 0; guard < 100000; ++guard) {
-    auto r = mgr.read_sync(tp, {.start = next, .max_bytes = 64 * 1024});
-    EXPECT_TRUE(r) << r.error().to_string();
-    if (!r || r->slice.size == 0) break;
-    auto bytes = read_slice_bytes(r->slice.file->fd(), r->slice.position, r->slice.size);
-    auto vals = values_of(bytes);
+  testing::for_each_batch(slices_of(mgr, tp), Offset(0), [&](const model::RecordBatchView& v) {
+    auto vals = values_of(std::vector<uint8_t>(v.bytes().begin(), v.bytes().end()));
     out.insert(out.end(), vals.begin(), vals.end());
-    std::span<const uint8_t> rest(bytes);
-    while (!rest.empty()) {
-      auto v = model::RecordBatchView::parse(rest);
-      next = v->last() + 1;
-      rest = rest.subspan(v->size_bytes());
-    }
-  }
+  });
   return out;
 }
 
@@ -520,27 +517,15 @@ std::pair<std::map<std::string, std::string>, size_t> table_of(LogManager& mgr,
                                                                const TopicPartition& tp) {
   std::map<std::string, std::string> table;
   size_t records = 0;
-  Offset next{0};
-  for (int guard = 0; guard < 100000; ++guard) {
-    auto r = mgr.read_sync(tp, {.start = next, .max_bytes = 64 * 1024});
-    EXPECT_TRUE(r) << r.error().to_string();
-    if (!r || r->slice.size == 0) break;
-    auto bytes = read_slice_bytes(r->slice.file->fd(), r->slice.position, r->slice.size);
-    std::span<const uint8_t> rest(bytes);
-    while (!rest.empty()) {
-      auto v = model::RecordBatchView::parse(rest);
-      EXPECT_TRUE(v && v->verify_crc());
-      if (!v) return {table, records};
-      auto decoded = compression::decode_batch(*v);
-      EXPECT_TRUE(decoded);
-      for (const auto& rec : decoded->records) {
-        ++records;
-        table[std::string(*rec.key)] = std::string(*rec.value);
-      }
-      next = v->last() + 1;
-      rest = rest.subspan(v->size_bytes());
+  testing::for_each_batch(slices_of(mgr, tp), Offset(0), [&](const model::RecordBatchView& v) {
+    EXPECT_TRUE(v.verify_crc());
+    auto decoded = compression::decode_batch(v);
+    ASSERT_TRUE(decoded);
+    for (const auto& rec : decoded->records) {
+      ++records;
+      table[std::string(*rec.key)] = std::string(*rec.value);
     }
-  }
+  });
   return {table, records};
 }
 
@@ -577,14 +562,37 @@ LogManagerOptions cleaner_options(const std::string& dir, CommitGate& gate) {
   return o;
 }
 
+// Waits (at most `limit`) until tp's cleaner has completed `cleans` cleans since it opened.
+bool wait_for_cleans(LogManager& m, const TopicPartition& tp, int64_t cleans,
+                     std::chrono::seconds limit = 120s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (const auto& st : m.status()) {
+      if (st.tp == tp && st.cleaner.cleans >= cleans) return true;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
+// A manager with the cleaner on, stopped at every commit by gate, and one empty compacted
+// partition tp.
+std::unique_ptr<LogManager> open_with_partition(const std::string& dir, CommitGate& gate,
+                                                const TopicPartition& tp) {
+  auto mgr = LogManager::open(cleaner_options(dir, gate));
+  EXPECT_TRUE(mgr) << mgr.error().to_string();
+  if (!mgr) return nullptr;
+  EXPECT_TRUE((*mgr)->create_sync(tp, (*mgr)->options().default_config));
+  return std::move(*mgr);
+}
+
 TEST(LogManagerCleaner, CompactsInTheBackgroundWhileTheShardKeepsServing) {
   TempDir dir;
   CommitGate gate;
-  auto mgr = LogManager::open(cleaner_options(dir.path(), gate));
-  ASSERT_TRUE(mgr) << mgr.error().to_string();
-  LogManager& m = **mgr;
   TopicPartition tp{"table", 0};
-  ASSERT_TRUE(m.create_sync(tp, m.options().default_config));
+  auto mgr = open_with_partition(dir.path(), gate, tp);
+  ASSERT_TRUE(mgr);
+  LogManager& m = *mgr;
   std::map<std::string, std::string> model;
   auto put = [&](const std::string& k, const std::string& v) {
     ASSERT_TRUE(m.append_sync(tp, keyed_batch(k, v)));
@@ -599,12 +607,7 @@ TEST(LogManagerCleaner, CompactsInTheBackgroundWhileTheShardKeepsServing) {
   EXPECT_EQ(table_of(m, tp).second, 520u);
   gate.release();
   // The swap lands on the shard; the table is unchanged, the records fewer.
-  bool cleaned = false;
-  for (int i = 0; i < 12000 && !cleaned; ++i) {
-    for (const auto& st : m.status()) cleaned = cleaned || (st.tp == tp && st.cleaner.cleans > 0);
-    if (!cleaned) std::this_thread::sleep_for(10ms);
-  }
-  ASSERT_TRUE(cleaned);
+  ASSERT_TRUE(wait_for_cleans(m, tp, 1));
   auto [table, records] = table_of(m, tp);
   EXPECT_EQ(table, model);
   EXPECT_LT(records, 520u);
@@ -625,11 +628,10 @@ TEST(LogManagerCleaner, CompactsInTheBackgroundWhileTheShardKeepsServing) {
 TEST(LogManagerCleaner, APartitionRemovedDuringABuildIsLeftAlone) {
   TempDir dir;
   CommitGate gate;
-  auto mgr = LogManager::open(cleaner_options(dir.path(), gate));
-  ASSERT_TRUE(mgr) << mgr.error().to_string();
-  LogManager& m = **mgr;
   TopicPartition tp{"gone", 0};
-  ASSERT_TRUE(m.create_sync(tp, m.options().default_config));
+  auto mgr = open_with_partition(dir.path(), gate, tp);
+  ASSERT_TRUE(mgr);
+  LogManager& m = *mgr;
   for (int i = 0; i < 300; ++i) {
     ASSERT_TRUE(m.append_sync(tp, keyed_batch("k" + std::to_string(i % 5), std::to_string(i))));
   }
@@ -686,13 +688,7 @@ TEST(LogManagerCleaner, APartitionThatCannotBeCleanedDoesNotStarveTheOthers) {
     ASSERT_TRUE(m.append_sync(huge, keyed_batch(std::string(5000, char('a' + i % 26)), "v")));
   }
   m.wake_cleaner();
-  bool cleaned = false;
-  for (int i = 0; i < 3000 && !cleaned; ++i) {
-    // The clean by hand counts as one.
-    for (const auto& st : m.status()) cleaned = cleaned || (st.tp == small && st.cleaner.cleans > 1);
-    if (!cleaned) std::this_thread::sleep_for(10ms);
-  }
-  EXPECT_TRUE(cleaned);
+  EXPECT_TRUE(wait_for_cleans(m, small, 2, 30s));  // the clean by hand counts as one
   for (const auto& st : m.status()) {
     if (st.tp == huge) {
       EXPECT_EQ(st.cleaner.cleans, 0);

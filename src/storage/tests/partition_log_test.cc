@@ -30,22 +30,15 @@ LogConfig small_config() {
 
 std::vector<uint8_t> read_all(PartitionLog& log, Offset from = Offset(0)) {
   std::vector<uint8_t> out;
-  Offset next = std::max(from, log.log_start_offset());
-  for (int guard = 0; guard < 100000; ++guard) {
+  auto slices = [&](Offset next) -> Result<FileSlice> {
     auto r = log.read({.start = next, .max_bytes = 1000});
-    EXPECT_TRUE(r) << r.error().to_string();
-    if (!r || r->slice.size == 0) break;
-    auto bytes = read_slice_bytes(r->slice.file->fd(), r->slice.position, r->slice.size);
-    // Advance past the last batch of the slice.
-    std::span<const uint8_t> rest(bytes);
-    while (!rest.empty()) {
-      auto v = model::RecordBatchView::parse(rest);
-      EXPECT_TRUE(v);
-      next = v->last() + 1;
-      rest = rest.subspan(v->size_bytes());
-    }
-    out.insert(out.end(), bytes.begin(), bytes.end());
-  }
+    if (!r) return std::move(r).error();
+    return r->slice;
+  };
+  testing::for_each_batch(slices, std::max(from, log.log_start_offset()),
+                          [&](const model::RecordBatchView& v) {
+                            out.insert(out.end(), v.bytes().begin(), v.bytes().end());
+                          });
   return out;
 }
 
@@ -117,6 +110,7 @@ TEST_F(PartitionLogTest, RejectsMalformedAppendsWithoutWriting) {
   auto log = open_log();
   auto good = make_batch(2, "g");
   auto bad_crc = good;
+  ASSERT_FALSE(bad_crc.empty());
   bad_crc.back() ^= 1;
   std::vector<uint8_t> both = good;
   both.insert(both.end(), bad_crc.begin(), bad_crc.end());

@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include <gtest/gtest.h>
+
 #include "base/assert.h"
 
 namespace ordo::storage::testing {
@@ -54,6 +56,26 @@ std::vector<uint8_t> read_slice_bytes(int fd, int64_t position, int64_t size) {
     done += size_t(n);
   }
   return out;
+}
+
+void for_each_batch(const SliceReader& read, Offset from,
+                    const std::function<void(const model::RecordBatchView&)>& visit) {
+  Offset next = from;
+  for (int guard = 0; guard < 100000; ++guard) {
+    auto slice = read(next);
+    EXPECT_TRUE(slice) << slice.error().to_string();
+    if (!slice || slice->size == 0) return;
+    auto bytes = read_slice_bytes(slice->file->fd(), slice->position, slice->size);
+    std::span<const uint8_t> rest(bytes);
+    while (!rest.empty()) {
+      auto v = model::RecordBatchView::parse(rest);
+      EXPECT_TRUE(v) << v.error().to_string();
+      if (!v) return;
+      visit(*v);
+      next = v->last() + 1;
+      rest = rest.subspan(v->size_bytes());
+    }
+  }
 }
 
 }  // namespace ordo::storage::testing
