@@ -75,6 +75,8 @@ struct ConsumeArgs {
 
 // Each returns the process exit code.
 int serve(const ServeArgs& args);
+int connect_run(const std::string& pipeline_path);
+int connect_status(const std::string& http);
 int dump_log(const std::string& path, bool records);
 int topic_create(const TopicArgs& args);
 int topic_list(const TopicArgs& args);

@@ -6,6 +6,7 @@
 //   ordo group     list, describe and delete consumer groups, reset their offsets
 //   ordo produce   stdin lines to a topic
 //   ordo consume   a topic's messages to stdout (no consumer group)
+//   ordo connect   run a pipeline's sinks (table views), print their status
 
 #include <signal.h>
 
@@ -213,6 +214,18 @@ int main(int argc, char** argv) {
                           "value length (-1: null), %% a percent sign; \\n \\t escapes "
                           "(default \"%s\\n\")");
 
+  std::string pipeline_path, connect_http = "127.0.0.1:9645";
+  auto* connect_cmd = app.add_subcommand(
+      "connect", "Run sinks that keep other stores in step with topics (docs/connect.md)");
+  connect_cmd->require_subcommand(1);
+  auto* connect_run_cmd = connect_cmd->add_subcommand(
+      "run", "Run the sinks of a pipeline file until SIGTERM or SIGINT");
+  connect_run_cmd->add_option("pipeline", pipeline_path, "Pipeline file (TOML)")->required();
+  auto* connect_status_cmd = connect_cmd->add_subcommand(
+      "status", "Print each sink's state and, per partition, its position and lag");
+  connect_status_cmd->add_option("--http", connect_http,
+                                 "HOST:PORT of the worker's HTTP (default 127.0.0.1:9645)");
+
   CLI11_PARSE(app, argc, argv);
   for (auto* c : {&topic.client, &group.client, &prod.client, &cons.client}) {
     if (c->bootstrap.empty()) c->bootstrap = global_client.bootstrap;
@@ -221,6 +234,8 @@ int main(int argc, char** argv) {
   }
   if (*serve_cmd) return ordo::cli::serve(serve);
   if (*dump_cmd) return ordo::cli::dump_log(dump_path, dump_records);
+  if (*connect_run_cmd) return ordo::cli::connect_run(pipeline_path);
+  if (*connect_status_cmd) return ordo::cli::connect_status(connect_http);
   if (*create_cmd) return ordo::cli::topic_create(topic);
   if (*list_cmd) return ordo::cli::topic_list(topic);
   if (*describe_cmd) return ordo::cli::topic_describe(topic);

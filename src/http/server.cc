@@ -9,11 +9,14 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "base/log.h"
 
@@ -24,9 +27,9 @@ using asio::ip::tcp;
 struct Server::Impl {
   ServerOptions opts;
   Handler handler;
-  asio::io_context ctx{1};
+  asio::io_context ctx;  // may be run by several threads (ServerOptions::threads)
   tcp::acceptor acceptor{ctx};
-  std::thread thread;
+  std::vector<std::thread> threads;
   std::atomic<int> connections{0};
   bool stopped = false;
 
@@ -34,8 +37,9 @@ struct Server::Impl {
     // Shared with the deadline's handler, which may run after this frame ends.
     auto owned = std::make_shared<tcp::socket>(std::move(accepted));
     tcp::socket& sock = *owned;
-    // A deadline for the whole request: a slow or silent client is closed.
-    asio::steady_timer deadline(ctx);
+    // A deadline for the whole request: a slow or silent client is closed. On this
+    // connection's strand, like the coroutine.
+    asio::steady_timer deadline(co_await asio::this_coro::executor);
     deadline.expires_after(std::chrono::milliseconds(opts.read_timeout_ms));
     deadline.async_wait([owned](const asio::error_code& ec) {
       if (!ec) {
@@ -104,7 +108,7 @@ struct Server::Impl {
         continue;
       }
       connections.fetch_add(1);
-      asio::co_spawn(ctx, serve(std::move(sock)), asio::detached);
+      asio::co_spawn(asio::make_strand(ctx), serve(std::move(sock)), asio::detached);
     }
   }
 };
@@ -133,7 +137,9 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options, Handler han
   }
   Impl* p = impl.get();
   asio::co_spawn(p->ctx, p->accept_loop(), asio::detached);
-  p->thread = std::thread([p] { p->ctx.run(); });
+  for (int i = 0; i < std::max(1, options.threads); ++i) {
+    p->threads.emplace_back([p] { p->ctx.run(); });
+  }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
@@ -148,7 +154,9 @@ void Server::stop() {
   impl_->stopped = true;
   // Requests in progress are abandoned (their sockets close with the context).
   impl_->ctx.stop();
-  if (impl_->thread.joinable()) impl_->thread.join();
+  for (auto& t : impl_->threads) {
+    if (t.joinable()) t.join();
+  }
   asio::error_code ignored;
   impl_->acceptor.close(ignored);
 }

@@ -1,7 +1,10 @@
 #pragma once
-// A small HTTP/1.1 server for the admin API: one thread, one request per connection
-// (Connection: close), GET and HEAD only. Handlers run on the server's thread, one at a time,
-// and may block it briefly (the broker's call the storage shards). Bounds: request head
+// A small HTTP/1.1 server for the admin API: `threads` threads (one by default), one request
+// per connection (Connection: close), GET and HEAD only. Each connection runs on a strand, so
+// its handler runs on one of the threads; with one thread the handlers run one at a time, with
+// more they may run at once (and must then be thread-safe, as a handler that waits for
+// something, e.g. a view reaching an offset, needs). Handlers may block their thread briefly
+// (the broker's call the storage shards). Bounds: request head
 // kMaxRequestHead bytes (431 above), read deadline per connection, at most max_connections
 // open (more are closed at once).
 
@@ -21,6 +24,7 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;  // 0: a free port
   int max_connections = 64;
+  int threads = 1;
   int64_t read_timeout_ms = 10'000;
 };
 

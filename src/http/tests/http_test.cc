@@ -8,6 +8,10 @@
 #include <asio/read.hpp>
 #include <asio/write.hpp>
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "http/message.h"
 #include "http/server.h"
 
@@ -137,6 +141,41 @@ TEST(HttpServer, AnswersGetsAndRefusesTheRest) {
 
   (*server)->stop();
   EXPECT_FALSE(get("127.0.0.1", port, "/hello", 2000));
+}
+
+TEST(HttpServer, WithSeveralThreadsAHandlerMayWaitWhileOthersAreServed) {
+  // The first request's handler blocks until a later request has been answered: with one
+  // thread that could never happen; with two it must.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool later_served = false, waiting = false;
+  auto server = Server::start({.threads = 2}, [&](const Request& req) {
+    std::unique_lock lk(mu);
+    if (req.path == "/wait") {
+      waiting = true;
+      cv.notify_all();
+      bool ok = cv.wait_for(lk, std::chrono::seconds(60), [&] { return later_served; });
+      return Response{ok ? 200 : 504, "text/plain", "waited"};
+    }
+    later_served = true;
+    cv.notify_all();
+    return Response{200, "text/plain", "later"};
+  });
+  ASSERT_TRUE(server);
+  uint16_t port = (*server)->port();
+  std::thread waiter([&] {
+    auto r = get("127.0.0.1", port, "/wait", 120'000);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  });
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(60), [&] { return waiting; }));
+  }
+  auto later = get("127.0.0.1", port, "/later", 120'000);
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->body, "later");
+  waiter.join();
 }
 
 }  // namespace

@@ -1,0 +1,49 @@
+#pragma once
+// A pipeline file (TOML) says what `ordo connect run` runs: where the Kafka cluster is, where
+// the worker keeps its state and serves HTTP, and its sinks. docs/connect.md has the keys.
+//
+//   [worker]
+//   bootstrap = "127.0.0.1:9092"   # any Kafka-compatible cluster
+//   group = "ordo-connect"         # each sink consumes as group "<group>.<sink name>"
+//   data_dir = "./connect-data"    # a table view lives in <data_dir>/views/<name>
+//   http = "127.0.0.1:9645"        # status and views; "" for none; port 0 picks one
+//   id = "worker-1"                # optional: static group membership (group.instance.id
+//                                  # "<id>.<sink>"), so a restarted worker gets its
+//                                  # partitions back at once; unique per worker
+//
+//   [[sink]]
+//   name = "users"                 # [a-zA-Z0-9._-], unique
+//   type = "table"                 # the RocksDB table view
+//   topics = ["users"]
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace ordo::connect {
+
+struct SinkConfig {
+  std::string name;
+  std::string type;  // "table"
+  std::vector<std::string> topics;
+};
+
+struct PipelineConfig {
+  std::string bootstrap = "127.0.0.1:9092";
+  std::string group = "ordo-connect";
+  std::string data_dir = "./connect-data";
+  std::string http_host = "127.0.0.1";  // empty: no HTTP
+  uint16_t http_port = 9645;
+  std::string id;  // empty: dynamic membership
+  std::vector<SinkConfig> sinks;
+};
+
+// Parses a pipeline file's text; errors name the key (and the line for TOML syntax). Unknown
+// keys are errors, as in the broker's settings.
+Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view source_name);
+Result<PipelineConfig> load_pipeline(const std::string& path);
+
+}  // namespace ordo::connect

@@ -1,0 +1,173 @@
+#include "connect/table_view.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include "base/coding.h"
+
+namespace ordo::connect {
+
+namespace tf = table_format;
+
+namespace {
+
+Error from_status(const rocksdb::Status& s, std::string_view what) {
+  Errc code = s.IsCorruption() ? Errc::corrupt : Errc::io;
+  return make_error(code, "{}: {}", what, s.ToString());
+}
+
+}  // namespace
+
+// ---- encodings ----
+
+std::string tf::data_key(std::string_view key) {
+  std::string k(1, kDataPrefix);
+  k.append(key);
+  return k;
+}
+
+// 'p', topic bytes, a zero byte (topic names never hold one), the partition big-endian.
+std::string tf::position_key(const model::TopicPartition& tp) {
+  std::string k(1, kPositionPrefix);
+  k.append(tp.topic);
+  k.push_back('\0');
+  uint8_t be[4];
+  store_be32(be, uint32_t(tp.partition));
+  k.append(reinterpret_cast<const char*>(be), 4);
+  return k;
+}
+
+Result<model::TopicPartition> tf::decode_position_key(std::string_view key) {
+  if (key.size() < 1 + 1 + 1 + 4 || key[0] != kPositionPrefix) {
+    return make_error(Errc::corrupt, "position key of {} bytes", key.size());
+  }
+  std::string_view rest = key.substr(1);
+  size_t zero = rest.find('\0');
+  if (zero == std::string_view::npos || zero == 0 || rest.size() - zero - 1 != 4) {
+    return make_error(Errc::corrupt, "malformed position key");
+  }
+  int32_t partition = int32_t(load_be32(reinterpret_cast<const uint8_t*>(rest.data() + zero + 1)));
+  if (partition < 0) return make_error(Errc::corrupt, "negative partition in position key");
+  return model::TopicPartition{std::string(rest.substr(0, zero)), partition};
+}
+
+std::string tf::encode_entry(int64_t offset, std::string_view value) {
+  std::string v(kOffsetBytes, '\0');
+  store_be64(reinterpret_cast<uint8_t*>(v.data()), uint64_t(offset));
+  v.append(value);
+  return v;
+}
+
+Result<TableView::Entry> tf::decode_entry(std::string_view bytes) {
+  if (bytes.size() < kOffsetBytes) {
+    return make_error(Errc::corrupt, "view entry of {} bytes (at least 8)", bytes.size());
+  }
+  int64_t offset = int64_t(load_be64(reinterpret_cast<const uint8_t*>(bytes.data())));
+  if (offset < 0) return make_error(Errc::corrupt, "view entry with offset {}", offset);
+  return TableView::Entry{std::string(bytes.substr(kOffsetBytes)), offset};
+}
+
+std::string tf::encode_position(int64_t next_offset) {
+  std::string v(kOffsetBytes, '\0');
+  store_be64(reinterpret_cast<uint8_t*>(v.data()), uint64_t(next_offset));
+  return v;
+}
+
+Result<int64_t> tf::decode_position(std::string_view bytes) {
+  if (bytes.size() != kOffsetBytes) {
+    return make_error(Errc::corrupt, "position of {} bytes (8 expected)", bytes.size());
+  }
+  int64_t next = int64_t(load_be64(reinterpret_cast<const uint8_t*>(bytes.data())));
+  if (next < 0) return make_error(Errc::corrupt, "negative position {}", next);
+  return next;
+}
+
+// ---- the store ----
+
+TableView::TableView(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
+TableView::~TableView() = default;
+
+Result<std::unique_ptr<TableView>> TableView::open(const std::string& path) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.paranoid_checks = true;
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(options, path, &raw);
+  if (!s.ok()) return from_status(s, "open view store " + path);
+  return std::unique_ptr<TableView>(new TableView(std::unique_ptr<rocksdb::DB>(raw)));
+}
+
+Result<std::optional<int64_t>> TableView::position(const model::TopicPartition& tp) const {
+  std::string v;
+  auto s = db_->Get(rocksdb::ReadOptions(), tf::position_key(tp), &v);
+  if (s.IsNotFound()) return std::optional<int64_t>();
+  if (!s.ok()) return from_status(s, "read position");
+  return std::optional<int64_t>(ORDO_TRY(tf::decode_position(v)));
+}
+
+Result<std::vector<std::pair<model::TopicPartition, int64_t>>> TableView::positions() const {
+  std::vector<std::pair<model::TopicPartition, int64_t>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  const std::string start(1, tf::kPositionPrefix);
+  for (it->Seek(start); it->Valid() && it->key().starts_with(start); it->Next()) {
+    auto tp = ORDO_TRY(tf::decode_position_key(it->key().ToStringView()));
+    out.emplace_back(std::move(tp), ORDO_TRY(tf::decode_position(it->value().ToStringView())));
+  }
+  if (!it->status().ok()) return from_status(it->status(), "list positions");
+  return out;
+}
+
+Result<void> TableView::apply(const model::TopicPartition& tp, std::span<const Change> changes,
+                              int64_t next_offset) {
+  auto current = ORDO_TRY(position(tp));
+  int64_t expect = current.value_or(0);
+  for (const auto& c : changes) {
+    if (c.offset < expect) {
+      return make_error(Errc::invalid_argument, "{}: change at offset {} is below {}",
+                        tp.to_string(), c.offset, expect);
+    }
+    expect = c.offset + 1;
+  }
+  if (next_offset < expect || (current && next_offset < *current)) {
+    return make_error(Errc::invalid_argument, "{}: position {} is below {}", tp.to_string(),
+                      next_offset, expect);
+  }
+  rocksdb::WriteBatch batch;
+  for (const auto& c : changes) {
+    rocksdb::Status s = c.value ? batch.Put(tf::data_key(c.key), tf::encode_entry(c.offset, *c.value))
+                                : batch.Delete(tf::data_key(c.key));
+    if (!s.ok()) return from_status(s, "build write batch");
+  }
+  auto s = batch.Put(tf::position_key(tp), tf::encode_position(next_offset));
+  if (!s.ok()) return from_status(s, "build write batch");
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  s = db_->Write(wo, &batch);
+  if (!s.ok()) return from_status(s, "write to view store");
+  return ok();
+}
+
+Result<std::optional<TableView::Entry>> TableView::get(std::string_view key) const {
+  std::string v;
+  auto s = db_->Get(rocksdb::ReadOptions(), tf::data_key(key), &v);
+  if (s.IsNotFound()) return std::optional<Entry>();
+  if (!s.ok()) return from_status(s, "read view");
+  return std::optional<Entry>(ORDO_TRY(tf::decode_entry(v)));
+}
+
+Result<std::vector<std::pair<std::string, TableView::Entry>>> TableView::scan(
+    std::string_view prefix, size_t limit) const {
+  std::vector<std::pair<std::string, Entry>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  const std::string start = tf::data_key(prefix);
+  for (it->Seek(start); it->Valid() && out.size() < limit && it->key().starts_with(start);
+       it->Next()) {
+    std::string key(it->key().ToStringView().substr(1));
+    out.emplace_back(std::move(key), ORDO_TRY(tf::decode_entry(it->value().ToStringView())));
+  }
+  if (!it->status().ok()) return from_status(it->status(), "scan view");
+  return out;
+}
+
+}  // namespace ordo::connect

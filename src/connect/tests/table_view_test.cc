@@ -1,0 +1,124 @@
+// The RocksDB table view: latest value per key, tombstones, positions in the same batch,
+// reopen, refusals that leave the data untouched, and the byte formats of docs/connect.md.
+
+#include "connect/table_view.h"
+
+#include <gtest/gtest.h>
+
+#include "storage/tests/test_util.h"
+
+namespace ordo::connect {
+namespace {
+
+using storage::testing::TempDir;
+using Change = TableView::Change;
+using Entry = TableView::Entry;
+namespace tf = table_format;
+
+const model::TopicPartition kTp{"users", 0};
+
+TEST(TableView, KeepsTheLatestValueAndTheNextOffset) {
+  TempDir dir;
+  auto view = TableView::open(dir.path() + "/v");
+  ASSERT_TRUE(view) << view.error().to_string();
+  TableView& v = **view;
+  EXPECT_EQ(*v.position(kTp), std::nullopt);
+  std::vector<Change> first = {{"a", "1", 0}, {"b", "2", 1}, {"a", "3", 2}};
+  ASSERT_TRUE(v.apply(kTp, first, 3));
+  EXPECT_EQ(**v.get("a"), (Entry{"3", 2}));
+  EXPECT_EQ(**v.get("b"), (Entry{"2", 1}));
+  EXPECT_EQ(*v.position(kTp), 3);
+  // A tombstone deletes; offsets may have gaps (a compacted topic); the position may pass
+  // the last change (records the view ignores still count as applied).
+  std::vector<Change> second = {{"b", std::nullopt, 5}, {"c", "", 9}};
+  ASSERT_TRUE(v.apply(kTp, second, 12));
+  EXPECT_EQ(*v.get("b"), std::nullopt);
+  EXPECT_EQ(**v.get("c"), (Entry{"", 9}));
+  EXPECT_EQ(*v.position(kTp), 12);
+  // Another partition has its own position.
+  model::TopicPartition other{"users", 3};
+  ASSERT_TRUE(v.apply(other, std::vector<Change>{{"z", "26", 0}}, 1));
+  auto all = v.positions();
+  ASSERT_TRUE(all);
+  EXPECT_EQ(*all, (std::vector<std::pair<model::TopicPartition, int64_t>>{{kTp, 12}, {other, 1}}));
+}
+
+TEST(TableView, SurvivesReopen) {
+  TempDir dir;
+  {
+    auto v = TableView::open(dir.path() + "/v");
+    ASSERT_TRUE(v);
+    ASSERT_TRUE((*v)->apply(kTp, std::vector<Change>{{"k", "v", 4}}, 5));
+  }
+  auto v = TableView::open(dir.path() + "/v");
+  ASSERT_TRUE(v) << v.error().to_string();
+  EXPECT_EQ(**(*v)->get("k"), (Entry{"v", 4}));
+  EXPECT_EQ(*(*v)->position(kTp), 5);
+  // A second process cannot open it while this one has it.
+  auto again = TableView::open(dir.path() + "/v");
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, Errc::io);
+}
+
+TEST(TableView, RefusesChangesBehindThePositionAndWritesNothing) {
+  TempDir dir;
+  auto view = TableView::open(dir.path() + "/v");
+  ASSERT_TRUE(view);
+  TableView& v = **view;
+  ASSERT_TRUE(v.apply(kTp, std::vector<Change>{{"a", "1", 0}, {"b", "1", 1}}, 2));
+  for (const auto& [changes, next] : std::vector<std::pair<std::vector<Change>, int64_t>>{
+           {{{"a", "old", 1}}, 3},                   // below the position
+           {{{"a", "x", 5}, {"b", "y", 4}}, 6},      // not increasing
+           {{{"a", "x", 5}}, 5},                     // position not past the change
+           {{}, 1},                                  // position going back
+       }) {
+    auto r = v.apply(kTp, changes, next);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::invalid_argument);
+  }
+  EXPECT_EQ(**v.get("a"), (Entry{"1", 0}));
+  EXPECT_EQ(*v.position(kTp), 2);
+}
+
+TEST(TableView, ScansByPrefixInKeyOrder) {
+  TempDir dir;
+  auto view = TableView::open(dir.path() + "/v");
+  ASSERT_TRUE(view);
+  std::vector<Change> changes = {{"user/2", "b", 0}, {"user/1", "a", 1}, {"order/1", "o", 2},
+                                 {"user/3", "c", 3}};
+  ASSERT_TRUE((*view)->apply(kTp, changes, 4));
+  auto users = (*view)->scan("user/", 10);
+  ASSERT_TRUE(users);
+  ASSERT_EQ(users->size(), 3u);
+  EXPECT_EQ((*users)[0].first, "user/1");
+  EXPECT_EQ((*users)[2].second, (Entry{"c", 3}));
+  EXPECT_EQ((*view)->scan("user/", 2)->size(), 2u);
+  EXPECT_EQ((*view)->scan("", 100)->size(), 4u);  // data only, no positions
+}
+
+TEST(TableViewFormat, EncodingsRoundTripAndBadBytesAreRefused) {
+  // Entry: 8-byte big-endian offset, then the value.
+  std::string e = tf::encode_entry(0x0102030405060708, "val");
+  EXPECT_EQ(e, std::string("\x01\x02\x03\x04\x05\x06\x07\x08val", 11));
+  EXPECT_EQ(*tf::decode_entry(e), (Entry{"val", 0x0102030405060708}));
+  for (size_t cut = 0; cut < tf::kOffsetBytes; ++cut) {
+    EXPECT_FALSE(tf::decode_entry(e.substr(0, cut))) << cut;
+  }
+  e[0] = char(0x80);  // a negative offset
+  EXPECT_FALSE(tf::decode_entry(e));
+  // Position: exactly 8 bytes.
+  EXPECT_EQ(*tf::decode_position(tf::encode_position(42)), 42);
+  EXPECT_FALSE(tf::decode_position(tf::encode_position(42) + "x"));
+  EXPECT_FALSE(tf::decode_position("1234567"));
+  // Keys: 'd' + key; 'p' + topic + NUL + big-endian partition.
+  EXPECT_EQ(tf::data_key("k"), "dk");
+  std::string pk = tf::position_key({"t.x", 258});
+  EXPECT_EQ(pk, std::string("pt.x\0\x00\x00\x01\x02", 9));
+  EXPECT_EQ(*tf::decode_position_key(pk), (model::TopicPartition{"t.x", 258}));
+  for (size_t cut = 0; cut < pk.size(); ++cut) {
+    EXPECT_FALSE(tf::decode_position_key(pk.substr(0, cut))) << cut;
+  }
+}
+
+}  // namespace
+}  // namespace ordo::connect

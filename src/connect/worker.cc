@@ -1,0 +1,372 @@
+#include "connect/worker.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <charconv>
+#include <chrono>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "base/log.h"
+
+namespace ordo::connect {
+
+using nlohmann::json;
+using model::TopicPartition;
+
+namespace {
+
+constexpr int kPollBatch = 500;          // messages gathered before they are applied
+constexpr int64_t kBackoffMinMs = 100;
+constexpr int64_t kBackoffMaxMs = 5000;
+
+struct KafkaDeleter {
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+};
+struct PartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const {
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+};
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
+
+http::Response json_response(int status, const json& j) {
+  return {status, "application/json",
+          j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"};
+}
+
+std::optional<int64_t> int_param(const http::Request& req, const char* name) {
+  auto it = req.query.find(name);
+  if (it == req.query.end()) return std::nullopt;
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+  if (ec != std::errc() || p != it->second.data() + it->second.size()) return int64_t(-1);
+  return v;
+}
+
+}  // namespace
+
+// One sink: its store, its consumer and the thread that moves records from one to the other.
+struct Worker::Task {
+  Worker* worker = nullptr;
+  SinkConfig config;
+  std::unique_ptr<TableView> view;
+  std::unique_ptr<rd_kafka_t, KafkaDeleter> rk;
+  std::thread thread;
+  TaskStatus status;  // under worker->mu_
+  std::vector<TopicPartition> assigned;  // on the task thread
+
+  void set_state(std::string state, std::string error = {}) {
+    std::lock_guard lk(worker->mu_);
+    status.state = std::move(state);
+    status.error = std::move(error);
+  }
+
+  // Rebalances, from inside rd_kafka_consumer_poll on the task thread: each partition gets
+  // its position from the store (the position rule), or starts at the beginning.
+  void rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) {
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      assigned.clear();
+      for (int i = 0; i < parts->cnt; ++i) {
+        auto& p = parts->elems[i];
+        TopicPartition tp{p.topic, p.partition};
+        auto pos = view->position(tp);
+        if (!pos) {
+          ORDO_LOG_ERROR("sink {}: {}: {}", config.name, tp.to_string(), pos.error().to_string());
+        }
+        p.offset = pos && *pos ? **pos : RD_KAFKA_OFFSET_BEGINNING;
+        assigned.push_back(tp);
+      }
+      rd_kafka_assign(rk.get(), parts);
+      ORDO_LOG_INFO("sink {}: assigned {} partitions", config.name, parts->cnt);
+    } else {
+      rd_kafka_assign(rk.get(), nullptr);
+      assigned.clear();
+      ORDO_LOG_INFO("sink {}: partitions revoked", config.name);
+    }
+    refresh_partitions();
+  }
+
+  void refresh_partitions() {
+    std::vector<PartitionStatus> parts;
+    for (const auto& tp : assigned) {
+      PartitionStatus ps{tp};
+      if (auto pos = view->position(tp); pos && *pos) ps.position = **pos;
+      int64_t lo = -1, hi = -1;
+      if (rd_kafka_get_watermark_offsets(rk.get(), tp.topic.c_str(), tp.partition, &lo, &hi) ==
+              RD_KAFKA_RESP_ERR_NO_ERROR &&
+          hi >= 0) {
+        ps.high_watermark = hi;  // the cached value: negative until the first fetch
+      }
+      parts.push_back(std::move(ps));
+    }
+    std::lock_guard lk(worker->mu_);
+    status.partitions = std::move(parts);
+  }
+
+  // Applies one partition's messages (in offset order), retrying until it succeeds or the
+  // worker stops. Messages below the store's position (delivered again after a rebalance)
+  // are skipped as already applied.
+  void apply(const TopicPartition& tp, const std::vector<rd_kafka_message_t*>& msgs) {
+    int64_t backoff = kBackoffMinMs;
+    while (!worker->stopping_) {
+      auto r = [&]() -> Result<void> {
+        auto pos = ORDO_TRY(view->position(tp));
+        std::vector<TableView::Change> changes;
+        int64_t ignored = 0;
+        for (auto* m : msgs) {
+          if (pos && m->offset < *pos) continue;
+          if (!m->key) {
+            ++ignored;
+            continue;
+          }
+          TableView::Change c;
+          c.key.assign(static_cast<const char*>(m->key), m->key_len);
+          if (m->payload) c.value = std::string(static_cast<const char*>(m->payload), m->len);
+          c.offset = m->offset;
+          changes.push_back(std::move(c));
+        }
+        int64_t next = msgs.back()->offset + 1;
+        if (pos && next <= *pos) return ok();
+        ORDO_TRY(view->apply(tp, changes, next));
+        std::lock_guard lk(worker->mu_);
+        status.records_applied += int64_t(changes.size());
+        status.records_ignored += ignored;
+        return ok();
+      }();
+      if (r) {
+        set_state("running");
+        worker->applied_.notify_all();
+        return;
+      }
+      ORDO_LOG_ERROR("sink {}: {}: {} (retrying in {} ms)", config.name, tp.to_string(),
+                     r.error().to_string(), backoff);
+      set_state("retrying", r.error().to_string());
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff));
+      backoff = std::min(backoff * 2, kBackoffMaxMs);
+    }
+  }
+
+  void run() {
+    set_state("running");
+    std::vector<rd_kafka_message_t*> batch;
+    auto last_refresh = std::chrono::steady_clock::now();
+    while (!worker->stopping_) {
+      batch.clear();
+      for (int i = 0; i < kPollBatch; ++i) {
+        rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), i == 0 ? 100 : 0);
+        if (!m) break;
+        if (m->err) {
+          if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            ORDO_LOG_WARN("sink {}: {}", config.name, rd_kafka_message_errstr(m));
+          }
+          rd_kafka_message_destroy(m);
+          continue;
+        }
+        batch.push_back(m);
+      }
+      // Per partition, in the order received (librdkafka delivers a partition in order).
+      std::map<TopicPartition, std::vector<rd_kafka_message_t*>> by_tp;
+      for (auto* m : batch) {
+        by_tp[TopicPartition{rd_kafka_topic_name(m->rkt), m->partition}].push_back(m);
+      }
+      PartitionList commits(rd_kafka_topic_partition_list_new(int(by_tp.size())));
+      for (auto& [tp, msgs] : by_tp) {
+        apply(tp, msgs);
+        rd_kafka_topic_partition_list_add(commits.get(), tp.topic.c_str(), tp.partition)->offset =
+            msgs.back()->offset + 1;
+      }
+      for (auto* m : batch) rd_kafka_message_destroy(m);
+      // For lag in `ordo group describe` only: the store holds the real position.
+      if (commits->cnt > 0 && !worker->stopping_) rd_kafka_commit(rk.get(), commits.get(), 1);
+      auto now = std::chrono::steady_clock::now();
+      if (!by_tp.empty() || now - last_refresh > std::chrono::milliseconds(500)) {
+        refresh_partitions();
+        last_refresh = now;
+      }
+    }
+    rd_kafka_consumer_close(rk.get());
+    set_state("stopped");
+  }
+};
+
+Worker::~Worker() {
+  stop();
+}
+
+Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
+  auto w = std::unique_ptr<Worker>(new Worker());
+  w->config_ = std::move(config);
+  std::error_code ec;
+  std::filesystem::create_directories(w->config_.data_dir + "/views", ec);
+  if (ec) return make_error(Errc::io, "create {}/views: {}", w->config_.data_dir, ec.message());
+  for (const auto& sc : w->config_.sinks) {
+    auto t = std::make_unique<Task>();
+    t->worker = w.get();
+    t->config = sc;
+    t->status.name = sc.name;
+    t->status.type = sc.type;
+    t->status.state = "starting";
+    t->view = ORDO_TRY(TableView::open(w->config_.data_dir + "/views/" + sc.name));
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    auto set = [&](const char* k, const std::string& v) -> Result<void> {
+      if (rd_kafka_conf_set(conf, k, v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        return make_error(Errc::invalid_argument, "{}={}: {}", k, v, err);
+      }
+      return ok();
+    };
+    ORDO_TRY(set("bootstrap.servers", w->config_.bootstrap));
+    ORDO_TRY(set("group.id", w->config_.group + "." + sc.name));
+    ORDO_TRY(set("client.id", "ordo-connect-" + sc.name));
+    ORDO_TRY(set("enable.auto.commit", "false"));
+    ORDO_TRY(set("enable.auto.offset.store", "false"));
+    ORDO_TRY(set("auto.offset.reset", "earliest"));
+    if (!w->config_.id.empty()) ORDO_TRY(set("group.instance.id", w->config_.id + "." + sc.name));
+    rd_kafka_conf_set_opaque(conf, t.get());
+    rd_kafka_conf_set_rebalance_cb(conf, [](rd_kafka_t*, rd_kafka_resp_err_t err,
+                                            rd_kafka_topic_partition_list_t* parts, void* opaque) {
+      static_cast<Task*>(opaque)->rebalance(err, parts);
+    });
+    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!rk) {
+      rd_kafka_conf_destroy(conf);
+      return make_error(Errc::invalid_argument, "sink {}: {}", sc.name, err);
+    }
+    t->rk.reset(rk);
+    rd_kafka_poll_set_consumer(rk);
+    PartitionList topics(rd_kafka_topic_partition_list_new(int(sc.topics.size())));
+    for (const auto& topic : sc.topics) {
+      rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
+    }
+    if (auto e = rd_kafka_subscribe(rk, topics.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return make_error(Errc::invalid_argument, "sink {}: subscribe: {}", sc.name,
+                        rd_kafka_err2str(e));
+    }
+    w->tasks_.push_back(std::move(t));
+  }
+  if (!w->config_.http_host.empty()) {
+    http::ServerOptions ho;
+    ho.host = w->config_.http_host;
+    ho.port = w->config_.http_port;
+    ho.threads = 4;  // a read-your-writes GET may wait for its offset
+    Worker* self = w.get();
+    w->http_ = ORDO_TRY(http::Server::start(ho, [self](const http::Request& r) {
+      return self->route(r);
+    }));
+  }
+  for (auto& t : w->tasks_) {
+    Task* task = t.get();
+    task->thread = std::thread([task] { task->run(); });
+  }
+  return w;
+}
+
+void Worker::stop() {
+  if (stopping_.exchange(true)) return;
+  applied_.notify_all();
+  if (http_) http_->stop();
+  for (auto& t : tasks_) {
+    if (t->thread.joinable()) t->thread.join();
+  }
+}
+
+std::vector<TaskStatus> Worker::status() const {
+  std::lock_guard lk(mu_);
+  std::vector<TaskStatus> out;
+  for (const auto& t : tasks_) out.push_back(t->status);
+  return out;
+}
+
+Worker::Task* Worker::find(std::string_view name) {
+  for (auto& t : tasks_) {
+    if (t->config.name == name) return t.get();
+  }
+  return nullptr;
+}
+
+std::optional<int64_t> Worker::wait_applied(Task& t, const TopicPartition& tp, int64_t offset,
+                                            int64_t timeout_ms) {
+  auto current = [&]() -> std::optional<int64_t> {
+    auto p = t.view->position(tp);
+    return p ? *p : std::nullopt;
+  };
+  std::unique_lock lk(mu_);
+  applied_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] {
+    auto p = current();
+    return stopping_ || (p && *p > offset);
+  });
+  return current();
+}
+
+http::Response Worker::route(const http::Request& req) {
+  const std::string& path = req.path;
+  if (path == "/status") {
+    json tasks = json::array();
+    for (const auto& s : status()) {
+      json parts = json::array();
+      for (const auto& p : s.partitions) {
+        json jp = {{"topic", p.tp.topic}, {"partition", p.tp.partition}, {"position", p.position},
+                   {"high_watermark", p.high_watermark}};
+        if (p.high_watermark >= 0) {
+          jp["lag"] = std::max<int64_t>(0, p.high_watermark - std::max<int64_t>(p.position, 0));
+        }
+        parts.push_back(std::move(jp));
+      }
+      tasks.push_back({{"name", s.name},
+                       {"type", s.type},
+                       {"state", s.state},
+                       {"error", s.error},
+                       {"records_applied", s.records_applied},
+                       {"records_ignored", s.records_ignored},
+                       {"partitions", parts}});
+    }
+    return json_response(200, {{"tasks", tasks}});
+  }
+  constexpr std::string_view kViews = "/views/";
+  if (!path.starts_with(kViews)) return json_response(404, {{"error", "no such resource"}});
+  std::string_view rest = std::string_view(path).substr(kViews.size());
+  size_t slash = rest.find('/');
+  std::string name(rest.substr(0, slash));
+  Task* t = slash == std::string_view::npos ? nullptr : find(name);
+  if (!t) return json_response(404, {{"error", "no view named '" + name + "'"}});
+  std::string_view what = rest.substr(slash + 1);
+  if (what == "scan") {
+    auto limit = int_param(req, "limit").value_or(100);
+    if (limit < 1 || limit > 10000) return json_response(400, {{"error", "limit is 1-10000"}});
+    auto it = req.query.find("prefix");
+    auto rows = t->view->scan(it == req.query.end() ? "" : it->second, size_t(limit));
+    if (!rows) return json_response(500, {{"error", rows.error().to_string()}});
+    json a = json::array();
+    for (const auto& [k, e] : *rows) a.push_back({{"key", k}, {"value", e.value}, {"offset", e.offset}});
+    return json_response(200, a);
+  }
+  constexpr std::string_view kKeys = "keys/";
+  if (!what.starts_with(kKeys)) return json_response(404, {{"error", "no such resource"}});
+  std::string key(what.substr(kKeys.size()));
+  // Read your writes: wait until the view has applied the offset the writer was given.
+  if (auto min_offset = int_param(req, "min_offset")) {
+    auto partition = int_param(req, "partition").value_or(0);
+    auto timeout = int_param(req, "timeout_ms").value_or(5000);
+    if (*min_offset < 0 || partition < 0 || partition > INT32_MAX || timeout < 0 ||
+        timeout > 60000 || t->config.topics.size() != 1) {
+      return json_response(400, {{"error",
+                                  "min_offset, partition (default 0) and timeout_ms (0-60000) "
+                                  "are numbers; the view must have one topic"}});
+    }
+    TopicPartition tp{t->config.topics.front(), int32_t(partition)};
+    auto pos = wait_applied(*t, tp, *min_offset, timeout);
+    if (!pos || *pos <= *min_offset) {
+      return json_response(504, {{"error", "the view has not applied the offset yet"},
+                                 {"position", pos ? *pos : -1}});
+    }
+  }
+  auto e = t->view->get(key);
+  if (!e) return json_response(500, {{"error", e.error().to_string()}});
+  if (!*e) return json_response(404, {{"error", "no such key"}, {"key", key}});
+  return json_response(200, {{"key", key}, {"value", (*e)->value}, {"offset", (*e)->offset}});
+}
+
+}  // namespace ordo::connect

@@ -1,0 +1,188 @@
+"""The connect runtime's table view against a real broker: `ordo connect run` materialises a
+keyed topic (values and tombstones, 3 partitions) in RocksDB; over HTTP the view equals the
+latest value of each live key; a read with min_offset waits for the writer's own offset; and
+after SIGKILLs of the worker at random moments while a producer writes, the view still equals
+the topic (each partition's position is stored in the same write as its data)."""
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+from confluent_kafka import Producer
+
+import kafka_wire as kw
+from ordo_harness import ORDO_BIN
+
+TOPIC = "users"
+PARTITIONS = 3
+KEYS = 200
+
+
+class Connect:
+    """An `ordo connect run` process with its pipeline file and data dir."""
+
+    def __init__(self, root, bootstrap):
+        self.root = root
+        self.pipeline = os.path.join(root, "pipeline.toml")
+        with open(self.pipeline, "w") as f:
+            f.write(f'[worker]\nbootstrap = "{bootstrap}"\ngroup = "it"\n'
+                    f'data_dir = "{os.path.join(root, "data")}"\nhttp = "127.0.0.1:0"\n'
+                    # Static membership: a restarted worker gets its partitions back at once
+                    # instead of after the killed one's session timeout.
+                    f'id = "it-worker"\n\n'
+                    f'[[sink]]\nname = "users"\ntype = "table"\ntopics = ["{TOPIC}"]\n')
+        self.proc = None
+        self.port = None
+        self.starts = 0
+
+    def start(self):
+        self.starts += 1
+        self.log_path = os.path.join(self.root, f"connect-{self.starts}.log")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([ORDO_BIN, "connect", "run", self.pipeline],
+                                         stdout=log, stderr=log)
+        deadline = time.monotonic() + kw.WAIT_S
+        while time.monotonic() < deadline:
+            text = open(self.log_path, errors="replace").read()
+            m = re.search(r"connect: http on http://127\.0\.0\.1:(\d+)", text)
+            if m and "connect: running" in text:
+                self.port = int(m.group(1))
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"connect exited with {self.proc.returncode}:\n{text}")
+            time.sleep(0.02)
+        raise RuntimeError("connect did not start:\n" + open(self.log_path).read())
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(kw.WAIT_S * 2)
+        self.proc = None
+        return code
+
+    def get(self, path):
+        """(status, JSON body) of GET path."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
+                                        timeout=2 * kw.WAIT_S) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
+    def view(self):
+        status, rows = self.get("/views/users/scan?limit=10000")
+        assert status == 200, rows
+        return {r["key"]: r["value"] for r in rows}
+
+    def wait_caught_up(self, ends):
+        """Waits until every partition's position reached its end offset."""
+        deadline = time.monotonic() + 4 * kw.WAIT_S
+        while time.monotonic() < deadline:
+            _, st = self.get("/status")
+            pos = {p["partition"]: p["position"] for p in st["tasks"][0]["partitions"]}
+            if all(pos.get(p, -1) >= end for p, end in ends.items()):
+                return st
+            time.sleep(0.05)
+        raise AssertionError(f"not caught up with {ends}: {st}")
+
+
+class Writer:
+    """A producer that keeps, per key, the latest acknowledged value (None: deleted) and
+    per partition the end offset."""
+
+    def __init__(self, bootstrap):
+        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                                  "enable.idempotence": True, "linger.ms": 2})
+        self.latest = {}  # key -> (partition, offset, value)
+        self.ends = {p: 0 for p in range(PARTITIONS)}
+        self.lock = threading.Lock()
+        self.last = None  # (key, partition, offset, value) of the latest acknowledged write
+
+    def _report(self, err, msg):
+        assert err is None, err
+        key = msg.key().decode()
+        value = None if msg.value() is None else msg.value().decode()
+        with self.lock:
+            self.last = (key, msg.partition(), msg.offset(), value)
+            old = self.latest.get(key)
+            if old is None or old[1] < msg.offset():
+                self.latest[key] = (msg.partition(), msg.offset(), value)
+            self.ends[msg.partition()] = max(self.ends[msg.partition()], msg.offset() + 1)
+
+    def write(self, n, rng, tombstones=0.1):
+        for _ in range(n):
+            key = f"k{rng.randrange(KEYS)}"
+            value = None if rng.random() < tombstones else f"v{rng.randrange(10**9)}"
+            self.producer.produce(TOPIC, key=key, value=value, on_delivery=self._report)
+            self.producer.poll(0)
+        assert self.producer.flush(2 * kw.WAIT_S) == 0
+
+    def table(self):
+        with self.lock:
+            return {k: v for k, (_, _, v) in self.latest.items() if v is not None}
+
+
+class ConnectTableViewTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = cls.enterClassContext(kw.Broker())
+        cls.bs = cls.broker.bootstrap
+        kw.create_topic(cls.bs, TOPIC, PARTITIONS)
+
+    def test_view_follows_the_topic_through_kills(self):
+        rng = random.Random(int(os.environ.get("ORDO_CONNECT_SEED", "7")))
+        root = tempfile.mkdtemp(prefix="ordo-connect-it-")
+        writer = Writer(self.bs)
+        writer.write(3000, rng)
+        connect = Connect(root, self.bs)
+        connect.start()
+        st = connect.wait_caught_up(writer.ends)
+        self.assertEqual(connect.view(), writer.table())
+        self.assertEqual(st["tasks"][0]["state"], "running")
+
+        # Read your writes: the GET waits until the view has applied the write's offset.
+        writer.write(1, rng, tombstones=0)
+        key, part, off, value = writer.last
+        status, body = connect.get(f"/views/users/keys/{key}?min_offset={off}&partition={part}"
+                                   f"&timeout_ms=30000")
+        self.assertEqual(status, 200, body)
+        self.assertEqual((body["value"], body["offset"]), (value, off))
+
+        # SIGKILL at random moments while a producer writes; each restart resumes from the
+        # stored positions.
+        for _ in range(5):
+            t = threading.Thread(target=writer.write, args=(2000, random.Random(rng.random())))
+            t.start()
+            time.sleep(rng.uniform(0.05, 0.8))
+            connect.kill()
+            t.join()
+            connect.start()
+        connect.wait_caught_up(writer.ends)
+        self.assertEqual(connect.view(), writer.table())
+        status, body = connect.get("/views/users/keys/no-such-key")
+        self.assertEqual(status, 404)
+
+        # `ordo connect status` prints each partition at its end.
+        r = subprocess.run([ORDO_BIN, "connect", "status", "--http", f"127.0.0.1:{connect.port}"],
+                           capture_output=True, text=True, timeout=kw.WAIT_S)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for p in range(PARTITIONS):
+            self.assertRegex(r.stdout, rf"users\s+running\s+users-{p}\s+{writer.ends[p]}\s")
+        self.assertEqual(connect.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
