@@ -94,7 +94,7 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
     if (!s->is_array_of_tables()) return bad(source, "sink must be an array of tables: [[sink]]");
     for (const auto& n : *s->as_array()) {
       const toml::table& t = *n.as_table();
-      ORDO_TRY(only_keys(t, {"name", "type", "topics"}, "sink", source));
+      ORDO_TRY(only_keys(t, {"name", "type", "topics", "dead_letter_topic"}, "sink", source));
       SinkConfig sc;
       sc.name = ORDO_TRY(string_at(t, "name", "sink", source));
       sc.type = ORDO_TRY(string_at(t, "type", "sink", source));
@@ -116,6 +116,19 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
           return bad(source, fmt::format("sink '{}': topics must be valid topic names", sc.name));
         }
         sc.topics.push_back(tn.as_string()->get());
+      }
+      sc.dead_letter_topic = sc.name + ".dlq";
+      if (t.contains("dead_letter_topic")) {
+        sc.dead_letter_topic = ORDO_TRY(string_at(t, "dead_letter_topic", "sink", source));
+        if (!valid_name(sc.dead_letter_topic)) {
+          return bad(source, fmt::format("sink '{}': dead_letter_topic must be a topic name",
+                                         sc.name));
+        }
+      }
+      for (const auto& topic : sc.topics) {
+        if (topic == sc.dead_letter_topic) {
+          return bad(source, fmt::format("sink '{}': reads its own dead_letter_topic", sc.name));
+        }
       }
       c.sinks.push_back(std::move(sc));
     }

@@ -15,6 +15,7 @@
 //   name = "users"                 # [a-zA-Z0-9._-], unique
 //   type = "table"                 # the RocksDB table view
 //   topics = ["users"]
+//   dead_letter_topic = "users.dlq"  # records the sink cannot apply; default "<name>.dlq"
 
 #include <cstdint>
 #include <string>
@@ -29,6 +30,7 @@ struct SinkConfig {
   std::string name;
   std::string type;  // "table"
   std::vector<std::string> topics;
+  std::string dead_letter_topic;  // default "<name>.dlq"
 };
 
 struct PipelineConfig {

@@ -53,6 +53,7 @@ struct Worker::Task {
   SinkConfig config;
   std::unique_ptr<TableView> view;
   std::unique_ptr<rd_kafka_t, KafkaDeleter> rk;
+  std::unique_ptr<rd_kafka_t, KafkaDeleter> dlq;  // producer of the dead-letter topic
   std::thread thread;
   TaskStatus status;  // under worker->mu_
   std::vector<TopicPartition> assigned;  // on the task thread
@@ -114,11 +115,11 @@ struct Worker::Task {
       auto r = [&]() -> Result<void> {
         auto pos = ORDO_TRY(view->position(tp));
         std::vector<TableView::Change> changes;
-        int64_t ignored = 0;
+        std::vector<rd_kafka_message_t*> rejected;
         for (auto* m : msgs) {
           if (pos && m->offset < *pos) continue;
           if (!m->key) {
-            ++ignored;
+            rejected.push_back(m);
             continue;
           }
           TableView::Change c;
@@ -129,10 +130,12 @@ struct Worker::Task {
         }
         int64_t next = msgs.back()->offset + 1;
         if (pos && next <= *pos) return ok();
+        // Dead letters first: once the position passes them they are never read again.
+        ORDO_TRY(dead_letter(rejected, "no key: a table view keeps records by key"));
         ORDO_TRY(view->apply(tp, changes, next));
         std::lock_guard lk(worker->mu_);
         status.records_applied += int64_t(changes.size());
-        status.records_ignored += ignored;
+        status.records_dead_lettered += int64_t(rejected.size());
         return ok();
       }();
       if (r) {
@@ -146,6 +149,49 @@ struct Worker::Task {
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff));
       backoff = std::min(backoff * 2, kBackoffMaxMs);
     }
+  }
+
+  // Sends msgs to the dead-letter topic with their key, value and headers, plus ordo.dlq.*
+  // headers (reason, sink, source topic, partition, offset), and waits until every one is
+  // acknowledged. At least once: a crash before the position is stored sends them again.
+  Result<void> dead_letter(const std::vector<rd_kafka_message_t*>& msgs, const std::string& why) {
+    if (msgs.empty()) return ok();
+    std::atomic<int> failed{0};
+    for (auto* m : msgs) {
+      rd_kafka_headers_t* hdrs = nullptr;
+      rd_kafka_headers_t* original = nullptr;
+      hdrs = rd_kafka_message_headers(m, &original) == RD_KAFKA_RESP_ERR_NO_ERROR
+                 ? rd_kafka_headers_copy(original)
+                 : rd_kafka_headers_new(6);
+      auto add = [&](const char* name, const std::string& v) {
+        rd_kafka_header_add(hdrs, name, -1, v.data(), ssize_t(v.size()));
+      };
+      add("ordo.dlq.reason", why);
+      add("ordo.dlq.sink", config.name);
+      add("ordo.dlq.topic", rd_kafka_topic_name(m->rkt));
+      add("ordo.dlq.partition", std::to_string(m->partition));
+      add("ordo.dlq.offset", std::to_string(m->offset));
+      auto e = rd_kafka_producev(
+          dlq.get(), RD_KAFKA_V_TOPIC(config.dead_letter_topic.c_str()),
+          RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+          RD_KAFKA_V_OPAQUE(&failed), RD_KAFKA_V_END);
+      if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_headers_destroy(hdrs);
+        rd_kafka_flush(dlq.get(), 10'000);
+        return make_error(Errc::io, "dead-letter topic {}: {}", config.dead_letter_topic,
+                          rd_kafka_err2str(e));
+      }
+    }
+    if (rd_kafka_flush(dlq.get(), 60'000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return make_error(Errc::io, "dead-letter topic {}: not acknowledged within 60 s",
+                        config.dead_letter_topic);
+    }
+    if (failed.load() > 0) {
+      return make_error(Errc::io, "dead-letter topic {}: {} records failed",
+                        config.dead_letter_topic, failed.load());
+    }
+    return ok();
   }
 
   void run() {
@@ -237,6 +283,30 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
     }
     t->rk.reset(rk);
     rd_kafka_poll_set_consumer(rk);
+    {
+      rd_kafka_conf_t* pconf = rd_kafka_conf_new();
+      for (const auto& [k, v] : std::vector<std::pair<const char*, std::string>>{
+               {"bootstrap.servers", w->config_.bootstrap},
+               {"client.id", "ordo-connect-" + sc.name + "-dlq"},
+               {"acks", "all"},
+               {"enable.idempotence", "true"},
+               {"linger.ms", "0"}}) {
+        if (rd_kafka_conf_set(pconf, k, v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+          rd_kafka_conf_destroy(pconf);
+          return make_error(Errc::invalid_argument, "{}={}: {}", k, v, err);
+        }
+      }
+      // A failed delivery is counted through the message's opaque (the caller's counter).
+      rd_kafka_conf_set_dr_msg_cb(pconf, [](rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+        if (m->err) static_cast<std::atomic<int>*>(m->_private)->fetch_add(1);
+      });
+      rd_kafka_t* p = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
+      if (!p) {
+        rd_kafka_conf_destroy(pconf);
+        return make_error(Errc::invalid_argument, "sink {}: {}", sc.name, err);
+      }
+      t->dlq.reset(p);
+    }
     PartitionList topics(rd_kafka_topic_partition_list_new(int(sc.topics.size())));
     for (const auto& topic : sc.topics) {
       rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
@@ -320,7 +390,7 @@ http::Response Worker::route(const http::Request& req) {
                        {"state", s.state},
                        {"error", s.error},
                        {"records_applied", s.records_applied},
-                       {"records_ignored", s.records_ignored},
+                       {"records_dead_lettered", s.records_dead_lettered},
                        {"partitions", parts}});
     }
     return json_response(200, {{"tasks", tasks}});

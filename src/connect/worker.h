@@ -7,7 +7,10 @@
 // sink stores (topic, partition) -> next offset in the same atomic write as the data, and
 // when the group assigns it a partition it starts there (the group's committed offsets only
 // show lag to `ordo group describe`). When a write fails the task retries it with backoff
-// (100 ms doubling to 5 s) and never skips: it does not poll again meanwhile.
+// (100 ms doubling to 5 s) and never skips: it does not poll again meanwhile. A record the
+// sink cannot apply (a table view's record without a key) goes to the sink's dead-letter
+// topic with headers saying why and where it came from, acknowledged (acks=all) before the
+// position moves past it.
 
 #include <atomic>
 #include <condition_variable>
@@ -40,7 +43,7 @@ struct TaskStatus {
   std::string state;  // starting, running, retrying, stopped
   std::string error;  // the last failure while retrying
   int64_t records_applied = 0;
-  int64_t records_ignored = 0;  // no key: a table has no place for them
+  int64_t records_dead_lettered = 0;  // sent to the dead-letter topic (e.g. no key)
   std::vector<PartitionStatus> partitions;  // assigned to this worker
 };
 

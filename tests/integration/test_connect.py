@@ -17,7 +17,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 import kafka_wire as kw
 from ordo_harness import ORDO_BIN
@@ -160,6 +160,43 @@ class ConnectTableViewTest(unittest.TestCase):
                                    f"&timeout_ms=30000")
         self.assertEqual(status, 200, body)
         self.assertEqual((body["value"], body["offset"]), (value, off))
+
+        # Records without a key go to the dead-letter topic, with their headers and ordo.dlq.*
+        # headers; the view is untouched and the position moves past them.
+        keyless = []
+        def on_keyless(err, msg):
+            self.assertIsNone(err)
+            keyless.append((msg.partition(), msg.offset()))
+        p = Producer({"bootstrap.servers": self.bs, "acks": "all"})
+        for i in range(3):
+            p.produce(TOPIC, value=f"orphan-{i}", partition=1, headers=[("trace", b"t1")],
+                      on_delivery=on_keyless)
+        self.assertEqual(p.flush(kw.WAIT_S), 0)
+        with writer.lock:
+            writer.ends[1] = max(writer.ends[1], max(o for _, o in keyless) + 1)
+        st = connect.wait_caught_up(writer.ends)
+        self.assertEqual(st["tasks"][0]["records_dead_lettered"], 3)
+        self.assertEqual(connect.view(), writer.table())
+        c = Consumer({"bootstrap.servers": self.bs, "group.id": "dlq-reader",
+                      "enable.partition.eof": True})
+        c.assign([TopicPartition("users.dlq", 0, OFFSET_BEGINNING)])
+        dead = []
+        deadline = time.monotonic() + kw.WAIT_S
+        while time.monotonic() < deadline:
+            m = c.poll(1.0)
+            if m is None:
+                continue
+            if m.error():
+                break
+            dead.append((m.value().decode(), dict((k, v.decode()) for k, v in m.headers())))
+        c.close()
+        self.assertEqual([v for v, _ in dead], ["orphan-0", "orphan-1", "orphan-2"])
+        for (_, h), (part, off) in zip(dead, keyless):
+            self.assertEqual(h["trace"], "t1")
+            self.assertEqual(h["ordo.dlq.sink"], "users")
+            self.assertEqual(h["ordo.dlq.topic"], TOPIC)
+            self.assertEqual((int(h["ordo.dlq.partition"]), int(h["ordo.dlq.offset"])), (part, off))
+            self.assertIn("no key", h["ordo.dlq.reason"])
 
         # SIGKILL at random moments while a producer writes; each restart resumes from the
         # stored positions.

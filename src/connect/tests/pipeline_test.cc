@@ -25,6 +25,7 @@ topics = ["users"]
 name = "orders.v2"
 type = "table"
 topics = ["orders", "orders-archive"]
+dead_letter_topic = "rejects"
 )",
                           "p.toml");
   ASSERT_TRUE(p) << p.error().to_string();
@@ -37,6 +38,8 @@ topics = ["orders", "orders-archive"]
   ASSERT_EQ(p->sinks.size(), 2u);
   EXPECT_EQ(p->sinks[1].name, "orders.v2");
   EXPECT_EQ(p->sinks[1].topics, (std::vector<std::string>{"orders", "orders-archive"}));
+  EXPECT_EQ(p->sinks[0].dead_letter_topic, "users.dlq");
+  EXPECT_EQ(p->sinks[1].dead_letter_topic, "rejects");
 }
 
 TEST(Pipeline, DefaultsAndNoHttp) {
@@ -68,6 +71,9 @@ TEST(Pipeline, ErrorsNameTheProblem) {
            {"[[sink]]\nname = \"a\"\ntype = \"table\"\ntopics = [\"t\"]\nextra = 1\n",
             "unknown key sink.extra"},
            {"sink = 3\n", "array of tables"},
+           {"[[sink]]\nname = \"a\"\ntype = \"table\"\ntopics = [\"t\"]\n"
+            "dead_letter_topic = \"t\"\n",
+            "reads its own dead_letter_topic"},
            {"other = 1\n", "unknown key .other"},
        }) {
     auto p = parse_pipeline(text, "p.toml");
