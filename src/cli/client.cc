@@ -85,6 +85,32 @@ Result<int64_t> parse_int(std::string_view s, std::string_view what) {
   return v;
 }
 
+Result<std::pair<std::string, uint16_t>> parse_host_port(std::string_view s) {
+  size_t colon = s.rfind(':');
+  int port = 0;
+  if (colon == std::string_view::npos || colon == 0 ||
+      std::from_chars(s.data() + colon + 1, s.data() + s.size(), port).ec != std::errc() ||
+      port <= 0 || port > 65535) {
+    return make_error(Errc::invalid_argument, "'{}' is not HOST:PORT", s);
+  }
+  std::string host(s.substr(0, colon));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return std::make_pair(std::move(host), uint16_t(port));
+}
+
+sigset_t block_stop_signals() {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  // A peer that disconnects mid-response must not kill the process.
+  signal(SIGPIPE, SIG_IGN);
+  return stop;
+}
+
 std::string bootstrap_servers(const ClientArgs& args) {
   if (!args.bootstrap.empty()) return args.bootstrap;
   const char* env = std::getenv("ORDO_BOOTSTRAP");

@@ -1,4 +1,6 @@
 #pragma once
+
+#include <signal.h>
 // What the client commands (`ordo topic`, `ordo group`, `ordo produce`, `ordo consume`) share: a
 // librdkafka configuration built from -b/-X, owning handles for librdkafka objects, and errors.
 //
@@ -71,6 +73,13 @@ int finish(const Result<void>& r);
 
 // A decimal integer, all of s; invalid_argument naming `what` otherwise.
 Result<int64_t> parse_int(std::string_view s, std::string_view what);
+
+// HOST:PORT with a port in 1-65535 (an IPv6 host in brackets); invalid_argument otherwise.
+Result<std::pair<std::string, uint16_t>> parse_host_port(std::string_view s);
+
+// Blocks SIGTERM and SIGINT in this thread and the ones it starts (a long-running command
+// waits for them with sigwait on the returned set) and ignores SIGPIPE.
+sigset_t block_stop_signals();
 
 // The bootstrap servers: -b, else $ORDO_BOOTSTRAP, else 127.0.0.1:9092.
 std::string bootstrap_servers(const ClientArgs& args);

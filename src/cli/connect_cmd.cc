@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
+#include "cli/client.h"
 #include "cli/commands.h"
 #include "connect/worker.h"
 #include "http/server.h"
@@ -15,12 +16,7 @@
 namespace ordo::cli {
 
 int connect_run(const std::string& pipeline_path) {
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sigset_t stop = block_stop_signals();
   auto config = connect::load_pipeline(pipeline_path);
   if (!config) {
     ORDO_LOG_ERROR("{}", config.error().message);
@@ -45,16 +41,12 @@ int connect_run(const std::string& pipeline_path) {
 }
 
 int connect_status(const std::string& http) {
-  size_t colon = http.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos ||
-      std::from_chars(http.data() + colon + 1, http.data() + http.size(), port).ec !=
-          std::errc() ||
-      port <= 0 || port > 65535) {
-    std::fprintf(stderr, "ordo connect status: --http '%s' is not HOST:PORT\n", http.c_str());
+  auto hp = parse_host_port(http);
+  if (!hp) {
+    std::fprintf(stderr, "ordo connect status: --http %s\n", hp.error().message.c_str());
     return 2;
   }
-  auto r = http::get(http.substr(0, colon), uint16_t(port), "/status", 10'000);
+  auto r = http::get(hp->first, hp->second, "/status", 10'000);
   if (!r || r->status != 200) {
     std::fprintf(stderr, "ordo connect status: %s\n",
                  r ? fmt::format("HTTP {}", r->status).c_str() : r.error().message.c_str());

@@ -7,6 +7,7 @@
 #include "broker/broker.h"
 #include "broker/config.h"
 #include "broker/server.h"
+#include "cli/client.h"
 #include "cli/commands.h"
 
 namespace ordo::cli {
@@ -25,13 +26,7 @@ std::string serve_settings_help() {
 
 int serve(const ServeArgs& args) {
   // Block the stop signals in every thread; this one waits for them below.
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
-  // A client that disconnects mid-response must not kill the process.
-  signal(SIGPIPE, SIG_IGN);
+  sigset_t stop = block_stop_signals();
 
   auto config = broker::load_config(args.config_file, broker::ordo_environment(), args.overrides);
   if (!config) {

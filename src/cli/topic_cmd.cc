@@ -140,22 +140,12 @@ std::string cleaner_section(const TopicArgs& a) {
   if (where.empty()) {
     std::string first = bootstrap_servers(a.client);
     first = first.substr(0, first.find(','));
-    size_t colon = first.rfind(':');
-    host = first.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-      host = host.substr(1, host.size() - 2);
-    }
+    auto hp = parse_host_port(first);
+    if (hp) host = hp->first;
   } else {
-    size_t colon = where.rfind(':');
-    int p = 0;
-    if (colon == std::string::npos ||
-        std::from_chars(where.data() + colon + 1, where.data() + where.size(), p).ec !=
-            std::errc() ||
-        p <= 0 || p > 65535) {
-      return fmt::format("Cleaner: --admin '{}' is not HOST:PORT\n", where);
-    }
-    host = where.substr(0, colon);
-    port = uint16_t(p);
+    auto hp = parse_host_port(where);
+    if (!hp) return fmt::format("Cleaner: --admin {}\n", hp.error().message);
+    std::tie(host, port) = *hp;
   }
   auto resp = http::get(host, port, "/v1/topics/" + http::percent_encode(a.name) + "/partitions",
                         5000);
