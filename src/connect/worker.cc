@@ -54,6 +54,9 @@ struct Worker::Task {
   std::unique_ptr<TableView> view;
   std::unique_ptr<rd_kafka_t, KafkaDeleter> rk;
   std::unique_ptr<rd_kafka_t, KafkaDeleter> dlq;  // producer of the dead-letter topic
+  // Failed dead-letter deliveries, counted by the delivery callback (a member, not a local:
+  // a delivery that outlives a timed-out flush still reports here).
+  std::atomic<int64_t> dlq_failed{0};
   std::thread thread;
   TaskStatus status;  // under worker->mu_
   std::vector<TopicPartition> assigned;  // on the task thread
@@ -156,7 +159,7 @@ struct Worker::Task {
   // acknowledged. At least once: a crash before the position is stored sends them again.
   Result<void> dead_letter(const std::vector<rd_kafka_message_t*>& msgs, const std::string& why) {
     if (msgs.empty()) return ok();
-    std::atomic<int> failed{0};
+    const int64_t failed_before = dlq_failed.load();
     for (auto* m : msgs) {
       rd_kafka_headers_t* hdrs = nullptr;
       rd_kafka_headers_t* original = nullptr;
@@ -175,7 +178,7 @@ struct Worker::Task {
           dlq.get(), RD_KAFKA_V_TOPIC(config.dead_letter_topic.c_str()),
           RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-          RD_KAFKA_V_OPAQUE(&failed), RD_KAFKA_V_END);
+          RD_KAFKA_V_END);
       if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_headers_destroy(hdrs);
         rd_kafka_flush(dlq.get(), 10'000);
@@ -187,9 +190,9 @@ struct Worker::Task {
       return make_error(Errc::io, "dead-letter topic {}: not acknowledged within 60 s",
                         config.dead_letter_topic);
     }
-    if (failed.load() > 0) {
+    if (int64_t failed = dlq_failed.load() - failed_before; failed > 0) {
       return make_error(Errc::io, "dead-letter topic {}: {} records failed",
-                        config.dead_letter_topic, failed.load());
+                        config.dead_letter_topic, failed);
     }
     return ok();
   }
@@ -296,9 +299,11 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
           return make_error(Errc::invalid_argument, "{}={}: {}", k, v, err);
         }
       }
-      // A failed delivery is counted through the message's opaque (the caller's counter).
-      rd_kafka_conf_set_dr_msg_cb(pconf, [](rd_kafka_t*, const rd_kafka_message_t* m, void*) {
-        if (m->err) static_cast<std::atomic<int>*>(m->_private)->fetch_add(1);
+      // A failed delivery is counted on the task (the producer's opaque).
+      rd_kafka_conf_set_opaque(pconf, t.get());
+      rd_kafka_conf_set_dr_msg_cb(pconf, [](rd_kafka_t*, const rd_kafka_message_t* m,
+                                            void* opaque) {
+        if (m->err) static_cast<Task*>(opaque)->dlq_failed.fetch_add(1);
       });
       rd_kafka_t* p = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
       if (!p) {
