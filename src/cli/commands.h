@@ -73,10 +73,21 @@ struct ConsumeArgs {
   std::string format = "%s\\n";
 };
 
+// `ordo connect pg-stream`: print a PostgreSQL logical replication stream as JSON lines.
+struct PgStreamArgs {
+  std::string conninfo;
+  std::string slot = "ordo";
+  std::string publication = "ordo";
+  bool create_slot = false;
+  int64_t count = -1;            // stop after this many transactions; -1: no limit
+  int idle_timeout_ms = 10'000;  // stop when nothing arrives for this long
+};
+
 // Each returns the process exit code.
 int serve(const ServeArgs& args);
 int connect_run(const std::string& pipeline_path);
 int connect_status(const std::string& http);
+int connect_pg_stream(const PgStreamArgs& args);
 int dump_log(const std::string& path, bool records);
 int topic_create(const TopicArgs& args);
 int topic_list(const TopicArgs& args);

@@ -225,6 +225,18 @@ int main(int argc, char** argv) {
       "status", "Print each sink's state and, per partition, its position and lag");
   connect_status_cmd->add_option("--http", connect_http,
                                  "HOST:PORT of the worker's HTTP (default 127.0.0.1:9645)");
+  ordo::cli::PgStreamArgs pgs;
+  auto* pg_stream_cmd = connect_cmd->add_subcommand(
+      "pg-stream",
+      "Print a PostgreSQL logical replication stream (pgoutput) as JSON lines, confirming each "
+      "transaction to the slot");
+  pg_stream_cmd->add_option("--conninfo", pgs.conninfo, "libpq connection string")->required();
+  pg_stream_cmd->add_option("--slot", pgs.slot, "Replication slot (default ordo)");
+  pg_stream_cmd->add_option("--publication", pgs.publication, "Publication (default ordo)");
+  pg_stream_cmd->add_flag("--create-slot", pgs.create_slot, "Create the slot first");
+  pg_stream_cmd->add_option("--count", pgs.count, "Stop after this many transactions");
+  pg_stream_cmd->add_option("--idle-timeout-ms", pgs.idle_timeout_ms,
+                            "Stop when nothing arrives for this long (default 10000)");
 
   CLI11_PARSE(app, argc, argv);
   for (auto* c : {&topic.client, &group.client, &prod.client, &cons.client}) {
@@ -236,6 +248,7 @@ int main(int argc, char** argv) {
   if (*dump_cmd) return ordo::cli::dump_log(dump_path, dump_records);
   if (*connect_run_cmd) return ordo::cli::connect_run(pipeline_path);
   if (*connect_status_cmd) return ordo::cli::connect_status(connect_http);
+  if (*pg_stream_cmd) return ordo::cli::connect_pg_stream(pgs);
   if (*create_cmd) return ordo::cli::topic_create(topic);
   if (*list_cmd) return ordo::cli::topic_list(topic);
   if (*describe_cmd) return ordo::cli::topic_describe(topic);
