@@ -1,11 +1,12 @@
 #include "broker/admin_api.h"
 
-#include <nlohmann/json.hpp>
+#include "http/json.h"
 
 #include <fmt/format.h>
 
 namespace ordo::broker {
 
+using http::json_response;
 using nlohmann::json;
 
 namespace {
@@ -37,11 +38,6 @@ json partition_json(const storage::PartitionStatus& p) {
                     {"last_clean_ms", c.last_clean_ms}};
   }
   return j;
-}
-
-http::Response json_response(int status, const json& j) {
-  // Invalid UTF-8 (never in topic names; possible in an error text) is replaced, not thrown.
-  return {status, "application/json", j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"};
 }
 
 // One Prometheus family: # HELP, # TYPE, then a sample per partition that has a value.

@@ -6,12 +6,13 @@
 #include <chrono>
 #include <filesystem>
 
-#include <nlohmann/json.hpp>
+#include "http/json.h"
 
 #include "base/log.h"
 
 namespace ordo::connect {
 
+using http::json_response;
 using nlohmann::json;
 using model::TopicPartition;
 
@@ -30,11 +31,6 @@ struct PartitionListDeleter {
   }
 };
 using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
-
-http::Response json_response(int status, const json& j) {
-  return {status, "application/json",
-          j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"};
-}
 
 std::optional<int64_t> int_param(const http::Request& req, const char* name) {
   auto it = req.query.find(name);

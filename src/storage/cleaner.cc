@@ -390,30 +390,12 @@ namespace {
 constexpr size_t kCleanReadChunk = size_t(1) << 20;
 constexpr size_t kCleanWriteChunk = size_t(1) << 20;
 
-struct Cleanable {
-  std::vector<Segment*> segments;
-  Offset first_dirty{0};
-  int64_t clean_bytes = 0;
-  int64_t dirty_bytes = 0;
-  bool overdue = false;
-  int64_t oldest_dirty_ts = -1;  // newest record of the first dirty non-empty segment
-};
-
 }  // namespace
 
-Result<std::optional<CleanPlan>> PartitionLog::plan_clean(const CleanerOptions& o) {
-  ORDO_ASSERT(!closed_);
-  std::optional<CleanPlan> none;
-  if (!policy_compacts(config_.cleanup_policy)) return none;
-  const int64_t now = clock_.now_ms();
-  CleanPlan p;
-  p.dir = dir_;
-  p.config = config_;
-  p.options = o;
-  p.now_ms = now;
-
-  // 1. The cleanable segments: sealed, wholly below cleanable_end, older than the min lag.
-  std::vector<Segment*> cleanable;
+PartitionLog::CleanableRange PartitionLog::cleanable_range(const CleanerOptions& o,
+                                                           int64_t now) const {
+  CleanableRange r;
+  // The cleanable segments: sealed, wholly below cleanable_end, older than the min lag.
   for (auto it = segments_.begin(); std::next(it) != segments_.end(); ++it) {
     Segment& s = *it->second;
     if (o.cleanable_end && s.next_offset() > *o.cleanable_end) break;
@@ -421,35 +403,53 @@ Result<std::optional<CleanPlan>> PartitionLog::plan_clean(const CleanerOptions& 
         s.retention_timestamp() > now - config_.min_compaction_lag_ms) {
       break;
     }
-    cleanable.push_back(&s);
+    r.segments.push_back(&s);
   }
-  if (cleanable.empty()) return none;
-  const Offset end = cleanable.back()->next_offset();
-  p.first_dirty = o.full ? cleanable.front()->base_offset()
-                         : std::max(first_dirty_, cleanable.front()->base_offset());
-  p.result.first_dirty = p.first_dirty;
-  p.result.cleaned_end = p.first_dirty;
-  if (p.first_dirty >= end) return none;
-  int64_t clean_bytes = 0, dirty_bytes = 0;
-  bool overdue = false;
+  if (r.segments.empty()) return r;
+  r.first_dirty = o.full ? r.segments.front()->base_offset()
+                         : std::max(first_dirty_, r.segments.front()->base_offset());
   bool first_dirty_seen = false;
-  for (Segment* s : cleanable) {
-    if (s->next_offset() <= p.first_dirty) {
-      clean_bytes += s->size_bytes();
+  for (const Segment* s : r.segments) {
+    if (s->next_offset() <= r.first_dirty) {
+      r.clean_bytes += s->size_bytes();
       continue;
     }
-    dirty_bytes += s->size_bytes();
+    r.dirty_bytes += s->size_bytes();
     if (!first_dirty_seen && !s->empty()) {
       first_dirty_seen = true;
       // The segment's newest record stands in for its oldest (not tracked): a dirty segment
       // waits at most max.compaction.lag.ms after its last write.
-      overdue = s->retention_timestamp() < now - config_.max_compaction_lag_ms;
+      r.lag_ms = std::max<int64_t>(0, now - s->retention_timestamp());
+      r.overdue = s->retention_timestamp() < now - config_.max_compaction_lag_ms;
     }
   }
-  p.result.dirty_ratio =
-      clean_bytes + dirty_bytes > 0 ? double(dirty_bytes) / double(clean_bytes + dirty_bytes) : 0;
-  p.due = o.force || overdue || p.result.dirty_ratio >= config_.min_cleanable_dirty_ratio;
-  for (Segment* s : cleanable) {
+  const int64_t total = r.clean_bytes + r.dirty_bytes;
+  r.dirty_ratio = total > 0 ? double(r.dirty_bytes) / double(total) : 0;
+  r.due = r.first_dirty < r.segments.back()->next_offset() &&
+          (o.force || r.overdue || r.dirty_ratio >= config_.min_cleanable_dirty_ratio);
+  return r;
+}
+
+Result<std::optional<CleanPlan>> PartitionLog::plan_clean(const CleanerOptions& o) {
+  ORDO_ASSERT(!closed_);
+  std::optional<CleanPlan> none;
+  if (!policy_compacts(config_.cleanup_policy)) return none;
+  const int64_t now = clock_.now_ms();
+  const CleanableRange range = cleanable_range(o, now);
+  if (range.segments.empty() || range.first_dirty >= range.segments.back()->next_offset()) {
+    return none;
+  }
+  CleanPlan p;
+  p.dir = dir_;
+  p.config = config_;
+  p.options = o;
+  p.now_ms = now;
+  p.first_dirty = range.first_dirty;
+  p.result.first_dirty = p.first_dirty;
+  p.result.cleaned_end = p.first_dirty;
+  p.result.dirty_ratio = range.dirty_ratio;
+  p.due = range.due;
+  for (const Segment* s : range.segments) {
     p.segments.push_back(CleanPlan::Input{s->base_offset(), s->next_offset(), s->size_bytes(),
                                           s->retention_timestamp(), s->log_file()});
   }
@@ -805,21 +805,12 @@ CleanerStats PartitionLog::cleaner_stats() const {
   CleanerStats st = cleaner_stats_;
   st.first_dirty = first_dirty_;
   if (!policy_compacts(config_.cleanup_policy)) return st;
-  const int64_t now = clock_.now_ms();
-  for (auto it = segments_.begin(); std::next(it) != segments_.end(); ++it) {
-    const Segment& s = *it->second;
-    if (config_.min_compaction_lag_ms > 0 && !s.empty() &&
-        s.retention_timestamp() > now - config_.min_compaction_lag_ms) {
-      break;
-    }
-    st.cleanable_bytes += s.size_bytes();
-    if (s.next_offset() > first_dirty_) {
-      st.dirty_bytes += s.size_bytes();
-      if (st.lag_ms == 0 && !s.empty()) st.lag_ms = std::max<int64_t>(0, now - s.retention_timestamp());
-    }
-  }
-  st.dirty_ratio =
-      st.cleanable_bytes > 0 ? double(st.dirty_bytes) / double(st.cleanable_bytes) : 0;
+  const CleanableRange r = cleanable_range({}, clock_.now_ms());
+  st.cleanable_bytes = r.clean_bytes + r.dirty_bytes;
+  st.dirty_bytes = r.dirty_bytes;
+  st.dirty_ratio = r.dirty_ratio;
+  st.lag_ms = r.lag_ms;
+  st.due = r.due;
   return st;
 }
 

@@ -143,6 +143,7 @@ struct CleanerStats {
   // How long the oldest uncleaned sealed segment has waited since its newest record (0 when
   // none waits): the cleaner's lag.
   int64_t lag_ms = 0;
+  bool due = false;  // the cleaner would clean it now (dirty enough or overdue)
   int64_t cleans = 0;
   int64_t aborted = 0;
   int64_t bytes_read = 0;

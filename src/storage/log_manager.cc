@@ -401,17 +401,14 @@ void LogManager::Impl::cleaner_main() {
   }
 }
 
-// One round: the dirtiest due partition, planned, built here and committed on its shard.
+// One round: every shard reports its due partitions' dirty ratios (cheap: sizes and times);
+// only the dirtiest is planned (file handles, producers), built here and committed on its shard.
 // Returns whether another round should follow at once: a clean was committed (more may be
 // due), or the partition was set aside (the others may be due).
 bool LogManager::Impl::cleaner_round() {
   const CleanerThreadOptions& co = opts.cleaner;
   CleanerOptions plan_options{.key_map_bytes = co.key_map_bytes};
-  struct Candidate {
-    TopicPartition tp;
-    CleanPlan plan;
-  };
-  std::optional<Candidate> best;
+  std::optional<std::pair<TopicPartition, double>> best;  // partition, dirty ratio
   std::set<TopicPartition> skip;
   {
     std::lock_guard lk(cleaner_mu);
@@ -419,28 +416,38 @@ bool LogManager::Impl::cleaner_round() {
   }
   for (auto& s : shards) {
     if (cleaner_stop) return false;
-    auto due = call<std::vector<Candidate>>(*s, [&]() -> Result<std::vector<Candidate>> {
-      std::vector<Candidate> v;
-      for (const auto& [tp, p] : s->partitions) {
-        if (p->offline || !p->log || skip.contains(tp)) continue;
-        if (!policy_compacts(p->log->config().cleanup_policy)) continue;
-        auto plan = p->log->plan_clean(plan_options);
-        if (!plan) {
-          ORDO_LOG_ERROR("{}: cleaner: {}", tp.to_string(), plan.error().to_string());
-        } else if (*plan && (*plan)->due) {
-          v.push_back(Candidate{tp, std::move(**plan)});
-        }
-      }
-      return v;
-    });
+    auto due = call<std::vector<std::pair<TopicPartition, double>>>(
+        *s, [&]() -> Result<std::vector<std::pair<TopicPartition, double>>> {
+          std::vector<std::pair<TopicPartition, double>> v;
+          for (const auto& [tp, p] : s->partitions) {
+            if (p->offline || !p->log || skip.contains(tp)) continue;
+            if (!policy_compacts(p->log->config().cleanup_policy)) continue;
+            CleanerStats st = p->log->cleaner_stats();
+            if (st.due) v.emplace_back(tp, st.dirty_ratio);
+          }
+          return v;
+        });
     for (auto& c : *due) {
-      if (!best || c.plan.result.dirty_ratio > best->plan.result.dirty_ratio) best = std::move(c);
+      if (!best || c.second > best->second) best = std::move(c);
     }
   }
   if (!best || cleaner_stop) return false;
-  const TopicPartition tp = best->tp;
+  const TopicPartition tp = best->first;
+  Shard& s = shard_for(tp);
+  auto planned = call<std::optional<CleanPlan>>(s, [&]() -> Result<std::optional<CleanPlan>> {
+    auto p = find(s, tp);
+    if (!p) return std::optional<CleanPlan>();
+    return (*p)->log->plan_clean(plan_options);
+  });
+  if (!planned) {
+    ORDO_LOG_ERROR("{}: cleaner: {}", tp.to_string(), planned.error().to_string());
+    return false;
+  }
+  // Gone, or no longer due since the round began (e.g. another clean).
+  if (!*planned || !(*planned)->due) return false;
+  const CleanPlan& plan = **planned;
   IoThrottle throttle(co.io_bytes_per_second);
-  auto built = build_clean(best->plan, {.throttle = &throttle, .cancel = &cleaner_stop});
+  auto built = build_clean(plan, {.throttle = &throttle, .cancel = &cleaner_stop});
   if (!built) {
     if (built.error().code != Errc::closed) {
       ORDO_LOG_ERROR("{}: cleaning failed, not cleaned again until reopened: {}", tp.to_string(),
@@ -461,15 +468,14 @@ bool LogManager::Impl::cleaner_round() {
     return true;
   }
   if (co.before_commit) co.before_commit(tp);
-  Shard& s = shard_for(tp);
   std::vector<std::string> garbage;
   auto committed = call<bool>(s, [&]() -> Result<bool> {
     auto p = find(s, tp);
-    if (!p || (*p)->log->dir() != best->plan.dir) {
-      discard_clean(best->plan.dir, *built);
+    if (!p || (*p)->log->dir() != plan.dir) {
+      discard_clean(plan.dir, *built);
       return false;
     }
-    auto r = (*p)->log->commit_clean(best->plan, std::move(*built));
+    auto r = (*p)->log->commit_clean(plan, std::move(*built));
     if (!r) {
       // The swap stopped half-way: the files no longer match the log in memory. Reopening
       // completes it from the marker (or drops the output).

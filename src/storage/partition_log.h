@@ -187,6 +187,19 @@ class PartitionLog {
   Result<void> load_producers();
   Result<void> snapshot_producers();
   Segment& active() const { return *segments_.rbegin()->second; }
+  // The cleanable segments and how dirty they are (cleaner.cc): what plan_clean plans from and
+  // cleaner_stats reports.
+  struct CleanableRange {
+    std::vector<Segment*> segments;  // sealed, below cleanable_end, past min.compaction.lag.ms
+    Offset first_dirty{0};
+    int64_t clean_bytes = 0;
+    int64_t dirty_bytes = 0;
+    double dirty_ratio = 0;
+    bool overdue = false;  // the first dirty segment is older than max.compaction.lag.ms
+    int64_t lag_ms = 0;    // how long that segment has waited since its newest record
+    bool due = false;      // something is dirty, and forced, overdue or dirty enough
+  };
+  CleanableRange cleanable_range(const CleanerOptions& options, int64_t now) const;
   Result<std::optional<TimestampOffset>> refine(const Segment& seg, const BatchInfo& b, int64_t ts,
                                                 bool exact) const;
   void check_invariants() const;

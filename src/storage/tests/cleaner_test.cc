@@ -459,7 +459,9 @@ TEST_F(CleanerTest, AnInterruptedSwapIsCompletedOrRolledBackOnOpen) {
     EXPECT_EQ(after.size() < before.size(), rolled_forward);
     for (const auto& e : std::filesystem::directory_iterator(d.path() + "/s-0")) {
       std::string name = e.path().filename().string();
-      EXPECT_FALSE(name.ends_with(".cleaned") || name == "cleaner.swap") << name;
+      EXPECT_FALSE(name.ends_with(".cleaned") || name.ends_with(".deleted") ||
+                   name.ends_with(".tmp") || name == "cleaner.swap")
+          << name;
     }
     auto res = clean({.force = true, .full = true});
     EXPECT_TRUE(res.cleaned);
@@ -474,7 +476,10 @@ std::vector<std::string> cleaner_files(const std::string& dir) {
   std::vector<std::string> out;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     std::string name = e.path().filename().string();
-    if (name.ends_with(".cleaned") || name == "cleaner.swap") out.push_back(name);
+    if (name.ends_with(".cleaned") || name.ends_with(".deleted") || name == "cleaner.swap" ||
+        name.ends_with(".tmp")) {
+      out.push_back(name);
+    }
   }
   return out;
 }
@@ -523,6 +528,16 @@ TEST_F(CleanerPhasesTest, AppendsAndReadsGoOnBetweenPlanAndCommit) {
   ASSERT_TRUE(res) << res.error().to_string();
   EXPECT_TRUE(res->cleaned);
   EXPECT_FALSE(res->aborted);
+  // The small survivors of every planned segment went into one; the replaced files are set
+  // aside for the caller to unlink (off the writer thread).
+  EXPECT_GT(res->segments_before, 1);
+  EXPECT_EQ(res->segments_after, 1);
+  ASSERT_FALSE(res->garbage.empty());
+  for (const auto& g : res->garbage) {
+    EXPECT_TRUE(g.ends_with(".deleted")) << g;
+    EXPECT_TRUE(std::filesystem::exists(g)) << g;
+  }
+  remove_garbage(res->garbage);
   auto after = read_records(*log_);
   EXPECT_EQ(apply(after), apply(before));
   EXPECT_LT(after.size(), before.size());
@@ -596,6 +611,7 @@ TEST_F(CleanerPhasesTest, APlanThatIsNotDueReportsTheRatio) {
   fill();
   auto first = plan({});
   EXPECT_TRUE(first.due);  // everything is dirty before the first clean
+  EXPECT_TRUE(log_->cleaner_stats().due);
   ASSERT_TRUE(log_->commit_clean(first, build(first)));
   put("k3", "x");
   roll();
@@ -605,6 +621,7 @@ TEST_F(CleanerPhasesTest, APlanThatIsNotDueReportsTheRatio) {
   EXPECT_LT(second.result.dirty_ratio, 0.99);
   auto st = log_->cleaner_stats();
   EXPECT_DOUBLE_EQ(st.dirty_ratio, second.result.dirty_ratio);
+  EXPECT_FALSE(st.due);
   EXPECT_GT(st.dirty_bytes, 0);
   EXPECT_GE(st.lag_ms, 0);
 }
