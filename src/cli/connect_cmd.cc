@@ -31,7 +31,8 @@ int connect_run(const std::string& pipeline_path) {
     ORDO_LOG_INFO("connect: http on http://{}:{}", config->http_host, (*worker)->http_port());
   }
   // The line tests and scripts wait for.
-  ORDO_LOG_INFO("connect: running {} sinks against {}", config->sinks.size(), config->bootstrap);
+  ORDO_LOG_INFO("connect: running {} sources and {} sinks against {}", config->sources.size(),
+                config->sinks.size(), config->bootstrap);
   int sig = 0;
   sigwait(&stop, &sig);
   ORDO_LOG_INFO("connect: signal {}: stopping", sig);
@@ -80,6 +81,19 @@ int connect_status(const std::string& http) {
     }
     if (!str(t, "error").empty() && str(t, "state") == "retrying") {
       out += fmt::format("  {}: {}\n", str(t, "name"), str(t, "error"));
+    }
+  }
+  if (j.contains("sources") && j["sources"].is_array() && !j["sources"].empty()) {
+    out += fmt::format("\n{:<20} {:<10} {:<24} {:>16} {:>14} {:>14} {:>12}\n", "SOURCE", "STATE",
+                       "SLOT", "CONFIRMED-LSN", "SLOT-LAG-BYTES", "TRANSACTIONS", "RECORDS");
+    for (const auto& s : j["sources"]) {
+      if (!s.is_object()) continue;
+      out += fmt::format("{:<20} {:<10} {:<24} {:>16} {:>14} {:>14} {:>12}\n", str(s, "name"),
+                         str(s, "state"), str(s, "slot"), str(s, "confirmed_lsn"),
+                         num(s, "slot_lag_bytes"), num(s, "transactions"), num(s, "records"));
+      if (!str(s, "error").empty() && str(s, "state") == "retrying") {
+        out += fmt::format("  {}: {}\n", str(s, "name"), str(s, "error"));
+      }
     }
   }
   std::fputs(out.c_str(), stdout);

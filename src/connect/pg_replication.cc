@@ -29,15 +29,7 @@ std::string conn_value(std::string_view v) {
   return out + "'";
 }
 
-// Identifiers in replication commands are quoted (a slot or publication name is user input).
-std::string quote_ident(std::string_view v) {
-  std::string out = "\"";
-  for (char c : v) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
+const char* kSessionOptions = "-c TimeZone=UTC -c bytea_output=hex -c DateStyle=ISO";
 
 int64_t now_pg_us() {
   int64_t unix_us = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -47,6 +39,68 @@ int64_t now_pg_us() {
 }
 
 }  // namespace
+
+// Identifiers in SQL and replication commands are quoted (a slot, publication or table name is
+// user input).
+std::string quote_ident(std::string_view v) {
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+Result<std::unique_ptr<Connection>> Connection::connect(const std::string& conninfo) {
+  std::string full = conninfo + " application_name=ordo-connect options=" +
+                     conn_value(kSessionOptions);
+  pg_conn* c = PQconnectdb(full.c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    Error e = conn_error(c, "connect");
+    PQfinish(c);
+    return e;
+  }
+  return std::unique_ptr<Connection>(new Connection(c));
+}
+
+Connection::~Connection() {
+  PQfinish(conn_);
+}
+
+Result<Connection::Rows> Connection::query(const std::string& sql,
+                                           const std::vector<std::string>& params) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p.c_str());
+  PGresult* r = PQexecParams(conn_, sql.c_str(), int(values.size()), nullptr, values.data(),
+                             nullptr, nullptr, 0);
+  auto st = PQresultStatus(r);
+  if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+    std::string msg = PQresultErrorMessage(r);
+    PQclear(r);
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    return make_error(Errc::io, "postgres: {}", msg);
+  }
+  Rows out;
+  int cols = PQnfields(r), n = PQntuples(r);
+  for (int c = 0; c < cols; ++c) {
+    out.names.emplace_back(PQfname(r, c));
+    out.types.push_back(PQftype(r, c));
+  }
+  out.rows.reserve(size_t(n));
+  for (int i = 0; i < n; ++i) {
+    auto& row = out.rows.emplace_back();
+    row.reserve(size_t(cols));
+    for (int c = 0; c < cols; ++c) {
+      if (PQgetisnull(r, i, c)) {
+        row.emplace_back();
+      } else {
+        row.emplace_back(std::string(PQgetvalue(r, i, c), size_t(PQgetlength(r, i, c))));
+      }
+    }
+  }
+  PQclear(r);
+  return out;
+}
 
 std::string format_lsn(Lsn lsn) {
   return fmt::format("{:X}/{:X}", uint32_t(lsn >> 32), uint32_t(lsn));
@@ -74,7 +128,7 @@ Result<Lsn> parse_lsn(std::string_view text) {
 
 Result<std::unique_ptr<ReplicationStream>> ReplicationStream::connect(const std::string& conninfo) {
   std::string full = conninfo + " replication=database application_name=ordo-connect options=" +
-                     conn_value("-c TimeZone=UTC -c bytea_output=hex -c DateStyle=ISO");
+                     conn_value(kSessionOptions);
   pg_conn* c = PQconnectdb(full.c_str());
   if (PQstatus(c) != CONNECTION_OK) {
     Error e = conn_error(c, "connect");

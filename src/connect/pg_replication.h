@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "connect/pgoutput.h"
@@ -18,6 +19,33 @@ namespace ordo::connect::pg {
 
 std::string format_lsn(Lsn lsn);                // "16/B374D848"
 Result<Lsn> parse_lsn(std::string_view text);
+
+// An ordinary SQL connection with the same session settings as the replication one (so a
+// snapshot's text values match the stream's): the catalog queries, publications, the initial
+// snapshot and slot lag. One thread at a time.
+class Connection {
+ public:
+  static Result<std::unique_ptr<Connection>> connect(const std::string& conninfo);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  struct Rows {
+    std::vector<std::string> names;
+    std::vector<uint32_t> types;  // column type OIDs
+    std::vector<std::vector<std::optional<std::string>>> rows;  // text values; nullopt = NULL
+  };
+  // Runs one statement with text parameters ($1, $2, ...). Errc::io when it fails; the error
+  // carries PostgreSQL's message.
+  Result<Rows> query(const std::string& sql, const std::vector<std::string>& params = {});
+
+ private:
+  explicit Connection(pg_conn* conn) : conn_(conn) {}
+  pg_conn* conn_;
+};
+
+// "schema"."name" with quotes doubled, for SQL text.
+std::string quote_ident(std::string_view name);
 
 class ReplicationStream {
  public:

@@ -43,6 +43,125 @@ Result<void> only_keys(const toml::table& t, std::initializer_list<std::string_v
   return ok();
 }
 
+Result<int64_t> int_at(const toml::table& t, std::string_view key, std::string_view where,
+                       std::string_view source, int64_t lo, int64_t hi) {
+  const toml::node* n = t.get(key);
+  if (!n || !n->is_integer() || n->as_integer()->get() < lo || n->as_integer()->get() > hi) {
+    return bad(source, fmt::format("{}.{} must be an integer {}-{}", where, key, lo, hi));
+  }
+  return n->as_integer()->get();
+}
+
+Result<bool> bool_at(const toml::table& t, std::string_view key, std::string_view where,
+                     std::string_view source) {
+  const toml::node* n = t.get(key);
+  if (!n || !n->is_boolean()) return bad(source, fmt::format("{}.{} must be true or false", where, key));
+  return n->as_boolean()->get();
+}
+
+Result<std::vector<std::string>> strings_at(const toml::node& n, std::string_view what,
+                                            std::string_view source) {
+  std::vector<std::string> out;
+  if (!n.is_array()) return bad(source, fmt::format("{} must be an array of strings", what));
+  for (const auto& e : *n.as_array()) {
+    if (!e.is_string() || e.as_string()->get().empty()) {
+      return bad(source, fmt::format("{} must be an array of strings", what));
+    }
+    out.push_back(e.as_string()->get());
+  }
+  return out;
+}
+
+// A "schema.table" name: both parts present.
+bool qualified_table(std::string_view s) {
+  size_t dot = s.find('.');
+  return dot != std::string_view::npos && dot > 0 && dot + 1 < s.size();
+}
+
+// PostgreSQL slot names: lower-case letters, digits and underscores, at most 63.
+std::string default_slot(std::string_view name) {
+  std::string out = "ordo_";
+  for (char c : name) {
+    c = char(std::tolower(static_cast<unsigned char>(c)));
+    out += (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ? c : '_';
+  }
+  return out.substr(0, 63);
+}
+
+Result<PgSourceConfig> parse_source(const toml::table& t, std::string_view source) {
+  ORDO_TRY(only_keys(t,
+                     {"name", "type", "conninfo", "topic_prefix", "slot", "publication", "tables",
+                      "create_publication", "snapshot", "partitions", "heartbeat_ms", "keys"},
+                     "source", source));
+  PgSourceConfig sc;
+  sc.name = ORDO_TRY(string_at(t, "name", "source", source));
+  if (!valid_name(sc.name)) {
+    return bad(source, fmt::format("source name '{}' must be 1-249 of [a-zA-Z0-9._-]", sc.name));
+  }
+  std::string where = "source '" + sc.name + "'";
+  std::string type = ORDO_TRY(string_at(t, "type", where, source));
+  if (type != "postgres") {
+    return bad(source, fmt::format("{}: unknown type '{}' (postgres)", where, type));
+  }
+  sc.conninfo = ORDO_TRY(string_at(t, "conninfo", where, source));
+  sc.topic_prefix = sc.name;
+  if (t.contains("topic_prefix")) {
+    sc.topic_prefix = ORDO_TRY(string_at(t, "topic_prefix", where, source));
+    if (!valid_name(sc.topic_prefix)) {
+      return bad(source, fmt::format("{}: topic_prefix must be 1-249 of [a-zA-Z0-9._-]", where));
+    }
+  }
+  sc.slot = default_slot(sc.name);
+  if (t.contains("slot")) {
+    sc.slot = ORDO_TRY(string_at(t, "slot", where, source));
+    bool valid = !sc.slot.empty() && sc.slot.size() <= 63;
+    for (char ch : sc.slot) {
+      valid = valid && ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_');
+    }
+    if (!valid) {
+      return bad(source, fmt::format("{}: slot must be 1-63 of [a-z0-9_]", where));
+    }
+  }
+  sc.publication = sc.slot;
+  if (t.contains("publication")) {
+    sc.publication = ORDO_TRY(string_at(t, "publication", where, source));
+    if (sc.publication.empty() || sc.publication.size() > 63) {
+      return bad(source, fmt::format("{}: publication must be 1-63 characters", where));
+    }
+  }
+  if (const toml::node* n = t.get("tables")) {
+    sc.tables = ORDO_TRY(strings_at(*n, where + ": tables", source));
+    for (const auto& tab : sc.tables) {
+      if (!qualified_table(tab)) {
+        return bad(source, fmt::format("{}: table '{}' is not schema.table", where, tab));
+      }
+    }
+  }
+  if (t.contains("create_publication")) {
+    sc.create_publication = ORDO_TRY(bool_at(t, "create_publication", where, source));
+  }
+  if (t.contains("snapshot")) sc.snapshot = ORDO_TRY(bool_at(t, "snapshot", where, source));
+  if (t.contains("partitions")) {
+    sc.partitions = int32_t(ORDO_TRY(int_at(t, "partitions", where, source, 1, 10000)));
+  }
+  if (t.contains("heartbeat_ms")) {
+    sc.heartbeat_ms = ORDO_TRY(int_at(t, "heartbeat_ms", where, source, 10, 3'600'000));
+  }
+  if (const toml::node* n = t.get("keys")) {
+    if (!n->is_table()) return bad(source, fmt::format("{}: keys must be a table", where));
+    for (const auto& [k, v] : *n->as_table()) {
+      std::string table(k.str());
+      if (!qualified_table(table)) {
+        return bad(source, fmt::format("{}: keys: '{}' is not schema.table", where, table));
+      }
+      auto cols = ORDO_TRY(strings_at(v, where + ": keys." + table, source));
+      if (cols.empty()) return bad(source, fmt::format("{}: keys.{} is empty", where, table));
+      sc.keys[table] = std::move(cols);
+    }
+  }
+  return sc;
+}
+
 }  // namespace
 
 Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view source) {
@@ -52,7 +171,7 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
   } catch (const toml::parse_error& e) {
     return bad(source, fmt::format("line {}: {}", e.source().begin.line, e.description()));
   }
-  ORDO_TRY(only_keys(root, {"worker", "sink"}, "", source));
+  ORDO_TRY(only_keys(root, {"worker", "sink", "source"}, "", source));
   PipelineConfig c;
   if (const toml::node* w = root.get("worker")) {
     if (!w->is_table()) return bad(source, "[worker] must be a table");
@@ -133,7 +252,19 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
       c.sinks.push_back(std::move(sc));
     }
   }
-  if (c.sinks.empty()) return bad(source, "no [[sink]]: nothing to run");
+  names.clear();
+  if (const toml::node* s = root.get("source")) {
+    if (!s->is_array_of_tables()) return bad(source, "source must be an array of tables: [[source]]");
+    for (const auto& n : *s->as_array()) {
+      c.sources.push_back(ORDO_TRY(parse_source(*n.as_table(), source)));
+      if (!names.insert(c.sources.back().name).second) {
+        return bad(source, fmt::format("two sources are named '{}'", c.sources.back().name));
+      }
+    }
+  }
+  if (c.sinks.empty() && c.sources.empty()) {
+    return bad(source, "no [[sink]] and no [[source]]: nothing to run");
+  }
   return c;
 }
 

@@ -16,6 +16,19 @@
 //   type = "table"                 # the RocksDB table view
 //   topics = ["users"]
 //   dead_letter_topic = "users.dlq"  # records the sink cannot apply; default "<name>.dlq"
+//
+//   [[source]]
+//   name = "shop"                  # [a-zA-Z0-9._-], unique among sources
+//   type = "postgres"              # change capture (pg_source.h)
+//   conninfo = "host=127.0.0.1 port=5432 dbname=shop user=ordo"
+//   topic_prefix = "shop"          # topics "<prefix>.<schema>.<table>"; default: name
+//   slot = "ordo_shop"             # default "ordo_<name>"; publication defaults to the same
+//   tables = ["public.users"]      # of a publication the source creates; default: all tables
+//   create_publication = true      # false: it must exist
+//   snapshot = true                # read the tables once when the slot is created
+//   partitions = 1                 # of each topic the source creates
+//   heartbeat_ms = 10000
+//   keys = { "public.events" = ["id"] }  # key columns where the replica identity has none
 
 #include <cstdint>
 #include <string>
@@ -23,6 +36,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "connect/pg_source.h"
 
 namespace ordo::connect {
 
@@ -41,6 +55,7 @@ struct PipelineConfig {
   uint16_t http_port = 9645;
   std::string id;  // empty: dynamic membership
   std::vector<SinkConfig> sinks;
+  std::vector<PgSourceConfig> sources;
 };
 
 // Parses a pipeline file's text; errors name the key (and the line for TOML syntax). Unknown

@@ -4,6 +4,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include "base/assert.h"
 #include "base/coding.h"
 
 namespace ordo::connect {
@@ -52,20 +53,38 @@ Result<model::TopicPartition> tf::decode_position_key(std::string_view key) {
   return model::TopicPartition{std::string(rest.substr(0, zero)), partition};
 }
 
-std::string tf::encode_entry(int64_t offset, std::string_view value) {
-  std::string v(kOffsetBytes, '\0');
-  store_be64(reinterpret_cast<uint8_t*>(v.data()), uint64_t(offset));
+// offset BE64 | partition BE32 | topic length BE16 | topic | value.
+std::string tf::encode_entry(const model::TopicPartition& tp, int64_t offset,
+                             std::string_view value) {
+  ORDO_ASSERT(tp.topic.size() <= 0xffff);
+  std::string v(kEntryHeaderBytes, '\0');
+  auto* p = reinterpret_cast<uint8_t*>(v.data());
+  store_be64(p, uint64_t(offset));
+  store_be32(p + 8, uint32_t(tp.partition));
+  store_be16(p + 12, uint16_t(tp.topic.size()));
+  v.append(tp.topic);
   v.append(value);
   return v;
 }
 
 Result<TableView::Entry> tf::decode_entry(std::string_view bytes) {
-  if (bytes.size() < kOffsetBytes) {
-    return make_error(Errc::corrupt, "view entry of {} bytes (at least 8)", bytes.size());
+  if (bytes.size() < kEntryHeaderBytes) {
+    return make_error(Errc::corrupt, "view entry of {} bytes (at least {})", bytes.size(),
+                      kEntryHeaderBytes);
   }
-  int64_t offset = int64_t(load_be64(reinterpret_cast<const uint8_t*>(bytes.data())));
+  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+  int64_t offset = int64_t(load_be64(p));
+  int32_t partition = int32_t(load_be32(p + 8));
+  size_t topic_len = load_be16(p + 12);
   if (offset < 0) return make_error(Errc::corrupt, "view entry with offset {}", offset);
-  return TableView::Entry{std::string(bytes.substr(kOffsetBytes)), offset};
+  if (partition < 0) return make_error(Errc::corrupt, "view entry with partition {}", partition);
+  if (topic_len == 0 || bytes.size() - kEntryHeaderBytes < topic_len) {
+    return make_error(Errc::corrupt, "view entry with a topic of {} bytes in {}", topic_len,
+                      bytes.size());
+  }
+  return TableView::Entry{
+      std::string(bytes.substr(kEntryHeaderBytes + topic_len)), offset,
+      model::TopicPartition{std::string(bytes.substr(kEntryHeaderBytes, topic_len)), partition}};
 }
 
 std::string tf::encode_position(int64_t next_offset) {
@@ -134,10 +153,21 @@ Result<void> TableView::apply(const model::TopicPartition& tp, std::span<const C
                       next_offset, expect);
   }
   rocksdb::WriteBatch batch;
+  // Keys this batch has put so far: a truncate marker deletes them too.
+  std::vector<std::string_view> put;
   for (const auto& c : changes) {
-    rocksdb::Status s = c.value ? batch.Put(tf::data_key(c.key), tf::encode_entry(c.offset, *c.value))
+    if (c.truncate) {
+      for (auto k : put) {
+        if (auto s = batch.Delete(tf::data_key(k)); !s.ok()) return from_status(s, "build write batch");
+      }
+      put.clear();
+      ORDO_TRY(delete_from(tp, batch));
+      continue;
+    }
+    rocksdb::Status s = c.value ? batch.Put(tf::data_key(c.key), tf::encode_entry(tp, c.offset, *c.value))
                                 : batch.Delete(tf::data_key(c.key));
     if (!s.ok()) return from_status(s, "build write batch");
+    if (c.value) put.push_back(c.key);
   }
   auto s = batch.Put(tf::position_key(tp), tf::encode_position(next_offset));
   if (!s.ok()) return from_status(s, "build write batch");
@@ -145,6 +175,20 @@ Result<void> TableView::apply(const model::TopicPartition& tp, std::span<const C
   wo.sync = true;
   s = db_->Write(wo, &batch);
   if (!s.ok()) return from_status(s, "write to view store");
+  return ok();
+}
+
+Result<void> TableView::delete_from(const model::TopicPartition& tp,
+                                    rocksdb::WriteBatch& batch) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  const std::string start(1, tf::kDataPrefix);
+  for (it->Seek(start); it->Valid() && it->key().starts_with(start); it->Next()) {
+    auto e = ORDO_TRY(tf::decode_entry(it->value().ToStringView()));
+    if (e.tp == tp) {
+      if (auto s = batch.Delete(it->key()); !s.ok()) return from_status(s, "build write batch");
+    }
+  }
+  if (!it->status().ok()) return from_status(it->status(), "read view for a truncate");
   return ok();
 }
 

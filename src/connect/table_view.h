@@ -20,22 +20,27 @@
 
 namespace rocksdb {
 class DB;
+class WriteBatch;
 }
 
 namespace ordo::connect {
 
 class TableView {
  public:
-  // One record of a partition, in offset order. A null value is a tombstone.
+  // One record of a partition, in offset order. A null value is a tombstone. A truncate
+  // marker (change capture's TRUNCATE, pg_source.h) deletes every key whose current value
+  // came from this partition; its key is ignored.
   struct Change {
     std::string key;
     std::optional<std::string> value;
     int64_t offset = 0;
+    bool truncate = false;
   };
-  // A key's current value and the offset of the record that set it.
+  // A key's current value, the offset of the record that set it, and that record's partition.
   struct Entry {
     std::string value;
     int64_t offset = 0;
+    model::TopicPartition tp;
     bool operator==(const Entry&) const = default;
   };
 
@@ -53,7 +58,8 @@ class TableView {
 
   // Applies changes of tp (offsets increasing, each at least tp's position) and moves tp's
   // position to next_offset (> the last change's offset), atomically and durably (the write
-  // is synced: after a crash either all of it is there or none). Errc::invalid_argument if the
+  // is synced: after a crash either all of it is there or none). A truncate marker reads every
+  // entry of the view (truncates are rare). Errc::invalid_argument if the
   // offsets do not follow the position (a bug in the caller: the data is not touched).
   Result<void> apply(const model::TopicPartition& tp, std::span<const Change> changes,
                      int64_t next_offset);
@@ -65,6 +71,8 @@ class TableView {
 
  private:
   explicit TableView(std::unique_ptr<rocksdb::DB> db);
+  // Adds a delete of every key whose value came from tp.
+  Result<void> delete_from(const model::TopicPartition& tp, rocksdb::WriteBatch& batch) const;
   std::unique_ptr<rocksdb::DB> db_;
 };
 
@@ -73,9 +81,10 @@ namespace table_format {
 inline constexpr char kDataPrefix = 'd';
 inline constexpr char kPositionPrefix = 'p';
 inline constexpr size_t kOffsetBytes = 8;
+inline constexpr size_t kEntryHeaderBytes = 8 + 4 + 2;  // offset, partition, topic length
 std::string data_key(std::string_view key);
 std::string position_key(const model::TopicPartition& tp);
-std::string encode_entry(int64_t offset, std::string_view value);
+std::string encode_entry(const model::TopicPartition& tp, int64_t offset, std::string_view value);
 Result<TableView::Entry> decode_entry(std::string_view bytes);
 std::string encode_position(int64_t next_offset);
 Result<int64_t> decode_position(std::string_view bytes);

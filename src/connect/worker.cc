@@ -41,6 +41,15 @@ std::optional<int64_t> int_param(const http::Request& req, const char* name) {
   return v;
 }
 
+// Change capture's TRUNCATE marker (pg_source.h): a record with the header ordo.truncate.
+bool is_truncate_marker(rd_kafka_message_t* m) {
+  rd_kafka_headers_t* hdrs = nullptr;
+  const void* v = nullptr;
+  size_t n = 0;
+  return rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+         rd_kafka_header_get_last(hdrs, "ordo.truncate", &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 }  // namespace
 
 // One sink: its store, its consumer and the thread that moves records from one to the other.
@@ -117,6 +126,10 @@ struct Worker::Task {
         std::vector<rd_kafka_message_t*> rejected;
         for (auto* m : msgs) {
           if (pos && m->offset < *pos) continue;
+          if (is_truncate_marker(m)) {
+            changes.push_back(TableView::Change{{}, std::nullopt, m->offset, true});
+            continue;
+          }
           if (!m->key) {
             rejected.push_back(m);
             continue;
@@ -328,6 +341,9 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
       return self->route(r);
     }));
   }
+  for (const auto& sc : w->config_.sources) {
+    w->sources_.push_back(ORDO_TRY(PgSource::start(sc, w->config_.bootstrap, w->config_.data_dir)));
+  }
   for (auto& t : w->tasks_) {
     Task* task = t.get();
     task->thread = std::thread([task] { task->run(); });
@@ -339,6 +355,7 @@ void Worker::stop() {
   if (stopping_.exchange(true)) return;
   applied_.notify_all();
   if (http_) http_->stop();
+  for (auto& s : sources_) s->stop();
   for (auto& t : tasks_) {
     if (t->thread.joinable()) t->thread.join();
   }
@@ -348,6 +365,12 @@ std::vector<TaskStatus> Worker::status() const {
   std::lock_guard lk(mu_);
   std::vector<TaskStatus> out;
   for (const auto& t : tasks_) out.push_back(t->status);
+  return out;
+}
+
+std::vector<PgSourceStatus> Worker::source_status() const {
+  std::vector<PgSourceStatus> out;
+  for (const auto& s : sources_) out.push_back(s->status());
   return out;
 }
 
@@ -394,7 +417,21 @@ http::Response Worker::route(const http::Request& req) {
                        {"records_dead_lettered", s.records_dead_lettered},
                        {"partitions", parts}});
     }
-    return json_response(200, {{"tasks", tasks}});
+    json sources = json::array();
+    for (const auto& s : source_status()) {
+      sources.push_back({{"name", s.name},
+                         {"type", "postgres"},
+                         {"state", s.state},
+                         {"error", s.error},
+                         {"slot", s.slot},
+                         {"confirmed_lsn", s.confirmed_lsn},
+                         {"slot_lag_bytes", s.slot_lag_bytes},
+                         {"snapshot_rows", s.snapshot_rows},
+                         {"transactions", s.transactions},
+                         {"records", s.records},
+                         {"skipped_transactions", s.skipped_transactions}});
+    }
+    return json_response(200, {{"tasks", tasks}, {"sources", sources}});
   }
   constexpr std::string_view kViews = "/views/";
   if (!path.starts_with(kViews)) return json_response(404, {{"error", "no such resource"}});

@@ -1,5 +1,5 @@
 #pragma once
-// The connect worker: runs a pipeline's sinks, each as a task with a thread and a librdkafka
+// The connect worker: runs a pipeline's sources (pg_source.h, a thread each) and sinks, each as a task with a thread and a librdkafka
 // consumer of its own (group "<group>.<sink>", so workers scale out as a consumer group), and
 // serves their status and the table views over HTTP. docs/connect.md.
 //
@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "connect/pg_source.h"
 #include "connect/pipeline.h"
 #include "connect/table_view.h"
 #include "http/server.h"
@@ -58,6 +59,7 @@ class Worker {
   // Stops the HTTP server and the tasks (each closes its consumer, leaving the group).
   void stop();
   std::vector<TaskStatus> status() const;
+  std::vector<PgSourceStatus> source_status() const;
   uint16_t http_port() const { return http_ ? http_->port() : 0; }
 
   // The HTTP routes (docs/connect.md), also callable without a server.
@@ -74,6 +76,7 @@ class Worker {
 
   PipelineConfig config_;
   std::vector<std::unique_ptr<Task>> tasks_;
+  std::vector<std::unique_ptr<PgSource>> sources_;
   std::unique_ptr<http::Server> http_;
   std::atomic<bool> stopping_{false};
   mutable std::mutex mu_;           // every task's status and the waiters

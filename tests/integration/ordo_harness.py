@@ -6,6 +6,7 @@ its data in a temporary directory; the port is read from the "listening on" log 
     with Broker() as b:          # started; b.bootstrap is "127.0.0.1:<port>"
         ...
         b.restart()              # SIGTERM, wait for exit 0, start again on the same data dir
+                                 # (Broker(port=N) listens on N each time; else a new port)
         b.kill()                 # SIGKILL
         b.start()
 """
@@ -24,7 +25,7 @@ STOP_TIMEOUT_S = 60
 
 
 class Broker:
-    def __init__(self, extra_args=(), data_dir=None, env=None):
+    def __init__(self, extra_args=(), data_dir=None, env=None, port=0):
         self.extra_args = list(extra_args)
         self._own_dir = data_dir is None
         self.root = tempfile.mkdtemp(prefix="ordo-it-")
@@ -34,6 +35,7 @@ class Broker:
         # ORDO_* variables, so it is not passed on.
         self.env.pop("ORDO_BIN", None)
         self.proc = None
+        self.listen_port = port  # 0: the kernel picks one at each start
         self.port = None
         self.admin_port = None
         self.log_path = None
@@ -48,7 +50,8 @@ class Broker:
         self.starts += 1
         self.log_path = os.path.join(self.root, f"broker-{self.starts}.log")
         log = open(self.log_path, "wb")
-        args = [ORDO_BIN, "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0",
+        args = [ORDO_BIN, "serve", "--data-dir", self.data_dir, "--listen",
+                f"127.0.0.1:{self.listen_port}",
                 "--admin-listen", "127.0.0.1:0"]
         self.proc = subprocess.Popen(args + self.extra_args, stdout=log, stderr=log, env=self.env)
         log.close()

@@ -4,21 +4,17 @@ latest value of each live key; a read with min_offset waits for the writer's own
 after SIGKILLs of the worker at random moments while a producer writes, the view still equals
 the topic (each partition's position is stored in the same write as its data)."""
 
-import json
 import os
 import random
-import re
-import signal
 import subprocess
 import tempfile
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+import connect_harness
 import kafka_wire as kw
 from ordo_harness import ORDO_BIN
 
@@ -27,65 +23,17 @@ PARTITIONS = 3
 KEYS = 200
 
 
-class Connect:
-    """An `ordo connect run` process with its pipeline file and data dir."""
+class Connect(connect_harness.Connect):
+    """The worker with one table view of TOPIC."""
 
     def __init__(self, root, bootstrap):
-        self.root = root
-        self.pipeline = os.path.join(root, "pipeline.toml")
-        with open(self.pipeline, "w") as f:
-            f.write(f'[worker]\nbootstrap = "{bootstrap}"\ngroup = "it"\n'
-                    f'data_dir = "{os.path.join(root, "data")}"\nhttp = "127.0.0.1:0"\n'
-                    # Static membership: a restarted worker gets its partitions back at once
-                    # instead of after the killed one's session timeout.
-                    f'id = "it-worker"\n\n'
-                    f'[[sink]]\nname = "users"\ntype = "table"\ntopics = ["{TOPIC}"]\n')
-        self.proc = None
-        self.port = None
-        self.starts = 0
-
-    def start(self):
-        self.starts += 1
-        self.log_path = os.path.join(self.root, f"connect-{self.starts}.log")
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([ORDO_BIN, "connect", "run", self.pipeline],
-                                         stdout=log, stderr=log)
-        deadline = time.monotonic() + kw.WAIT_S
-        while time.monotonic() < deadline:
-            text = open(self.log_path, errors="replace").read()
-            m = re.search(r"connect: http on http://127\.0\.0\.1:(\d+)", text)
-            if m and "connect: running" in text:
-                self.port = int(m.group(1))
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"connect exited with {self.proc.returncode}:\n{text}")
-            time.sleep(0.02)
-        raise RuntimeError("connect did not start:\n" + open(self.log_path).read())
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(kw.WAIT_S * 2)
-        self.proc = None
-        return code
-
-    def get(self, path):
-        """(status, JSON body) of GET path."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
-                                        timeout=2 * kw.WAIT_S) as r:
-                return r.status, json.load(r)
-        except urllib.error.HTTPError as e:
-            return e.code, json.load(e)
+        # Static membership: a restarted worker gets its partitions back at once instead of
+        # after the killed one's session timeout.
+        super().__init__(root, f'bootstrap = "{bootstrap}"\ngroup = "it"\nid = "it-worker"',
+                         f'[[sink]]\nname = "users"\ntype = "table"\ntopics = ["{TOPIC}"]\n')
 
     def view(self):
-        status, rows = self.get("/views/users/scan?limit=10000")
-        assert status == 200, rows
-        return {r["key"]: r["value"] for r in rows}
+        return self.scan("users")
 
     def wait_caught_up(self, ends):
         """Waits until every partition's position reached its end offset."""

@@ -52,8 +52,62 @@ TEST(Pipeline, DefaultsAndNoHttp) {
   EXPECT_TRUE(p->http_host.empty());
 }
 
+TEST(Pipeline, ParsesSourcesWithTheirDefaults) {
+  auto p = parse_pipeline(R"(
+[[source]]
+name = "Shop-1"
+type = "postgres"
+conninfo = "host=127.0.0.1 dbname=shop"
+
+[[source]]
+name = "crm"
+type = "postgres"
+conninfo = "dbname=crm"
+topic_prefix = "cdc.crm"
+slot = "crm_slot"
+publication = "crm pub"
+tables = ["public.users", "sales.orders"]
+create_publication = false
+snapshot = false
+partitions = 3
+heartbeat_ms = 500
+keys = { "public.events" = ["at", "seq"] }
+)",
+                          "p.toml");
+  ASSERT_TRUE(p) << p.error().to_string();
+  EXPECT_TRUE(p->sinks.empty());
+  ASSERT_EQ(p->sources.size(), 2u);
+  const PgSourceConfig& a = p->sources[0];
+  EXPECT_EQ(a.topic_prefix, "Shop-1");
+  EXPECT_EQ(a.slot, "ordo_shop_1");
+  EXPECT_EQ(a.publication, "ordo_shop_1");
+  EXPECT_TRUE(a.tables.empty());
+  EXPECT_TRUE(a.create_publication);
+  EXPECT_TRUE(a.snapshot);
+  EXPECT_EQ(a.partitions, 1);
+  EXPECT_EQ(a.heartbeat_ms, 10000);
+  const PgSourceConfig& b = p->sources[1];
+  EXPECT_EQ(b.conninfo, "dbname=crm");
+  EXPECT_EQ(b.topic_prefix, "cdc.crm");
+  EXPECT_EQ(b.slot, "crm_slot");
+  EXPECT_EQ(b.publication, "crm pub");
+  EXPECT_EQ(b.tables, (std::vector<std::string>{"public.users", "sales.orders"}));
+  EXPECT_FALSE(b.create_publication);
+  EXPECT_FALSE(b.snapshot);
+  EXPECT_EQ(b.partitions, 3);
+  EXPECT_EQ(b.heartbeat_ms, 500);
+  EXPECT_EQ(b.keys.at("public.events"), (std::vector<std::string>{"at", "seq"}));
+}
+
+TEST(Pipeline, TableTopicsHoldOnlyTopicCharacters) {
+  EXPECT_EQ(table_topic("shop", "public", "users"), "shop.public.users");
+  EXPECT_EQ(table_topic("shop", "my schema", "Ordres\"2\""), "shop.my_schema.Ordres_2_");
+  EXPECT_EQ(table_topic("p", "s", std::string(300, 't')).size(), 249u);
+}
+
 TEST(Pipeline, ErrorsNameTheProblem) {
   const std::string sink = "[[sink]]\nname = \"a\"\ntype = \"table\"\ntopics = [\"t\"]\n";
+  const std::string src = "[[source]]\nname = \"s\"\ntype = \"postgres\"\nconninfo = \"x\"\n";
   for (const auto& [text, expect] : std::vector<std::pair<std::string, std::string>>{
            {"", "no [[sink]]"},
            {"[worker\n", "line 1"},
@@ -75,6 +129,16 @@ TEST(Pipeline, ErrorsNameTheProblem) {
             "dead_letter_topic = \"t\"\n",
             "reads its own dead_letter_topic"},
            {"other = 1\n", "unknown key .other"},
+           {src + src, "two sources are named 's'"},
+           {"[[source]]\nname = \"s\"\ntype = \"mysql\"\nconninfo = \"\"\n", "unknown type 'mysql'"},
+           {"[[source]]\nname = \"s\"\ntype = \"postgres\"\n", "conninfo must be a string"},
+           {src + "slot = \"Bad-Slot\"\n", "slot must be 1-63 of [a-z0-9_]"},
+           {src + "tables = [\"users\"]\n", "table 'users' is not schema.table"},
+           {src + "partitions = 0\n", "partitions must be an integer 1-10000"},
+           {src + "snapshot = \"yes\"\n", "snapshot must be true or false"},
+           {src + "keys = { \"public.t\" = [] }\n", "keys.public.t is empty"},
+           {src + "keys = { \"t\" = [\"id\"] }\n", "keys: 't' is not schema.table"},
+           {src + "bogus = 1\n", "unknown key source.bogus"},
        }) {
     auto p = parse_pipeline(text, "p.toml");
     ASSERT_FALSE(p) << text;

@@ -25,15 +25,15 @@ TEST(TableView, KeepsTheLatestValueAndTheNextOffset) {
   EXPECT_EQ(*v.position(kTp), std::nullopt);
   std::vector<Change> first = {{"a", "1", 0}, {"b", "2", 1}, {"a", "3", 2}};
   ASSERT_TRUE(v.apply(kTp, first, 3));
-  EXPECT_EQ(**v.get("a"), (Entry{"3", 2}));
-  EXPECT_EQ(**v.get("b"), (Entry{"2", 1}));
+  EXPECT_EQ(**v.get("a"), (Entry{"3", 2, kTp}));
+  EXPECT_EQ(**v.get("b"), (Entry{"2", 1, kTp}));
   EXPECT_EQ(*v.position(kTp), 3);
   // A tombstone deletes; offsets may have gaps (a compacted topic); the position may pass
   // the last change (records the view ignores still count as applied).
   std::vector<Change> second = {{"b", std::nullopt, 5}, {"c", "", 9}};
   ASSERT_TRUE(v.apply(kTp, second, 12));
   EXPECT_EQ(*v.get("b"), std::nullopt);
-  EXPECT_EQ(**v.get("c"), (Entry{"", 9}));
+  EXPECT_EQ(**v.get("c"), (Entry{"", 9, kTp}));
   EXPECT_EQ(*v.position(kTp), 12);
   // Another partition has its own position.
   model::TopicPartition other{"users", 3};
@@ -52,7 +52,7 @@ TEST(TableView, SurvivesReopen) {
   }
   auto v = TableView::open(dir.path() + "/v");
   ASSERT_TRUE(v) << v.error().to_string();
-  EXPECT_EQ(**(*v)->get("k"), (Entry{"v", 4}));
+  EXPECT_EQ(**(*v)->get("k"), (Entry{"v", 4, kTp}));
   EXPECT_EQ(*(*v)->position(kTp), 5);
   // A second process cannot open it while this one has it.
   auto again = TableView::open(dir.path() + "/v");
@@ -76,7 +76,7 @@ TEST(TableView, RefusesChangesBehindThePositionAndWritesNothing) {
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, Errc::invalid_argument);
   }
-  EXPECT_EQ(**v.get("a"), (Entry{"1", 0}));
+  EXPECT_EQ(**v.get("a"), (Entry{"1", 0, kTp}));
   EXPECT_EQ(*v.position(kTp), 2);
 }
 
@@ -91,21 +91,54 @@ TEST(TableView, ScansByPrefixInKeyOrder) {
   ASSERT_TRUE(users);
   ASSERT_EQ(users->size(), 3u);
   EXPECT_EQ((*users)[0].first, "user/1");
-  EXPECT_EQ((*users)[2].second, (Entry{"c", 3}));
+  EXPECT_EQ((*users)[2].second, (Entry{"c", 3, kTp}));
   EXPECT_EQ((*view)->scan("user/", 2)->size(), 2u);
   EXPECT_EQ((*view)->scan("", 100)->size(), 4u);  // data only, no positions
 }
 
+TEST(TableView, ATruncateMarkerDeletesWhatItsPartitionWroteBeforeIt) {
+  TempDir dir;
+  auto view = TableView::open(dir.path() + "/v");
+  ASSERT_TRUE(view);
+  TableView& v = **view;
+  const model::TopicPartition p1{"users", 1}, orders{"orders", 0};
+  ASSERT_TRUE(v.apply(kTp, std::vector<Change>{{"a", "1", 0}, {"b", "1", 1}}, 2));
+  ASSERT_TRUE(v.apply(p1, std::vector<Change>{{"c", "1", 0}}, 1));
+  ASSERT_TRUE(v.apply(orders, std::vector<Change>{{"o", "1", 0}, {"b", "from orders", 1}}, 2));
+  // In one batch: a put before the marker goes, a put after it stays; "b" now belongs to
+  // orders and other partitions' keys are not touched.
+  Change marker{"{}", "t", 4, true};
+  ASSERT_TRUE(v.apply(kTp, std::vector<Change>{{"d", "1", 3}, marker, {"e", "1", 5}}, 6));
+  EXPECT_EQ(*v.get("a"), std::nullopt);
+  EXPECT_EQ(*v.get("d"), std::nullopt);
+  EXPECT_EQ(*v.get("{}"), std::nullopt);
+  EXPECT_EQ(**v.get("e"), (Entry{"1", 5, kTp}));
+  EXPECT_EQ(**v.get("b"), (Entry{"from orders", 1, orders}));
+  EXPECT_EQ(**v.get("c"), (Entry{"1", 0, p1}));
+  EXPECT_EQ(**v.get("o"), (Entry{"1", 0, orders}));
+  EXPECT_EQ(*v.position(kTp), 6);
+}
+
 TEST(TableViewFormat, EncodingsRoundTripAndBadBytesAreRefused) {
-  // Entry: 8-byte big-endian offset, then the value.
-  std::string e = tf::encode_entry(0x0102030405060708, "val");
-  EXPECT_EQ(e, std::string("\x01\x02\x03\x04\x05\x06\x07\x08val", 11));
-  EXPECT_EQ(*tf::decode_entry(e), (Entry{"val", 0x0102030405060708}));
-  for (size_t cut = 0; cut < tf::kOffsetBytes; ++cut) {
+  // Entry: offset, partition and topic length big-endian, the topic, then the value.
+  const model::TopicPartition tp{"t", 258};
+  std::string e = tf::encode_entry(tp, 0x0102030405060708, "val");
+  EXPECT_EQ(e, std::string("\x01\x02\x03\x04\x05\x06\x07\x08\0\0\x01\x02\0\x01tval", 18));
+  EXPECT_EQ(*tf::decode_entry(e), (Entry{"val", 0x0102030405060708, tp}));
+  for (size_t cut = 0; cut < tf::kEntryHeaderBytes + 1; ++cut) {
     EXPECT_FALSE(tf::decode_entry(e.substr(0, cut))) << cut;
   }
-  e[0] = char(0x80);  // a negative offset
-  EXPECT_FALSE(tf::decode_entry(e));
+  for (size_t at : {size_t(0), size_t(8)}) {  // a negative offset, a negative partition
+    std::string bad = e;
+    bad[at] = char(0x80);
+    EXPECT_FALSE(tf::decode_entry(bad)) << at;
+  }
+  std::string no_topic = e;
+  no_topic[13] = 0;  // a topic of 0 bytes
+  EXPECT_FALSE(tf::decode_entry(no_topic));
+  std::string long_topic = e;
+  long_topic[13] = 5;  // longer than the bytes after it
+  EXPECT_FALSE(tf::decode_entry(long_topic));
   // Position: exactly 8 bytes.
   EXPECT_EQ(*tf::decode_position(tf::encode_position(42)), 42);
   EXPECT_FALSE(tf::decode_position(tf::encode_position(42) + "x"));

@@ -1,0 +1,82 @@
+"""Starts and stops an `ordo connect run` worker for integration tests: its pipeline file and
+data dir live in a directory the caller gives; HTTP on a port the kernel picks, read from the
+"http on" log line.
+
+    c = Connect(root, pipeline_text)   # pipeline_text: the file, without [worker] http/data_dir
+    c.start(); c.get("/status"); c.kill(); c.start(); c.stop()
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from ordo_harness import ORDO_BIN
+
+WAIT_S = 60
+
+
+class Connect:
+    """An `ordo connect run` process with its pipeline file and data dir."""
+
+    def __init__(self, root, worker, rest):
+        """worker: lines for [worker] (bootstrap, group, id); rest: the sinks and sources."""
+        self.root = root
+        self.pipeline = os.path.join(root, "pipeline.toml")
+        with open(self.pipeline, "w") as f:
+            f.write(f'[worker]\ndata_dir = "{os.path.join(root, "data")}"\n'
+                    f'http = "127.0.0.1:0"\n{worker}\n\n{rest}')
+        self.proc = None
+        self.port = None
+        self.starts = 0
+
+    def start(self):
+        self.starts += 1
+        self.log_path = os.path.join(self.root, f"connect-{self.starts}.log")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([ORDO_BIN, "connect", "run", self.pipeline],
+                                         stdout=log, stderr=log)
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            text = open(self.log_path, errors="replace").read()
+            m = re.search(r"connect: http on http://127\.0\.0\.1:(\d+)", text)
+            if m and "connect: running" in text:
+                self.port = int(m.group(1))
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"connect exited with {self.proc.returncode}:\n{text}")
+            time.sleep(0.02)
+        raise RuntimeError("connect did not start:\n" + open(self.log_path).read())
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(WAIT_S * 2)
+        self.proc = None
+        return code
+
+    def log(self):
+        return open(self.log_path, errors="replace").read()
+
+    def get(self, path):
+        """(status, JSON body) of GET path."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
+                                        timeout=2 * WAIT_S) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
+    def scan(self, view):
+        """{key: value} of every key of a table view."""
+        status, rows = self.get(f"/views/{view}/scan?limit=10000")
+        assert status == 200, rows
+        return {r["key"]: r["value"] for r in rows}
