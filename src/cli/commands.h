@@ -83,11 +83,19 @@ struct PgStreamArgs {
   int idle_timeout_ms = 10'000;  // stop when nothing arrives for this long
 };
 
+// `ordo view rebuild`: rebuild a table view in a running worker, with a progress bar.
+struct ViewRebuildArgs {
+  std::string name;
+  std::string http = "127.0.0.1:9645";
+  bool no_wait = false;
+};
+
 // Each returns the process exit code.
 int serve(const ServeArgs& args);
 int connect_run(const std::string& pipeline_path);
 int connect_status(const std::string& http);
 int connect_pg_stream(const PgStreamArgs& args);
+int view_rebuild(const ViewRebuildArgs& args);
 int dump_log(const std::string& path, bool records);
 int topic_create(const TopicArgs& args);
 int topic_list(const TopicArgs& args);

@@ -238,6 +238,18 @@ int main(int argc, char** argv) {
   pg_stream_cmd->add_option("--idle-timeout-ms", pgs.idle_timeout_ms,
                             "Stop when nothing arrives for this long (default 10000)");
 
+  ordo::cli::ViewRebuildArgs vr;
+  auto* view_cmd = app.add_subcommand("view", "Table views of a running connect worker");
+  view_cmd->require_subcommand(1);
+  auto* view_rebuild_cmd = view_cmd->add_subcommand(
+      "rebuild",
+      "Build a view afresh from the earliest offsets while the old one serves, then swap them; "
+      "shows progress with rate and ETA");
+  view_rebuild_cmd->add_option("name", vr.name, "The view (its sink's name)")->required();
+  view_rebuild_cmd->add_option("--http", vr.http,
+                               "HOST:PORT of the worker's HTTP (default 127.0.0.1:9645)");
+  view_rebuild_cmd->add_flag("--no-wait", vr.no_wait, "Start it and return");
+
   CLI11_PARSE(app, argc, argv);
   for (auto* c : {&topic.client, &group.client, &prod.client, &cons.client}) {
     if (c->bootstrap.empty()) c->bootstrap = global_client.bootstrap;
@@ -249,6 +261,7 @@ int main(int argc, char** argv) {
   if (*connect_run_cmd) return ordo::cli::connect_run(pipeline_path);
   if (*connect_status_cmd) return ordo::cli::connect_status(connect_http);
   if (*pg_stream_cmd) return ordo::cli::connect_pg_stream(pgs);
+  if (*view_rebuild_cmd) return ordo::cli::view_rebuild(vr);
   if (*create_cmd) return ordo::cli::topic_create(topic);
   if (*list_cmd) return ordo::cli::topic_list(topic);
   if (*describe_cmd) return ordo::cli::topic_describe(topic);

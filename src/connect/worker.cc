@@ -5,7 +5,10 @@
 #include <charconv>
 #include <chrono>
 #include <filesystem>
+#include <set>
 
+#include "base/file.h"
+#include "connect/rebuild.h"
 #include "http/json.h"
 
 #include "base/log.h"
@@ -41,22 +44,28 @@ std::optional<int64_t> int_param(const http::Request& req, const char* name) {
   return v;
 }
 
-// Change capture's TRUNCATE marker (pg_source.h): a record with the header ordo.truncate.
-bool is_truncate_marker(rd_kafka_message_t* m) {
-  rd_kafka_headers_t* hdrs = nullptr;
-  const void* v = nullptr;
-  size_t n = 0;
-  return rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-         rd_kafka_header_get_last(hdrs, "ordo.truncate", &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR;
-}
-
 }  // namespace
 
 // One sink: its store, its consumer and the thread that moves records from one to the other.
 struct Worker::Task {
   Worker* worker = nullptr;
   SinkConfig config;
-  std::unique_ptr<TableView> view;
+  // The live store: replaced (under view_mu) when a rebuild swaps in a new one. Readers take
+  // a reference and keep the store they got alive while they use it.
+  std::mutex view_mu;
+  std::shared_ptr<TableView> view_;
+  std::string view_dir;  // <data_dir>/views/<name>
+  int64_t generation = 0;
+  std::shared_ptr<TableView> view() {
+    std::lock_guard lk(view_mu);
+    return view_;
+  }
+  // A rebuild: its thread and progress (under worker->mu_), and the pause handshake with the
+  // task thread (under worker->mu_, signalled on worker->applied_).
+  std::thread rebuild_thread;
+  RebuildProgress rebuild;
+  bool pause_requested = false;
+  bool paused = false;
   std::unique_ptr<rd_kafka_t, KafkaDeleter> rk;
   std::unique_ptr<rd_kafka_t, KafkaDeleter> dlq;  // producer of the dead-letter topic
   // Failed dead-letter deliveries, counted by the delivery callback (a member, not a local:
@@ -80,7 +89,7 @@ struct Worker::Task {
       for (int i = 0; i < parts->cnt; ++i) {
         auto& p = parts->elems[i];
         TopicPartition tp{p.topic, p.partition};
-        auto pos = view->position(tp);
+        auto pos = view()->position(tp);
         if (!pos) {
           ORDO_LOG_ERROR("sink {}: {}: {}", config.name, tp.to_string(), pos.error().to_string());
         }
@@ -101,7 +110,7 @@ struct Worker::Task {
     std::vector<PartitionStatus> parts;
     for (const auto& tp : assigned) {
       PartitionStatus ps{tp};
-      if (auto pos = view->position(tp); pos && *pos) ps.position = **pos;
+      if (auto pos = view()->position(tp); pos && *pos) ps.position = **pos;
       int64_t lo = -1, hi = -1;
       if (rd_kafka_get_watermark_offsets(rk.get(), tp.topic.c_str(), tp.partition, &lo, &hi) ==
               RD_KAFKA_RESP_ERR_NO_ERROR &&
@@ -121,30 +130,15 @@ struct Worker::Task {
     int64_t backoff = kBackoffMinMs;
     while (!worker->stopping_) {
       auto r = [&]() -> Result<void> {
-        auto pos = ORDO_TRY(view->position(tp));
-        std::vector<TableView::Change> changes;
+        auto v = view();
+        auto pos = ORDO_TRY(v->position(tp));
         std::vector<rd_kafka_message_t*> rejected;
-        for (auto* m : msgs) {
-          if (pos && m->offset < *pos) continue;
-          if (is_truncate_marker(m)) {
-            changes.push_back(TableView::Change{{}, std::nullopt, m->offset, true});
-            continue;
-          }
-          if (!m->key) {
-            rejected.push_back(m);
-            continue;
-          }
-          TableView::Change c;
-          c.key.assign(static_cast<const char*>(m->key), m->key_len);
-          if (m->payload) c.value = std::string(static_cast<const char*>(m->payload), m->len);
-          c.offset = m->offset;
-          changes.push_back(std::move(c));
-        }
+        auto changes = to_changes(msgs, pos, &rejected);
         int64_t next = msgs.back()->offset + 1;
         if (pos && next <= *pos) return ok();
         // Dead letters first: once the position passes them they are never read again.
         ORDO_TRY(dead_letter(rejected, "no key: a table view keeps records by key"));
-        ORDO_TRY(view->apply(tp, changes, next));
+        ORDO_TRY(v->apply(tp, changes, next));
         std::lock_guard lk(worker->mu_);
         status.records_applied += int64_t(changes.size());
         status.records_dead_lettered += int64_t(rejected.size());
@@ -206,11 +200,121 @@ struct Worker::Task {
     return ok();
   }
 
+  // Between batches: while a rebuild finishes, the task waits (the view it writes is about to
+  // be replaced), then goes on with whatever view is live.
+  void pause_point() {
+    std::unique_lock lk(worker->mu_);
+    if (!pause_requested) return;
+    paused = true;
+    worker->applied_.notify_all();
+    worker->applied_.wait(lk, [&] { return !pause_requested || worker->stopping_.load(); });
+    paused = false;
+  }
+
+  // Opens the live generation of the view (<view_dir>/generation names it; 1 when missing) and
+  // removes what an interrupted rebuild left.
+  Result<void> open_view() {
+    std::error_code ec;
+    std::filesystem::create_directories(view_dir, ec);
+    if (ec) return make_error(Errc::io, "create {}: {}", view_dir, ec.message());
+    const std::string gen_file = view_dir + "/generation";
+    generation = 1;
+    if (std::filesystem::exists(gen_file)) {
+      auto text = ORDO_TRY(read_file(gen_file, 64));
+      int64_t g = 0;
+      auto [p, e] = std::from_chars(text.data(), text.data() + text.size(), g);
+      if (e != std::errc() || g < 1 || (p != text.data() + text.size() && *p != '\n')) {
+        return make_error(Errc::corrupt, "{}: not a generation number", gen_file);
+      }
+      generation = g;
+    } else {
+      ORDO_TRY(write_file_atomic(gen_file, "1\n"));
+    }
+    const std::string live = "gen-" + std::to_string(generation);
+    for (const auto& entry : std::filesystem::directory_iterator(view_dir, ec)) {
+      std::string name = entry.path().filename().string();
+      if (name.starts_with("gen-") && name != live) {
+        ORDO_LOG_INFO("sink {}: removing {} (an unfinished or replaced rebuild)", config.name, name);
+        std::error_code rec;
+        std::filesystem::remove_all(entry.path(), rec);
+      }
+    }
+    view_ = ORDO_TRY(TableView::open(view_dir + "/" + live));
+    return ok();
+  }
+
+  // The rebuild thread: a new generation filled from the log, then swapped in.
+  void run_rebuild() {
+    const int64_t gen = generation + 1;
+    const std::string dir = view_dir + "/gen-" + std::to_string(gen);
+    std::error_code ec;
+    auto r = [&]() -> Result<void> {
+      std::filesystem::remove_all(dir, ec);
+      std::unique_ptr<TableView> fresh = ORDO_TRY(TableView::open(dir));
+      RebuildOptions o;
+      o.bootstrap = worker->config_.bootstrap;
+      o.client_id = "ordo-connect-" + config.name + "-rebuild";
+      o.topics = config.topics;
+      // What the view holds: the partitions it has positions for and those assigned now.
+      std::set<TopicPartition> parts;
+      for (const auto& [tp, _] : ORDO_TRY(view()->positions())) parts.insert(tp);
+      {
+        std::lock_guard lk(worker->mu_);
+        for (const auto& p : status.partitions) parts.insert(p.tp);
+      }
+      o.partitions.assign(parts.begin(), parts.end());
+      auto pause_live = [&]() -> Result<std::vector<std::pair<TopicPartition, int64_t>>> {
+        std::unique_lock lk(worker->mu_);
+        pause_requested = true;
+        worker->applied_.wait(lk, [&] {
+          return paused || status.state == "stopped" || worker->stopping_.load();
+        });
+        if (worker->stopping_) return make_error(Errc::closed, "stopping");
+        lk.unlock();
+        return view()->positions();
+      };
+      auto progress = [&](const RebuildProgress& p) {
+        std::lock_guard lk(worker->mu_);
+        rebuild = p;
+        rebuild.generation = gen;
+      };
+      ORDO_TRY(rebuild_view(o, *fresh, worker->stopping_, progress, pause_live));
+      // The swap: the generation file names the new store, then it goes live.
+      ORDO_TRY(write_file_atomic(view_dir + "/generation", std::to_string(gen) + "\n"));
+      std::shared_ptr<TableView> old;
+      {
+        std::lock_guard lk(view_mu);
+        old = std::exchange(view_, std::shared_ptr<TableView>(std::move(fresh)));
+      }
+      const int64_t old_gen = std::exchange(generation, gen);
+      old.reset();  // readers still holding it keep it open until they finish
+      std::filesystem::remove_all(view_dir + "/gen-" + std::to_string(old_gen), ec);
+      return ok();
+    }();
+    RebuildProgress final_state;
+    {
+      std::lock_guard lk(worker->mu_);
+      pause_requested = false;
+      rebuild.state = r ? "done" : "failed";
+      rebuild.error = r ? "" : r.error().to_string();
+      final_state = rebuild;
+    }
+    worker->applied_.notify_all();
+    if (r) {
+      ORDO_LOG_INFO("sink {}: rebuilt as generation {} ({} records in {} ms)", config.name, gen,
+                    final_state.records, final_state.elapsed_ms);
+    } else {
+      ORDO_LOG_ERROR("sink {}: rebuild failed: {}", config.name, r.error().to_string());
+      std::filesystem::remove_all(dir, ec);
+    }
+  }
+
   void run() {
     set_state("running");
     std::vector<rd_kafka_message_t*> batch;
     auto last_refresh = std::chrono::steady_clock::now();
     while (!worker->stopping_) {
+      pause_point();
       batch.clear();
       for (int i = 0; i < kPollBatch; ++i) {
         rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), i == 0 ? 100 : 0);
@@ -266,7 +370,8 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
     t->status.name = sc.name;
     t->status.type = sc.type;
     t->status.state = "starting";
-    t->view = ORDO_TRY(TableView::open(w->config_.data_dir + "/views/" + sc.name));
+    t->view_dir = w->config_.data_dir + "/views/" + sc.name;
+    ORDO_TRY(t->open_view());
     char err[512];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     auto set = [&](const char* k, const std::string& v) -> Result<void> {
@@ -336,6 +441,7 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
     ho.host = w->config_.http_host;
     ho.port = w->config_.http_port;
     ho.threads = 4;  // a read-your-writes GET may wait for its offset
+    ho.allow_post = true;  // POST /views/<name>/rebuild
     Worker* self = w.get();
     w->http_ = ORDO_TRY(http::Server::start(ho, [self](const http::Request& r) {
       return self->route(r);
@@ -358,13 +464,17 @@ void Worker::stop() {
   for (auto& s : sources_) s->stop();
   for (auto& t : tasks_) {
     if (t->thread.joinable()) t->thread.join();
+    if (t->rebuild_thread.joinable()) t->rebuild_thread.join();
   }
 }
 
 std::vector<TaskStatus> Worker::status() const {
   std::lock_guard lk(mu_);
   std::vector<TaskStatus> out;
-  for (const auto& t : tasks_) out.push_back(t->status);
+  for (const auto& t : tasks_) {
+    out.push_back(t->status);
+    out.back().rebuild = t->rebuild;
+  }
   return out;
 }
 
@@ -384,7 +494,7 @@ Worker::Task* Worker::find(std::string_view name) {
 std::optional<int64_t> Worker::wait_applied(Task& t, const TopicPartition& tp, int64_t offset,
                                             int64_t timeout_ms) {
   auto current = [&]() -> std::optional<int64_t> {
-    auto p = t.view->position(tp);
+    auto p = t.view()->position(tp);
     return p ? *p : std::nullopt;
   };
   std::unique_lock lk(mu_);
@@ -395,8 +505,42 @@ std::optional<int64_t> Worker::wait_applied(Task& t, const TopicPartition& tp, i
   return current();
 }
 
+namespace {
+
+json rebuild_json(const RebuildProgress& p) {
+  return {{"state", p.state},           {"generation", p.generation},
+          {"records", p.records},       {"offsets_done", p.offsets_done},
+          {"offsets_total", p.offsets_total}, {"elapsed_ms", p.elapsed_ms},
+          {"error", p.error}};
+}
+
+}  // namespace
+
+http::Response Worker::start_rebuild(Task& t) {
+  {
+    std::lock_guard lk(mu_);
+    if (t.rebuild.state == "building" || t.rebuild.state == "catching-up") {
+      return json_response(409, {{"error", "a rebuild of this view is running"},
+                                 {"rebuild", rebuild_json(t.rebuild)}});
+    }
+    if (stopping_) return json_response(503, {{"error", "the worker is stopping"}});
+    t.rebuild = RebuildProgress{};
+    t.rebuild.state = "building";
+    t.rebuild.generation = t.generation + 1;
+  }
+  if (t.rebuild_thread.joinable()) t.rebuild_thread.join();  // the last one, finished
+  Task* task = &t;
+  t.rebuild_thread = std::thread([task] { task->run_rebuild(); });
+  std::lock_guard lk(mu_);
+  return json_response(202, rebuild_json(t.rebuild));
+}
+
 http::Response Worker::route(const http::Request& req) {
   const std::string& path = req.path;
+  const bool post = req.method == "POST";
+  if (post && !path.ends_with("/rebuild")) {
+    return json_response(405, {{"error", "only /views/<name>/rebuild takes POST"}});
+  }
   if (path == "/status") {
     json tasks = json::array();
     for (const auto& s : status()) {
@@ -415,7 +559,8 @@ http::Response Worker::route(const http::Request& req) {
                        {"error", s.error},
                        {"records_applied", s.records_applied},
                        {"records_dead_lettered", s.records_dead_lettered},
-                       {"partitions", parts}});
+                       {"partitions", parts},
+                       {"rebuild", rebuild_json(s.rebuild)}});
     }
     json sources = json::array();
     for (const auto& s : source_status()) {
@@ -441,11 +586,16 @@ http::Response Worker::route(const http::Request& req) {
   Task* t = slash == std::string_view::npos ? nullptr : find(name);
   if (!t) return json_response(404, {{"error", "no view named '" + name + "'"}});
   std::string_view what = rest.substr(slash + 1);
+  if (what == "rebuild") {
+    if (post) return start_rebuild(*t);
+    std::lock_guard lk(mu_);
+    return json_response(200, rebuild_json(t->rebuild));
+  }
   if (what == "scan") {
     auto limit = int_param(req, "limit").value_or(100);
     if (limit < 1 || limit > 10000) return json_response(400, {{"error", "limit is 1-10000"}});
     auto it = req.query.find("prefix");
-    auto rows = t->view->scan(it == req.query.end() ? "" : it->second, size_t(limit));
+    auto rows = t->view()->scan(it == req.query.end() ? "" : it->second, size_t(limit));
     if (!rows) return json_response(500, {{"error", rows.error().to_string()}});
     json a = json::array();
     for (const auto& [k, e] : *rows) a.push_back({{"key", k}, {"value", e.value}, {"offset", e.offset}});
@@ -471,7 +621,7 @@ http::Response Worker::route(const http::Request& req) {
                                  {"position", pos ? *pos : -1}});
     }
   }
-  auto e = t->view->get(key);
+  auto e = t->view()->get(key);
   if (!e) return json_response(500, {{"error", e.error().to_string()}});
   if (!*e) return json_response(404, {{"error", "no such key"}, {"key", key}});
   return json_response(200, {{"key", key}, {"value", (*e)->value}, {"offset", (*e)->offset}});

@@ -26,6 +26,7 @@
 #include "base/result.h"
 #include "connect/pg_source.h"
 #include "connect/pipeline.h"
+#include "connect/rebuild.h"
 #include "connect/table_view.h"
 #include "http/server.h"
 #include "model/topic_partition.h"
@@ -46,6 +47,7 @@ struct TaskStatus {
   int64_t records_applied = 0;
   int64_t records_dead_lettered = 0;  // sent to the dead-letter topic (e.g. no key)
   std::vector<PartitionStatus> partitions;  // assigned to this worker
+  RebuildProgress rebuild;                  // the last rebuild of the view
 };
 
 class Worker {
@@ -73,6 +75,8 @@ class Worker {
   std::optional<int64_t> wait_applied(Task& t, const model::TopicPartition& tp, int64_t offset,
                                       int64_t timeout_ms);
   Task* find(std::string_view name);
+  // POST /views/<name>/rebuild: starts a rebuild thread unless one runs.
+  http::Response start_rebuild(Task& t);
 
   PipelineConfig config_;
   std::vector<std::unique_ptr<Task>> tasks_;

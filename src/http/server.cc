@@ -74,8 +74,13 @@ struct Server::Impl {
       auto req = parse_request_head(std::string_view(data).substr(0, head_end));
       if (!req) {
         resp = {400, "text/plain", req.error().message + "\n"};
-      } else if (req->method != "GET" && req->method != "HEAD") {
+      } else if (req->method != "GET" && req->method != "HEAD" &&
+                 !(req->method == "POST" && opts.allow_post)) {
         resp = {405, "text/plain", fmt::format("method {} is not allowed\n", req->method)};
+      } else if (req->headers.contains("transfer-encoding") ||
+                 (req->headers.contains("content-length") &&
+                  req->headers.at("content-length") != "0")) {
+        resp = {413, "text/plain", "request bodies are not accepted: use the query\n"};
       } else {
         head_only = req->method == "HEAD";
         resp = handler(*req);
@@ -161,8 +166,8 @@ void Server::stop() {
   impl_->acceptor.close(ignored);
 }
 
-Result<Response> get(const std::string& host, uint16_t port, const std::string& target,
-                     int64_t timeout_ms) {
+Result<Response> request(std::string_view method, const std::string& host, uint16_t port,
+                         const std::string& target, int64_t timeout_ms) {
   asio::io_context ctx(1);
   tcp::socket sock(ctx);
   tcp::resolver resolver(ctx);
@@ -186,8 +191,9 @@ Result<Response> get(const std::string& host, uint16_t port, const std::string& 
       co_return;
     }
     std::string req = fmt::format(
-        "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: ordo\r\nConnection: close\r\n\r\n", target,
-        host, port);
+        "{} {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: ordo\r\nContent-Length: 0\r\n"
+        "Connection: close\r\n\r\n",
+        method, target, host, port);
     asio::error_code wec;
     co_await asio::async_write(sock, asio::buffer(req),
                                asio::redirect_error(asio::use_awaitable, wec));
@@ -212,11 +218,12 @@ Result<Response> get(const std::string& host, uint16_t port, const std::string& 
   asio::co_spawn(ctx, run(), asio::detached);
   ctx.run_for(std::chrono::milliseconds(timeout_ms));
   if (!done) {
-    return make_error(Errc::io, "GET http://{}:{}{}: no answer within {} ms", host, port, target,
-                      timeout_ms);
+    return make_error(Errc::io, "{} http://{}:{}{}: no answer within {} ms", method, host, port,
+                      target, timeout_ms);
   }
   if (result) {
-    return make_error(Errc::io, "GET http://{}:{}{}: {}", host, port, target, result.message());
+    return make_error(Errc::io, "{} http://{}:{}{}: {}", method, host, port, target,
+                      result.message());
   }
   return parse_response(data);
 }

@@ -1,6 +1,6 @@
 #pragma once
 // A small HTTP/1.1 server for the admin API: `threads` threads (one by default), one request
-// per connection (Connection: close), GET and HEAD only. Each connection runs on a strand, so
+// per connection (Connection: close), GET and HEAD (and POST without a body, when allowed). Each connection runs on a strand, so
 // its handler runs on one of the threads; with one thread the handlers run one at a time, with
 // more they may run at once (and must then be thread-safe, as a handler that waits for
 // something, e.g. a view reaching an offset, needs). Handlers may block their thread briefly
@@ -26,6 +26,9 @@ struct ServerOptions {
   int max_connections = 64;
   int threads = 1;
   int64_t read_timeout_ms = 10'000;
+  // POST reaches the handler (which answers 405 where it means nothing); a request body is
+  // refused (413): every parameter goes in the query.
+  bool allow_post = false;
 };
 
 class Server {
@@ -46,9 +49,13 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
-// Blocking GET for tools and tests: connects to host:port, sends the request, reads until the
-// server closes (at most kMaxResponseBytes) within timeout_ms overall.
-Result<Response> get(const std::string& host, uint16_t port, const std::string& target,
-                     int64_t timeout_ms = 10'000);
+// Blocking request without a body for tools and tests: connects to host:port, sends it, reads
+// until the server closes (at most kMaxResponseBytes) within timeout_ms overall.
+Result<Response> request(std::string_view method, const std::string& host, uint16_t port,
+                         const std::string& target, int64_t timeout_ms = 10'000);
+inline Result<Response> get(const std::string& host, uint16_t port, const std::string& target,
+                            int64_t timeout_ms = 10'000) {
+  return request("GET", host, port, target, timeout_ms);
+}
 
 }  // namespace ordo::http

@@ -66,14 +66,17 @@ class Connect:
     def log(self):
         return open(self.log_path, errors="replace").read()
 
-    def get(self, path):
+    def get(self, path, method="GET"):
         """(status, JSON body) of GET path."""
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
-                                        timeout=2 * WAIT_S) as r:
+            with urllib.request.urlopen(req, timeout=2 * WAIT_S) as r:
                 return r.status, json.load(r)
         except urllib.error.HTTPError as e:
             return e.code, json.load(e)
+
+    def post(self, path):
+        return self.get(path, method="POST")
 
     def scan(self, view):
         """{key: value} of every key of a table view."""

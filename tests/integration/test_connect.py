@@ -160,6 +160,36 @@ class ConnectTableViewTest(unittest.TestCase):
         status, body = connect.get("/views/users/keys/no-such-key")
         self.assertEqual(status, 404)
 
+        # `ordo view rebuild` while a producer writes: the old store serves until the new one,
+        # read from offset 0, has caught up; then the new one is live and equals the topic.
+        before = connect.view()
+        t = threading.Thread(target=writer.write, args=(3000, random.Random(rng.random())))
+        t.start()
+        r = subprocess.run([ORDO_BIN, "view", "rebuild", "users", "--http",
+                            f"127.0.0.1:{connect.port}"],
+                           capture_output=True, text=True, timeout=4 * kw.WAIT_S)
+        t.join()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("view users rebuilt: generation 2", r.stdout)
+        self.assertRegex(r.stderr, r"\] 100% \d+ records  \d+ records/s  ETA \S+  \(done\)")
+        status, prog = connect.get("/views/users/rebuild")
+        self.assertEqual((status, prog["state"], prog["generation"]), (200, "done", 2), prog)
+        self.assertGreaterEqual(prog["records"], len(before))
+        views_dir = os.path.join(root, "data", "views", "users")
+        self.assertEqual(sorted(os.listdir(views_dir)), ["gen-2", "generation"])
+        connect.wait_caught_up(writer.ends)
+        self.assertEqual(connect.view(), writer.table())
+        # A second request while none runs starts generation 3; the view still answers.
+        status, body = connect.post("/views/users/rebuild")
+        self.assertEqual((status, body["generation"]), (202, 3), body)
+        self.assertEqual(connect.get("/views/nope/rebuild")[0], 404)
+        self.assertEqual(connect.post("/views/users/scan")[0], 405)
+        deadline = time.monotonic() + 2 * kw.WAIT_S
+        while connect.get("/views/users/rebuild")[1]["state"] != "done":
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        self.assertEqual(connect.view(), writer.table())
+
         # `ordo connect status` prints each partition at its end.
         r = subprocess.run([ORDO_BIN, "connect", "status", "--http", f"127.0.0.1:{connect.port}"],
                            capture_output=True, text=True, timeout=kw.WAIT_S)

@@ -143,6 +143,24 @@ TEST(HttpServer, AnswersGetsAndRefusesTheRest) {
   EXPECT_FALSE(get("127.0.0.1", port, "/hello", 2000));
 }
 
+TEST(HttpServer, PostsWithoutABodyWhenAllowed) {
+  ServerOptions o;
+  o.allow_post = true;
+  auto server = Server::start(o, [&](const Request& req) {
+    return Response{200, "text/plain", req.method + " " + req.path};
+  });
+  ASSERT_TRUE(server) << server.error().to_string();
+  uint16_t port = (*server)->port();
+  auto r = request("POST", "127.0.0.1", port, "/run");
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->body, "POST /run");
+  EXPECT_TRUE(raw_exchange(port, "POST /run HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
+                  .starts_with("HTTP/1.1 413"));
+  EXPECT_TRUE(raw_exchange(port, "POST /run HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+                  .starts_with("HTTP/1.1 413"));
+  EXPECT_TRUE(raw_exchange(port, "PUT /run HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+}
+
 TEST(HttpServer, WithSeveralThreadsAHandlerMayWaitWhileOthersAreServed) {
   // The first request's handler blocks until a later request has been answered: with one
   // thread that could never happen; with two it must.

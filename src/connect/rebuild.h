@@ -1,0 +1,65 @@
+#pragma once
+// Rebuilding a table view from the log (`ordo view rebuild`, docs/connect.md): a fresh store is
+// filled from the earliest offset of each partition by a consumer of its own while the live
+// view keeps serving; once it has reached the partitions' ends as they were at the start, the
+// live task pauses, the new store catches up with the old one's positions, and the caller
+// swaps them.
+//
+// Also the one place where Kafka records become TableView changes, for the live task and the
+// rebuild alike.
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "connect/table_view.h"
+#include "model/topic_partition.h"
+
+namespace ordo::connect {
+
+// Change capture's TRUNCATE marker (pg_source.h): a record with the header ordo.truncate.
+bool is_truncate_marker(const rd_kafka_message_t* m);
+
+// The changes of one partition's messages (offset order) at or past `from`: values,
+// tombstones, truncate markers. Messages without a key (and not markers) are not changes:
+// they go to `keyless` when given.
+std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>& msgs,
+                                          std::optional<int64_t> from,
+                                          std::vector<rd_kafka_message_t*>* keyless);
+
+struct RebuildProgress {
+  std::string state = "none";  // none, building, catching-up, done, failed
+  int64_t generation = 0;      // of the store being built
+  int64_t records = 0;         // records read
+  int64_t offsets_done = 0;    // sum over partitions of (position - start)
+  int64_t offsets_total = 0;   // sum over partitions of (end at the start - start)
+  int64_t elapsed_ms = 0;
+  std::string error;
+};
+
+struct RebuildOptions {
+  std::string bootstrap;
+  std::string client_id;
+  std::vector<std::string> topics;
+  // Partitions the view holds (its positions and assignment); empty: every partition of the
+  // topics.
+  std::vector<model::TopicPartition> partitions;
+};
+
+// Fills `into` (an empty store) and returns when it holds at least what the live view holds.
+// `pause_live` is called once the first pass is done: it returns the live view's positions
+// after its task has paused (and stays paused until the caller resumes it). `progress` is
+// called from this thread as the work goes on. Errc::closed when `stopping` became true.
+Result<void> rebuild_view(
+    const RebuildOptions& options, TableView& into, const std::atomic<bool>& stopping,
+    const std::function<void(const RebuildProgress&)>& progress,
+    const std::function<Result<std::vector<std::pair<model::TopicPartition, int64_t>>>()>&
+        pause_live);
+
+}  // namespace ordo::connect
