@@ -77,10 +77,6 @@ struct Server::Impl {
       } else if (req->method != "GET" && req->method != "HEAD" &&
                  !(req->method == "POST" && opts.allow_post)) {
         resp = {405, "text/plain", fmt::format("method {} is not allowed\n", req->method)};
-      } else if (req->headers.contains("transfer-encoding") ||
-                 (req->headers.contains("content-length") &&
-                  req->headers.at("content-length") != "0")) {
-        resp = {413, "text/plain", "request bodies are not accepted: use the query\n"};
       } else {
         head_only = req->method == "HEAD";
         resp = handler(*req);

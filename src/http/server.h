@@ -27,7 +27,7 @@ struct ServerOptions {
   int threads = 1;
   int64_t read_timeout_ms = 10'000;
   // POST reaches the handler (which answers 405 where it means nothing); a request body is
-  // refused (413): every parameter goes in the query.
+  // refused (400, as for every method): every parameter goes in the query.
   bool allow_post = false;
 };
 
