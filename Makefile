@@ -9,7 +9,7 @@ JOBS      ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
 .PHONY: all deps configure build run test test-release test-sanitize bench bench-broker \
-        bench-groups bench-cleaner fuzz \
+        bench-groups bench-cleaner bench-cdc fuzz \
         format format-check clean
 
 all: build
@@ -47,6 +47,7 @@ bench: build
 	bench/run-broker-bench --build-dir $(BUILD_DIR)
 	bench/run-group-bench --build-dir $(BUILD_DIR)
 	bench/run-cleaner-bench --build-dir $(BUILD_DIR)
+	bench/run-cdc-bench --build-dir $(BUILD_DIR)
 
 # The broker benchmark alone: Ordo beside librdkafka's mock cluster, Redis Streams and NATS
 # JetStream (BENCHMARKS.md). nats_bench (Go) is not part of `build`.
@@ -65,6 +66,11 @@ bench-groups: build
 # (BENCHMARKS.md).
 bench-cleaner: build
 	bench/run-cleaner-bench --build-dir $(BUILD_DIR)
+
+# The change-capture benchmark alone (about 3 minutes): PostgreSQL -> source -> topic -> table
+# view under pgbench inserts, beside pgbench alone and pg_recvlogical (BENCHMARKS.md).
+bench-cdc: build
+	bench/run-cdc-bench --build-dir $(BUILD_DIR)
 
 # Coverage-guided fuzzing with libFuzzer (clang 14). FUZZ_TARGET=record_batch FUZZ_SECONDS=60
 FUZZ_TARGET  ?= record_batch

@@ -39,33 +39,16 @@ bool topic_char(char c) {
          c == '_' || c == '-';
 }
 
-// What a source remembers between runs: its slot, whether the snapshot finished, and the LSN
-// up to which every transaction is acknowledged by the broker.
-struct State {
-  std::string slot;
-  bool snapshot_done = false;
-  pg::Lsn lsn = 0;
-};
+using State = PgSourceState;
 
 Result<std::optional<State>> load_state(const std::string& path) {
   if (!std::filesystem::exists(path)) return std::optional<State>();
   auto text = ORDO_TRY(read_file(path, 1 << 16));
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("slot") || !j["slot"].is_string() ||
-      !j.contains("snapshot_done") || !j["snapshot_done"].is_boolean() || !j.contains("lsn") ||
-      !j["lsn"].is_string()) {
-    return make_error(Errc::corrupt, "{}: not a source state file", path);
-  }
-  State s;
-  s.slot = j["slot"].get<std::string>();
-  s.snapshot_done = j["snapshot_done"].get<bool>();
-  s.lsn = ORDO_TRY(pg::parse_lsn(j["lsn"].get<std::string>()));
-  return std::optional<State>(std::move(s));
+  return std::optional<State>(ORDO_TRY(decode_source_state(text, path)));
 }
 
 Result<void> store_state(const std::string& path, const State& s) {
-  json j = {{"slot", s.slot}, {"snapshot_done", s.snapshot_done}, {"lsn", pg::format_lsn(s.lsn)}};
-  return write_file_atomic(path, j.dump() + "\n");
+  return write_file_atomic(path, encode_source_state(s));
 }
 
 struct KafkaDeleter {
@@ -76,6 +59,24 @@ struct KafkaDeleter {
 };
 
 }  // namespace
+
+std::string encode_source_state(const PgSourceState& s) {
+  json j = {{"slot", s.slot}, {"snapshot_done", s.snapshot_done}, {"lsn", pg::format_lsn(s.lsn)}};
+  return j.dump() + "\n";
+}
+
+Result<PgSourceState> decode_source_state(std::string_view text, std::string_view path) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || j.size() != 3 || !j.contains("slot") ||
+      !j["slot"].is_string() || j["slot"].get<std::string>().empty() ||
+      !j.contains("snapshot_done") || !j["snapshot_done"].is_boolean() || !j.contains("lsn") ||
+      !j["lsn"].is_string()) {
+    return make_error(Errc::corrupt, "{}: not a source state file", path);
+  }
+  auto lsn = pg::parse_lsn(j["lsn"].get<std::string>());
+  if (!lsn) return make_error(Errc::corrupt, "{}: {}", path, lsn.error().message);
+  return PgSourceState{j["slot"].get<std::string>(), j["snapshot_done"].get<bool>(), *lsn};
+}
 
 std::string table_topic(std::string_view prefix, std::string_view schema, std::string_view table) {
   std::string out = fmt::format("{}.{}.{}", prefix, schema, table);
@@ -141,7 +142,7 @@ struct PgSource::Session {
              {"client.id", "ordo-connect-" + cfg.name},
              {"acks", "all"},
              {"enable.idempotence", "true"},
-             {"linger.ms", "5"},
+             {"linger.ms", "1"},
              {"compression.codec", "lz4"},
              {"message.timeout.ms", "0"},  // wait for the broker as long as it takes
              {"queue.buffering.max.kbytes", "65536"}}) {

@@ -91,6 +91,19 @@ class PgSource {
   friend struct Session;
 };
 
+// The state file (<data_dir>/sources/<name>/state.json, replaced atomically): the slot, whether
+// the snapshot finished, and the LSN up to which every transaction is acknowledged. Exposed for
+// the format tests.
+struct PgSourceState {
+  std::string slot;
+  bool snapshot_done = false;
+  uint64_t lsn = 0;
+  bool operator==(const PgSourceState&) const = default;
+};
+std::string encode_source_state(const PgSourceState& s);
+// Errc::corrupt naming the file when the text is not a state.
+Result<PgSourceState> decode_source_state(std::string_view text, std::string_view path);
+
 // The topic of a table: "<prefix>.<schema>.<table>", characters a topic name cannot hold as
 // '_' (exposed for tests).
 std::string table_topic(std::string_view prefix, std::string_view schema, std::string_view table);

@@ -213,7 +213,9 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
     if (!s->is_array_of_tables()) return bad(source, "sink must be an array of tables: [[sink]]");
     for (const auto& n : *s->as_array()) {
       const toml::table& t = *n.as_table();
-      ORDO_TRY(only_keys(t, {"name", "type", "topics", "dead_letter_topic"}, "sink", source));
+      ORDO_TRY(only_keys(t, {"name", "type", "topics", "dead_letter_topic", "key_format",
+                             "value_format"},
+                         "sink", source));
       SinkConfig sc;
       sc.name = ORDO_TRY(string_at(t, "name", "sink", source));
       sc.type = ORDO_TRY(string_at(t, "type", "sink", source));
@@ -242,6 +244,15 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
         if (!valid_name(sc.dead_letter_topic)) {
           return bad(source, fmt::format("sink '{}': dead_letter_topic must be a topic name",
                                          sc.name));
+        }
+      }
+      for (auto [key, field] : {std::pair{"key_format", &sc.key_format},
+                                std::pair{"value_format", &sc.value_format}}) {
+        if (!t.contains(key)) continue;
+        *field = ORDO_TRY(string_at(t, key, "sink", source));
+        if (*field != "bytes" && *field != "json") {
+          return bad(source, fmt::format("sink '{}': {} '{}' is not bytes or json", sc.name, key,
+                                         *field));
         }
       }
       for (const auto& topic : sc.topics) {

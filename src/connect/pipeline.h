@@ -16,6 +16,8 @@
 //   type = "table"                 # the RocksDB table view
 //   topics = ["users"]
 //   dead_letter_topic = "users.dlq"  # records the sink cannot apply; default "<name>.dlq"
+//   key_format = "bytes"           # or "json": keys that do not parse go to the dead letters
+//   value_format = "bytes"         # or "json": likewise for values (tombstones always pass)
 //
 //   [[source]]
 //   name = "shop"                  # [a-zA-Z0-9._-], unique among sources
@@ -45,6 +47,8 @@ struct SinkConfig {
   std::string type;  // "table"
   std::vector<std::string> topics;
   std::string dead_letter_topic;  // default "<name>.dlq"
+  std::string key_format = "bytes";    // bytes, json
+  std::string value_format = "bytes";  // bytes, json
 };
 
 struct PipelineConfig {

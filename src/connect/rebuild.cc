@@ -5,6 +5,8 @@
 #include <set>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "base/log.h"
 
 namespace ordo::connect {
@@ -21,8 +23,8 @@ bool is_truncate_marker(const rd_kafka_message_t* m) {
 }
 
 std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>& msgs,
-                                          std::optional<int64_t> from,
-                                          std::vector<rd_kafka_message_t*>* keyless) {
+                                          std::optional<int64_t> from, const RecordFormats& f,
+                                          Rejected* rejected) {
   std::vector<TableView::Change> changes;
   changes.reserve(msgs.size());
   for (auto* m : msgs) {
@@ -31,13 +33,20 @@ std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>
       changes.push_back(TableView::Change{{}, std::nullopt, m->offset, true});
       continue;
     }
-    if (!m->key) {
-      if (keyless) keyless->push_back(m);
+    std::string_view key(static_cast<const char*>(m->key), m->key ? m->key_len : 0);
+    std::string_view value(static_cast<const char*>(m->payload), m->payload ? m->len : 0);
+    const char* why = !m->key                                        ? "no key: a table view keeps records by key"
+                      : f.json_key && !nlohmann::json::accept(key)   ? "the key is not JSON"
+                      : f.json_value && m->payload && !nlohmann::json::accept(value)
+                          ? "the value is not JSON"
+                          : nullptr;
+    if (why) {
+      if (rejected) rejected->emplace_back(m, why);
       continue;
     }
     TableView::Change c;
-    c.key.assign(static_cast<const char*>(m->key), m->key_len);
-    if (m->payload) c.value = std::string(static_cast<const char*>(m->payload), m->len);
+    c.key = std::string(key);
+    if (m->payload) c.value = std::string(value);
     c.offset = m->offset;
     changes.push_back(std::move(c));
   }
@@ -187,7 +196,7 @@ Result<void> rebuild_view(
           r = std::move(current).error();
           continue;
         }
-        auto changes = to_changes(msgs, *current, nullptr);
+        auto changes = to_changes(msgs, *current, options.formats, nullptr);
         int64_t next = std::max(msgs.back()->offset + 1, current->value_or(0));
         r = into.apply(tp, changes, next);
         if (r) {

@@ -26,12 +26,19 @@ namespace ordo::connect {
 // Change capture's TRUNCATE marker (pg_source.h): a record with the header ordo.truncate.
 bool is_truncate_marker(const rd_kafka_message_t* m);
 
+// How a sink reads keys and values: "bytes" (anything) or "json" (must parse).
+struct RecordFormats {
+  bool json_key = false;
+  bool json_value = false;
+};
+using Rejected = std::vector<std::pair<rd_kafka_message_t*, std::string>>;  // and why
+
 // The changes of one partition's messages (offset order) at or past `from`: values,
-// tombstones, truncate markers. Messages without a key (and not markers) are not changes:
-// they go to `keyless` when given.
+// tombstones, truncate markers. Messages a table cannot take (no key; a key or value that
+// does not decode in its format) are not changes: they go to `rejected` with the reason.
 std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>& msgs,
-                                          std::optional<int64_t> from,
-                                          std::vector<rd_kafka_message_t*>* keyless);
+                                          std::optional<int64_t> from, const RecordFormats& f,
+                                          Rejected* rejected);
 
 struct RebuildProgress {
   std::string state = "none";  // none, building, catching-up, done, failed
@@ -47,6 +54,7 @@ struct RebuildOptions {
   std::string bootstrap;
   std::string client_id;
   std::vector<std::string> topics;
+  RecordFormats formats;
   // Partitions the view holds (its positions and assignment); empty: every partition of the
   // topics.
   std::vector<model::TopicPartition> partitions;

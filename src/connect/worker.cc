@@ -75,6 +75,10 @@ struct Worker::Task {
   TaskStatus status;  // under worker->mu_
   std::vector<TopicPartition> assigned;  // on the task thread
 
+  RecordFormats formats() const {
+    return {config.key_format == "json", config.value_format == "json"};
+  }
+
   void set_state(std::string state, std::string error = {}) {
     std::lock_guard lk(worker->mu_);
     status.state = std::move(state);
@@ -132,12 +136,12 @@ struct Worker::Task {
       auto r = [&]() -> Result<void> {
         auto v = view();
         auto pos = ORDO_TRY(v->position(tp));
-        std::vector<rd_kafka_message_t*> rejected;
-        auto changes = to_changes(msgs, pos, &rejected);
+        Rejected rejected;
+        auto changes = to_changes(msgs, pos, formats(), &rejected);
         int64_t next = msgs.back()->offset + 1;
         if (pos && next <= *pos) return ok();
         // Dead letters first: once the position passes them they are never read again.
-        ORDO_TRY(dead_letter(rejected, "no key: a table view keeps records by key"));
+        ORDO_TRY(dead_letter(rejected));
         ORDO_TRY(v->apply(tp, changes, next));
         std::lock_guard lk(worker->mu_);
         status.records_applied += int64_t(changes.size());
@@ -160,10 +164,10 @@ struct Worker::Task {
   // Sends msgs to the dead-letter topic with their key, value and headers, plus ordo.dlq.*
   // headers (reason, sink, source topic, partition, offset), and waits until every one is
   // acknowledged. At least once: a crash before the position is stored sends them again.
-  Result<void> dead_letter(const std::vector<rd_kafka_message_t*>& msgs, const std::string& why) {
+  Result<void> dead_letter(const Rejected& msgs) {
     if (msgs.empty()) return ok();
     const int64_t failed_before = dlq_failed.load();
-    for (auto* m : msgs) {
+    for (const auto& [m, why] : msgs) {
       rd_kafka_headers_t* hdrs = nullptr;
       rd_kafka_headers_t* original = nullptr;
       hdrs = rd_kafka_message_headers(m, &original) == RD_KAFKA_RESP_ERR_NO_ERROR
@@ -255,6 +259,7 @@ struct Worker::Task {
       o.bootstrap = worker->config_.bootstrap;
       o.client_id = "ordo-connect-" + config.name + "-rebuild";
       o.topics = config.topics;
+      o.formats = formats();
       // What the view holds: the partitions it has positions for and those assigned now.
       std::set<TopicPartition> parts;
       for (const auto& [tp, _] : ORDO_TRY(view()->positions())) parts.insert(tp);

@@ -30,7 +30,9 @@ class Connect(connect_harness.Connect):
         # Static membership: a restarted worker gets its partitions back at once instead of
         # after the killed one's session timeout.
         super().__init__(root, f'bootstrap = "{bootstrap}"\ngroup = "it"\nid = "it-worker"',
-                         f'[[sink]]\nname = "users"\ntype = "table"\ntopics = ["{TOPIC}"]\n')
+                         f'[[sink]]\nname = "users"\ntype = "table"\ntopics = ["{TOPIC}"]\n\n'
+                         f'[[sink]]\nname = "docs"\ntype = "table"\ntopics = ["docs"]\n'
+                         f'key_format = "json"\nvalue_format = "json"\n')
 
     def view(self):
         return self.scan("users")
@@ -89,6 +91,7 @@ class ConnectTableViewTest(unittest.TestCase):
         cls.broker = cls.enterClassContext(kw.Broker())
         cls.bs = cls.broker.bootstrap
         kw.create_topic(cls.bs, TOPIC, PARTITIONS)
+        kw.create_topic(cls.bs, "docs", 1)
 
     def test_view_follows_the_topic_through_kills(self):
         rng = random.Random(int(os.environ.get("ORDO_CONNECT_SEED", "7")))
@@ -145,6 +148,36 @@ class ConnectTableViewTest(unittest.TestCase):
             self.assertEqual(h["ordo.dlq.topic"], TOPIC)
             self.assertEqual((int(h["ordo.dlq.partition"]), int(h["ordo.dlq.offset"])), (part, off))
             self.assertIn("no key", h["ordo.dlq.reason"])
+
+        # A sink with JSON keys and values: what does not parse goes to its dead-letter topic
+        # with the reason; tombstones pass.
+        p = Producer({"bootstrap.servers": self.bs, "acks": "all"})
+        for key, value in [('{"id":1}', '{"a":1}'), ('{"id":2}', 'not json'), ('nope', '{}'),
+                           ('{"id":3}', '[1,2]'), ('{"id":3}', None)]:
+            p.produce("docs", key=key, value=value)
+        self.assertEqual(p.flush(kw.WAIT_S), 0)
+        deadline = time.monotonic() + kw.WAIT_S
+        while True:
+            _, st = connect.get("/status")
+            docs = [t for t in st["tasks"] if t["name"] == "docs"][0]
+            if docs["partitions"] and docs["partitions"][0]["position"] == 5:
+                break
+            self.assertLess(time.monotonic(), deadline, st)
+            time.sleep(0.05)
+        self.assertEqual(docs["records_dead_lettered"], 2)
+        self.assertEqual(connect.scan("docs"), {'{"id":1}': '{"a":1}'})
+        c = Consumer({"bootstrap.servers": self.bs, "group.id": "docs-dlq-reader",
+                      "enable.partition.eof": True})
+        c.assign([TopicPartition("docs.dlq", 0, OFFSET_BEGINNING)])
+        reasons = []
+        deadline = time.monotonic() + kw.WAIT_S
+        while len(reasons) < 2 and time.monotonic() < deadline:
+            m = c.poll(1.0)
+            if m is not None and not m.error():
+                reasons.append((m.key().decode(), dict(m.headers())["ordo.dlq.reason"].decode()))
+        c.close()
+        self.assertEqual(reasons, [('{"id":2}', "the value is not JSON"),
+                                   ("nope", "the key is not JSON")])
 
         # SIGKILL at random moments while a producer writes; each restart resumes from the
         # stored positions.

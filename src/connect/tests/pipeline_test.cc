@@ -26,6 +26,8 @@ name = "orders.v2"
 type = "table"
 topics = ["orders", "orders-archive"]
 dead_letter_topic = "rejects"
+key_format = "json"
+value_format = "json"
 )",
                           "p.toml");
   ASSERT_TRUE(p) << p.error().to_string();
@@ -40,6 +42,10 @@ dead_letter_topic = "rejects"
   EXPECT_EQ(p->sinks[1].topics, (std::vector<std::string>{"orders", "orders-archive"}));
   EXPECT_EQ(p->sinks[0].dead_letter_topic, "users.dlq");
   EXPECT_EQ(p->sinks[1].dead_letter_topic, "rejects");
+  EXPECT_EQ(p->sinks[0].key_format, "bytes");
+  EXPECT_EQ(p->sinks[0].value_format, "bytes");
+  EXPECT_EQ(p->sinks[1].key_format, "json");
+  EXPECT_EQ(p->sinks[1].value_format, "json");
 }
 
 TEST(Pipeline, DefaultsAndNoHttp) {
@@ -129,6 +135,7 @@ TEST(Pipeline, ErrorsNameTheProblem) {
             "dead_letter_topic = \"t\"\n",
             "reads its own dead_letter_topic"},
            {"other = 1\n", "unknown key .other"},
+           {sink + "value_format = \"avro\"\n", "value_format 'avro' is not bytes or json"},
            {src + src, "two sources are named 's'"},
            {"[[source]]\nname = \"s\"\ntype = \"mysql\"\nconninfo = \"\"\n", "unknown type 'mysql'"},
            {"[[source]]\nname = \"s\"\ntype = \"postgres\"\n", "conninfo must be a string"},
