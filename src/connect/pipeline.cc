@@ -214,7 +214,8 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
     for (const auto& n : *s->as_array()) {
       const toml::table& t = *n.as_table();
       ORDO_TRY(only_keys(t, {"name", "type", "topics", "dead_letter_topic", "key_format",
-                             "value_format"},
+                             "value_format", "field", "address", "db", "key_prefix",
+                             "offsets_key", "ttl_s"},
                          "sink", source));
       SinkConfig sc;
       sc.name = ORDO_TRY(string_at(t, "name", "sink", source));
@@ -225,9 +226,40 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
       if (!names.insert(sc.name).second) {
         return bad(source, fmt::format("two sinks are named '{}'", sc.name));
       }
-      if (sc.type != "table") {
-        return bad(source, fmt::format("sink '{}': unknown type '{}' (table)", sc.name, sc.type));
+      if (sc.type != "table" && sc.type != "redis") {
+        return bad(source,
+                   fmt::format("sink '{}': unknown type '{}' (table, redis)", sc.name, sc.type));
       }
+      const std::string where = "sink '" + sc.name + "'";
+      if (sc.type != "redis") {
+        for (const char* k : {"address", "db", "key_prefix", "offsets_key", "ttl_s"}) {
+          if (t.contains(k)) {
+            return bad(source, fmt::format("{}: {} is for redis sinks", where, k));
+          }
+        }
+      }
+      if (t.contains("field")) {
+        sc.field = ORDO_TRY(string_at(t, "field", where, source));
+        if (sc.field.empty()) return bad(source, fmt::format("{}: field is empty", where));
+      }
+      if (t.contains("address")) {
+        std::string a = ORDO_TRY(string_at(t, "address", where, source));
+        size_t colon = a.rfind(':');
+        int port = -1;
+        if (colon == std::string::npos || colon == 0 ||
+            std::from_chars(a.data() + colon + 1, a.data() + a.size(), port).ec != std::errc() ||
+            port < 1 || port > 65535) {
+          return bad(source, fmt::format("{}: address '{}' is not HOST:PORT", where, a));
+        }
+        sc.redis_host = a.substr(0, colon);
+        sc.redis_port = uint16_t(port);
+      }
+      if (t.contains("db")) sc.redis_db = int(ORDO_TRY(int_at(t, "db", where, source, 0, 65535)));
+      if (t.contains("key_prefix")) sc.key_prefix = ORDO_TRY(string_at(t, "key_prefix", where, source));
+      if (t.contains("offsets_key")) {
+        sc.offsets_key = ORDO_TRY(string_at(t, "offsets_key", where, source));
+      }
+      if (t.contains("ttl_s")) sc.ttl_s = ORDO_TRY(int_at(t, "ttl_s", where, source, 0, 1LL << 40));
       const toml::node* topics = t.get("topics");
       if (!topics || !topics->is_array() || topics->as_array()->empty()) {
         return bad(source, fmt::format("sink '{}': topics must be a non-empty array", sc.name));

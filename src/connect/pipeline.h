@@ -18,6 +18,17 @@
 //   dead_letter_topic = "users.dlq"  # records the sink cannot apply; default "<name>.dlq"
 //   key_format = "bytes"           # or "json": keys that do not parse go to the dead letters
 //   value_format = "bytes"         # or "json": likewise for values (tombstones always pass)
+//   field = "after"                # store only this field of a JSON value; null: delete
+//
+//   [[sink]]                       # type "redis": SET/DEL per key, offsets in the same MULTI
+//   name = "cache"
+//   type = "redis"
+//   topics = ["app.public.users"]
+//   address = "127.0.0.1:6379"
+//   db = 0
+//   key_prefix = "user:"
+//   offsets_key = "user:__ordo_offsets"  # the default
+//   ttl_s = 0                      # 0: no expiry
 //
 //   [[source]]
 //   name = "shop"                  # [a-zA-Z0-9._-], unique among sources
@@ -44,11 +55,19 @@ namespace ordo::connect {
 
 struct SinkConfig {
   std::string name;
-  std::string type;  // "table"
+  std::string type;  // "table", "redis"
   std::vector<std::string> topics;
   std::string dead_letter_topic;  // default "<name>.dlq"
   std::string key_format = "bytes";    // bytes, json
   std::string value_format = "bytes";  // bytes, json
+  std::string field;  // store only this field of a JSON value (null or absent: delete)
+  // type = "redis"
+  std::string redis_host = "127.0.0.1";
+  uint16_t redis_port = 6379;
+  int redis_db = 0;
+  std::string key_prefix;
+  std::string offsets_key;  // default key_prefix + "__ordo_offsets"
+  int64_t ttl_s = 0;
 };
 
 struct PipelineConfig {

@@ -46,8 +46,18 @@ std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>
     }
     TableView::Change c;
     c.key = std::string(key);
-    if (m->payload) c.value = std::string(value);
     c.offset = m->offset;
+    if (m->payload && !f.field.empty()) {
+      auto j = nlohmann::json::parse(value, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) {
+        if (rejected) rejected->emplace_back(m, "the value is not a JSON object");
+        continue;
+      }
+      auto it = j.find(f.field);
+      if (it != j.end() && !it->is_null()) c.value = it->dump();
+    } else if (m->payload) {
+      c.value = std::string(value);
+    }
     changes.push_back(std::move(c));
   }
   return changes;

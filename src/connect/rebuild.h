@@ -27,9 +27,12 @@ namespace ordo::connect {
 bool is_truncate_marker(const rd_kafka_message_t* m);
 
 // How a sink reads keys and values: "bytes" (anything) or "json" (must parse).
+// With `field`, the value must be a JSON object: the change carries that field's JSON (null
+// or absent: a delete).
 struct RecordFormats {
   bool json_key = false;
   bool json_value = false;
+  std::string field;
 };
 using Rejected = std::vector<std::pair<rd_kafka_message_t*, std::string>>;  // and why
 

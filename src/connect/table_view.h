@@ -13,9 +13,11 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
+#include "connect/store.h"
 #include "model/topic_partition.h"
 
 namespace rocksdb {
@@ -25,17 +27,9 @@ class WriteBatch;
 
 namespace ordo::connect {
 
-class TableView {
+class TableView : public Store {
  public:
-  // One record of a partition, in offset order. A null value is a tombstone. A truncate
-  // marker (change capture's TRUNCATE, pg_source.h) deletes every key whose current value
-  // came from this partition; its key is ignored.
-  struct Change {
-    std::string key;
-    std::optional<std::string> value;
-    int64_t offset = 0;
-    bool truncate = false;
-  };
+  using Change = connect::Change;
   // A key's current value, the offset of the record that set it, and that record's partition.
   struct Entry {
     std::string value;
@@ -47,12 +41,15 @@ class TableView {
   // Opens (creating when missing) the store at path. Errc::io when RocksDB cannot open it
   // (another process holds it, a bad directory), Errc::corrupt when RocksDB reports corruption.
   static Result<std::unique_ptr<TableView>> open(const std::string& path);
-  ~TableView();
+  ~TableView() override;
   TableView(const TableView&) = delete;
   TableView& operator=(const TableView&) = delete;
 
   // The next offset to apply from tp (nullopt: nothing applied yet: start at the earliest).
   Result<std::optional<int64_t>> position(const model::TopicPartition& tp) const;
+  Result<std::optional<int64_t>> position(const model::TopicPartition& tp) override {
+    return std::as_const(*this).position(tp);
+  }
   // Every partition with a position, for status and tests.
   Result<std::vector<std::pair<model::TopicPartition, int64_t>>> positions() const;
 
@@ -62,7 +59,7 @@ class TableView {
   // entry of the view (truncates are rare). Errc::invalid_argument if the
   // offsets do not follow the position (a bug in the caller: the data is not touched).
   Result<void> apply(const model::TopicPartition& tp, std::span<const Change> changes,
-                     int64_t next_offset);
+                     int64_t next_offset) override;
 
   Result<std::optional<Entry>> get(std::string_view key) const;
   // Keys starting with prefix, in key order, at most limit of them.

@@ -9,6 +9,7 @@
 
 #include "base/file.h"
 #include "connect/rebuild.h"
+#include "connect/redis_sink.h"
 #include "http/json.h"
 
 #include "base/log.h"
@@ -60,6 +61,11 @@ struct Worker::Task {
     std::lock_guard lk(view_mu);
     return view_;
   }
+  std::shared_ptr<Store> other_;  // the store of a sink that is not a table view
+  std::shared_ptr<Store> store() {
+    if (other_) return other_;
+    return view();
+  }
   // A rebuild: its thread and progress (under worker->mu_), and the pause handshake with the
   // task thread (under worker->mu_, signalled on worker->applied_).
   std::thread rebuild_thread;
@@ -76,7 +82,7 @@ struct Worker::Task {
   std::vector<TopicPartition> assigned;  // on the task thread
 
   RecordFormats formats() const {
-    return {config.key_format == "json", config.value_format == "json"};
+    return {config.key_format == "json", config.value_format == "json", config.field};
   }
 
   void set_state(std::string state, std::string error = {}) {
@@ -93,7 +99,7 @@ struct Worker::Task {
       for (int i = 0; i < parts->cnt; ++i) {
         auto& p = parts->elems[i];
         TopicPartition tp{p.topic, p.partition};
-        auto pos = view()->position(tp);
+        auto pos = store()->position(tp);
         if (!pos) {
           ORDO_LOG_ERROR("sink {}: {}: {}", config.name, tp.to_string(), pos.error().to_string());
         }
@@ -114,7 +120,7 @@ struct Worker::Task {
     std::vector<PartitionStatus> parts;
     for (const auto& tp : assigned) {
       PartitionStatus ps{tp};
-      if (auto pos = view()->position(tp); pos && *pos) ps.position = **pos;
+      if (auto pos = store()->position(tp); pos && *pos) ps.position = **pos;
       int64_t lo = -1, hi = -1;
       if (rd_kafka_get_watermark_offsets(rk.get(), tp.topic.c_str(), tp.partition, &lo, &hi) ==
               RD_KAFKA_RESP_ERR_NO_ERROR &&
@@ -134,7 +140,7 @@ struct Worker::Task {
     int64_t backoff = kBackoffMinMs;
     while (!worker->stopping_) {
       auto r = [&]() -> Result<void> {
-        auto v = view();
+        auto v = store();
         auto pos = ORDO_TRY(v->position(tp));
         Rejected rejected;
         auto changes = to_changes(msgs, pos, formats(), &rejected);
@@ -375,8 +381,19 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
     t->status.name = sc.name;
     t->status.type = sc.type;
     t->status.state = "starting";
-    t->view_dir = w->config_.data_dir + "/views/" + sc.name;
-    ORDO_TRY(t->open_view());
+    if (sc.type == "table") {
+      t->view_dir = w->config_.data_dir + "/views/" + sc.name;
+      ORDO_TRY(t->open_view());
+    } else {
+      RedisSinkOptions ro;
+      ro.host = sc.redis_host;
+      ro.port = sc.redis_port;
+      ro.db = sc.redis_db;
+      ro.key_prefix = sc.key_prefix;
+      ro.offsets_key = sc.offsets_key;
+      ro.ttl_s = sc.ttl_s;
+      t->other_ = std::make_shared<RedisSink>(std::move(ro));
+    }
     char err[512];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     auto set = [&](const char* k, const std::string& v) -> Result<void> {
@@ -491,7 +508,7 @@ std::vector<PgSourceStatus> Worker::source_status() const {
 
 Worker::Task* Worker::find(std::string_view name) {
   for (auto& t : tasks_) {
-    if (t->config.name == name) return t.get();
+    if (t->config.name == name && t->config.type == "table") return t.get();
   }
   return nullptr;
 }

@@ -105,6 +105,37 @@ keys = { "public.events" = ["at", "seq"] }
   EXPECT_EQ(b.keys.at("public.events"), (std::vector<std::string>{"at", "seq"}));
 }
 
+TEST(Pipeline, ParsesRedisSinks) {
+  auto p = parse_pipeline(R"(
+[[sink]]
+name = "cache"
+type = "redis"
+topics = ["app.public.users"]
+address = "10.1.2.3:6380"
+db = 2
+key_prefix = "user:"
+offsets_key = "offsets"
+ttl_s = 60
+field = "after"
+)",
+                          "p.toml");
+  ASSERT_TRUE(p) << p.error().to_string();
+  const SinkConfig& s = p->sinks.at(0);
+  EXPECT_EQ(s.type, "redis");
+  EXPECT_EQ(s.redis_host, "10.1.2.3");
+  EXPECT_EQ(s.redis_port, 6380);
+  EXPECT_EQ(s.redis_db, 2);
+  EXPECT_EQ(s.key_prefix, "user:");
+  EXPECT_EQ(s.offsets_key, "offsets");
+  EXPECT_EQ(s.ttl_s, 60);
+  EXPECT_EQ(s.field, "after");
+  auto d = parse_pipeline("[[sink]]\nname = \"c\"\ntype = \"redis\"\ntopics = [\"t\"]\n", "p.toml");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->sinks[0].redis_host, "127.0.0.1");
+  EXPECT_EQ(d->sinks[0].redis_port, 6379);
+  EXPECT_EQ(d->sinks[0].redis_db, 0);
+}
+
 TEST(Pipeline, TableTopicsHoldOnlyTopicCharacters) {
   EXPECT_EQ(table_topic("shop", "public", "users"), "shop.public.users");
   EXPECT_EQ(table_topic("shop", "my schema", "Ordres\"2\""), "shop.my_schema.Ordres_2_");
@@ -124,7 +155,7 @@ TEST(Pipeline, ErrorsNameTheProblem) {
            {"[worker]\nid = \"a/b\"\n" + sink, "worker.id 'a/b'"},
            {sink + sink, "two sinks are named 'a'"},
            {"[[sink]]\nname = \"a b\"\ntype = \"table\"\ntopics = [\"t\"]\n", "sink name 'a b'"},
-           {"[[sink]]\nname = \"a\"\ntype = \"redis\"\ntopics = [\"t\"]\n", "unknown type 'redis'"},
+           {"[[sink]]\nname = \"a\"\ntype = \"memcache\"\ntopics = [\"t\"]\n", "unknown type 'memcache'"},
            {"[[sink]]\nname = \"a\"\ntype = \"table\"\ntopics = []\n", "topics must be a non-empty"},
            {"[[sink]]\nname = \"a\"\ntype = \"table\"\ntopics = [\"a/b\"]\n", "valid topic names"},
            {"[[sink]]\nname = \"a\"\ntype = \"table\"\n", "topics must be"},
@@ -136,6 +167,12 @@ TEST(Pipeline, ErrorsNameTheProblem) {
             "reads its own dead_letter_topic"},
            {"other = 1\n", "unknown key .other"},
            {sink + "value_format = \"avro\"\n", "value_format 'avro' is not bytes or json"},
+           {sink + "db = 1\n", "db is for redis sinks"},
+           {sink + "field = \"\"\n", "field is empty"},
+           {"[[sink]]\nname = \"a\"\ntype = \"redis\"\ntopics = [\"t\"]\naddress = \"h\"\n",
+            "address 'h' is not HOST:PORT"},
+           {"[[sink]]\nname = \"a\"\ntype = \"redis\"\ntopics = [\"t\"]\ndb = -1\n",
+            "db must be an integer 0-65535"},
            {src + src, "two sources are named 's'"},
            {"[[source]]\nname = \"s\"\ntype = \"mysql\"\nconninfo = \"\"\n", "unknown type 'mysql'"},
            {"[[source]]\nname = \"s\"\ntype = \"postgres\"\n", "conninfo must be a string"},

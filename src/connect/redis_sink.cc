@@ -1,0 +1,183 @@
+#include "connect/redis_sink.h"
+
+#include <hiredis/hiredis.h>
+
+#include <charconv>
+#include <set>
+#include <vector>
+
+namespace ordo::connect {
+
+namespace {
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+// SCAN's MATCH pattern for keys starting with prefix: glob characters escaped.
+std::string glob_prefix(std::string_view prefix) {
+  std::string out;
+  for (char c : prefix) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "*";
+}
+
+}  // namespace
+
+std::string redis_offsets_field(const model::TopicPartition& tp) {
+  return tp.topic + ":" + std::to_string(tp.partition);
+}
+
+RedisSink::RedisSink(RedisSinkOptions options) : options_(std::move(options)) {
+  if (options_.offsets_key.empty()) options_.offsets_key = options_.key_prefix + "__ordo_offsets";
+}
+
+RedisSink::~RedisSink() {
+  disconnect();
+}
+
+void RedisSink::disconnect() {
+  if (ctx_) redisFree(ctx_);
+  ctx_ = nullptr;
+}
+
+Result<void> RedisSink::connect() {
+  if (ctx_) return ok();
+  timeval tv{options_.timeout_ms / 1000, int(options_.timeout_ms % 1000) * 1000};
+  ctx_ = redisConnectWithTimeout(options_.host.c_str(), options_.port, tv);
+  if (!ctx_ || ctx_->err) {
+    std::string why = ctx_ ? ctx_->errstr : "out of memory";
+    disconnect();
+    return make_error(Errc::io, "redis {}:{}: {}", options_.host, options_.port, why);
+  }
+  redisSetTimeout(ctx_, tv);
+  Reply r(static_cast<redisReply*>(redisCommand(ctx_, "SELECT %d", options_.db)));
+  if (!r || r->type == REDIS_REPLY_ERROR) {
+    std::string why = r ? r->str : ctx_->errstr;
+    disconnect();
+    return make_error(Errc::io, "redis SELECT {}: {}", options_.db, why);
+  }
+  return ok();
+}
+
+Result<std::optional<int64_t>> RedisSink::position(const model::TopicPartition& tp) {
+  ORDO_TRY(connect());
+  std::string field = redis_offsets_field(tp);
+  Reply r(static_cast<redisReply*>(redisCommand(ctx_, "HGET %b %b", options_.offsets_key.data(),
+                                                options_.offsets_key.size(), field.data(),
+                                                field.size())));
+  if (!r || r->type == REDIS_REPLY_ERROR) {
+    std::string why = r ? r->str : ctx_->errstr;
+    disconnect();
+    return make_error(Errc::io, "redis HGET {}: {}", options_.offsets_key, why);
+  }
+  if (r->type == REDIS_REPLY_NIL) return std::optional<int64_t>();
+  int64_t v = -1;
+  std::string_view s(r->str, r->len);
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r->type != REDIS_REPLY_STRING || ec != std::errc() || p != s.data() + s.size() || v < 0) {
+    return make_error(Errc::corrupt, "redis {} {}: '{}' is not an offset", options_.offsets_key,
+                      field, s);
+  }
+  return std::optional<int64_t>(v);
+}
+
+Result<std::vector<std::string>> RedisSink::keys_under_prefix() {
+  std::vector<std::string> keys;
+  std::string cursor = "0";
+  const std::string pattern = glob_prefix(options_.key_prefix);
+  do {
+    Reply r(static_cast<redisReply*>(redisCommand(ctx_, "SCAN %s MATCH %b COUNT 1000",
+                                                  cursor.c_str(), pattern.data(),
+                                                  pattern.size())));
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+      std::string why = r && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply";
+      disconnect();
+      return make_error(Errc::io, "redis SCAN: {}", why);
+    }
+    cursor.assign(r->element[0]->str, r->element[0]->len);
+    for (size_t i = 0; i < r->element[1]->elements; ++i) {
+      std::string k(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
+      if (k != options_.offsets_key) keys.push_back(std::move(k));
+    }
+  } while (cursor != "0");
+  return keys;
+}
+
+Result<void> RedisSink::apply(const model::TopicPartition& tp, std::span<const Change> changes,
+                              int64_t next_offset) {
+  ORDO_TRY(connect());
+  // The commands of one MULTI/EXEC, queued with pipelining and read back together.
+  std::vector<std::vector<std::string>> cmds;
+  cmds.push_back({"MULTI"});
+  std::set<std::string> pending_sets;  // keys this batch SETs before a truncate marker
+  const std::string ttl = std::to_string(options_.ttl_s);
+  for (const auto& c : changes) {
+    if (c.truncate) {
+      auto keys = ORDO_TRY(keys_under_prefix());
+      keys.insert(keys.end(), pending_sets.begin(), pending_sets.end());
+      pending_sets.clear();
+      for (auto& k : keys) cmds.push_back({"DEL", std::move(k)});
+      continue;
+    }
+    std::string key = options_.key_prefix + c.key;
+    if (c.value) {
+      pending_sets.insert(key);
+      if (options_.ttl_s > 0) {
+        cmds.push_back({"SET", key, *c.value, "EX", ttl});
+      } else {
+        cmds.push_back({"SET", key, *c.value});
+      }
+    } else {
+      pending_sets.erase(key);
+      cmds.push_back({"DEL", key});
+    }
+  }
+  cmds.push_back({"HSET", options_.offsets_key, redis_offsets_field(tp),
+                  std::to_string(next_offset)});
+  cmds.push_back({"EXEC"});
+  for (const auto& cmd : cmds) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const auto& a : cmd) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    if (redisAppendCommandArgv(ctx_, int(argv.size()), argv.data(), lens.data()) != REDIS_OK) {
+      disconnect();
+      return make_error(Errc::io, "redis: cannot queue a command");
+    }
+  }
+  Result<void> result = ok();
+  for (size_t i = 0; i < cmds.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(ctx_, &raw) != REDIS_OK) {
+      std::string why = ctx_->errstr;
+      disconnect();
+      return make_error(Errc::io, "redis: {}", why);
+    }
+    Reply r(static_cast<redisReply*>(raw));
+    bool last = i + 1 == cmds.size();
+    if (r->type == REDIS_REPLY_ERROR && result) {
+      result = make_error(Errc::io, "redis {}: {}", cmds[i][0], std::string(r->str, r->len));
+    } else if (last && r->type != REDIS_REPLY_ARRAY && result) {
+      result = make_error(Errc::io, "redis EXEC: the transaction was not applied");
+    } else if (last && result) {
+      // A command that failed while EXEC ran (a key of another type): the others did run.
+      for (size_t e = 0; e < r->elements; ++e) {
+        if (r->element[e]->type == REDIS_REPLY_ERROR) {
+          result = make_error(Errc::corrupt, "redis: a command of the transaction failed: {}",
+                              std::string(r->element[e]->str, r->element[e]->len));
+          break;
+        }
+      }
+    }
+  }
+  if (!result) disconnect();
+  return result;
+}
+
+}  // namespace ordo::connect

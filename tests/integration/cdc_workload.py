@@ -1,0 +1,120 @@
+"""What the change-capture tests share: three tables, a random workload of transactions over
+them through psycopg2 that survives PostgreSQL restarts, and the tables' rows keyed and
+rendered the way the source renders them."""
+
+import json
+import random
+import time
+from decimal import Decimal
+
+import psycopg2
+
+SCHEMA = """
+    CREATE TABLE users (id int PRIMARY KEY, name text, balance numeric(12,2),
+                        active bool, tags text[]);
+    CREATE TABLE orders (shop text, n int, total numeric, PRIMARY KEY (shop, n));
+    CREATE TABLE audit (line text, at int, seq int);
+    ALTER TABLE audit REPLICA IDENTITY FULL;
+"""
+TABLES = {  # table -> key columns
+    "users": ["id"],
+    "orders": ["shop", "n"],
+    "audit": ["at", "line", "seq"],  # REPLICA IDENTITY FULL: every column is the key
+}
+
+
+def canonical(v):
+    """A PostgreSQL value as the source renders it in JSON (numeric as a string)."""
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, list):
+        return [canonical(x) for x in v]
+    return v
+
+
+def key_json(row, cols):
+    return json.dumps({c: row[c] for c in sorted(cols)}, separators=(",", ":"),
+                      ensure_ascii=False)
+
+
+class Workload:
+    """Random transactions over the three tables through psycopg2, surviving restarts of
+    PostgreSQL (a failed transaction is just not counted: the comparison is with the tables)."""
+
+    def __init__(self, pg, seed):
+        self.pg = pg
+        self.rng = random.Random(seed)
+        self.conn = None
+        self.seq = 0
+        self.committed = 0
+
+    def connect(self):
+        if self.conn is None or self.conn.closed:
+            self.conn = psycopg2.connect(self.pg.dsn)
+
+    def statement(self, cur):
+        r = self.rng.random()
+        uid = self.rng.randrange(300)
+        self.seq += 1
+        if r < 0.35:
+            cur.execute("INSERT INTO users VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
+                        "SET name = excluded.name, balance = excluded.balance",
+                        (uid, f"user {self.seq} ü", Decimal(self.rng.randrange(-10**6, 10**6)) / 100,
+                         self.rng.random() < 0.5, ["a", f"t{self.seq}", None]))
+        elif r < 0.5:
+            cur.execute("UPDATE users SET balance = balance + 1.25, tags = NULL WHERE id = %s",
+                        (uid,))
+        elif r < 0.55:
+            # A key change: the old key's row goes (delete + tombstone), the new one comes.
+            cur.execute("UPDATE users SET id = id + 1000 WHERE id = %s AND NOT EXISTS "
+                        "(SELECT 1 FROM users WHERE id = %s)", (uid, uid + 1000))
+        elif r < 0.65:
+            cur.execute("DELETE FROM users WHERE id = %s", (uid,))
+        elif r < 0.8:
+            cur.execute("INSERT INTO orders VALUES (%s, %s, %s) ON CONFLICT (shop, n) DO UPDATE "
+                        "SET total = excluded.total",
+                        (self.rng.choice(["north", "south", "east"]), self.rng.randrange(100),
+                         Decimal(self.seq) / 7))
+        elif r < 0.85:
+            cur.execute("DELETE FROM orders WHERE n = %s", (self.rng.randrange(100),))
+        elif r < 0.95:
+            cur.execute("INSERT INTO audit VALUES (%s, %s, %s)",
+                        (f"line {self.seq}", self.rng.randrange(10), self.seq))
+        elif r < 0.99:
+            cur.execute("UPDATE audit SET at = at + 1 WHERE seq %% 7 = %s",
+                        (self.rng.randrange(7),))
+        else:
+            cur.execute("TRUNCATE audit")
+
+    def run(self, transactions, stop=None):
+        done = 0
+        while done < transactions and not (stop and stop.is_set()):
+            try:
+                self.connect()
+                with self.conn.cursor() as cur:
+                    for _ in range(self.rng.choice([1, 1, 2, 5])):
+                        self.statement(cur)
+                self.conn.commit()
+                self.committed += 1
+            except psycopg2.Error:
+                if self.conn is not None:
+                    try:
+                        self.conn.close()
+                    except psycopg2.Error:
+                        pass
+                self.conn = None
+                time.sleep(0.05)
+            done += 1
+
+
+def table_rows(pg, name):
+    """{key JSON: row} of a table, values rendered as the source renders them."""
+    conn = psycopg2.connect(pg.dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM {name}")
+            cols = [d[0] for d in cur.description]
+            rows = [dict(zip(cols, map(canonical, r))) for r in cur.fetchall()]
+    finally:
+        conn.close()
+    return {key_json(r, TABLES[name]): r for r in rows}
