@@ -215,7 +215,7 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
       const toml::table& t = *n.as_table();
       ORDO_TRY(only_keys(t, {"name", "type", "topics", "dead_letter_topic", "key_format",
                              "value_format", "field", "address", "db", "key_prefix",
-                             "offsets_key", "ttl_s"},
+                             "offsets_key", "ttl_s", "conninfo", "table"},
                          "sink", source));
       SinkConfig sc;
       sc.name = ORDO_TRY(string_at(t, "name", "sink", source));
@@ -226,9 +226,9 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
       if (!names.insert(sc.name).second) {
         return bad(source, fmt::format("two sinks are named '{}'", sc.name));
       }
-      if (sc.type != "table" && sc.type != "redis") {
-        return bad(source,
-                   fmt::format("sink '{}': unknown type '{}' (table, redis)", sc.name, sc.type));
+      if (sc.type != "table" && sc.type != "redis" && sc.type != "postgres") {
+        return bad(source, fmt::format("sink '{}': unknown type '{}' (table, redis, postgres)",
+                                       sc.name, sc.type));
       }
       const std::string where = "sink '" + sc.name + "'";
       if (sc.type != "redis") {
@@ -236,6 +236,19 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
           if (t.contains(k)) {
             return bad(source, fmt::format("{}: {} is for redis sinks", where, k));
           }
+        }
+      }
+      if (sc.type != "postgres") {
+        for (const char* k : {"conninfo", "table"}) {
+          if (t.contains(k)) {
+            return bad(source, fmt::format("{}: {} is for postgres sinks", where, k));
+          }
+        }
+      } else {
+        sc.conninfo = ORDO_TRY(string_at(t, "conninfo", where, source));
+        sc.table = ORDO_TRY(string_at(t, "table", where, source));
+        if (!qualified_table(sc.table)) {
+          return bad(source, fmt::format("{}: table '{}' is not schema.table", where, sc.table));
         }
       }
       if (t.contains("field")) {

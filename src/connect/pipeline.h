@@ -30,6 +30,15 @@
 //   offsets_key = "user:__ordo_offsets"  # the default
 //   ttl_s = 0                      # 0: no expiry
 //
+//   [[sink]]                       # type "postgres": upserts, deletes and the offset per txn
+//   name = "users-copy"
+//   type = "postgres"
+//   topics = ["app.public.users"]
+//   conninfo = "host=127.0.0.1 dbname=reporting"
+//   table = "public.users"         # a unique index on the key columns
+//   value_format = "json"
+//   field = "after"
+//
 //   [[source]]
 //   name = "shop"                  # [a-zA-Z0-9._-], unique among sources
 //   type = "postgres"              # change capture (pg_source.h)
@@ -55,7 +64,7 @@ namespace ordo::connect {
 
 struct SinkConfig {
   std::string name;
-  std::string type;  // "table", "redis"
+  std::string type;  // "table", "redis", "postgres"
   std::vector<std::string> topics;
   std::string dead_letter_topic;  // default "<name>.dlq"
   std::string key_format = "bytes";    // bytes, json
@@ -68,6 +77,9 @@ struct SinkConfig {
   std::string key_prefix;
   std::string offsets_key;  // default key_prefix + "__ordo_offsets"
   int64_t ttl_s = 0;
+  // type = "postgres"
+  std::string conninfo;
+  std::string table;  // "schema.table"
 };
 
 struct PipelineConfig {

@@ -44,6 +44,13 @@ std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>
       if (rejected) rejected->emplace_back(m, why);
       continue;
     }
+    if (f.objects) {
+      auto k = nlohmann::json::parse(key, nullptr, false);
+      if (!k.is_object() || k.empty()) {
+        if (rejected) rejected->emplace_back(m, "the key is not a JSON object of key columns");
+        continue;
+      }
+    }
     TableView::Change c;
     c.key = std::string(key);
     c.offset = m->offset;
@@ -57,6 +64,10 @@ std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>
       if (it != j.end() && !it->is_null()) c.value = it->dump();
     } else if (m->payload) {
       c.value = std::string(value);
+    }
+    if (f.objects && c.value && !nlohmann::json::parse(*c.value, nullptr, false).is_object()) {
+      if (rejected) rejected->emplace_back(m, "the value is not a JSON object of columns");
+      continue;
     }
     changes.push_back(std::move(c));
   }

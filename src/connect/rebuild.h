@@ -29,10 +29,12 @@ bool is_truncate_marker(const rd_kafka_message_t* m);
 // How a sink reads keys and values: "bytes" (anything) or "json" (must parse).
 // With `field`, the value must be a JSON object: the change carries that field's JSON (null
 // or absent: a delete).
+// With `objects` (a PostgreSQL sink's rows), keys and values must be JSON objects.
 struct RecordFormats {
   bool json_key = false;
   bool json_value = false;
   std::string field;
+  bool objects = false;
 };
 using Rejected = std::vector<std::pair<rd_kafka_message_t*, std::string>>;  // and why
 

@@ -9,6 +9,7 @@
 
 #include "base/file.h"
 #include "connect/rebuild.h"
+#include "connect/pg_sink.h"
 #include "connect/redis_sink.h"
 #include "http/json.h"
 
@@ -82,7 +83,9 @@ struct Worker::Task {
   std::vector<TopicPartition> assigned;  // on the task thread
 
   RecordFormats formats() const {
-    return {config.key_format == "json", config.value_format == "json", config.field};
+    const bool pg = config.type == "postgres";  // rows: JSON objects always
+    return {pg || config.key_format == "json", pg || config.value_format == "json", config.field,
+            pg};
   }
 
   void set_state(std::string state, std::string error = {}) {
@@ -384,6 +387,8 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
     if (sc.type == "table") {
       t->view_dir = w->config_.data_dir + "/views/" + sc.name;
       ORDO_TRY(t->open_view());
+    } else if (sc.type == "postgres") {
+      t->other_ = std::make_shared<PgSink>(PgSinkOptions{sc.name, sc.conninfo, sc.table});
     } else {
       RedisSinkOptions ro;
       ro.host = sc.redis_host;

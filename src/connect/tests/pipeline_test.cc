@@ -136,6 +136,28 @@ field = "after"
   EXPECT_EQ(d->sinks[0].redis_db, 0);
 }
 
+TEST(Pipeline, ParsesPostgresSinks) {
+  auto p = parse_pipeline("[[sink]]\nname = \"copy\"\ntype = \"postgres\"\ntopics = [\"t\"]\n"
+                          "conninfo = \"dbname=r\"\ntable = \"public.users\"\nfield = \"after\"\n",
+                          "p.toml");
+  ASSERT_TRUE(p) << p.error().to_string();
+  EXPECT_EQ(p->sinks[0].conninfo, "dbname=r");
+  EXPECT_EQ(p->sinks[0].table, "public.users");
+  for (const auto& [text, expect] : std::vector<std::pair<std::string, std::string>>{
+           {"[[sink]]\nname = \"c\"\ntype = \"postgres\"\ntopics = [\"t\"]\ntable = \"s.t\"\n",
+            "conninfo must be a string"},
+           {"[[sink]]\nname = \"c\"\ntype = \"postgres\"\ntopics = [\"t\"]\nconninfo = \"\"\n"
+            "table = \"users\"\n",
+            "table 'users' is not schema.table"},
+           {"[[sink]]\nname = \"c\"\ntype = \"table\"\ntopics = [\"t\"]\ntable = \"s.t\"\n",
+            "table is for postgres sinks"},
+       }) {
+    auto bad = parse_pipeline(text, "p.toml");
+    ASSERT_FALSE(bad) << text;
+    EXPECT_NE(bad.error().message.find(expect), std::string::npos) << bad.error().message;
+  }
+}
+
 TEST(Pipeline, TableTopicsHoldOnlyTopicCharacters) {
   EXPECT_EQ(table_topic("shop", "public", "users"), "shop.public.users");
   EXPECT_EQ(table_topic("shop", "my schema", "Ordres\"2\""), "shop.my_schema.Ordres_2_");
