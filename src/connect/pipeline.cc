@@ -3,6 +3,7 @@
 #include <charconv>
 #include <set>
 
+#include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
 #include "base/file.h"
@@ -215,7 +216,8 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
       const toml::table& t = *n.as_table();
       ORDO_TRY(only_keys(t, {"name", "type", "topics", "dead_letter_topic", "key_format",
                              "value_format", "field", "address", "db", "key_prefix",
-                             "offsets_key", "ttl_s", "conninfo", "table"},
+                             "offsets_key", "ttl_s", "conninfo", "table", "group_by", "sum",
+                             "where", "output_topic"},
                          "sink", source));
       SinkConfig sc;
       sc.name = ORDO_TRY(string_at(t, "name", "sink", source));
@@ -226,9 +228,11 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
       if (!names.insert(sc.name).second) {
         return bad(source, fmt::format("two sinks are named '{}'", sc.name));
       }
-      if (sc.type != "table" && sc.type != "redis" && sc.type != "postgres") {
-        return bad(source, fmt::format("sink '{}': unknown type '{}' (table, redis, postgres)",
-                                       sc.name, sc.type));
+      if (sc.type != "table" && sc.type != "redis" && sc.type != "postgres" &&
+          sc.type != "aggregate") {
+        return bad(source,
+                   fmt::format("sink '{}': unknown type '{}' (table, redis, postgres, aggregate)",
+                               sc.name, sc.type));
       }
       const std::string where = "sink '" + sc.name + "'";
       if (sc.type != "redis") {
@@ -249,6 +253,40 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
         sc.table = ORDO_TRY(string_at(t, "table", where, source));
         if (!qualified_table(sc.table)) {
           return bad(source, fmt::format("{}: table '{}' is not schema.table", where, sc.table));
+        }
+      }
+      if (sc.type != "aggregate") {
+        for (const char* k : {"group_by", "sum", "where", "output_topic"}) {
+          if (t.contains(k)) {
+            return bad(source, fmt::format("{}: {} is for aggregate sinks", where, k));
+          }
+        }
+      } else {
+        sc.group_by = ORDO_TRY(string_at(t, "group_by", where, source));
+        if (t.contains("sum")) sc.sum = ORDO_TRY(string_at(t, "sum", where, source));
+        sc.output_topic = sc.name;
+        if (t.contains("output_topic")) {
+          sc.output_topic = ORDO_TRY(string_at(t, "output_topic", where, source));
+          if (!valid_name(sc.output_topic)) {
+            return bad(source, fmt::format("{}: output_topic must be a topic name", where));
+          }
+        }
+        if (const toml::node* w = t.get("where")) {
+          if (!w->is_table()) return bad(source, fmt::format("{}: where must be a table", where));
+          for (const auto& [k, v] : *w->as_table()) {
+            std::string text;
+            if (v.is_string()) {
+              text = nlohmann::json(v.as_string()->get()).dump();
+            } else if (v.is_integer()) {
+              text = std::to_string(v.as_integer()->get());
+            } else if (v.is_boolean()) {
+              text = v.as_boolean()->get() ? "true" : "false";
+            } else {
+              return bad(source, fmt::format("{}: where.{} must be a string, integer or boolean",
+                                             where, k.str()));
+            }
+            sc.where[std::string(k.str())] = text;
+          }
         }
       }
       if (t.contains("field")) {
@@ -303,6 +341,9 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
       for (const auto& topic : sc.topics) {
         if (topic == sc.dead_letter_topic) {
           return bad(source, fmt::format("sink '{}': reads its own dead_letter_topic", sc.name));
+        }
+        if (topic == sc.output_topic) {
+          return bad(source, fmt::format("sink '{}': reads its own output_topic", sc.name));
         }
       }
       c.sinks.push_back(std::move(sc));

@@ -39,6 +39,16 @@
 //   value_format = "json"
 //   field = "after"
 //
+//   [[sink]]                       # type "aggregate": count and sum per group, published
+//   name = "unread"
+//   type = "aggregate"
+//   topics = ["app.public.emails"]
+//   field = "after"
+//   group_by = "mailbox_id"
+//   sum = "size"                   # optional
+//   where = { unread = true }      # optional equalities
+//   output_topic = "unread"        # compacted; default: the name
+//
 //   [[source]]
 //   name = "shop"                  # [a-zA-Z0-9._-], unique among sources
 //   type = "postgres"              # change capture (pg_source.h)
@@ -53,6 +63,7 @@
 //   keys = { "public.events" = ["id"] }  # key columns where the replica identity has none
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,7 +75,7 @@ namespace ordo::connect {
 
 struct SinkConfig {
   std::string name;
-  std::string type;  // "table", "redis", "postgres"
+  std::string type;  // "table", "redis", "postgres", "aggregate"
   std::vector<std::string> topics;
   std::string dead_letter_topic;  // default "<name>.dlq"
   std::string key_format = "bytes";    // bytes, json
@@ -80,6 +91,11 @@ struct SinkConfig {
   // type = "postgres"
   std::string conninfo;
   std::string table;  // "schema.table"
+  // type = "aggregate"
+  std::string group_by;
+  std::string sum;
+  std::map<std::string, std::string> where;  // field -> JSON text of the value
+  std::string output_topic;                  // default: the sink's name
 };
 
 struct PipelineConfig {

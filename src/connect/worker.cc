@@ -9,6 +9,8 @@
 
 #include "base/file.h"
 #include "connect/rebuild.h"
+#include "connect/aggregate.h"
+#include "connect/kafka_admin.h"
 #include "connect/pg_sink.h"
 #include "connect/redis_sink.h"
 #include "http/json.h"
@@ -63,6 +65,8 @@ struct Worker::Task {
     return view_;
   }
   std::shared_ptr<Store> other_;  // the store of a sink that is not a table view
+  std::shared_ptr<AggregateStore> aggregate_;  // type aggregate: also other_
+  bool output_ready = false;                   // its output topic exists (task thread)
   std::shared_ptr<Store> store() {
     if (other_) return other_;
     return view();
@@ -83,7 +87,7 @@ struct Worker::Task {
   std::vector<TopicPartition> assigned;  // on the task thread
 
   RecordFormats formats() const {
-    const bool pg = config.type == "postgres";  // rows: JSON objects always
+    const bool pg = config.type == "postgres" || config.type == "aggregate";  // rows: objects
     return {pg || config.key_format == "json", pg || config.value_format == "json", config.field,
             pg};
   }
@@ -170,6 +174,41 @@ struct Worker::Task {
     }
   }
 
+  // An aggregate's changed groups to its compacted output topic, acknowledged (acks=all)
+  // before the store moves past them.
+  Result<void> publish(const std::vector<std::pair<std::string, std::string>>& records) {
+    if (!output_ready) {
+      ORDO_TRY(ensure_compacted_topic(dlq.get(), config.output_topic, 1, worker->stopping_));
+      output_ready = true;
+    }
+    const int64_t failed_before = dlq_failed.load();
+    for (const auto& [k, v] : records) {
+      auto e = rd_kafka_producev(
+          dlq.get(), RD_KAFKA_V_TOPIC(config.output_topic.c_str()),
+          RD_KAFKA_V_KEY(k.data(), k.size()),
+          RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_flush(dlq.get(), 10'000);
+        return make_error(Errc::io, "output topic {}: {}", config.output_topic,
+                          rd_kafka_err2str(e));
+      }
+    }
+    return await_producer(config.output_topic, failed_before);
+  }
+
+  // Waits until everything produced is acknowledged; an error if any delivery failed since
+  // failed_before.
+  Result<void> await_producer(const std::string& topic, int64_t failed_before) {
+    if (rd_kafka_flush(dlq.get(), 60'000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return make_error(Errc::io, "topic {}: not acknowledged within 60 s", topic);
+    }
+    if (int64_t failed = dlq_failed.load() - failed_before; failed > 0) {
+      return make_error(Errc::io, "topic {}: {} records failed", topic, failed);
+    }
+    return ok();
+  }
+
   // Sends msgs to the dead-letter topic with their key, value and headers, plus ordo.dlq.*
   // headers (reason, sink, source topic, partition, offset), and waits until every one is
   // acknowledged. At least once: a crash before the position is stored sends them again.
@@ -202,15 +241,7 @@ struct Worker::Task {
                           rd_kafka_err2str(e));
       }
     }
-    if (rd_kafka_flush(dlq.get(), 60'000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return make_error(Errc::io, "dead-letter topic {}: not acknowledged within 60 s",
-                        config.dead_letter_topic);
-    }
-    if (int64_t failed = dlq_failed.load() - failed_before; failed > 0) {
-      return make_error(Errc::io, "dead-letter topic {}: {} records failed",
-                        config.dead_letter_topic, failed);
-    }
-    return ok();
+    return await_producer(config.dead_letter_topic, failed_before);
   }
 
   // Between batches: while a rebuild finishes, the task waits (the view it writes is about to
@@ -387,6 +418,20 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
     if (sc.type == "table") {
       t->view_dir = w->config_.data_dir + "/views/" + sc.name;
       ORDO_TRY(t->open_view());
+    } else if (sc.type == "aggregate") {
+      AggregateOptions ao;
+      ao.group_by = sc.group_by;
+      ao.sum = sc.sum;
+      for (const auto& [k, v] : sc.where) ao.where[k] = json::parse(v);
+      Task* task = t.get();
+      ao.publish = [task](const std::vector<std::pair<std::string, std::string>>& records) {
+        return task->publish(records);
+      };
+      std::error_code aec;
+      std::filesystem::create_directories(w->config_.data_dir + "/aggregates", aec);
+      t->aggregate_ = ORDO_TRY(
+          AggregateStore::open(w->config_.data_dir + "/aggregates/" + sc.name, std::move(ao)));
+      t->other_ = t->aggregate_;
     } else if (sc.type == "postgres") {
       t->other_ = std::make_shared<PgSink>(PgSinkOptions{sc.name, sc.conninfo, sc.table});
     } else {
@@ -543,6 +588,40 @@ json rebuild_json(const RebuildProgress& p) {
 
 }  // namespace
 
+// GET /aggregates/<name>/groups[?limit=N] and /aggregates/<name>/groups/<group JSON>.
+http::Response Worker::route_aggregate(const http::Request& req) {
+  std::string_view rest = std::string_view(req.path).substr(std::string_view("/aggregates/").size());
+  size_t slash = rest.find('/');
+  std::string name(rest.substr(0, slash));
+  Task* t = nullptr;
+  for (auto& task : tasks_) {
+    if (task->config.name == name && task->aggregate_) t = task.get();
+  }
+  if (!t || slash == std::string_view::npos) {
+    return json_response(404, {{"error", "no aggregate named '" + name + "'"}});
+  }
+  std::string_view what = rest.substr(slash + 1);
+  auto to_json = [](const std::string& g, const AggregateStore::Group& v) {
+    return json{{"group", json::parse(g, nullptr, false)}, {"count", v.count}, {"sum", v.sum}};
+  };
+  if (what == "groups") {
+    auto limit = int_param(req, "limit").value_or(1000);
+    if (limit < 1 || limit > 100000) return json_response(400, {{"error", "limit is 1-100000"}});
+    auto all = t->aggregate_->groups(size_t(limit));
+    if (!all) return json_response(500, {{"error", all.error().to_string()}});
+    json a = json::array();
+    for (const auto& [g, v] : *all) a.push_back(to_json(g, v));
+    return json_response(200, a);
+  }
+  constexpr std::string_view kGroups = "groups/";
+  if (!what.starts_with(kGroups)) return json_response(404, {{"error", "no such resource"}});
+  std::string g(what.substr(kGroups.size()));
+  auto v = t->aggregate_->group(g);
+  if (!v) return json_response(500, {{"error", v.error().to_string()}});
+  if (!*v) return json_response(200, to_json(g, AggregateStore::Group{}));  // nothing counted
+  return json_response(200, to_json(g, **v));
+}
+
 http::Response Worker::start_rebuild(Task& t) {
   {
     std::lock_guard lk(mu_);
@@ -605,6 +684,8 @@ http::Response Worker::route(const http::Request& req) {
     }
     return json_response(200, {{"tasks", tasks}, {"sources", sources}});
   }
+  constexpr std::string_view kAggregates = "/aggregates/";
+  if (path.starts_with(kAggregates)) return route_aggregate(req);
   constexpr std::string_view kViews = "/views/";
   if (!path.starts_with(kViews)) return json_response(404, {{"error", "no such resource"}});
   std::string_view rest = std::string_view(path).substr(kViews.size());

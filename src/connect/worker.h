@@ -77,6 +77,7 @@ class Worker {
   Task* find(std::string_view name);
   // POST /views/<name>/rebuild: starts a rebuild thread unless one runs.
   http::Response start_rebuild(Task& t);
+  http::Response route_aggregate(const http::Request& req);
 
   PipelineConfig config_;
   std::vector<std::unique_ptr<Task>> tasks_;

@@ -158,6 +158,43 @@ TEST(Pipeline, ParsesPostgresSinks) {
   }
 }
 
+TEST(Pipeline, ParsesAggregateSinks) {
+  auto p = parse_pipeline(R"(
+[[sink]]
+name = "unread"
+type = "aggregate"
+topics = ["app.public.emails"]
+field = "after"
+group_by = "mailbox"
+sum = "size"
+where = { unread = true, folder = "inbox", flags = 3 }
+)",
+                          "p.toml");
+  ASSERT_TRUE(p) << p.error().to_string();
+  const SinkConfig& s = p->sinks.at(0);
+  EXPECT_EQ(s.group_by, "mailbox");
+  EXPECT_EQ(s.sum, "size");
+  EXPECT_EQ(s.output_topic, "unread");
+  EXPECT_EQ(s.where, (std::map<std::string, std::string>{
+                         {"unread", "true"}, {"folder", "\"inbox\""}, {"flags", "3"}}));
+  for (const auto& [text, expect] : std::vector<std::pair<std::string, std::string>>{
+           {"[[sink]]\nname = \"a\"\ntype = \"aggregate\"\ntopics = [\"t\"]\n",
+            "group_by must be a string"},
+           {"[[sink]]\nname = \"a\"\ntype = \"aggregate\"\ntopics = [\"t\"]\ngroup_by = \"g\"\n"
+            "where = { x = 1.5 }\n",
+            "where.x must be a string, integer or boolean"},
+           {"[[sink]]\nname = \"a\"\ntype = \"aggregate\"\ntopics = [\"t\"]\ngroup_by = \"g\"\n"
+            "output_topic = \"t\"\n",
+            "reads its own output_topic"},
+           {"[[sink]]\nname = \"a\"\ntype = \"table\"\ntopics = [\"t\"]\ngroup_by = \"g\"\n",
+            "group_by is for aggregate sinks"},
+       }) {
+    auto bad = parse_pipeline(text, "p.toml");
+    ASSERT_FALSE(bad) << text;
+    EXPECT_NE(bad.error().message.find(expect), std::string::npos) << bad.error().message;
+  }
+}
+
 TEST(Pipeline, TableTopicsHoldOnlyTopicCharacters) {
   EXPECT_EQ(table_topic("shop", "public", "users"), "shop.public.users");
   EXPECT_EQ(table_topic("shop", "my schema", "Ordres\"2\""), "shop.my_schema.Ordres_2_");
