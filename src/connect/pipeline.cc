@@ -216,7 +216,8 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
       const toml::table& t = *n.as_table();
       ORDO_TRY(only_keys(t, {"name", "type", "topics", "dead_letter_topic", "key_format",
                              "value_format", "field", "address", "db", "key_prefix",
-                             "offsets_key", "ttl_s", "conninfo", "table", "group_by", "sum",
+                             "offsets_key", "ttl_s", "tombstone_ttl_s", "conninfo", "table",
+                             "group_by", "sum",
                              "where", "output_topic"},
                          "sink", source));
       SinkConfig sc;
@@ -228,19 +229,31 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
       if (!names.insert(sc.name).second) {
         return bad(source, fmt::format("two sinks are named '{}'", sc.name));
       }
-      if (sc.type != "table" && sc.type != "redis" && sc.type != "postgres" &&
-          sc.type != "aggregate") {
-        return bad(source,
-                   fmt::format("sink '{}': unknown type '{}' (table, redis, postgres, aggregate)",
-                               sc.name, sc.type));
+      if (sc.type != "table" && sc.type != "redis" && sc.type != "memcached" &&
+          sc.type != "postgres" && sc.type != "aggregate") {
+        return bad(source, fmt::format("sink '{}': unknown type '{}' (table, redis, memcached, "
+                                       "postgres, aggregate)",
+                                       sc.name, sc.type));
       }
       const std::string where = "sink '" + sc.name + "'";
-      if (sc.type != "redis") {
-        for (const char* k : {"address", "db", "key_prefix", "offsets_key", "ttl_s"}) {
-          if (t.contains(k)) {
-            return bad(source, fmt::format("{}: {} is for redis sinks", where, k));
-          }
+      const bool cache = sc.type == "redis" || sc.type == "memcached";
+      for (const char* k : {"address", "key_prefix", "ttl_s"}) {
+        if (!cache && t.contains(k)) {
+          return bad(source, fmt::format("{}: {} is for redis and memcached sinks", where, k));
         }
+      }
+      for (const char* k : {"db", "offsets_key"}) {
+        if (sc.type != "redis" && t.contains(k)) {
+          return bad(source, fmt::format("{}: {} is for redis sinks", where, k));
+        }
+      }
+      if (sc.type != "memcached" && t.contains("tombstone_ttl_s")) {
+        return bad(source, fmt::format("{}: tombstone_ttl_s is for memcached sinks", where));
+      }
+      if (sc.type == "redis") sc.port = 6379;
+      if (sc.type == "memcached") sc.port = 11211;
+      if (t.contains("tombstone_ttl_s")) {
+        sc.tombstone_ttl_s = ORDO_TRY(int_at(t, "tombstone_ttl_s", where, source, 1, 1LL << 30));
       }
       if (sc.type != "postgres") {
         for (const char* k : {"conninfo", "table"}) {
@@ -302,10 +315,10 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
             port < 1 || port > 65535) {
           return bad(source, fmt::format("{}: address '{}' is not HOST:PORT", where, a));
         }
-        sc.redis_host = a.substr(0, colon);
-        sc.redis_port = uint16_t(port);
+        sc.host = a.substr(0, colon);
+        sc.port = uint16_t(port);
       }
-      if (t.contains("db")) sc.redis_db = int(ORDO_TRY(int_at(t, "db", where, source, 0, 65535)));
+      if (t.contains("db")) sc.db = int(ORDO_TRY(int_at(t, "db", where, source, 0, 65535)));
       if (t.contains("key_prefix")) sc.key_prefix = ORDO_TRY(string_at(t, "key_prefix", where, source));
       if (t.contains("offsets_key")) {
         sc.offsets_key = ORDO_TRY(string_at(t, "offsets_key", where, source));

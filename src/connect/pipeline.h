@@ -30,6 +30,15 @@
 //   offsets_key = "user:__ordo_offsets"  # the default
 //   ttl_s = 0                      # 0: no expiry
 //
+//   [[sink]]                       # type "memcached": versioned CAS writes (memcached_sink.h)
+//   name = "cache"
+//   type = "memcached"
+//   topics = ["app.public.users"]
+//   address = "127.0.0.1:11211"
+//   key_prefix = "user:"
+//   ttl_s = 0
+//   tombstone_ttl_s = 86400
+//
 //   [[sink]]                       # type "postgres": upserts, deletes and the offset per txn
 //   name = "users-copy"
 //   type = "postgres"
@@ -75,19 +84,20 @@ namespace ordo::connect {
 
 struct SinkConfig {
   std::string name;
-  std::string type;  // "table", "redis", "postgres", "aggregate"
+  std::string type;  // "table", "redis", "memcached", "postgres", "aggregate"
   std::vector<std::string> topics;
   std::string dead_letter_topic;  // default "<name>.dlq"
   std::string key_format = "bytes";    // bytes, json
   std::string value_format = "bytes";  // bytes, json
   std::string field;  // store only this field of a JSON value (null or absent: delete)
-  // type = "redis"
-  std::string redis_host = "127.0.0.1";
-  uint16_t redis_port = 6379;
-  int redis_db = 0;
+  // type = "redis" and "memcached"
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;  // the type's default: 6379, 11211
+  int db = 0;         // redis
   std::string key_prefix;
-  std::string offsets_key;  // default key_prefix + "__ordo_offsets"
+  std::string offsets_key;  // redis; default key_prefix + "__ordo_offsets"
   int64_t ttl_s = 0;
+  int64_t tombstone_ttl_s = 86'400;  // memcached
   // type = "postgres"
   std::string conninfo;
   std::string table;  // "schema.table"

@@ -35,7 +35,9 @@ std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>
     }
     std::string_view key(static_cast<const char*>(m->key), m->key ? m->key_len : 0);
     std::string_view value(static_cast<const char*>(m->payload), m->payload ? m->len : 0);
-    const char* why = !m->key                                        ? "no key: a table view keeps records by key"
+    const char* why = !m->key ? "no key: a table view keeps records by key"
+                      : f.max_key_bytes && key.size() > f.max_key_bytes
+                          ? "the key is longer than the store allows"
                       : f.json_key && !nlohmann::json::accept(key)   ? "the key is not JSON"
                       : f.json_value && m->payload && !nlohmann::json::accept(value)
                           ? "the value is not JSON"

@@ -35,6 +35,7 @@ struct RecordFormats {
   bool json_value = false;
   std::string field;
   bool objects = false;
+  size_t max_key_bytes = 0;  // 0: no limit (memcached: 250 with the prefix)
 };
 using Rejected = std::vector<std::pair<rd_kafka_message_t*, std::string>>;  // and why
 

@@ -11,6 +11,7 @@
 #include "connect/rebuild.h"
 #include "connect/aggregate.h"
 #include "connect/kafka_admin.h"
+#include "connect/memcached_sink.h"
 #include "connect/pg_sink.h"
 #include "connect/redis_sink.h"
 #include "http/json.h"
@@ -88,8 +89,13 @@ struct Worker::Task {
 
   RecordFormats formats() const {
     const bool pg = config.type == "postgres" || config.type == "aggregate";  // rows: objects
-    return {pg || config.key_format == "json", pg || config.value_format == "json", config.field,
-            pg};
+    RecordFormats f{pg || config.key_format == "json", pg || config.value_format == "json",
+                    config.field, pg};
+    if (config.type == "memcached") {
+      f.max_key_bytes = MemcachedSink::kMaxKeyBytes -
+                        std::min(config.key_prefix.size(), MemcachedSink::kMaxKeyBytes);
+    }
+    return f;
   }
 
   void set_state(std::string state, std::string error = {}) {
@@ -432,13 +438,21 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
       t->aggregate_ = ORDO_TRY(
           AggregateStore::open(w->config_.data_dir + "/aggregates/" + sc.name, std::move(ao)));
       t->other_ = t->aggregate_;
+    } else if (sc.type == "memcached") {
+      MemcachedSinkOptions mo;
+      mo.host = sc.host;
+      mo.port = sc.port;
+      mo.key_prefix = sc.key_prefix;
+      mo.ttl_s = sc.ttl_s;
+      mo.tombstone_ttl_s = sc.tombstone_ttl_s;
+      t->other_ = std::make_shared<MemcachedSink>(std::move(mo));
     } else if (sc.type == "postgres") {
       t->other_ = std::make_shared<PgSink>(PgSinkOptions{sc.name, sc.conninfo, sc.table});
     } else {
       RedisSinkOptions ro;
-      ro.host = sc.redis_host;
-      ro.port = sc.redis_port;
-      ro.db = sc.redis_db;
+      ro.host = sc.host;
+      ro.port = sc.port;
+      ro.db = sc.db;
       ro.key_prefix = sc.key_prefix;
       ro.offsets_key = sc.offsets_key;
       ro.ttl_s = sc.ttl_s;

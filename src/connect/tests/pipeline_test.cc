@@ -122,18 +122,24 @@ field = "after"
   ASSERT_TRUE(p) << p.error().to_string();
   const SinkConfig& s = p->sinks.at(0);
   EXPECT_EQ(s.type, "redis");
-  EXPECT_EQ(s.redis_host, "10.1.2.3");
-  EXPECT_EQ(s.redis_port, 6380);
-  EXPECT_EQ(s.redis_db, 2);
+  EXPECT_EQ(s.host, "10.1.2.3");
+  EXPECT_EQ(s.port, 6380);
+  EXPECT_EQ(s.db, 2);
   EXPECT_EQ(s.key_prefix, "user:");
   EXPECT_EQ(s.offsets_key, "offsets");
   EXPECT_EQ(s.ttl_s, 60);
   EXPECT_EQ(s.field, "after");
   auto d = parse_pipeline("[[sink]]\nname = \"c\"\ntype = \"redis\"\ntopics = [\"t\"]\n", "p.toml");
   ASSERT_TRUE(d);
-  EXPECT_EQ(d->sinks[0].redis_host, "127.0.0.1");
-  EXPECT_EQ(d->sinks[0].redis_port, 6379);
-  EXPECT_EQ(d->sinks[0].redis_db, 0);
+  EXPECT_EQ(d->sinks[0].host, "127.0.0.1");
+  EXPECT_EQ(d->sinks[0].port, 6379);
+  EXPECT_EQ(d->sinks[0].db, 0);
+  auto m = parse_pipeline("[[sink]]\nname = \"c\"\ntype = \"memcached\"\ntopics = [\"t\"]\n"
+                          "tombstone_ttl_s = 60\n",
+                          "p.toml");
+  ASSERT_TRUE(m) << m.error().to_string();
+  EXPECT_EQ(m->sinks[0].port, 11211);
+  EXPECT_EQ(m->sinks[0].tombstone_ttl_s, 60);
 }
 
 TEST(Pipeline, ParsesPostgresSinks) {
@@ -227,6 +233,9 @@ TEST(Pipeline, ErrorsNameTheProblem) {
            {"other = 1\n", "unknown key .other"},
            {sink + "value_format = \"avro\"\n", "value_format 'avro' is not bytes or json"},
            {sink + "db = 1\n", "db is for redis sinks"},
+           {sink + "key_prefix = \"x\"\n", "key_prefix is for redis and memcached sinks"},
+           {"[[sink]]\nname = \"a\"\ntype = \"memcached\"\ntopics = [\"t\"]\ndb = 1\n",
+            "db is for redis sinks"},
            {sink + "field = \"\"\n", "field is empty"},
            {"[[sink]]\nname = \"a\"\ntype = \"redis\"\ntopics = [\"t\"]\naddress = \"h\"\n",
             "address 'h' is not HOST:PORT"},

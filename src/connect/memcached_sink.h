@@ -1,0 +1,66 @@
+#pragma once
+// The memcached sink (libmemcached): keeps a cache of a keyed topic. memcached has no
+// transactions, so each key carries its version, the offset of the record that wrote it, and a
+// write goes through compare-and-swap: it replaces the stored entry only if that entry's version
+// is older. Replaying records (after a crash, before the position was stored) therefore never
+// moves a key backwards, and a worker that lost its partitions cannot overwrite a newer value
+// (docs/connect.md, "The memcached sink").
+//
+//   entry:   version: int64 big-endian (8) | kind: 0 value, 1 deleted (1) | record value
+//
+// A deleted key stays as a kind-1 entry for tombstone_ttl_s (so an older write cannot bring it
+// back meanwhile). The position (next offset per partition) is kept in memcached itself, under
+// "<key_prefix>__ordo_offsets:<topic>:<partition>", after the batch's writes: if memcached
+// restarts and forgets everything, it forgets the position too and the sink replays from the
+// earliest offset. A TRUNCATE marker flushes the whole server (memcached cannot list keys):
+// give such a cache a server of its own. One thread at a time.
+
+#include <cstdint>
+#include <string>
+
+#include "connect/store.h"
+
+struct memcached_st;
+
+namespace ordo::connect {
+
+struct MemcachedSinkOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 11211;
+  std::string key_prefix;
+  int64_t ttl_s = 0;                 // of values; 0: no expiry
+  int64_t tombstone_ttl_s = 86'400;  // of deleted entries
+};
+
+class MemcachedSink : public Store {
+ public:
+  explicit MemcachedSink(MemcachedSinkOptions options);
+  ~MemcachedSink() override;
+  MemcachedSink(const MemcachedSink&) = delete;
+  MemcachedSink& operator=(const MemcachedSink&) = delete;
+
+  Result<std::optional<int64_t>> position(const model::TopicPartition& tp) override;
+  Result<void> apply(const model::TopicPartition& tp, std::span<const Change> changes,
+                     int64_t next_offset) override;
+
+  static constexpr size_t kMaxKeyBytes = 250;  // memcached's limit, prefix included
+
+ private:
+  Result<void> connect();
+  // Writes one versioned entry unless the stored one is as new or newer.
+  Result<void> put(const std::string& key, int64_t version, const std::optional<std::string>& value);
+
+  MemcachedSinkOptions options_;
+  memcached_st* mc_ = nullptr;
+};
+
+// Entry encoding, exposed for tests.
+std::string encode_memcached_entry(int64_t version, const std::optional<std::string>& value);
+struct MemcachedEntry {
+  int64_t version = 0;
+  std::optional<std::string> value;  // nullopt: deleted
+  bool operator==(const MemcachedEntry&) const = default;
+};
+Result<MemcachedEntry> decode_memcached_entry(std::string_view bytes);
+
+}  // namespace ordo::connect

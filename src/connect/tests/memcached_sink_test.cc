@@ -1,0 +1,30 @@
+// The memcached sink's entry format: version and kind before the value, every cut and bad
+// field refused. (The sink against a real memcached: tests/integration/test_memcached_sink.py.)
+
+#include "connect/memcached_sink.h"
+
+#include <gtest/gtest.h>
+
+namespace ordo::connect {
+namespace {
+
+TEST(MemcachedEntry, RoundTripsAndRefusesDamage) {
+  std::string e = encode_memcached_entry(0x0102030405060708, "val");
+  EXPECT_EQ(e, std::string("\x01\x02\x03\x04\x05\x06\x07\x08\x00val", 12));
+  EXPECT_EQ(*decode_memcached_entry(e), (MemcachedEntry{0x0102030405060708, "val"}));
+  std::string d = encode_memcached_entry(7, std::nullopt);
+  EXPECT_EQ(d, std::string("\0\0\0\0\0\0\0\x07\x01", 9));
+  EXPECT_EQ(*decode_memcached_entry(d), (MemcachedEntry{7, std::nullopt}));
+  EXPECT_EQ(*decode_memcached_entry(encode_memcached_entry(0, "")), (MemcachedEntry{0, ""}));
+  for (size_t cut = 0; cut < 9; ++cut) EXPECT_FALSE(decode_memcached_entry(e.substr(0, cut)));
+  std::string bad = e;
+  bad[0] = char(0x80);  // a negative version
+  EXPECT_FALSE(decode_memcached_entry(bad));
+  bad = e;
+  bad[8] = 2;  // no such kind
+  EXPECT_FALSE(decode_memcached_entry(bad));
+  EXPECT_FALSE(decode_memcached_entry(d + "x"));  // a deleted entry has no value
+}
+
+}  // namespace
+}  // namespace ordo::connect

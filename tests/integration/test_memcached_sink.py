@@ -1,0 +1,122 @@
+"""The memcached sink end to end: PostgreSQL 15 `users` -> change capture -> `ordo connect run`
+with a memcached sink (versioned compare-and-swap writes, the position in memcached). After the
+snapshot and a random workload with 10 SIGKILLs of the worker at random moments, every id the
+workload can touch is in the cache exactly when it is in the table, with the row as its value;
+after a memcached restart (an empty cache, the
+position forgotten with it) the sink fills it again from the earliest offset; a second sink
+replaying into another prefix ends equal."""
+
+import json
+import os
+import random
+import socket
+import struct
+import tempfile
+import threading
+import time
+import unittest
+
+import kafka_wire as kw
+from cdc_workload import SCHEMA, Workload, table_rows
+from connect_harness import Connect
+from memcached_harness import Memcached
+from pg_harness import Postgres
+
+CATCH_UP_S = 120
+KILL_ROUNDS = 10
+IDS = range(0, 1400)  # users the workload can touch: 0-299, moved by +1000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sink(name, port, prefix):
+    return (f'[[sink]]\nname = "{name}"\ntype = "memcached"\ntopics = ["app.public.users"]\n'
+            f'address = "127.0.0.1:{port}"\nkey_prefix = "{prefix}"\nfield = "after"\n\n')
+
+
+class MemcachedSinkTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = cls.enterClassContext(Postgres())
+        cls.pg.sql(SCHEMA)
+        cls.broker = cls.enterClassContext(kw.Broker(port=free_port()))
+        cls.mc = cls.enterClassContext(Memcached())
+
+    def cached(self, prefix):
+        """{key JSON: row} of the live entries under prefix, for every id the workload uses."""
+        c = self.mc.client()
+        keys = [f'{prefix}{{"id":{i}}}' for i in IDS]
+        out = {}
+        for start in range(0, len(keys), 100):
+            for k, v in c.get_many(keys[start:start + 100]).items():
+                version, kind = struct.unpack(">qB", v[:9])
+                self.assertGreaterEqual(version, 0)
+                if kind == 0:
+                    out[k[len(prefix):]] = json.loads(v[9:])
+        c.close()
+        return out
+
+    def wait_equal(self, prefix, worker):
+        deadline = time.monotonic() + CATCH_UP_S
+        while True:
+            want = table_rows(self.pg, "users")
+            try:
+                have = self.cached(prefix)
+            except OSError:
+                have = None
+            if have == want:
+                return want
+            if time.monotonic() > deadline:
+                self.fail(f"{prefix}: {len(have or {})} cached, {len(want)} rows; "
+                          f"status {worker.get('/status')[1]}")
+            time.sleep(0.3)
+
+    def test_cache_follows_the_table(self):
+        self.pg.sql("INSERT INTO users SELECT g, 'seed ' || g, g * 1.5, g % 2 = 0, "
+                    "ARRAY['s', g::text] FROM generate_series(1, 200) g")
+        root = tempfile.mkdtemp(prefix="ordo-mc-it-")
+        source = (f'[[source]]\nname = "app"\ntype = "postgres"\nconninfo = "{self.pg.dsn}"\n'
+                  f'tables = ["public.users"]\nheartbeat_ms = 200\n\n')
+        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "mc"\n'
+                               f'id = "mc-worker"', source + sink("cache", self.mc.port, "user:"))
+        worker.start()
+        self.assertEqual(len(self.wait_equal("user:", worker)), 200)
+
+        rng = random.Random(int(os.environ.get("ORDO_MC_SEED", "4")))
+        work = Workload(self.pg, rng.random())
+        for _ in range(KILL_ROUNDS):
+            stop = threading.Event()
+            t = threading.Thread(target=work.run, args=(10**9, stop))
+            t.start()
+            time.sleep(rng.uniform(0.1, 0.8))
+            worker.kill()
+            worker.start()
+            time.sleep(rng.uniform(0.1, 0.5))
+            stop.set()
+            t.join()
+        self.assertGreater(work.committed, 200)
+        want = self.wait_equal("user:", worker)
+
+        # memcached restarts empty: the position went with the data, so the sink starts again
+        # from the earliest offset once the worker reassigns (a restart of the worker here).
+        self.mc.restart()
+        worker.stop()
+        worker.start()
+        self.assertEqual(self.wait_equal("user:", worker), want)
+
+        # Another prefix, replayed from offset 0 by a second worker.
+        root2 = tempfile.mkdtemp(prefix="ordo-mc-it-")
+        replay = Connect(root2, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "mc-replay"',
+                         sink("cache2", self.mc.port, "user2:"))
+        replay.start()
+        self.assertEqual(self.wait_equal("user2:", replay), want)
+        self.assertEqual(replay.stop(), 0)
+        self.assertEqual(worker.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
