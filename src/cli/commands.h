@@ -90,12 +90,25 @@ struct ViewRebuildArgs {
   bool no_wait = false;
 };
 
+// `ordo claim VALUE`: claim (or release) a unique value through a claims topic and wait for the
+// decision (docs/connect.md, "Claims").
+struct ClaimArgs {
+  ClientArgs client;
+  std::string value;
+  std::string owner;
+  std::string topic = "claims";
+  std::string results;  // empty: "<topic>.results"
+  bool release = false;
+  int64_t timeout_ms = 30'000;
+};
+
 // Each returns the process exit code.
 int serve(const ServeArgs& args);
 int connect_run(const std::string& pipeline_path);
 int connect_status(const std::string& http);
 int connect_pg_stream(const PgStreamArgs& args);
 int view_rebuild(const ViewRebuildArgs& args);
+int claim(const ClaimArgs& args);  // 0 accepted, 3 rejected, 1 no decision or an error
 int dump_log(const std::string& path, bool records);
 int topic_create(const TopicArgs& args);
 int topic_list(const TopicArgs& args);

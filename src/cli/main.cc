@@ -250,8 +250,25 @@ int main(int argc, char** argv) {
                                "HOST:PORT of the worker's HTTP (default 127.0.0.1:9645)");
   view_rebuild_cmd->add_flag("--no-wait", vr.no_wait, "Start it and return");
 
+  ordo::cli::ClaimArgs cl;
+  auto* claim_cmd = app.add_subcommand(
+      "claim",
+      "Claim a unique value (first claim wins, decided by a claims sink) and wait for the "
+      "decision; exit 0 accepted, 3 rejected");
+  claim_cmd->add_option("-b,--bootstrap", cl.client.bootstrap,
+                        "Bootstrap servers HOST:PORT[,...] (default $ORDO_BOOTSTRAP or "
+                        "127.0.0.1:9092)");
+  claim_cmd->add_option("value", cl.value, "The value to claim, e.g. a user name")->required();
+  claim_cmd->add_option("--owner", cl.owner, "Who claims it")->required();
+  claim_cmd->add_option("--topic", cl.topic, "Claims topic (default claims)");
+  claim_cmd->add_option("--results", cl.results,
+                        "Results topic (default <topic>.results)");
+  claim_cmd->add_flag("--release", cl.release, "Release the value instead (by its owner)");
+  claim_cmd->add_option("--timeout-ms", cl.timeout_ms, "Wait at most this long (default 30000)")
+      ->check(CLI::PositiveNumber);
+
   CLI11_PARSE(app, argc, argv);
-  for (auto* c : {&topic.client, &group.client, &prod.client, &cons.client}) {
+  for (auto* c : {&topic.client, &group.client, &prod.client, &cons.client, &cl.client}) {
     if (c->bootstrap.empty()) c->bootstrap = global_client.bootstrap;
     c->properties.insert(c->properties.begin(), global_client.properties.begin(),
                          global_client.properties.end());
@@ -262,6 +279,7 @@ int main(int argc, char** argv) {
   if (*connect_status_cmd) return ordo::cli::connect_status(connect_http);
   if (*pg_stream_cmd) return ordo::cli::connect_pg_stream(pgs);
   if (*view_rebuild_cmd) return ordo::cli::view_rebuild(vr);
+  if (*claim_cmd) return ordo::cli::claim(cl);
   if (*create_cmd) return ordo::cli::topic_create(topic);
   if (*list_cmd) return ordo::cli::topic_list(topic);
   if (*describe_cmd) return ordo::cli::topic_describe(topic);

@@ -5,12 +5,14 @@
 
 namespace ordo::connect {
 
-Result<int32_t> ensure_compacted_topic(rd_kafka_t* rk, const std::string& topic,
-                                       int32_t partitions, const std::atomic<bool>& stopping) {
+namespace {
+
+Result<int32_t> create_topic(rd_kafka_t* rk, const std::string& topic, int32_t partitions,
+                             bool compacted, const std::atomic<bool>& stopping) {
   char err[512];
   rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, err, sizeof err);
   if (!nt) return make_error(Errc::invalid_argument, "topic {}: {}", topic, err);
-  rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+  if (compacted) rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
   rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
   rd_kafka_CreateTopics(rk, &nt, 1, nullptr, q);
   rd_kafka_event_t* ev = nullptr;
@@ -52,6 +54,18 @@ Result<int32_t> ensure_compacted_topic(rd_kafka_t* rk, const std::string& topic,
   rd_kafka_topic_destroy(rkt);
   if (count == 0) return make_error(Errc::io, "topic {}: no partitions in the metadata", topic);
   return count;
+}
+
+}  // namespace
+
+Result<int32_t> ensure_compacted_topic(rd_kafka_t* rk, const std::string& topic,
+                                       int32_t partitions, const std::atomic<bool>& stopping) {
+  return create_topic(rk, topic, partitions, true, stopping);
+}
+
+Result<int32_t> ensure_topic(rd_kafka_t* rk, const std::string& topic, int32_t partitions,
+                             const std::atomic<bool>& stopping) {
+  return create_topic(rk, topic, partitions, false, stopping);
 }
 
 }  // namespace ordo::connect

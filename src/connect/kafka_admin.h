@@ -17,5 +17,8 @@ namespace ordo::connect {
 // after about 30 s without an answer, or Errc::closed when `stopping` becomes true.
 Result<int32_t> ensure_compacted_topic(rd_kafka_t* rk, const std::string& topic,
                                        int32_t partitions, const std::atomic<bool>& stopping);
+// The same with the cluster's default cleanup policy.
+Result<int32_t> ensure_topic(rd_kafka_t* rk, const std::string& topic, int32_t partitions,
+                             const std::atomic<bool>& stopping);
 
 }  // namespace ordo::connect

@@ -230,9 +230,9 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
         return bad(source, fmt::format("two sinks are named '{}'", sc.name));
       }
       if (sc.type != "table" && sc.type != "redis" && sc.type != "memcached" &&
-          sc.type != "postgres" && sc.type != "aggregate") {
+          sc.type != "postgres" && sc.type != "aggregate" && sc.type != "claims") {
         return bad(source, fmt::format("sink '{}': unknown type '{}' (table, redis, memcached, "
-                                       "postgres, aggregate)",
+                                       "postgres, aggregate, claims)",
                                        sc.name, sc.type));
       }
       const std::string where = "sink '" + sc.name + "'";
@@ -268,7 +268,19 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
           return bad(source, fmt::format("{}: table '{}' is not schema.table", where, sc.table));
         }
       }
-      if (sc.type != "aggregate") {
+      if (sc.type == "claims") {
+        if (t.contains("output_topic")) {
+          sc.output_topic = ORDO_TRY(string_at(t, "output_topic", where, source));
+          if (!valid_name(sc.output_topic)) {
+            return bad(source, fmt::format("{}: output_topic must be a topic name", where));
+          }
+        }
+        for (const char* k : {"group_by", "sum", "where", "field"}) {
+          if (t.contains(k)) {
+            return bad(source, fmt::format("{}: {} is for aggregate sinks", where, k));
+          }
+        }
+      } else if (sc.type != "aggregate") {
         for (const char* k : {"group_by", "sum", "where", "output_topic"}) {
           if (t.contains(k)) {
             return bad(source, fmt::format("{}: {} is for aggregate sinks", where, k));
@@ -350,6 +362,12 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
           return bad(source, fmt::format("sink '{}': {} '{}' is not bytes or json", sc.name, key,
                                          *field));
         }
+      }
+      if (sc.type == "claims") {
+        if (sc.topics.size() != 1) {
+          return bad(source, fmt::format("sink '{}': a claims sink reads one topic", sc.name));
+        }
+        if (sc.output_topic.empty()) sc.output_topic = sc.topics[0] + ".results";
       }
       for (const auto& topic : sc.topics) {
         if (topic == sc.dead_letter_topic) {

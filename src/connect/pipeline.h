@@ -58,6 +58,12 @@
 //   where = { unread = true }      # optional equalities
 //   output_topic = "unread"        # compacted; default: the name
 //
+//   [[sink]]                       # type "claims": first claim wins (claims.h)
+//   name = "usernames"
+//   type = "claims"
+//   topics = ["claims"]            # exactly one
+//   output_topic = "claims.results"  # the decisions; default "<topic>.results"
+//
 //   [[source]]
 //   name = "shop"                  # [a-zA-Z0-9._-], unique among sources
 //   type = "postgres"              # change capture (pg_source.h)
@@ -84,7 +90,7 @@ namespace ordo::connect {
 
 struct SinkConfig {
   std::string name;
-  std::string type;  // "table", "redis", "memcached", "postgres", "aggregate"
+  std::string type;  // "table", "redis", "memcached", "postgres", "aggregate", "claims"
   std::vector<std::string> topics;
   std::string dead_letter_topic;  // default "<name>.dlq"
   std::string key_format = "bytes";    // bytes, json
@@ -105,7 +111,7 @@ struct SinkConfig {
   std::string group_by;
   std::string sum;
   std::map<std::string, std::string> where;  // field -> JSON text of the value
-  std::string output_topic;                  // default: the sink's name
+  std::string output_topic;  // aggregate: default the sink's name; claims: "<topic>.results"
 };
 
 struct PipelineConfig {

@@ -46,7 +46,7 @@ std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>
       if (rejected) rejected->emplace_back(m, why);
       continue;
     }
-    if (f.objects) {
+    if (f.object_keys) {
       auto k = nlohmann::json::parse(key, nullptr, false);
       if (!k.is_object() || k.empty()) {
         if (rejected) rejected->emplace_back(m, "the key is not a JSON object of key columns");
@@ -67,7 +67,8 @@ std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>
     } else if (m->payload) {
       c.value = std::string(value);
     }
-    if (f.objects && c.value && !nlohmann::json::parse(*c.value, nullptr, false).is_object()) {
+    if (f.object_values && c.value &&
+        !nlohmann::json::parse(*c.value, nullptr, false).is_object()) {
       if (rejected) rejected->emplace_back(m, "the value is not a JSON object of columns");
       continue;
     }

@@ -29,12 +29,14 @@ bool is_truncate_marker(const rd_kafka_message_t* m);
 // How a sink reads keys and values: "bytes" (anything) or "json" (must parse).
 // With `field`, the value must be a JSON object: the change carries that field's JSON (null
 // or absent: a delete).
-// With `objects` (a PostgreSQL sink's rows), keys and values must be JSON objects.
+// With `object_keys` (a PostgreSQL sink's key columns) keys must be JSON objects, with
+// `object_values` (rows, requests) values.
 struct RecordFormats {
   bool json_key = false;
   bool json_value = false;
   std::string field;
-  bool objects = false;
+  bool object_keys = false;
+  bool object_values = false;
   size_t max_key_bytes = 0;  // 0: no limit (memcached: 250 with the prefix)
 };
 using Rejected = std::vector<std::pair<rd_kafka_message_t*, std::string>>;  // and why

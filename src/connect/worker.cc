@@ -10,6 +10,7 @@
 #include "base/file.h"
 #include "connect/rebuild.h"
 #include "connect/aggregate.h"
+#include "connect/claims.h"
 #include "connect/kafka_admin.h"
 #include "connect/memcached_sink.h"
 #include "connect/pg_sink.h"
@@ -67,6 +68,7 @@ struct Worker::Task {
   }
   std::shared_ptr<Store> other_;  // the store of a sink that is not a table view
   std::shared_ptr<AggregateStore> aggregate_;  // type aggregate: also other_
+  std::shared_ptr<ClaimStore> claims_;         // type claims: also other_
   bool output_ready = false;                   // its output topic exists (task thread)
   std::shared_ptr<Store> store() {
     if (other_) return other_;
@@ -88,9 +90,10 @@ struct Worker::Task {
   std::vector<TopicPartition> assigned;  // on the task thread
 
   RecordFormats formats() const {
-    const bool pg = config.type == "postgres" || config.type == "aggregate";  // rows: objects
-    RecordFormats f{pg || config.key_format == "json", pg || config.value_format == "json",
-                    config.field, pg};
+    const bool pg = config.type == "postgres";  // keys are the key columns
+    const bool rows = pg || config.type == "aggregate" || config.type == "claims";
+    RecordFormats f{pg || config.key_format == "json", rows || config.value_format == "json",
+                    config.field, pg, rows};
     if (config.type == "memcached") {
       f.max_key_bytes = MemcachedSink::kMaxKeyBytes -
                         std::min(config.key_prefix.size(), MemcachedSink::kMaxKeyBytes);
@@ -180,11 +183,16 @@ struct Worker::Task {
     }
   }
 
-  // An aggregate's changed groups to its compacted output topic, acknowledged (acks=all)
+  // An aggregate's changed groups to its compacted output topic (a claims sink's decisions to
+  // its results topic), acknowledged (acks=all)
   // before the store moves past them.
   Result<void> publish(const std::vector<std::pair<std::string, std::string>>& records) {
     if (!output_ready) {
-      ORDO_TRY(ensure_compacted_topic(dlq.get(), config.output_topic, 1, worker->stopping_));
+      if (config.type == "claims") {  // results keyed by unique request ids: nothing to compact
+        ORDO_TRY(ensure_topic(dlq.get(), config.output_topic, 1, worker->stopping_));
+      } else {
+        ORDO_TRY(ensure_compacted_topic(dlq.get(), config.output_topic, 1, worker->stopping_));
+      }
       output_ready = true;
     }
     const int64_t failed_before = dlq_failed.load();
@@ -438,6 +446,16 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
       t->aggregate_ = ORDO_TRY(
           AggregateStore::open(w->config_.data_dir + "/aggregates/" + sc.name, std::move(ao)));
       t->other_ = t->aggregate_;
+    } else if (sc.type == "claims") {
+      Task* task = t.get();
+      std::error_code cec;
+      std::filesystem::create_directories(w->config_.data_dir + "/claims", cec);
+      t->claims_ = ORDO_TRY(ClaimStore::open(
+          w->config_.data_dir + "/claims/" + sc.name,
+          [task](const std::vector<std::pair<std::string, std::string>>& records) {
+            return task->publish(records);
+          }));
+      t->other_ = t->claims_;
     } else if (sc.type == "memcached") {
       MemcachedSinkOptions mo;
       mo.host = sc.host;
@@ -602,6 +620,54 @@ json rebuild_json(const RebuildProgress& p) {
 
 }  // namespace
 
+// POST /claims/<name>?value=V&owner=O[&op=release][&timeout_ms=T]: claim and wait for the
+// decision; GET /claims/<name>/holders/<value>: who holds a value.
+http::Response Worker::route_claims(const http::Request& req) {
+  std::string_view rest = std::string_view(req.path).substr(std::string_view("/claims/").size());
+  size_t slash = rest.find('/');
+  std::string name(rest.substr(0, slash));
+  Task* t = nullptr;
+  for (auto& task : tasks_) {
+    if (task->config.name == name && task->claims_) t = task.get();
+  }
+  if (!t) return json_response(404, {{"error", "no claims sink named '" + name + "'"}});
+  if (req.method == "POST") {
+    if (slash != std::string_view::npos) return json_response(404, {{"error", "POST /claims/<name>"}});
+    auto value = req.query.find("value");
+    auto owner = req.query.find("owner");
+    auto op = req.query.find("op");
+    auto timeout = int_param(req, "timeout_ms").value_or(10'000);
+    if (value == req.query.end() || value->second.empty() || owner == req.query.end() ||
+        (op != req.query.end() && op->second != "claim" && op->second != "release") ||
+        timeout < 1 || timeout > 60'000) {
+      return json_response(400, {{"error", "value and owner are required; op is claim or "
+                                           "release; timeout_ms 1-60000"}});
+    }
+    ClaimRequest cr;
+    cr.bootstrap = config_.bootstrap;
+    cr.topic = t->config.topics.front();
+    cr.results_topic = t->config.output_topic;
+    cr.value = value->second;
+    cr.owner = owner->second;
+    cr.release = op != req.query.end() && op->second == "release";
+    cr.timeout_ms = timeout;
+    auto d = claim_and_wait(cr, &stopping_);
+    if (!d) {
+      return json_response(d.error().code == Errc::busy ? 504 : 502,
+                           {{"error", d.error().to_string()}});
+    }
+    return json_response(200, *d);
+  }
+  constexpr std::string_view kHolders = "holders/";
+  std::string_view what = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
+  if (!what.starts_with(kHolders)) return json_response(404, {{"error", "no such resource"}});
+  std::string value(what.substr(kHolders.size()));
+  auto h = t->claims_->holder(value);
+  if (!h) return json_response(500, {{"error", h.error().to_string()}});
+  if (!*h) return json_response(404, {{"error", "nobody holds it"}, {"value", value}});
+  return json_response(200, {{"value", value}, {"holder", **h}});
+}
+
 // GET /aggregates/<name>/groups[?limit=N] and /aggregates/<name>/groups/<group JSON>.
 http::Response Worker::route_aggregate(const http::Request& req) {
   std::string_view rest = std::string_view(req.path).substr(std::string_view("/aggregates/").size());
@@ -658,8 +724,11 @@ http::Response Worker::start_rebuild(Task& t) {
 http::Response Worker::route(const http::Request& req) {
   const std::string& path = req.path;
   const bool post = req.method == "POST";
+  constexpr std::string_view kClaims = "/claims/";
+  if (path.starts_with(kClaims)) return route_claims(req);
   if (post && !path.ends_with("/rebuild")) {
-    return json_response(405, {{"error", "only /views/<name>/rebuild takes POST"}});
+    return json_response(405, {{"error", "only /views/<name>/rebuild and /claims/<name> take "
+                                         "POST"}});
   }
   if (path == "/status") {
     json tasks = json::array();

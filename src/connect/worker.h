@@ -78,6 +78,7 @@ class Worker {
   // POST /views/<name>/rebuild: starts a rebuild thread unless one runs.
   http::Response start_rebuild(Task& t);
   http::Response route_aggregate(const http::Request& req);
+  http::Response route_claims(const http::Request& req);
 
   PipelineConfig config_;
   std::vector<std::unique_ptr<Task>> tasks_;

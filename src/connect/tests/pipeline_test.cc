@@ -201,6 +201,22 @@ where = { unread = true, folder = "inbox", flags = 3 }
   }
 }
 
+TEST(Pipeline, ParsesClaimsSinks) {
+  auto p = parse_pipeline("[[sink]]\nname = \"u\"\ntype = \"claims\"\ntopics = [\"claims\"]\n",
+                          "p.toml");
+  ASSERT_TRUE(p) << p.error().to_string();
+  EXPECT_EQ(p->sinks[0].output_topic, "claims.results");
+  auto two = parse_pipeline(
+      "[[sink]]\nname = \"u\"\ntype = \"claims\"\ntopics = [\"a\", \"b\"]\n", "p.toml");
+  ASSERT_FALSE(two);
+  EXPECT_NE(two.error().message.find("a claims sink reads one topic"), std::string::npos);
+  auto grouped = parse_pipeline(
+      "[[sink]]\nname = \"u\"\ntype = \"claims\"\ntopics = [\"a\"]\ngroup_by = \"x\"\n",
+      "p.toml");
+  ASSERT_FALSE(grouped);
+  EXPECT_NE(grouped.error().message.find("group_by is for aggregate sinks"), std::string::npos);
+}
+
 TEST(Pipeline, TableTopicsHoldOnlyTopicCharacters) {
   EXPECT_EQ(table_topic("shop", "public", "users"), "shop.public.users");
   EXPECT_EQ(table_topic("shop", "my schema", "Ordres\"2\""), "shop.my_schema.Ordres_2_");
