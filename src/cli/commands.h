@@ -102,13 +102,23 @@ struct ClaimArgs {
   int64_t timeout_ms = 30'000;
 };
 
+// `ordo search NAME QUERY`: query a running worker's search index.
+struct SearchArgs {
+  std::string name;
+  std::string query;
+  std::string http = "127.0.0.1:9645";
+  int limit = 10;
+  bool json = false;  // print the hits as JSON lines
+};
+
 // Each returns the process exit code.
 int serve(const ServeArgs& args);
 int connect_run(const std::string& pipeline_path);
 int connect_status(const std::string& http);
 int connect_pg_stream(const PgStreamArgs& args);
 int view_rebuild(const ViewRebuildArgs& args);
-int claim(const ClaimArgs& args);  // 0 accepted, 3 rejected, 1 no decision or an error
+int claim(const ClaimArgs& args);
+int search(const SearchArgs& args);  // 0 accepted, 3 rejected, 1 no decision or an error
 int dump_log(const std::string& path, bool records);
 int topic_create(const TopicArgs& args);
 int topic_list(const TopicArgs& args);

@@ -250,6 +250,17 @@ int main(int argc, char** argv) {
                                "HOST:PORT of the worker's HTTP (default 127.0.0.1:9645)");
   view_rebuild_cmd->add_flag("--no-wait", vr.no_wait, "Start it and return");
 
+  ordo::cli::SearchArgs se;
+  auto* search_cmd = app.add_subcommand(
+      "search", "Query a full-text search sink of a running worker: ranked hits with snippets");
+  search_cmd->add_option("name", se.name, "The search sink's name")->required();
+  search_cmd->add_option("query", se.query, "Words, \"phrases\", AND/OR/NOT, prefix*")
+      ->required();
+  search_cmd->add_option("--http", se.http, "HOST:PORT of the worker's HTTP (default 127.0.0.1:9645)");
+  search_cmd->add_option("-n,--limit", se.limit, "At most this many hits (default 10)")
+      ->check(CLI::Range(1, 1000));
+  search_cmd->add_flag("--json", se.json, "Print each hit as a JSON line");
+
   ordo::cli::ClaimArgs cl;
   auto* claim_cmd = app.add_subcommand(
       "claim",
@@ -280,6 +291,7 @@ int main(int argc, char** argv) {
   if (*pg_stream_cmd) return ordo::cli::connect_pg_stream(pgs);
   if (*view_rebuild_cmd) return ordo::cli::view_rebuild(vr);
   if (*claim_cmd) return ordo::cli::claim(cl);
+  if (*search_cmd) return ordo::cli::search(se);
   if (*create_cmd) return ordo::cli::topic_create(topic);
   if (*list_cmd) return ordo::cli::topic_list(topic);
   if (*describe_cmd) return ordo::cli::topic_describe(topic);

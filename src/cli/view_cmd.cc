@@ -1,5 +1,7 @@
-// `ordo view rebuild NAME` (docs/connect.md): asks a running worker to rebuild a table view
-// (POST /views/NAME/rebuild) and follows its progress until the new store is live.
+// The commands that talk to a running connect worker over HTTP (docs/connect.md):
+// `ordo view rebuild NAME` asks it to rebuild a table view (POST /views/NAME/rebuild) and
+// follows its progress until the new store is live; `ordo search NAME QUERY` queries a search
+// sink.
 
 #include <unistd.h>
 
@@ -105,6 +107,39 @@ int view_rebuild(const ViewRebuildArgs& a) {
                 static_cast<long long>(num(p, "records")), secs);
     return 0;
   }
+}
+
+int search(const SearchArgs& a) {
+  auto hp = parse_host_port(a.http);
+  if (!hp) {
+    std::fprintf(stderr, "ordo search: --http %s\n", hp.error().message.c_str());
+    return 2;
+  }
+  const std::string target = "/search/" + http::percent_encode(a.name) +
+                             "?q=" + http::percent_encode(a.query) +
+                             "&limit=" + std::to_string(a.limit);
+  auto r = http::get(hp->first, hp->second, target, 30'000);
+  if (!r) {
+    std::fprintf(stderr, "ordo search: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  auto body = json::parse(r->body, nullptr, false);
+  if (r->status != 200 || !body.is_object() || !body.contains("hits")) {
+    std::fprintf(stderr, "ordo search: HTTP %d: %s\n", r->status,
+                 body.is_object() ? str(body, "error").c_str() : r->body.c_str());
+    return 1;
+  }
+  for (const auto& h : body["hits"]) {
+    if (a.json) {
+      std::printf("%s\n", h.dump().c_str());
+    } else {
+      std::printf("%3lld%%  %s\n      %s\n", static_cast<long long>(h.value("percent", 0.0)),
+                  str(h, "key").c_str(), str(h, "snippet").c_str());
+    }
+  }
+  std::fprintf(stderr, "%zu hits of %lld documents\n", body["hits"].size(),
+               static_cast<long long>(num(body, "documents")));
+  return 0;
 }
 
 }  // namespace ordo::cli

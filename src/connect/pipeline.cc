@@ -217,7 +217,7 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
       ORDO_TRY(only_keys(t, {"name", "type", "topics", "dead_letter_topic", "key_format",
                              "value_format", "field", "address", "db", "key_prefix",
                              "offsets_key", "ttl_s", "tombstone_ttl_s", "conninfo", "table",
-                             "group_by", "sum",
+                             "group_by", "sum", "fields",
                              "where", "output_topic"},
                          "sink", source));
       SinkConfig sc;
@@ -230,10 +230,17 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
         return bad(source, fmt::format("two sinks are named '{}'", sc.name));
       }
       if (sc.type != "table" && sc.type != "redis" && sc.type != "memcached" &&
-          sc.type != "postgres" && sc.type != "aggregate" && sc.type != "claims") {
+          sc.type != "postgres" && sc.type != "aggregate" && sc.type != "claims" &&
+          sc.type != "search") {
         return bad(source, fmt::format("sink '{}': unknown type '{}' (table, redis, memcached, "
-                                       "postgres, aggregate, claims)",
+                                       "postgres, aggregate, claims, search)",
                                        sc.name, sc.type));
+      }
+      if (const toml::node* f = t.get("fields")) {
+        if (sc.type != "search") {
+          return bad(source, fmt::format("sink '{}': fields is for search sinks", sc.name));
+        }
+        sc.fields = ORDO_TRY(strings_at(*f, "sink '" + sc.name + "': fields", source));
       }
       const std::string where = "sink '" + sc.name + "'";
       const bool cache = sc.type == "redis" || sc.type == "memcached";

@@ -64,6 +64,13 @@
 //   topics = ["claims"]            # exactly one
 //   output_topic = "claims.results"  # the decisions; default "<topic>.results"
 //
+//   [[sink]]                       # type "search": a Xapian full-text index (search_index.h)
+//   name = "mail-search"
+//   type = "search"
+//   topics = ["app.public.emails"]
+//   field = "after"
+//   fields = ["subject", "body"]   # default: every string field
+//
 //   [[source]]
 //   name = "shop"                  # [a-zA-Z0-9._-], unique among sources
 //   type = "postgres"              # change capture (pg_source.h)
@@ -90,7 +97,7 @@ namespace ordo::connect {
 
 struct SinkConfig {
   std::string name;
-  std::string type;  // "table", "redis", "memcached", "postgres", "aggregate", "claims"
+  std::string type;  // table, redis, memcached, postgres, aggregate, claims, search
   std::vector<std::string> topics;
   std::string dead_letter_topic;  // default "<name>.dlq"
   std::string key_format = "bytes";    // bytes, json
@@ -112,6 +119,8 @@ struct SinkConfig {
   std::string sum;
   std::map<std::string, std::string> where;  // field -> JSON text of the value
   std::string output_topic;  // aggregate: default the sink's name; claims: "<topic>.results"
+  // type = "search"
+  std::vector<std::string> fields;  // indexed fields of the value; empty: every string field
 };
 
 struct PipelineConfig {

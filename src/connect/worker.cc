@@ -15,6 +15,7 @@
 #include "connect/memcached_sink.h"
 #include "connect/pg_sink.h"
 #include "connect/redis_sink.h"
+#include "connect/search_index.h"
 #include "http/json.h"
 
 #include "base/log.h"
@@ -69,6 +70,7 @@ struct Worker::Task {
   std::shared_ptr<Store> other_;  // the store of a sink that is not a table view
   std::shared_ptr<AggregateStore> aggregate_;  // type aggregate: also other_
   std::shared_ptr<ClaimStore> claims_;         // type claims: also other_
+  std::shared_ptr<SearchIndex> search_;        // type search: also other_
   bool output_ready = false;                   // its output topic exists (task thread)
   std::shared_ptr<Store> store() {
     if (other_) return other_;
@@ -94,6 +96,7 @@ struct Worker::Task {
     const bool rows = pg || config.type == "aggregate" || config.type == "claims";
     RecordFormats f{pg || config.key_format == "json", rows || config.value_format == "json",
                     config.field, pg, rows};
+    if (config.type == "search") f.max_key_bytes = SearchIndex::kMaxKeyBytes;
     if (config.type == "memcached") {
       f.max_key_bytes = MemcachedSink::kMaxKeyBytes -
                         std::min(config.key_prefix.size(), MemcachedSink::kMaxKeyBytes);
@@ -456,6 +459,11 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
             return task->publish(records);
           }));
       t->other_ = t->claims_;
+    } else if (sc.type == "search") {
+      std::error_code sec;
+      std::filesystem::create_directories(w->config_.data_dir + "/search", sec);
+      t->search_ = ORDO_TRY(SearchIndex::open(w->config_.data_dir + "/search/" + sc.name, sc.fields));
+      t->other_ = t->search_;
     } else if (sc.type == "memcached") {
       MemcachedSinkOptions mo;
       mo.host = sc.host;
@@ -620,6 +628,34 @@ json rebuild_json(const RebuildProgress& p) {
 
 }  // namespace
 
+// GET /search/<name>?q=QUERY[&limit=N]: ranked hits with snippets.
+http::Response Worker::route_search(const http::Request& req) {
+  std::string name = req.path.substr(std::string_view("/search/").size());
+  Task* t = nullptr;
+  for (auto& task : tasks_) {
+    if (task->config.name == name && task->search_) t = task.get();
+  }
+  if (!t) return json_response(404, {{"error", "no search index named '" + name + "'"}});
+  auto q = req.query.find("q");
+  auto limit = int_param(req, "limit").value_or(10);
+  if (q == req.query.end() || q->second.empty() || limit < 1 || limit > 1000) {
+    return json_response(400, {{"error", "q is required; limit is 1-1000"}});
+  }
+  auto hits = t->search_->search(q->second, size_t(limit));
+  if (!hits) {
+    return json_response(hits.error().code == Errc::invalid_argument ? 400 : 500,
+                         {{"error", hits.error().to_string()}});
+  }
+  json a = json::array();
+  for (const auto& h : *hits) {
+    a.push_back({{"key", h.key}, {"rank", h.rank}, {"percent", h.percent},
+                 {"snippet", h.snippet}, {"value", h.value}});
+  }
+  auto total = t->search_->documents();
+  return json_response(200, {{"query", q->second}, {"documents", total ? *total : -1},
+                             {"hits", a}});
+}
+
 // POST /claims/<name>?value=V&owner=O[&op=release][&timeout_ms=T]: claim and wait for the
 // decision; GET /claims/<name>/holders/<value>: who holds a value.
 http::Response Worker::route_claims(const http::Request& req) {
@@ -724,6 +760,8 @@ http::Response Worker::start_rebuild(Task& t) {
 http::Response Worker::route(const http::Request& req) {
   const std::string& path = req.path;
   const bool post = req.method == "POST";
+  constexpr std::string_view kSearch = "/search/";
+  if (path.starts_with(kSearch) && !post) return route_search(req);
   constexpr std::string_view kClaims = "/claims/";
   if (path.starts_with(kClaims)) return route_claims(req);
   if (post && !path.ends_with("/rebuild")) {

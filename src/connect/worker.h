@@ -79,6 +79,7 @@ class Worker {
   http::Response start_rebuild(Task& t);
   http::Response route_aggregate(const http::Request& req);
   http::Response route_claims(const http::Request& req);
+  http::Response route_search(const http::Request& req);
 
   PipelineConfig config_;
   std::vector<std::unique_ptr<Task>> tasks_;

@@ -217,6 +217,18 @@ TEST(Pipeline, ParsesClaimsSinks) {
   EXPECT_NE(grouped.error().message.find("group_by is for aggregate sinks"), std::string::npos);
 }
 
+TEST(Pipeline, ParsesSearchSinks) {
+  auto p = parse_pipeline("[[sink]]\nname = \"s\"\ntype = \"search\"\ntopics = [\"t\"]\n"
+                          "fields = [\"subject\", \"body\"]\n",
+                          "p.toml");
+  ASSERT_TRUE(p) << p.error().to_string();
+  EXPECT_EQ(p->sinks[0].fields, (std::vector<std::string>{"subject", "body"}));
+  auto bad = parse_pipeline(
+      "[[sink]]\nname = \"s\"\ntype = \"table\"\ntopics = [\"t\"]\nfields = [\"a\"]\n", "p.toml");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("fields is for search sinks"), std::string::npos);
+}
+
 TEST(Pipeline, TableTopicsHoldOnlyTopicCharacters) {
   EXPECT_EQ(table_topic("shop", "public", "users"), "shop.public.users");
   EXPECT_EQ(table_topic("shop", "my schema", "Ordres\"2\""), "shop.my_schema.Ordres_2_");
