@@ -9,7 +9,7 @@ JOBS      ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
 .PHONY: all deps configure build run test test-release test-sanitize bench bench-broker \
-        bench-groups bench-cleaner bench-cdc fuzz \
+        bench-groups bench-cleaner bench-cdc example-mailbox fuzz \
         format format-check clean
 
 all: build
@@ -71,6 +71,11 @@ bench-cleaner: build
 # view under pgbench inserts, beside pgbench alone and pg_recvlogical (BENCHMARKS.md).
 bench-cdc: build
 	bench/run-cdc-bench --build-dir $(BUILD_DIR)
+
+# The mailbox example (examples/mailbox/README.md): PostgreSQL -> the log -> unread counts,
+# search and a Redis cache, next to dual writes.
+example-mailbox: build
+	examples/mailbox/run --build-dir $(BUILD_DIR)
 
 # Coverage-guided fuzzing with libFuzzer (clang 14). FUZZ_TARGET=record_batch FUZZ_SECONDS=60
 FUZZ_TARGET  ?= record_batch
