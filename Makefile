@@ -9,7 +9,7 @@ JOBS      ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
 .PHONY: all deps configure build run test test-release test-sanitize bench bench-broker \
-        bench-groups bench-cleaner bench-cdc example-mailbox fuzz \
+        bench-groups bench-cleaner bench-cdc bench-sinks example-mailbox fuzz \
         format format-check clean
 
 all: build
@@ -48,6 +48,7 @@ bench: build
 	bench/run-group-bench --build-dir $(BUILD_DIR)
 	bench/run-cleaner-bench --build-dir $(BUILD_DIR)
 	bench/run-cdc-bench --build-dir $(BUILD_DIR)
+	bench/run-sink-bench --build-dir $(BUILD_DIR)
 
 # The broker benchmark alone: Ordo beside librdkafka's mock cluster, Redis Streams and NATS
 # JetStream (BENCHMARKS.md). nats_bench (Go) is not part of `build`.
@@ -71,6 +72,11 @@ bench-cleaner: build
 # view under pgbench inserts, beside pgbench alone and pg_recvlogical (BENCHMARKS.md).
 bench-cdc: build
 	bench/run-cdc-bench --build-dir $(BUILD_DIR)
+
+# The sink benchmark alone (about 4 minutes): each connect sink's apply rate and lag beside a
+# client writing the same store directly (BENCHMARKS.md).
+bench-sinks: build
+	bench/run-sink-bench --build-dir $(BUILD_DIR)
 
 # The mailbox example (examples/mailbox/README.md): PostgreSQL -> the log -> unread counts,
 # search and a Redis cache, next to dual writes.

@@ -4,6 +4,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include "connect/rocks.h"
 #include "connect/table_view.h"
 
 namespace ordo::connect {
@@ -16,9 +17,6 @@ namespace {
 constexpr char kKeyPrefix = 'k';    // 'k' + record key -> {"g", "s", "p"}: its contribution
 constexpr char kGroupPrefix = 'g';  // 'g' + group JSON -> {"count", "sum"}
 
-Error from_status(const rocksdb::Status& s, std::string_view what) {
-  return make_error(s.IsCorruption() ? Errc::corrupt : Errc::io, "{}: {}", what, s.ToString());
-}
 
 // Integers stay exact; a float anywhere makes the sum a float.
 json add(const json& a, const json& b, int sign) {
@@ -42,22 +40,12 @@ AggregateStore::~AggregateStore() = default;
 
 Result<std::unique_ptr<AggregateStore>> AggregateStore::open(const std::string& path,
                                                              AggregateOptions options) {
-  rocksdb::Options o;
-  o.create_if_missing = true;
-  o.paranoid_checks = true;
-  rocksdb::DB* raw = nullptr;
-  auto s = rocksdb::DB::Open(o, path, &raw);
-  if (!s.ok()) return from_status(s, "open aggregate store " + path);
   return std::unique_ptr<AggregateStore>(
-      new AggregateStore(std::unique_ptr<rocksdb::DB>(raw), std::move(options)));
+      new AggregateStore(ORDO_TRY(open_rocks(path, "aggregate store")), std::move(options)));
 }
 
 Result<std::optional<int64_t>> AggregateStore::position(const model::TopicPartition& tp) {
-  std::string v;
-  auto s = db_->Get(rocksdb::ReadOptions(), tf::position_key(tp), &v);
-  if (s.IsNotFound()) return std::optional<int64_t>();
-  if (!s.ok()) return from_status(s, "read position");
-  return std::optional<int64_t>(ORDO_TRY(tf::decode_position(v)));
+  return read_position(*db_, tp);
 }
 
 Result<std::optional<AggregateStore::Group>> AggregateStore::group(
@@ -65,7 +53,7 @@ Result<std::optional<AggregateStore::Group>> AggregateStore::group(
   std::string v;
   auto s = db_->Get(rocksdb::ReadOptions(), std::string(1, kGroupPrefix) + group_json, &v);
   if (s.IsNotFound()) return std::optional<Group>();
-  if (!s.ok()) return from_status(s, "read group");
+  if (!s.ok()) return rocks_error(s, "read group");
   json j = json::parse(v, nullptr, false);
   if (!j.is_object() || !j.contains("count") || !j["count"].is_number_integer() ||
       !j.contains("sum") || !j["sum"].is_number()) {
@@ -85,7 +73,7 @@ Result<std::vector<std::pair<std::string, AggregateStore::Group>>> AggregateStor
     auto v = ORDO_TRY(group(g));
     if (v) out.emplace_back(std::move(g), *v);
   }
-  if (!it->status().ok()) return from_status(it->status(), "list groups");
+  if (!it->status().ok()) return rocks_error(it->status(), "list groups");
   return out;
 }
 
@@ -104,7 +92,7 @@ Result<void> AggregateStore::apply(const model::TopicPartition& tp,
     std::string v;
     auto s = db_->Get(rocksdb::ReadOptions(), std::string(1, kKeyPrefix) + k, &v);
     if (s.IsNotFound()) return std::optional<Contribution>();
-    if (!s.ok()) return from_status(s, "read key state");
+    if (!s.ok()) return rocks_error(s, "read key state");
     json j = json::parse(v, nullptr, false);
     if (!j.is_object() || !j.contains("g") || !j["g"].is_string() || !j.contains("s") ||
         !j["s"].is_number() || !j.contains("p") || !j["p"].is_number_integer()) {
@@ -149,7 +137,7 @@ Result<void> AggregateStore::apply(const model::TopicPartition& tp,
           if (st && st->partition == tp.partition) gone.push_back(k);
         }
       }
-      if (!it->status().ok()) return from_status(it->status(), "read keys for a truncate");
+      if (!it->status().ok()) return rocks_error(it->status(), "read keys for a truncate");
       for (const auto& [k, st] : keys) {
         if (st && st->partition == tp.partition) gone.push_back(k);
       }
@@ -189,21 +177,21 @@ Result<void> AggregateStore::apply(const model::TopicPartition& tp,
     const std::string key = std::string(1, kGroupPrefix) + g;
     auto s = v.count == 0 ? batch.Delete(key)
                           : batch.Put(key, json{{"count", v.count}, {"sum", v.sum}}.dump());
-    if (!s.ok()) return from_status(s, "build write batch");
+    if (!s.ok()) return rocks_error(s, "build write batch");
   }
   for (const auto& [k, st] : keys) {
     const std::string key = std::string(1, kKeyPrefix) + k;
     auto s = st ? batch.Put(key, json{{"g", st->group}, {"s", st->sum}, {"p", st->partition}}.dump())
                 : batch.Delete(key);
-    if (!s.ok()) return from_status(s, "build write batch");
+    if (!s.ok()) return rocks_error(s, "build write batch");
   }
   if (auto s = batch.Put(tf::position_key(tp), tf::encode_position(next_offset)); !s.ok()) {
-    return from_status(s, "build write batch");
+    return rocks_error(s, "build write batch");
   }
   if (!out.empty() && options_.publish) ORDO_TRY(options_.publish(out));
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  if (auto s = db_->Write(wo, &batch); !s.ok()) return from_status(s, "write aggregate store");
+  if (auto s = db_->Write(wo, &batch); !s.ok()) return rocks_error(s, "write aggregate store");
   return ok();
 }
 

@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "connect/kafka_admin.h"
+#include "connect/rocks.h"
 #include "connect/table_view.h"
 
 namespace ordo::connect {
@@ -22,9 +23,6 @@ namespace {
 
 constexpr char kHolderPrefix = 'c';  // 'c' + value -> {"owner", "request_id", "offset"}
 
-Error from_status(const rocksdb::Status& s, std::string_view what) {
-  return make_error(s.IsCorruption() ? Errc::corrupt : Errc::io, "{}: {}", what, s.ToString());
-}
 
 std::string random_id() {
   std::random_device rd;
@@ -61,29 +59,19 @@ ClaimStore::ClaimStore(std::unique_ptr<rocksdb::DB> db, Publish publish)
 ClaimStore::~ClaimStore() = default;
 
 Result<std::unique_ptr<ClaimStore>> ClaimStore::open(const std::string& path, Publish publish) {
-  rocksdb::Options o;
-  o.create_if_missing = true;
-  o.paranoid_checks = true;
-  rocksdb::DB* raw = nullptr;
-  auto s = rocksdb::DB::Open(o, path, &raw);
-  if (!s.ok()) return from_status(s, "open claims store " + path);
   return std::unique_ptr<ClaimStore>(
-      new ClaimStore(std::unique_ptr<rocksdb::DB>(raw), std::move(publish)));
+      new ClaimStore(ORDO_TRY(open_rocks(path, "claims store")), std::move(publish)));
 }
 
 Result<std::optional<int64_t>> ClaimStore::position(const model::TopicPartition& tp) {
-  std::string v;
-  auto s = db_->Get(rocksdb::ReadOptions(), tf::position_key(tp), &v);
-  if (s.IsNotFound()) return std::optional<int64_t>();
-  if (!s.ok()) return from_status(s, "read position");
-  return std::optional<int64_t>(ORDO_TRY(tf::decode_position(v)));
+  return read_position(*db_, tp);
 }
 
 Result<std::optional<json>> ClaimStore::holder(const std::string& value) const {
   std::string v;
   auto s = db_->Get(rocksdb::ReadOptions(), std::string(1, kHolderPrefix) + value, &v);
   if (s.IsNotFound()) return std::optional<json>();
-  if (!s.ok()) return from_status(s, "read holder");
+  if (!s.ok()) return rocks_error(s, "read holder");
   json j = json::parse(v, nullptr, false);
   if (!j.is_object() || !j.contains("owner") || !j.contains("request_id")) {
     return make_error(Errc::corrupt, "claims: holder of {} is not a holder", value);
@@ -140,15 +128,15 @@ Result<void> ClaimStore::apply(const model::TopicPartition& tp, std::span<const 
   for (const auto& [value, h] : holders) {
     const std::string key = std::string(1, kHolderPrefix) + value;
     auto s = h ? batch.Put(key, h->dump()) : batch.Delete(key);
-    if (!s.ok()) return from_status(s, "build write batch");
+    if (!s.ok()) return rocks_error(s, "build write batch");
   }
   if (auto s = batch.Put(tf::position_key(tp), tf::encode_position(next_offset)); !s.ok()) {
-    return from_status(s, "build write batch");
+    return rocks_error(s, "build write batch");
   }
   if (!results.empty() && publish_) ORDO_TRY(publish_(results));
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  if (auto s = db_->Write(wo, &batch); !s.ok()) return from_status(s, "write claims store");
+  if (auto s = db_->Write(wo, &batch); !s.ok()) return rocks_error(s, "write claims store");
   return ok();
 }
 

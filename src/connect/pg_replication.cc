@@ -51,16 +51,25 @@ std::string quote_ident(std::string_view v) {
   return out + "\"";
 }
 
-Result<std::unique_ptr<Connection>> Connection::connect(const std::string& conninfo) {
-  std::string full = conninfo + " application_name=ordo-connect options=" +
-                     conn_value(kSessionOptions);
+namespace {
+
+// A connection with the session settings the rendering relies on; `extra` adds parameters.
+Result<pg_conn*> open_session(const std::string& conninfo, std::string_view extra) {
+  std::string full = fmt::format("{} {} application_name=ordo-connect options={}", conninfo,
+                                 extra, conn_value(kSessionOptions));
   pg_conn* c = PQconnectdb(full.c_str());
   if (PQstatus(c) != CONNECTION_OK) {
     Error e = conn_error(c, "connect");
     PQfinish(c);
     return e;
   }
-  return std::unique_ptr<Connection>(new Connection(c));
+  return c;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Connection>> Connection::connect(const std::string& conninfo) {
+  return std::unique_ptr<Connection>(new Connection(ORDO_TRY(open_session(conninfo, ""))));
 }
 
 Connection::~Connection() {
@@ -127,15 +136,8 @@ Result<Lsn> parse_lsn(std::string_view text) {
 }
 
 Result<std::unique_ptr<ReplicationStream>> ReplicationStream::connect(const std::string& conninfo) {
-  std::string full = conninfo + " replication=database application_name=ordo-connect options=" +
-                     conn_value(kSessionOptions);
-  pg_conn* c = PQconnectdb(full.c_str());
-  if (PQstatus(c) != CONNECTION_OK) {
-    Error e = conn_error(c, "connect");
-    PQfinish(c);
-    return e;
-  }
-  return std::unique_ptr<ReplicationStream>(new ReplicationStream(c));
+  return std::unique_ptr<ReplicationStream>(
+      new ReplicationStream(ORDO_TRY(open_session(conninfo, "replication=database"))));
 }
 
 ReplicationStream::~ReplicationStream() {

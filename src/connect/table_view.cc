@@ -6,19 +6,11 @@
 
 #include "base/assert.h"
 #include "base/coding.h"
+#include "connect/rocks.h"
 
 namespace ordo::connect {
 
 namespace tf = table_format;
-
-namespace {
-
-Error from_status(const rocksdb::Status& s, std::string_view what) {
-  Errc code = s.IsCorruption() ? Errc::corrupt : Errc::io;
-  return make_error(code, "{}: {}", what, s.ToString());
-}
-
-}  // namespace
 
 // ---- encodings ----
 
@@ -108,21 +100,11 @@ TableView::TableView(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
 TableView::~TableView() = default;
 
 Result<std::unique_ptr<TableView>> TableView::open(const std::string& path) {
-  rocksdb::Options options;
-  options.create_if_missing = true;
-  options.paranoid_checks = true;
-  rocksdb::DB* raw = nullptr;
-  auto s = rocksdb::DB::Open(options, path, &raw);
-  if (!s.ok()) return from_status(s, "open view store " + path);
-  return std::unique_ptr<TableView>(new TableView(std::unique_ptr<rocksdb::DB>(raw)));
+  return std::unique_ptr<TableView>(new TableView(ORDO_TRY(open_rocks(path, "view store"))));
 }
 
 Result<std::optional<int64_t>> TableView::position(const model::TopicPartition& tp) const {
-  std::string v;
-  auto s = db_->Get(rocksdb::ReadOptions(), tf::position_key(tp), &v);
-  if (s.IsNotFound()) return std::optional<int64_t>();
-  if (!s.ok()) return from_status(s, "read position");
-  return std::optional<int64_t>(ORDO_TRY(tf::decode_position(v)));
+  return read_position(*db_, tp);
 }
 
 Result<std::vector<std::pair<model::TopicPartition, int64_t>>> TableView::positions() const {
@@ -133,7 +115,7 @@ Result<std::vector<std::pair<model::TopicPartition, int64_t>>> TableView::positi
     auto tp = ORDO_TRY(tf::decode_position_key(it->key().ToStringView()));
     out.emplace_back(std::move(tp), ORDO_TRY(tf::decode_position(it->value().ToStringView())));
   }
-  if (!it->status().ok()) return from_status(it->status(), "list positions");
+  if (!it->status().ok()) return rocks_error(it->status(), "list positions");
   return out;
 }
 
@@ -158,7 +140,7 @@ Result<void> TableView::apply(const model::TopicPartition& tp, std::span<const C
   for (const auto& c : changes) {
     if (c.truncate) {
       for (auto k : put) {
-        if (auto s = batch.Delete(tf::data_key(k)); !s.ok()) return from_status(s, "build write batch");
+        if (auto s = batch.Delete(tf::data_key(k)); !s.ok()) return rocks_error(s, "build write batch");
       }
       put.clear();
       ORDO_TRY(delete_from(tp, batch));
@@ -166,15 +148,15 @@ Result<void> TableView::apply(const model::TopicPartition& tp, std::span<const C
     }
     rocksdb::Status s = c.value ? batch.Put(tf::data_key(c.key), tf::encode_entry(tp, c.offset, *c.value))
                                 : batch.Delete(tf::data_key(c.key));
-    if (!s.ok()) return from_status(s, "build write batch");
+    if (!s.ok()) return rocks_error(s, "build write batch");
     if (c.value) put.push_back(c.key);
   }
   auto s = batch.Put(tf::position_key(tp), tf::encode_position(next_offset));
-  if (!s.ok()) return from_status(s, "build write batch");
+  if (!s.ok()) return rocks_error(s, "build write batch");
   rocksdb::WriteOptions wo;
   wo.sync = true;
   s = db_->Write(wo, &batch);
-  if (!s.ok()) return from_status(s, "write to view store");
+  if (!s.ok()) return rocks_error(s, "write to view store");
   return ok();
 }
 
@@ -185,10 +167,10 @@ Result<void> TableView::delete_from(const model::TopicPartition& tp,
   for (it->Seek(start); it->Valid() && it->key().starts_with(start); it->Next()) {
     auto e = ORDO_TRY(tf::decode_entry(it->value().ToStringView()));
     if (e.tp == tp) {
-      if (auto s = batch.Delete(it->key()); !s.ok()) return from_status(s, "build write batch");
+      if (auto s = batch.Delete(it->key()); !s.ok()) return rocks_error(s, "build write batch");
     }
   }
-  if (!it->status().ok()) return from_status(it->status(), "read view for a truncate");
+  if (!it->status().ok()) return rocks_error(it->status(), "read view for a truncate");
   return ok();
 }
 
@@ -196,7 +178,7 @@ Result<std::optional<TableView::Entry>> TableView::get(std::string_view key) con
   std::string v;
   auto s = db_->Get(rocksdb::ReadOptions(), tf::data_key(key), &v);
   if (s.IsNotFound()) return std::optional<Entry>();
-  if (!s.ok()) return from_status(s, "read view");
+  if (!s.ok()) return rocks_error(s, "read view");
   return std::optional<Entry>(ORDO_TRY(tf::decode_entry(v)));
 }
 
@@ -210,7 +192,7 @@ Result<std::vector<std::pair<std::string, TableView::Entry>>> TableView::scan(
     std::string key(it->key().ToStringView().substr(1));
     out.emplace_back(std::move(key), ORDO_TRY(tf::decode_entry(it->value().ToStringView())));
   }
-  if (!it->status().ok()) return from_status(it->status(), "scan view");
+  if (!it->status().ok()) return rocks_error(it->status(), "scan view");
   return out;
 }
 

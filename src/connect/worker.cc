@@ -272,6 +272,64 @@ struct Worker::Task {
     paused = false;
   }
 
+  // Opens the store of this sink's type under data_dir.
+  // <data_dir>/<kind>/<name>, its parent created.
+  Result<std::string> store_dir(const std::string& data_dir, const std::string& kind) {
+    std::error_code ec;
+    std::filesystem::create_directories(data_dir + "/" + kind, ec);
+    if (ec) return make_error(Errc::io, "create {}/{}: {}", data_dir, kind, ec.message());
+    return data_dir + "/" + kind + "/" + config.name;
+  }
+
+  std::function<Result<void>(const std::vector<std::pair<std::string, std::string>>&)>
+  publisher() {
+    return [this](const std::vector<std::pair<std::string, std::string>>& records) {
+      return publish(records);
+    };
+  }
+
+  Result<void> open_store(const std::string& data_dir) {
+    if (config.type == "table") {
+      view_dir = data_dir + "/views/" + config.name;
+      ORDO_TRY(open_view());
+    } else if (config.type == "aggregate") {
+      AggregateOptions ao;
+      ao.group_by = config.group_by;
+      ao.sum = config.sum;
+      for (const auto& [k, v] : config.where) ao.where[k] = json::parse(v);
+      ao.publish = publisher();
+      aggregate_ = ORDO_TRY(AggregateStore::open(ORDO_TRY(store_dir(data_dir, "aggregates")),
+                                                 std::move(ao)));
+      other_ = aggregate_;
+    } else if (config.type == "claims") {
+      claims_ = ORDO_TRY(ClaimStore::open(ORDO_TRY(store_dir(data_dir, "claims")), publisher()));
+      other_ = claims_;
+    } else if (config.type == "search") {
+      search_ = ORDO_TRY(SearchIndex::open(ORDO_TRY(store_dir(data_dir, "search")), config.fields));
+      other_ = search_;
+    } else if (config.type == "memcached") {
+      MemcachedSinkOptions mo;
+      mo.host = config.host;
+      mo.port = config.port;
+      mo.key_prefix = config.key_prefix;
+      mo.ttl_s = config.ttl_s;
+      mo.tombstone_ttl_s = config.tombstone_ttl_s;
+      other_ = std::make_shared<MemcachedSink>(std::move(mo));
+    } else if (config.type == "postgres") {
+      other_ = std::make_shared<PgSink>(PgSinkOptions{config.name, config.conninfo, config.table});
+    } else {
+      RedisSinkOptions ro;
+      ro.host = config.host;
+      ro.port = config.port;
+      ro.db = config.db;
+      ro.key_prefix = config.key_prefix;
+      ro.offsets_key = config.offsets_key;
+      ro.ttl_s = config.ttl_s;
+      other_ = std::make_shared<RedisSink>(std::move(ro));
+    }
+    return ok();
+  }
+
   // Opens the live generation of the view (<view_dir>/generation names it; 1 when missing) and
   // removes what an interrupted rebuild left.
   Result<void> open_view() {
@@ -432,58 +490,7 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
     t->status.name = sc.name;
     t->status.type = sc.type;
     t->status.state = "starting";
-    if (sc.type == "table") {
-      t->view_dir = w->config_.data_dir + "/views/" + sc.name;
-      ORDO_TRY(t->open_view());
-    } else if (sc.type == "aggregate") {
-      AggregateOptions ao;
-      ao.group_by = sc.group_by;
-      ao.sum = sc.sum;
-      for (const auto& [k, v] : sc.where) ao.where[k] = json::parse(v);
-      Task* task = t.get();
-      ao.publish = [task](const std::vector<std::pair<std::string, std::string>>& records) {
-        return task->publish(records);
-      };
-      std::error_code aec;
-      std::filesystem::create_directories(w->config_.data_dir + "/aggregates", aec);
-      t->aggregate_ = ORDO_TRY(
-          AggregateStore::open(w->config_.data_dir + "/aggregates/" + sc.name, std::move(ao)));
-      t->other_ = t->aggregate_;
-    } else if (sc.type == "claims") {
-      Task* task = t.get();
-      std::error_code cec;
-      std::filesystem::create_directories(w->config_.data_dir + "/claims", cec);
-      t->claims_ = ORDO_TRY(ClaimStore::open(
-          w->config_.data_dir + "/claims/" + sc.name,
-          [task](const std::vector<std::pair<std::string, std::string>>& records) {
-            return task->publish(records);
-          }));
-      t->other_ = t->claims_;
-    } else if (sc.type == "search") {
-      std::error_code sec;
-      std::filesystem::create_directories(w->config_.data_dir + "/search", sec);
-      t->search_ = ORDO_TRY(SearchIndex::open(w->config_.data_dir + "/search/" + sc.name, sc.fields));
-      t->other_ = t->search_;
-    } else if (sc.type == "memcached") {
-      MemcachedSinkOptions mo;
-      mo.host = sc.host;
-      mo.port = sc.port;
-      mo.key_prefix = sc.key_prefix;
-      mo.ttl_s = sc.ttl_s;
-      mo.tombstone_ttl_s = sc.tombstone_ttl_s;
-      t->other_ = std::make_shared<MemcachedSink>(std::move(mo));
-    } else if (sc.type == "postgres") {
-      t->other_ = std::make_shared<PgSink>(PgSinkOptions{sc.name, sc.conninfo, sc.table});
-    } else {
-      RedisSinkOptions ro;
-      ro.host = sc.host;
-      ro.port = sc.port;
-      ro.db = sc.db;
-      ro.key_prefix = sc.key_prefix;
-      ro.offsets_key = sc.offsets_key;
-      ro.ttl_s = sc.ttl_s;
-      t->other_ = std::make_shared<RedisSink>(std::move(ro));
-    }
+    ORDO_TRY(t->open_store(w->config_.data_dir));
     char err[512];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     auto set = [&](const char* k, const std::string& v) -> Result<void> {
@@ -596,11 +603,15 @@ std::vector<PgSourceStatus> Worker::source_status() const {
   return out;
 }
 
-Worker::Task* Worker::find(std::string_view name) {
+Worker::Task* Worker::find_task(std::string_view name, std::string_view type) {
   for (auto& t : tasks_) {
-    if (t->config.name == name && t->config.type == "table") return t.get();
+    if (t->config.name == name && t->config.type == type) return t.get();
   }
   return nullptr;
+}
+
+Worker::Task* Worker::find(std::string_view name) {
+  return find_task(name, "table");
 }
 
 std::optional<int64_t> Worker::wait_applied(Task& t, const TopicPartition& tp, int64_t offset,
@@ -631,10 +642,7 @@ json rebuild_json(const RebuildProgress& p) {
 // GET /search/<name>?q=QUERY[&limit=N]: ranked hits with snippets.
 http::Response Worker::route_search(const http::Request& req) {
   std::string name = req.path.substr(std::string_view("/search/").size());
-  Task* t = nullptr;
-  for (auto& task : tasks_) {
-    if (task->config.name == name && task->search_) t = task.get();
-  }
+  Task* t = find_task(name, "search");
   if (!t) return json_response(404, {{"error", "no search index named '" + name + "'"}});
   auto q = req.query.find("q");
   auto limit = int_param(req, "limit").value_or(10);
@@ -662,10 +670,7 @@ http::Response Worker::route_claims(const http::Request& req) {
   std::string_view rest = std::string_view(req.path).substr(std::string_view("/claims/").size());
   size_t slash = rest.find('/');
   std::string name(rest.substr(0, slash));
-  Task* t = nullptr;
-  for (auto& task : tasks_) {
-    if (task->config.name == name && task->claims_) t = task.get();
-  }
+  Task* t = find_task(name, "claims");
   if (!t) return json_response(404, {{"error", "no claims sink named '" + name + "'"}});
   if (req.method == "POST") {
     if (slash != std::string_view::npos) return json_response(404, {{"error", "POST /claims/<name>"}});
@@ -709,10 +714,7 @@ http::Response Worker::route_aggregate(const http::Request& req) {
   std::string_view rest = std::string_view(req.path).substr(std::string_view("/aggregates/").size());
   size_t slash = rest.find('/');
   std::string name(rest.substr(0, slash));
-  Task* t = nullptr;
-  for (auto& task : tasks_) {
-    if (task->config.name == name && task->aggregate_) t = task.get();
-  }
+  Task* t = find_task(name, "aggregate");
   if (!t || slash == std::string_view::npos) {
     return json_response(404, {{"error", "no aggregate named '" + name + "'"}});
   }

@@ -74,7 +74,8 @@ class Worker {
   // it) or timeout_ms went by; returns the position then.
   std::optional<int64_t> wait_applied(Task& t, const model::TopicPartition& tp, int64_t offset,
                                       int64_t timeout_ms);
-  Task* find(std::string_view name);
+  Task* find(std::string_view name);  // a table view's task
+  Task* find_task(std::string_view name, std::string_view type);
   // POST /views/<name>/rebuild: starts a rebuild thread unless one runs.
   http::Response start_rebuild(Task& t);
   http::Response route_aggregate(const http::Request& req);

@@ -10,7 +10,9 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +20,40 @@ import urllib.request
 from ordo_harness import ORDO_BIN
 
 WAIT_S = 60
+
+
+def free_port():
+    """A port free on 127.0.0.1 now (for servers that must keep theirs across restarts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def source_toml(name, dsn, tables, heartbeat_ms=200):
+    """A [[source]] of type postgres capturing `tables` (["public.t", ...])."""
+    listed = ", ".join(f'"{t}"' for t in tables)
+    return (f'[[source]]\nname = "{name}"\ntype = "postgres"\nconninfo = "{dsn}"\n'
+            f'tables = [{listed}]\nheartbeat_ms = {heartbeat_ms}\n\n')
+
+
+def kill_rounds(worker, run, rounds, rng, after_kill=None, after_start=None):
+    """`rounds` times: `run(n, stop_event)` writes in a thread; after a random moment the
+    worker is SIGKILLed (then after_kill(i)), started again (then after_start(i)), and the
+    writer stops a random moment later."""
+    for i in range(rounds):
+        stop = threading.Event()
+        t = threading.Thread(target=run, args=(10**9, stop))
+        t.start()
+        time.sleep(rng.uniform(0.1, 0.8))
+        worker.kill()
+        if after_kill:
+            after_kill(i)
+        worker.start()
+        if after_start:
+            after_start(i)
+        time.sleep(rng.uniform(0.1, 0.5))
+        stop.set()
+        t.join()
 
 
 class Connect:

@@ -6,24 +6,20 @@ UDP. (As root it runs as `nobody`: memcached refuses to run as root.)
 """
 
 import os
-import socket
 import subprocess
 import time
 
 from pymemcache.client.base import Client
 
+from connect_harness import free_port
+
 START_TIMEOUT_S = 30
 
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Memcached:
     def __init__(self):
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = None
 
     def start(self):

@@ -11,26 +11,22 @@ to), the server runs as the `postgres` user that Debian's package creates.
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 
+from connect_harness import free_port
+
 PG_BIN = os.environ.get("ORDO_PG_BIN", "/usr/lib/postgresql/15/bin")
 START_TIMEOUT_S = 60
 
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Postgres:
     def __init__(self, dbname="app"):
         self.root = tempfile.mkdtemp(prefix="ordo-pg-")
         self.data = os.path.join(self.root, "data")
-        self.port = _free_port()
+        self.port = free_port()
         self.dbname = dbname
         self.user = None  # run as this OS user when we are root
         self.superuser = "ordo"

@@ -8,26 +8,22 @@ so that a restart keeps what was acknowledged.
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 
 import redis
 
+from connect_harness import free_port
+
 START_TIMEOUT_S = 30
 
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:
     def __init__(self):
         self.root = tempfile.mkdtemp(prefix="ordo-redis-")
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = None
 
     def start(self):

@@ -9,9 +9,7 @@ the table, and a second aggregate replaying from offset 0 equals the first."""
 import json
 import os
 import random
-import socket
 import tempfile
-import threading
 import time
 import unittest
 
@@ -19,17 +17,12 @@ import psycopg2
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 import kafka_wire as kw
-from connect_harness import Connect
+from connect_harness import Connect, free_port, kill_rounds, source_toml
 from pg_harness import Postgres
 
 CATCH_UP_S = 120
 KILL_ROUNDS = 10
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def aggregate_sink(name):
@@ -132,8 +125,7 @@ class AggregateTest(unittest.TestCase):
         self.pg.sql("INSERT INTO emails SELECT g, g % 5 + 1, g % 3 = 0, g * 10 "
                     "FROM generate_series(1, 300) g")
         root = tempfile.mkdtemp(prefix="ordo-agg-it-")
-        source = (f'[[source]]\nname = "mail"\ntype = "postgres"\nconninfo = "{self.pg.dsn}"\n'
-                  f'tables = ["public.emails"]\nheartbeat_ms = 200\n\n')
+        source = source_toml("mail", self.pg.dsn, ['public.emails'])
         worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "agg"\n'
                                f'id = "agg-worker"', source + aggregate_sink("unread"))
         worker.start()
@@ -146,16 +138,7 @@ class AggregateTest(unittest.TestCase):
         mail.next_id = 301
         mail.run(300)
         self.wait_equal(worker, "unread")
-        for _ in range(KILL_ROUNDS):
-            stop = threading.Event()
-            t = threading.Thread(target=mail.run, args=(10**9, stop))
-            t.start()
-            time.sleep(rng.uniform(0.1, 0.8))
-            worker.kill()
-            worker.start()
-            time.sleep(rng.uniform(0.1, 0.5))
-            stop.set()
-            t.join()
+        kill_rounds(worker, mail.run, KILL_ROUNDS, rng)
         self.assertGreater(mail.committed, 400)
         want = self.wait_equal(worker, "unread")
         self.assertEqual(self.published("unread"), want)

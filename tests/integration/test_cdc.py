@@ -10,28 +10,21 @@ key is refused with an error naming it, and a quiet database still moves the slo
 import json
 import os
 import random
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 
 
 import kafka_wire as kw
 from cdc_workload import SCHEMA, TABLES, Workload, table_rows
-from connect_harness import Connect
+from connect_harness import Connect, free_port, kill_rounds
 from ordo_harness import ORDO_BIN
 from pg_harness import Postgres
 
 CATCH_UP_S = 120
 KILL_ROUNDS = 20
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class CdcTest(unittest.TestCase):
@@ -120,23 +113,17 @@ class CdcTest(unittest.TestCase):
         self.assertEqual(len(self.assert_caught_up(connect)["audit"]), 1)
 
         # SIGKILL the worker at random moments while the workload runs.
-        for i in range(KILL_ROUNDS):
-            stop = threading.Event()
-            t = threading.Thread(target=work.run, args=(10**9, stop))
-            t.start()
-            time.sleep(rng.uniform(0.1, 1.0))
-            connect.kill()
+        def after_kill(i):
             if i == 7:
                 self.pg.restart()
             if i == 13:
                 self.broker.restart()
-            time.sleep(rng.uniform(0, 0.3))
-            connect.start()
-            time.sleep(rng.uniform(0.1, 0.5))
+
+        def after_start(i):
             if i == 17:
                 self.pg.restart()  # under a running worker
-            stop.set()
-            t.join()
+
+        kill_rounds(connect, work.run, KILL_ROUNDS, rng, after_kill, after_start)
         self.assertGreater(work.committed, 500)
         self.assert_caught_up(connect)
         _, st = connect.get("/status")

@@ -9,16 +9,14 @@ replaying into another prefix ends equal."""
 import json
 import os
 import random
-import socket
 import struct
 import tempfile
-import threading
 import time
 import unittest
 
 import kafka_wire as kw
 from cdc_workload import SCHEMA, Workload, table_rows
-from connect_harness import Connect
+from connect_harness import Connect, free_port, kill_rounds, source_toml
 from memcached_harness import Memcached
 from pg_harness import Postgres
 
@@ -26,11 +24,6 @@ CATCH_UP_S = 120
 KILL_ROUNDS = 10
 IDS = range(0, 1400)  # users the workload can touch: 0-299, moved by +1000
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sink(name, port, prefix):
@@ -79,8 +72,7 @@ class MemcachedSinkTest(unittest.TestCase):
         self.pg.sql("INSERT INTO users SELECT g, 'seed ' || g, g * 1.5, g % 2 = 0, "
                     "ARRAY['s', g::text] FROM generate_series(1, 200) g")
         root = tempfile.mkdtemp(prefix="ordo-mc-it-")
-        source = (f'[[source]]\nname = "app"\ntype = "postgres"\nconninfo = "{self.pg.dsn}"\n'
-                  f'tables = ["public.users"]\nheartbeat_ms = 200\n\n')
+        source = source_toml("app", self.pg.dsn, ['public.users'])
         worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "mc"\n'
                                f'id = "mc-worker"', source + sink("cache", self.mc.port, "user:"))
         worker.start()
@@ -88,16 +80,7 @@ class MemcachedSinkTest(unittest.TestCase):
 
         rng = random.Random(int(os.environ.get("ORDO_MC_SEED", "4")))
         work = Workload(self.pg, rng.random())
-        for _ in range(KILL_ROUNDS):
-            stop = threading.Event()
-            t = threading.Thread(target=work.run, args=(10**9, stop))
-            t.start()
-            time.sleep(rng.uniform(0.1, 0.8))
-            worker.kill()
-            worker.start()
-            time.sleep(rng.uniform(0.1, 0.5))
-            stop.set()
-            t.join()
+        kill_rounds(worker, work.run, KILL_ROUNDS, rng)
         self.assertGreater(work.committed, 200)
         want = self.wait_equal("user:", worker)
 

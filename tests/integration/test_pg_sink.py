@@ -7,33 +7,24 @@ offset 0 into a second set of copies ends equal (rebuild equals incremental)."""
 
 import os
 import random
-import socket
 import tempfile
-import threading
 import time
 import unittest
 
 import kafka_wire as kw
 from cdc_workload import SCHEMA, TABLES, Workload
-from connect_harness import Connect
+from connect_harness import Connect, free_port, kill_rounds, source_toml
 from pg_harness import Postgres
 
 CATCH_UP_S = 120
 KILL_ROUNDS = 10
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def pipeline(dsn, suffix, source=True):
     text = ""
     if source:
-        text += (f'[[source]]\nname = "app"\ntype = "postgres"\nconninfo = "{dsn}"\n'
-                 f'tables = ["public.users", "public.orders", "public.audit"]\n'
-                 f'heartbeat_ms = 200\n\n')
+        text += source_toml("app", dsn, ['public.users', 'public.orders', 'public.audit'])
     for t in TABLES:
         text += (f'[[sink]]\nname = "{t}{suffix}"\ntype = "postgres"\n'
                  f'topics = ["app.public.{t}"]\nconninfo = "{dsn}"\n'
@@ -99,18 +90,11 @@ class PgSinkTest(unittest.TestCase):
         self.wait_equal("", "_copy", worker)
         self.assertEqual(self.pg.sql("SELECT count(*) FROM audit_copy")[0][0], "1")
 
-        for i in range(KILL_ROUNDS):
-            stop = threading.Event()
-            t = threading.Thread(target=work.run, args=(10**9, stop))
-            t.start()
-            time.sleep(rng.uniform(0.1, 0.8))
-            worker.kill()
+        def after_kill(i):
             if i == 4:
                 self.pg.restart()
-            worker.start()
-            time.sleep(rng.uniform(0.1, 0.5))
-            stop.set()
-            t.join()
+
+        kill_rounds(worker, work.run, KILL_ROUNDS, rng, after_kill)
         self.assertGreater(work.committed, 300)
         self.wait_equal("", "_copy", worker)
         offsets = self.pg.sql("SELECT sink, topic, partition FROM ordo_sink_offsets "

@@ -8,15 +8,13 @@ offset 0 into another database ends equal to the first (rebuild equals increment
 import json
 import os
 import random
-import socket
 import tempfile
-import threading
 import time
 import unittest
 
 import kafka_wire as kw
 from cdc_workload import SCHEMA, TABLES, Workload, table_rows
-from connect_harness import Connect
+from connect_harness import Connect, free_port, kill_rounds, source_toml
 from pg_harness import Postgres
 from redis_harness import RedisServer
 
@@ -25,18 +23,11 @@ KILL_ROUNDS = 10
 PREFIX = {"users": "user:", "orders": "order:", "audit": "audit:"}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def sinks(redis_port, db, source=True, dsn=None):
     text = ""
     if source:
-        text += (f'[[source]]\nname = "app"\ntype = "postgres"\nconninfo = "{dsn}"\n'
-                 f'tables = ["public.users", "public.orders", "public.audit"]\n'
-                 f'heartbeat_ms = 200\n\n')
+        text += source_toml("app", dsn, ['public.users', 'public.orders', 'public.audit'])
     for t in TABLES:
         text += (f'[[sink]]\nname = "{t}-cache"\ntype = "redis"\ntopics = ["app.public.{t}"]\n'
                  f'address = "127.0.0.1:{redis_port}"\ndb = {db}\nkey_prefix = "{PREFIX[t]}"\n'
@@ -100,18 +91,11 @@ class RedisSinkTest(unittest.TestCase):
         self.pg.sql("BEGIN; TRUNCATE audit; INSERT INTO audit VALUES ('after', 1, -1); COMMIT")
         self.assertEqual(len(self.wait_equal(0, worker=worker)["audit"]), 1)
 
-        for i in range(KILL_ROUNDS):
-            stop = threading.Event()
-            t = threading.Thread(target=work.run, args=(10**9, stop))
-            t.start()
-            time.sleep(rng.uniform(0.1, 0.8))
-            worker.kill()
+        def after_kill(i):
             if i == 4:
                 self.redis.restart()  # the sink retries until it is back
-            worker.start()
-            time.sleep(rng.uniform(0.1, 0.5))
-            stop.set()
-            t.join()
+
+        kill_rounds(worker, work.run, KILL_ROUNDS, rng, after_kill)
         self.assertGreater(work.committed, 300)
         tables = self.wait_equal(0, worker=worker)
         # The positions are in the same MULTI/EXEC as the data.

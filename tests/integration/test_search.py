@@ -8,17 +8,15 @@ offset 0 gives the same hits."""
 import json
 import os
 import random
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 
 import psycopg2
 
 import kafka_wire as kw
-from connect_harness import Connect
+from connect_harness import Connect, free_port, kill_rounds, source_toml
 from ordo_harness import ORDO_BIN
 from pg_harness import Postgres
 
@@ -26,11 +24,6 @@ CATCH_UP_S = 120
 KILL_ROUNDS = 10
 VOCAB = [f"w{i}" for i in range(40)]
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def search_sink(name):
@@ -118,8 +111,7 @@ class SearchTest(unittest.TestCase):
         conn.commit()
         conn.close()
         root = tempfile.mkdtemp(prefix="ordo-search-it-")
-        source = (f'[[source]]\nname = "mail"\ntype = "postgres"\nconninfo = "{self.pg.dsn}"\n'
-                  f'tables = ["public.emails"]\nheartbeat_ms = 200\n\n')
+        source = source_toml("mail", self.pg.dsn, ['public.emails'])
         worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "search"\n'
                                f'id = "search-worker"', source + search_sink("mail-search"))
         worker.start()
@@ -127,16 +119,7 @@ class SearchTest(unittest.TestCase):
 
         mail = Mail(self.pg, rng.random())
         mail.next_id = 200
-        for _ in range(KILL_ROUNDS):
-            stop = threading.Event()
-            t = threading.Thread(target=mail.run, args=(10**9, stop))
-            t.start()
-            time.sleep(rng.uniform(0.1, 0.8))
-            worker.kill()
-            worker.start()
-            time.sleep(rng.uniform(0.1, 0.5))
-            stop.set()
-            t.join()
+        kill_rounds(worker, mail.run, KILL_ROUNDS, rng)
         self.assertGreater(mail.committed, 200)
         want = self.wait_equal(worker, "mail-search")
 
