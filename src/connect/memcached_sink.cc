@@ -3,6 +3,8 @@
 #include <libmemcached/memcached.h>
 
 #include <charconv>
+#include <map>
+#include <vector>
 
 #include "base/coding.h"
 
@@ -129,23 +131,79 @@ Result<void> MemcachedSink::put(const std::string& key, int64_t version,
                     kCasAttempts);
 }
 
+Result<std::map<std::string, MemcachedSink::Stored>> MemcachedSink::fetch(
+    const std::vector<std::string>& keys) {
+  std::map<std::string, Stored> out;
+  std::vector<const char*> ptrs;
+  std::vector<size_t> lens;
+  for (const auto& k : keys) {
+    ptrs.push_back(k.data());
+    lens.push_back(k.size());
+  }
+  auto rc = memcached_mget(mc_, ptrs.data(), lens.data(), ptrs.size());
+  if (!memcached_success(rc)) {
+    return make_error(Errc::io, "memcached mget: {}", memcached_strerror(mc_, rc));
+  }
+  while (true) {
+    std::unique_ptr<memcached_result_st, ResultDeleter> r(memcached_fetch_result(mc_, nullptr, &rc));
+    if (!r) break;
+    std::string key(memcached_result_key_value(r.get()), memcached_result_key_length(r.get()));
+    auto e = decode_memcached_entry(
+        std::string_view(memcached_result_value(r.get()), memcached_result_length(r.get())));
+    out[std::move(key)] = Stored{memcached_result_cas(r.get()), e ? e->version : -1};
+  }
+  if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && !memcached_success(rc)) {
+    return make_error(Errc::io, "memcached fetch: {}", memcached_strerror(mc_, rc));
+  }
+  return out;
+}
+
 Result<void> MemcachedSink::apply(const model::TopicPartition& tp,
                                   std::span<const Change> changes, int64_t next_offset) {
   ORDO_TRY(connect());
-  for (const auto& c : changes) {
-    if (c.truncate) {
+  // Runs between truncate markers. In each, only the last change of a key matters (its
+  // version is the newest); the stored entries of all the run's keys come in one multi-get,
+  // then each key is one cas or add (a race falls back to put()'s read-and-retry).
+  size_t i = 0;
+  while (i < changes.size()) {
+    if (changes[i].truncate) {
       auto rc = memcached_flush(mc_, 0);
       if (!memcached_success(rc)) {
         return make_error(Errc::io, "memcached flush_all: {}", memcached_strerror(mc_, rc));
       }
+      ++i;
       continue;
     }
-    std::string key = options_.key_prefix + c.key;
-    if (key.size() > kMaxKeyBytes) {
-      return make_error(Errc::invalid_argument, "memcached key of {} bytes (at most {})",
-                        key.size(), kMaxKeyBytes);
+    std::map<std::string, const Change*> last;
+    for (; i < changes.size() && !changes[i].truncate; ++i) {
+      std::string key = options_.key_prefix + changes[i].key;
+      if (key.size() > kMaxKeyBytes) {
+        return make_error(Errc::invalid_argument, "memcached key of {} bytes (at most {})",
+                          key.size(), kMaxKeyBytes);
+      }
+      last[std::move(key)] = &changes[i];
     }
-    ORDO_TRY(put(key, c.offset, c.value));
+    std::vector<std::string> keys;
+    for (const auto& [k, _] : last) keys.push_back(k);
+    auto stored = ORDO_TRY(fetch(keys));
+    for (const auto& [key, c] : last) {
+      const std::string entry = encode_memcached_entry(c->offset, c->value);
+      const time_t expiry = time_t(c->value ? options_.ttl_s : options_.tombstone_ttl_s);
+      memcached_return_t rc;
+      if (auto it = stored.find(key); it != stored.end()) {
+        if (it->second.version >= c->offset) continue;  // as new or newer already
+        rc = memcached_cas(mc_, key.data(), key.size(), entry.data(), entry.size(), expiry, 0,
+                           it->second.cas);
+      } else {
+        rc = memcached_add(mc_, key.data(), key.size(), entry.data(), entry.size(), expiry, 0);
+      }
+      if (memcached_success(rc)) continue;
+      if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_NOTFOUND) {
+        ORDO_TRY(put(key, c->offset, c->value));  // raced: read again and retry
+        continue;
+      }
+      return make_error(Errc::io, "memcached write {}: {}", key, memcached_strerror(mc_, rc));
+    }
   }
   std::string pos_key = options_.key_prefix + "__ordo_offsets:" + tp.topic + ":" +
                         std::to_string(tp.partition);

@@ -2,7 +2,8 @@
 // The memcached sink (libmemcached): keeps a cache of a keyed topic. memcached has no
 // transactions, so each key carries its version, the offset of the record that wrote it, and a
 // write goes through compare-and-swap: it replaces the stored entry only if that entry's version
-// is older. Replaying records (after a crash, before the position was stored) therefore never
+// is older. A batch reads the entries of all its keys in one multi-get, then writes each key
+// once (its last change) with cas, or add when absent; a lost race reads that key again. Replaying records (after a crash, before the position was stored) therefore never
 // moves a key backwards, and a worker that lost its partitions cannot overwrite a newer value
 // (docs/connect.md, "The memcached sink").
 //
@@ -16,7 +17,9 @@
 // give such a cache a server of its own. One thread at a time.
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "connect/store.h"
 
@@ -47,6 +50,12 @@ class MemcachedSink : public Store {
 
  private:
   Result<void> connect();
+  struct Stored {
+    uint64_t cas = 0;
+    int64_t version = -1;  // -1: not an entry of this format (it is replaced)
+  };
+  // The stored entries of keys (absent keys are not in the map), in one multi-get.
+  Result<std::map<std::string, Stored>> fetch(const std::vector<std::string>& keys);
   // Writes one versioned entry unless the stored one is as new or newer.
   Result<void> put(const std::string& key, int64_t version, const std::optional<std::string>& value);
 
