@@ -40,8 +40,8 @@ AggregateStore::~AggregateStore() = default;
 
 Result<std::unique_ptr<AggregateStore>> AggregateStore::open(const std::string& path,
                                                              AggregateOptions options) {
-  return std::unique_ptr<AggregateStore>(
-      new AggregateStore(ORDO_TRY(open_rocks(path, "aggregate store")), std::move(options)));
+  auto db = ORDO_TRY(open_rocks(path, "aggregate store"));  // not inside `new`: it would leak
+  return std::unique_ptr<AggregateStore>(new AggregateStore(std::move(db), std::move(options)));
 }
 
 Result<std::optional<int64_t>> AggregateStore::position(const model::TopicPartition& tp) {

@@ -59,8 +59,8 @@ ClaimStore::ClaimStore(std::unique_ptr<rocksdb::DB> db, Publish publish)
 ClaimStore::~ClaimStore() = default;
 
 Result<std::unique_ptr<ClaimStore>> ClaimStore::open(const std::string& path, Publish publish) {
-  return std::unique_ptr<ClaimStore>(
-      new ClaimStore(ORDO_TRY(open_rocks(path, "claims store")), std::move(publish)));
+  auto db = ORDO_TRY(open_rocks(path, "claims store"));  // not inside `new`: it would leak
+  return std::unique_ptr<ClaimStore>(new ClaimStore(std::move(db), std::move(publish)));
 }
 
 Result<std::optional<int64_t>> ClaimStore::position(const model::TopicPartition& tp) {

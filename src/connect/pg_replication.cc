@@ -69,7 +69,8 @@ Result<pg_conn*> open_session(const std::string& conninfo, std::string_view extr
 }  // namespace
 
 Result<std::unique_ptr<Connection>> Connection::connect(const std::string& conninfo) {
-  return std::unique_ptr<Connection>(new Connection(ORDO_TRY(open_session(conninfo, ""))));
+  pg_conn* c = ORDO_TRY(open_session(conninfo, ""));  // not inside `new`: it would leak
+  return std::unique_ptr<Connection>(new Connection(c));
 }
 
 Connection::~Connection() {
@@ -136,8 +137,8 @@ Result<Lsn> parse_lsn(std::string_view text) {
 }
 
 Result<std::unique_ptr<ReplicationStream>> ReplicationStream::connect(const std::string& conninfo) {
-  return std::unique_ptr<ReplicationStream>(
-      new ReplicationStream(ORDO_TRY(open_session(conninfo, "replication=database"))));
+  pg_conn* c = ORDO_TRY(open_session(conninfo, "replication=database"));  // not inside `new`
+  return std::unique_ptr<ReplicationStream>(new ReplicationStream(c));
 }
 
 ReplicationStream::~ReplicationStream() {

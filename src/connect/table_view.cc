@@ -100,7 +100,9 @@ TableView::TableView(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
 TableView::~TableView() = default;
 
 Result<std::unique_ptr<TableView>> TableView::open(const std::string& path) {
-  return std::unique_ptr<TableView>(new TableView(ORDO_TRY(open_rocks(path, "view store"))));
+  // Opened before `new`: an early return from inside a new-expression would leak its memory.
+  auto db = ORDO_TRY(open_rocks(path, "view store"));
+  return std::unique_ptr<TableView>(new TableView(std::move(db)));
 }
 
 Result<std::optional<int64_t>> TableView::position(const model::TopicPartition& tp) const {

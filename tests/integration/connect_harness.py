@@ -6,6 +6,7 @@ data dir live in a directory the caller gives; HTTP on a port the kernel picks, 
     c.start(); c.get("/status"); c.kill(); c.start(); c.stop()
 """
 
+import atexit
 import json
 import os
 import re
@@ -69,6 +70,13 @@ class Connect:
         self.proc = None
         self.port = None
         self.starts = 0
+        # A test that fails half-way must not leave its worker running.
+        atexit.register(self._kill_if_running)
+
+    def _kill_if_running(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def start(self):
         self.starts += 1
