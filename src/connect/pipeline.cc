@@ -1,7 +1,9 @@
 #include "connect/pipeline.h"
 
 #include <charconv>
+#include <optional>
 #include <set>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 #include <toml++/toml.h>
@@ -71,6 +73,18 @@ Result<std::vector<std::string>> strings_at(const toml::node& n, std::string_vie
     out.push_back(e.as_string()->get());
   }
   return out;
+}
+
+// "HOST:PORT" with a port from min_port to 65535 and nothing after it.
+std::optional<std::pair<std::string, uint16_t>> host_port(std::string_view text, int min_port) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  int port = -1;
+  auto [p, ec] = std::from_chars(text.data() + colon + 1, text.data() + text.size(), port);
+  if (ec != std::errc() || p != text.data() + text.size() || port < min_port || port > 65535) {
+    return std::nullopt;
+  }
+  return std::pair{std::string(text.substr(0, colon)), uint16_t(port)};
 }
 
 // A "schema.table" name: both parts present.
@@ -193,16 +207,9 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
         c.http_host.clear();
         c.http_port = 0;
       } else {
-        size_t colon = http.rfind(':');
-        int port = -1;
-        if (colon == std::string::npos || colon == 0 ||
-            std::from_chars(http.data() + colon + 1, http.data() + http.size(), port).ec !=
-                std::errc() ||
-            port < 0 || port > 65535) {
-          return bad(source, fmt::format("worker.http '{}' is not HOST:PORT", http));
-        }
-        c.http_host = http.substr(0, colon);
-        c.http_port = uint16_t(port);
+        auto hp = host_port(http, 0);  // port 0: one is picked
+        if (!hp) return bad(source, fmt::format("worker.http '{}' is not HOST:PORT", http));
+        std::tie(c.http_host, c.http_port) = *hp;
       }
     }
     if (c.bootstrap.empty() || c.group.empty() || c.data_dir.empty()) {
@@ -327,15 +334,9 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
       }
       if (t.contains("address")) {
         std::string a = ORDO_TRY(string_at(t, "address", where, source));
-        size_t colon = a.rfind(':');
-        int port = -1;
-        if (colon == std::string::npos || colon == 0 ||
-            std::from_chars(a.data() + colon + 1, a.data() + a.size(), port).ec != std::errc() ||
-            port < 1 || port > 65535) {
-          return bad(source, fmt::format("{}: address '{}' is not HOST:PORT", where, a));
-        }
-        sc.host = a.substr(0, colon);
-        sc.port = uint16_t(port);
+        auto hp = host_port(a, 1);
+        if (!hp) return bad(source, fmt::format("{}: address '{}' is not HOST:PORT", where, a));
+        std::tie(sc.host, sc.port) = *hp;
       }
       if (t.contains("db")) sc.db = int(ORDO_TRY(int_at(t, "db", where, source, 0, 65535)));
       if (t.contains("key_prefix")) sc.key_prefix = ORDO_TRY(string_at(t, "key_prefix", where, source));

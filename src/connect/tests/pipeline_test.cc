@@ -244,6 +244,7 @@ TEST(Pipeline, ErrorsNameTheProblem) {
            {"[worker]\nbootstrapp = \"x\"\n" + sink, "unknown key worker.bootstrapp"},
            {"[worker]\nhttp = \"nohost\"\n" + sink, "worker.http 'nohost'"},
            {"[worker]\nhttp = \"h:70000\"\n" + sink, "worker.http 'h:70000'"},
+           {"[worker]\nhttp = \"h:80x\"\n" + sink, "worker.http 'h:80x'"},
            {"[worker]\ngroup = 5\n" + sink, "worker.group must be a string"},
            {"[worker]\nid = \"a/b\"\n" + sink, "worker.id 'a/b'"},
            {sink + sink, "two sinks are named 'a'"},
