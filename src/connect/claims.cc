@@ -30,10 +30,7 @@ std::string random_id() {
   return fmt::format("{:016x}{:016x}", g(), g());
 }
 
-struct KafkaDeleter {
-  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
-};
-using Kafka = std::unique_ptr<rd_kafka_t, KafkaDeleter>;
+using Kafka = KafkaPtr;
 
 Result<Kafka> client(rd_kafka_type_t type, const std::vector<std::pair<const char*, std::string>>& kv) {
   char err[512];

@@ -23,8 +23,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr int64_t kBackoffMinMs = 100;
-constexpr int64_t kBackoffMaxMs = 5000;
 constexpr int64_t kStoreIntervalMs = 200;  // the state file is written at most this often
 constexpr int kSnapshotFetchRows = 2000;
 constexpr const char* kTruncateHeader = "ordo.truncate";
@@ -51,13 +49,6 @@ Result<std::optional<State>> load_state(const std::string& path) {
 Result<void> store_state(const std::string& path, const State& s) {
   return write_file_atomic(path, encode_source_state(s));
 }
-
-struct KafkaDeleter {
-  void operator()(rd_kafka_t* rk) const {
-    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_destroy(rk);
-  }
-};
 
 }  // namespace
 
@@ -94,7 +85,7 @@ struct PgSource::Session {
   State state;
   std::unique_ptr<pg::Connection> sql;
   std::unique_ptr<pg::ReplicationStream> repl;
-  std::unique_ptr<rd_kafka_t, KafkaDeleter> producer;
+  std::unique_ptr<rd_kafka_t, KafkaPurgeDestroy> producer;
   std::string db;
   std::unordered_map<std::string, int32_t> topics;  // created: topic -> partitions
   std::unordered_map<uint32_t, pg::Relation> relations;
@@ -676,7 +667,7 @@ PgSourceStatus PgSource::status() const {
 }
 
 void PgSource::run() {
-  int64_t backoff = kBackoffMinMs;
+  int64_t backoff = kRetryMinMs;
   while (!stopping_) {
     auto began = Clock::now();
     Result<void> r = ok();
@@ -686,7 +677,7 @@ void PgSource::run() {
       if (stopping_) session.drain();
     }
     if (stopping_) break;
-    if (Clock::now() - began > std::chrono::seconds(10)) backoff = kBackoffMinMs;
+    if (Clock::now() - began > std::chrono::seconds(10)) backoff = kRetryMinMs;
     std::string why = r ? std::string("session ended") : r.error().to_string();
     ORDO_LOG_ERROR("source {}: {} (retrying in {} ms)", config_.name, why, backoff);
     {
@@ -697,7 +688,7 @@ void PgSource::run() {
     for (int64_t waited = 0; waited < backoff && !stopping_; waited += 50) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    backoff = std::min(backoff * 2, kBackoffMaxMs);
+    backoff = std::min(backoff * 2, kRetryMaxMs);
   }
   std::lock_guard lk(mu_);
   status_.state = "stopped";

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
+#include "connect/kafka_admin.h"
 
 namespace ordo::connect {
 
@@ -35,42 +36,49 @@ std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>
     }
     std::string_view key(static_cast<const char*>(m->key), m->key ? m->key_len : 0);
     std::string_view value(static_cast<const char*>(m->payload), m->payload ? m->len : 0);
+    // Each key and value is parsed at most once here, whatever the checks.
+    nlohmann::json key_json, value_json;
+    if (f.json_key && m->key) key_json = nlohmann::json::parse(key, nullptr, false);
+    if ((f.json_value || !f.field.empty()) && m->payload) {
+      value_json = nlohmann::json::parse(value, nullptr, false);
+    }
     const char* why = !m->key ? "no key: a table view keeps records by key"
                       : f.max_key_bytes && key.size() > f.max_key_bytes
                           ? "the key is longer than the store allows"
-                      : f.json_key && !nlohmann::json::accept(key)   ? "the key is not JSON"
-                      : f.json_value && m->payload && !nlohmann::json::accept(value)
+                      : f.json_key && key_json.is_discarded() ? "the key is not JSON"
+                      : f.json_value && m->payload && value_json.is_discarded()
                           ? "the value is not JSON"
+                      : f.object_keys && (!key_json.is_object() || key_json.empty())
+                          ? "the key is not a JSON object of key columns"
                           : nullptr;
     if (why) {
       if (rejected) rejected->emplace_back(m, why);
       continue;
     }
-    if (f.object_keys) {
-      auto k = nlohmann::json::parse(key, nullptr, false);
-      if (!k.is_object() || k.empty()) {
-        if (rejected) rejected->emplace_back(m, "the key is not a JSON object of key columns");
-        continue;
-      }
-    }
     TableView::Change c;
     c.key = std::string(key);
     c.offset = m->offset;
+    const nlohmann::json* row = &value_json;  // what becomes the value, when JSON
     if (m->payload && !f.field.empty()) {
-      auto j = nlohmann::json::parse(value, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) {
+      if (!value_json.is_object()) {
         if (rejected) rejected->emplace_back(m, "the value is not a JSON object");
         continue;
       }
-      auto it = j.find(f.field);
-      if (it != j.end() && !it->is_null()) c.value = it->dump();
+      auto it = value_json.find(f.field);
+      if (it != value_json.end() && !it->is_null()) {
+        c.value = it->dump();
+        row = &*it;
+      }
     } else if (m->payload) {
       c.value = std::string(value);
     }
-    if (f.object_values && c.value &&
-        !nlohmann::json::parse(*c.value, nullptr, false).is_object()) {
+    if (f.object_values && c.value && !row->is_object()) {
       if (rejected) rejected->emplace_back(m, "the value is not a JSON object of columns");
       continue;
+    }
+    if (f.json_key) c.key_json = std::make_shared<const nlohmann::json>(std::move(key_json));
+    if (f.json_value && c.value) {
+      c.value_json = std::make_shared<const nlohmann::json>(std::move(*row));
     }
     changes.push_back(std::move(c));
   }
@@ -79,20 +87,15 @@ std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>
 
 namespace {
 
-struct KafkaDeleter {
+struct ConsumerClose {
   void operator()(rd_kafka_t* rk) const {
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
   }
 };
-struct ListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const {
-    rd_kafka_topic_partition_list_destroy(l);
-  }
-};
-using List = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
+using List = PartitionList;
 
-constexpr int kPollBatch = 1000;
+constexpr int kRebuildPollBatch = 1000;
 constexpr int kMetadataTimeoutMs = 10'000;
 
 Result<std::vector<TopicPartition>> all_partitions(rd_kafka_t* rk,
@@ -141,7 +144,7 @@ Result<void> rebuild_view(
     rd_kafka_conf_destroy(conf);
     return make_error(Errc::invalid_argument, "rebuild consumer: {}", err);
   }
-  std::unique_ptr<rd_kafka_t, KafkaDeleter> rk(raw);
+  std::unique_ptr<rd_kafka_t, ConsumerClose> rk(raw);
   rd_kafka_poll_set_consumer(raw);
 
   std::vector<TopicPartition> parts = options.partitions;
@@ -198,7 +201,7 @@ Result<void> rebuild_view(
       std::map<TopicPartition, std::vector<rd_kafka_message_t*>> by_tp;
       std::map<TopicPartition, int64_t> eof;  // the end of a partition, reached
       Result<void> r = ok();
-      for (int i = 0; i < kPollBatch; ++i) {
+      for (int i = 0; i < kRebuildPollBatch; ++i) {
         rd_kafka_message_t* m = rd_kafka_consumer_poll(raw, i == 0 ? 100 : 0);
         if (!m) break;
         batch.push_back(m);

@@ -4,9 +4,12 @@
 // view (table_view.h) and the Redis sink (redis_sink.h) are stores.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "base/result.h"
 #include "model/topic_partition.h"
@@ -21,6 +24,9 @@ struct Change {
   std::optional<std::string> value;
   int64_t offset = 0;
   bool truncate = false;
+  // The key and value already parsed, when the sink's formats are JSON (to_changes, so a
+  // store need not parse them again); null otherwise.
+  std::shared_ptr<const nlohmann::json> key_json, value_json;
 };
 
 class Store {

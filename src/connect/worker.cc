@@ -28,19 +28,8 @@ using model::TopicPartition;
 
 namespace {
 
-constexpr int kPollBatch = 500;          // messages gathered before they are applied
-constexpr int64_t kBackoffMinMs = 100;
-constexpr int64_t kBackoffMaxMs = 5000;
+constexpr int kApplyPollBatch = 500;  // messages gathered before they are applied
 
-struct KafkaDeleter {
-  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
-};
-struct PartitionListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const {
-    rd_kafka_topic_partition_list_destroy(l);
-  }
-};
-using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
 
 std::optional<int64_t> int_param(const http::Request& req, const char* name) {
   auto it = req.query.find(name);
@@ -82,14 +71,27 @@ struct Worker::Task {
   RebuildProgress rebuild;
   bool pause_requested = false;
   bool paused = false;
-  std::unique_ptr<rd_kafka_t, KafkaDeleter> rk;
-  std::unique_ptr<rd_kafka_t, KafkaDeleter> dlq;  // producer of the dead-letter topic
+  KafkaPtr rk;
+  KafkaPtr dlq;  // producer of the dead-letter topic
   // Failed dead-letter deliveries, counted by the delivery callback (a member, not a local:
   // a delivery that outlives a timed-out flush still reports here).
   std::atomic<int64_t> dlq_failed{0};
   std::thread thread;
   TaskStatus status;  // under worker->mu_
   std::vector<TopicPartition> assigned;  // on the task thread
+  // The store's positions as this task last read or wrote them (task thread). Only this task
+  // moves them, so each is read from the store once (after an assignment, a failure or a
+  // swap of the store) instead of once per batch: for a remote store that is a round trip.
+  std::map<TopicPartition, std::optional<int64_t>> positions;
+  std::atomic<bool> positions_stale{false};  // set when a rebuild swaps the store
+
+  Result<std::optional<int64_t>> position(Store& s, const TopicPartition& tp) {
+    if (positions_stale.exchange(false)) positions.clear();
+    if (auto it = positions.find(tp); it != positions.end()) return it->second;
+    auto pos = ORDO_TRY(s.position(tp));
+    positions[tp] = pos;
+    return pos;
+  }
 
   RecordFormats formats() const {
     const bool pg = config.type == "postgres";  // keys are the key columns
@@ -113,12 +115,13 @@ struct Worker::Task {
   // Rebalances, from inside rd_kafka_consumer_poll on the task thread: each partition gets
   // its position from the store (the position rule), or starts at the beginning.
   void rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) {
+    positions.clear();
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       assigned.clear();
       for (int i = 0; i < parts->cnt; ++i) {
         auto& p = parts->elems[i];
         TopicPartition tp{p.topic, p.partition};
-        auto pos = store()->position(tp);
+        auto pos = position(*store(), tp);
         if (!pos) {
           ORDO_LOG_ERROR("sink {}: {}: {}", config.name, tp.to_string(), pos.error().to_string());
         }
@@ -139,7 +142,7 @@ struct Worker::Task {
     std::vector<PartitionStatus> parts;
     for (const auto& tp : assigned) {
       PartitionStatus ps{tp};
-      if (auto pos = store()->position(tp); pos && *pos) ps.position = **pos;
+      if (auto pos = position(*store(), tp); pos && *pos) ps.position = **pos;
       int64_t lo = -1, hi = -1;
       if (rd_kafka_get_watermark_offsets(rk.get(), tp.topic.c_str(), tp.partition, &lo, &hi) ==
               RD_KAFKA_RESP_ERR_NO_ERROR &&
@@ -156,18 +159,21 @@ struct Worker::Task {
   // worker stops. Messages below the store's position (delivered again after a rebalance)
   // are skipped as already applied.
   void apply(const TopicPartition& tp, const std::vector<rd_kafka_message_t*>& msgs) {
-    int64_t backoff = kBackoffMinMs;
+    int64_t backoff = kRetryMinMs;
     while (!worker->stopping_) {
       auto r = [&]() -> Result<void> {
         auto v = store();
-        auto pos = ORDO_TRY(v->position(tp));
+        auto pos = ORDO_TRY(position(*v, tp));
         Rejected rejected;
         auto changes = to_changes(msgs, pos, formats(), &rejected);
         int64_t next = msgs.back()->offset + 1;
         if (pos && next <= *pos) return ok();
         // Dead letters first: once the position passes them they are never read again.
         ORDO_TRY(dead_letter(rejected));
+        // Unknown until the store answers again: the write may or may not have landed.
+        positions.erase(tp);
         ORDO_TRY(v->apply(tp, changes, next));
+        positions[tp] = next;
         std::lock_guard lk(worker->mu_);
         status.records_applied += int64_t(changes.size());
         status.records_dead_lettered += int64_t(rejected.size());
@@ -182,7 +188,7 @@ struct Worker::Task {
                      r.error().to_string(), backoff);
       set_state("retrying", r.error().to_string());
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff));
-      backoff = std::min(backoff * 2, kBackoffMaxMs);
+      backoff = std::min(backoff * 2, kRetryMaxMs);
     }
   }
 
@@ -406,6 +412,7 @@ struct Worker::Task {
         std::lock_guard lk(view_mu);
         old = std::exchange(view_, std::shared_ptr<TableView>(std::move(fresh)));
       }
+      positions_stale = true;
       const int64_t old_gen = std::exchange(generation, gen);
       old.reset();  // readers still holding it keep it open until they finish
       std::filesystem::remove_all(view_dir + "/gen-" + std::to_string(old_gen), ec);
@@ -436,7 +443,7 @@ struct Worker::Task {
     while (!worker->stopping_) {
       pause_point();
       batch.clear();
-      for (int i = 0; i < kPollBatch; ++i) {
+      for (int i = 0; i < kApplyPollBatch; ++i) {
         rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), i == 0 ? 100 : 0);
         if (!m) break;
         if (m->err) {
