@@ -19,9 +19,9 @@ Error lz4_error(std::string_view what, size_t code) {
   return make_error(Errc::corrupt, "lz4: {}: {}", what, LZ4F_getErrorName(code));
 }
 
-struct FreeDctx {
+struct Lz4DctxGuard {
   LZ4F_dctx* dctx;
-  ~FreeDctx() { LZ4F_freeDecompressionContext(dctx); }
+  ~Lz4DctxGuard() { LZ4F_freeDecompressionContext(dctx); }
 };
 
 }  // namespace
@@ -50,7 +50,7 @@ Result<std::vector<uint8_t>> lz4_decompress(std::span<const uint8_t> in, size_t 
   if (LZ4F_isError(rc)) {
     return make_error(Errc::io, "lz4: no decompression context: {}", LZ4F_getErrorName(rc));
   }
-  FreeDctx free_dctx{dctx};
+  Lz4DctxGuard free_dctx{dctx};
 
   // The first frame's header: refuse a declared content size over the bound before decoding,
   // and size the first allocation by it.

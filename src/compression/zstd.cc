@@ -15,13 +15,13 @@ namespace ordo::compression::detail {
 
 namespace {
 
-struct FreeDctx {
+struct ZstdDctxGuard {
   ZSTD_DCtx* dctx;
-  ~FreeDctx() { ZSTD_freeDCtx(dctx); }
+  ~ZstdDctxGuard() { ZSTD_freeDCtx(dctx); }
 };
-struct FreeCctx {
+struct ZstdCctxGuard {
   ZSTD_CCtx* cctx;
-  ~FreeCctx() { ZSTD_freeCCtx(cctx); }
+  ~ZstdCctxGuard() { ZSTD_freeCCtx(cctx); }
 };
 
 }  // namespace
@@ -36,7 +36,7 @@ int zstd_max_level() {
 Result<std::vector<uint8_t>> zstd_compress(std::span<const uint8_t> in, int level) {
   ZSTD_CCtx* cctx = ZSTD_createCCtx();
   if (cctx == nullptr) return make_error(Errc::io, "zstd: no compression context");
-  FreeCctx free_cctx{cctx};
+  ZstdCctxGuard free_cctx{cctx};
   size_t rc = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
   if (ZSTD_isError(rc)) {
     return make_error(Errc::invalid_argument, "zstd: level {}: {}", level, ZSTD_getErrorName(rc));
@@ -65,7 +65,7 @@ Result<std::vector<uint8_t>> zstd_decompress(std::span<const uint8_t> in, size_t
 
   ZSTD_DCtx* dctx = ZSTD_createDCtx();
   if (dctx == nullptr) return make_error(Errc::io, "zstd: no decompression context");
-  FreeDctx free_dctx{dctx};
+  ZstdDctxGuard free_dctx{dctx};
   BoundedOutput out(max_output, guess);
   uint8_t probe = 0;
   ZSTD_inBuffer src{in.data(), in.size(), 0};

@@ -53,8 +53,19 @@ struct Stored {
   Offset first, last;
 };
 
+// A batch already compared byte for byte with what its child built, by base offset: later
+// rounds check it by its CRC (recomputed over the bytes and equal to the one recorded) instead
+// of rebuilding it. A batch that replaced a torn one at the same offset has another CRC and
+// is compared in full again.
+struct Verified {
+  int64_t round, index;
+  uint32_t crc;
+  Offset last;
+};
+
 // Reads the whole log, checking every batch; returns what it holds.
-std::vector<Stored> verify_log(storage::PartitionLog& log) {
+std::vector<Stored> verify_log(storage::PartitionLog& log,
+                               std::map<int64_t, Verified>& verified) {
   std::vector<Stored> out;
   Offset next = log.log_start_offset();
   EXPECT_EQ(next, Offset(0));
@@ -77,8 +88,17 @@ std::vector<Stored> verify_log(storage::PartitionLog& log) {
                       << v.error().to_string();
         return out;
       }
-      EXPECT_TRUE(v->verify_crc()) << "offset " << next.value();
+      const bool crc_ok = bool(v->verify_crc());
+      EXPECT_TRUE(crc_ok) << "offset " << next.value();
       EXPECT_EQ(v->base(), next) << "offsets not contiguous";
+      if (auto known = verified.find(v->base().value());
+          crc_ok && known != verified.end() && known->second.crc == v->crc() &&
+          known->second.last == v->last()) {
+        out.push_back({known->second.round, known->second.index, v->base(), v->last()});
+        next = v->last() + 1;
+        rest = rest.subspan(v->size_bytes());
+        continue;
+      }
       auto records = model::decode_records(*v);
       EXPECT_TRUE(records && !records->empty());
       if (!records || records->empty()) return out;
@@ -92,6 +112,7 @@ std::vector<Stored> verify_log(storage::PartitionLog& log) {
                   std::equal(got.begin() + 17, got.end(), expected.begin() + 17))
           << "batch r" << id->first << " i" << id->second << " differs";
       out.push_back({id->first, id->second, v->base(), v->last()});
+      verified[v->base().value()] = {id->first, id->second, v->crc(), v->last()};
       next = v->last() + 1;
       rest = rest.subspan(v->size_bytes());
     }
@@ -107,15 +128,13 @@ TEST(CrashTest, AcknowledgedDurableAppendsSurviveSigkill) {
   Random rng{uint64_t(seed)};
   storage::testing::TempDir dir;
   std::map<std::pair<int64_t, int64_t>, Ack> acked;
+  std::map<int64_t, Verified> verified;
   int64_t rounds_with_acks = 0;
 
   for (int64_t round = 1; round <= rounds; ++round) {
     SCOPED_TRACE(fmt::format("round {}", round));
-    crashtest::Child child = crashtest::fork_child([&](int write_fd) {
-      std::string r = std::to_string(round), fd = std::to_string(write_fd);
-      ::execl(ORDO_CRASH_APPENDER, ORDO_CRASH_APPENDER, dir.path().c_str(), r.c_str(), fd.c_str(),
-              static_cast<char*>(nullptr));
-    });
+    crashtest::Child child =
+        crashtest::spawn_child(ORDO_CRASH_APPENDER, {dir.path(), std::to_string(round)});
     // Kill it at a random point of its progress (not of the clock, so that a slow machine
     // does not change what is tested): after a random number of acknowledgements, zero in
     // one round out of eight (then often before it even opened the log), plus a short delay
@@ -139,7 +158,7 @@ TEST(CrashTest, AcknowledgedDurableAppendsSurviveSigkill) {
     auto log = storage::PartitionLog::open(dir.path() + "/crash-0", cfg, clock,
                                            {.create_if_missing = true});
     ASSERT_TRUE(log) << log.error().to_string();
-    auto stored = verify_log(**log);
+    auto stored = verify_log(**log, verified);
     std::set<std::pair<int64_t, int64_t>> seen;
     for (const auto& s : stored) {
       EXPECT_TRUE(seen.insert({s.round, s.index}).second)
