@@ -29,6 +29,8 @@ using model::TopicPartition;
 namespace {
 
 constexpr int kApplyPollBatch = 500;  // messages gathered before they are applied
+// A batch whose store write takes longer is logged (what a lag spike is made of).
+constexpr auto kSlowApply = std::chrono::milliseconds(200);
 
 
 std::optional<int64_t> int_param(const http::Request& req, const char* name) {
@@ -172,8 +174,16 @@ struct Worker::Task {
         ORDO_TRY(dead_letter(rejected));
         // Unknown until the store answers again: the write may or may not have landed.
         positions.erase(tp);
+        const auto began = std::chrono::steady_clock::now();
         ORDO_TRY(v->apply(tp, changes, next));
         positions[tp] = next;
+        const auto took = std::chrono::steady_clock::now() - began;
+        if (took > kSlowApply) {
+          ORDO_LOG_WARN("sink {}: {}: {} records took {} ms to apply (offsets {}-{})",
+                        config.name, tp.to_string(), changes.size(),
+                        std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
+                        msgs.front()->offset, msgs.back()->offset);
+        }
         std::lock_guard lk(worker->mu_);
         status.records_applied += int64_t(changes.size());
         status.records_dead_lettered += int64_t(rejected.size());
