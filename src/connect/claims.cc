@@ -30,9 +30,8 @@ std::string random_id() {
   return fmt::format("{:016x}{:016x}", g(), g());
 }
 
-using Kafka = KafkaPtr;
 
-Result<Kafka> client(rd_kafka_type_t type, const std::vector<std::pair<const char*, std::string>>& kv) {
+Result<KafkaPtr> client(rd_kafka_type_t type, const std::vector<std::pair<const char*, std::string>>& kv) {
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   for (const auto& [k, v] : kv) {
@@ -46,7 +45,7 @@ Result<Kafka> client(rd_kafka_type_t type, const std::vector<std::pair<const cha
     rd_kafka_conf_destroy(conf);
     return make_error(Errc::invalid_argument, "{}", err);
   }
-  return Kafka(rk);
+  return KafkaPtr(rk);
 }
 
 }  // namespace

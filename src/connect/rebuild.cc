@@ -36,18 +36,31 @@ std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>
     }
     std::string_view key(static_cast<const char*>(m->key), m->key ? m->key_len : 0);
     std::string_view value(static_cast<const char*>(m->payload), m->payload ? m->len : 0);
-    // Each key and value is parsed at most once here, whatever the checks.
+    // Each key and value is read at most once: into a DOM where a check or the store needs
+    // one, otherwise by a validating scan that builds nothing.
     nlohmann::json key_json, value_json;
-    if (f.json_key && m->key) key_json = nlohmann::json::parse(key, nullptr, false);
+    bool key_ok = true, value_ok = true;
+    if (f.json_key && m->key) {
+      if (f.object_keys || f.keep_json) {
+        key_json = nlohmann::json::parse(key, nullptr, false);
+        key_ok = !key_json.is_discarded();
+      } else {
+        key_ok = nlohmann::json::accept(key);
+      }
+    }
     if ((f.json_value || !f.field.empty()) && m->payload) {
-      value_json = nlohmann::json::parse(value, nullptr, false);
+      if (!f.field.empty() || f.object_values || f.keep_json) {
+        value_json = nlohmann::json::parse(value, nullptr, false);
+        value_ok = !value_json.is_discarded();
+      } else {
+        value_ok = nlohmann::json::accept(value);
+      }
     }
     const char* why = !m->key ? "no key: a table view keeps records by key"
                       : f.max_key_bytes && key.size() > f.max_key_bytes
                           ? "the key is longer than the store allows"
-                      : f.json_key && key_json.is_discarded() ? "the key is not JSON"
-                      : f.json_value && m->payload && value_json.is_discarded()
-                          ? "the value is not JSON"
+                      : f.json_key && !key_ok ? "the key is not JSON"
+                      : f.json_value && m->payload && !value_ok ? "the value is not JSON"
                       : f.object_keys && (!key_json.is_object() || key_json.empty())
                           ? "the key is not a JSON object of key columns"
                           : nullptr;
@@ -76,8 +89,10 @@ std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>
       if (rejected) rejected->emplace_back(m, "the value is not a JSON object of columns");
       continue;
     }
-    if (f.json_key) c.key_json = std::make_shared<const nlohmann::json>(std::move(key_json));
-    if (f.json_value && c.value) {
+    if (f.keep_json && f.json_key) {
+      c.key_json = std::make_shared<const nlohmann::json>(std::move(key_json));
+    }
+    if (f.keep_json && f.json_value && c.value) {
       c.value_json = std::make_shared<const nlohmann::json>(std::move(*row));
     }
     changes.push_back(std::move(c));
@@ -93,8 +108,6 @@ struct ConsumerClose {
     rd_kafka_destroy(rk);
   }
 };
-using List = PartitionList;
-
 constexpr int kRebuildPollBatch = 1000;
 constexpr int kMetadataTimeoutMs = 10'000;
 
@@ -163,7 +176,7 @@ Result<void> rebuild_view(
     start[tp] = pos[tp] = lo;
     target[tp] = hi;
     prog.offsets_total += hi - lo;
-    List l(rd_kafka_topic_partition_list_new(1));
+    PartitionList l(rd_kafka_topic_partition_list_new(1));
     rd_kafka_topic_partition_list_add(l.get(), tp.topic.c_str(), tp.partition)->offset =
         RD_KAFKA_OFFSET_BEGINNING;
     if (auto* e2 = rd_kafka_incremental_assign(raw, l.get())) {

@@ -38,6 +38,7 @@ struct RecordFormats {
   bool object_keys = false;
   bool object_values = false;
   size_t max_key_bytes = 0;  // 0: no limit (memcached: 250 with the prefix)
+  bool keep_json = false;    // hand the parsed key and value to the store (Change::key_json)
 };
 using Rejected = std::vector<std::pair<rd_kafka_message_t*, std::string>>;  // and why
 

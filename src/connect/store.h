@@ -24,8 +24,8 @@ struct Change {
   std::optional<std::string> value;
   int64_t offset = 0;
   bool truncate = false;
-  // The key and value already parsed, when the sink's formats are JSON (to_changes, so a
-  // store need not parse them again); null otherwise.
+  // The key and value already parsed, for a sink whose formats ask for them
+  // (RecordFormats::keep_json: to_changes parsed them, the store need not again); else null.
   std::shared_ptr<const nlohmann::json> key_json, value_json;
 };
 
