@@ -146,7 +146,9 @@ Result<void> AggregateStore::apply(const model::TopicPartition& tp,
     }
     std::optional<Contribution> next;
     if (c.value) {
-      json row = json::parse(*c.value, nullptr, false);
+      // The worker's to_changes parsed it already (RecordFormats::keep_json).
+      const json parsed = c.value_json ? json() : json::parse(*c.value, nullptr, false);
+      const json& row = c.value_json ? *c.value_json : parsed;
       if (!row.is_object()) {
         return make_error(Errc::invalid_argument, "{} offset {}: the row is not a JSON object",
                           tp.to_string(), c.offset);

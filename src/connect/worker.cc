@@ -100,7 +100,8 @@ struct Worker::Task {
     const bool rows = pg || config.type == "aggregate" || config.type == "claims";
     RecordFormats f{pg || config.key_format == "json", rows || config.value_format == "json",
                     config.field, pg, rows};
-    f.keep_json = pg;  // the PostgreSQL sink reads the columns out of them
+    // The PostgreSQL sink reads the columns out of them, the aggregate its fields.
+    f.keep_json = pg || config.type == "aggregate";
     if (config.type == "search") f.max_key_bytes = SearchIndex::kMaxKeyBytes;
     if (config.type == "memcached") {
       f.max_key_bytes = MemcachedSink::kMaxKeyBytes -
