@@ -76,7 +76,7 @@ bench-cleaner: build
 bench-cdc: build
 	bench/run-cdc-bench --build-dir $(BUILD_DIR)
 
-# The sink benchmark alone (about 4 minutes): each connect sink's apply rate and lag beside a
+# The sink benchmark alone (about 3 minutes): each connect sink's apply rate and lag beside a
 # client writing the same store directly (BENCHMARKS.md).
 bench-sinks: build
 	bench/run-sink-bench --build-dir $(BUILD_DIR)
