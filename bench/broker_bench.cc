@@ -148,8 +148,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--key-space") {
       o.key_space = int64_t(number());
       o.keyed = true;
-    }
-    else if (a == "--mock")
+    } else if (a == "--mock")
       o.mock = true;
     else if (a == "--value-size")
       o.value_size = int(number());
@@ -284,7 +283,8 @@ double produce_n(rd_kafka_t* rk, rd_kafka_topic_t* rkt, const Options& o, Produc
     void* k = nullptr;
     size_t klen = 0;
     if (o.keyed) {
-      klen = size_t(std::snprintf(key, sizeof key, "%" PRId64, o.key_space > 0 ? i % o.key_space : i));
+      klen =
+          size_t(std::snprintf(key, sizeof key, "%" PRId64, o.key_space > 0 ? i % o.key_space : i));
       k = key;
     } else {
       partition = int32_t(i % o.partitions);
@@ -501,12 +501,10 @@ int run_latency(const Options& o) {
     int32_t partition = int32_t(i % o.partitions);
     // --key-space: keyed records (a compacted topic refuses keyless ones), same partition.
     char key[24];
-    size_t klen = o.key_space > 0
-                      ? size_t(std::snprintf(key, sizeof key, "%" PRId64, i % o.key_space))
-                      : 0;
-    while (rd_kafka_produce(rkt, partition, 0, value.data(), value.size(),
-                            klen ? key : nullptr, klen,
-                            reinterpret_cast<void*>(uintptr_t(i))) == -1) {
+    size_t klen =
+        o.key_space > 0 ? size_t(std::snprintf(key, sizeof key, "%" PRId64, i % o.key_space)) : 0;
+    while (rd_kafka_produce(rkt, partition, 0, value.data(), value.size(), klen ? key : nullptr,
+                            klen, reinterpret_cast<void*>(uintptr_t(i))) == -1) {
       if (rd_kafka_last_error() != RD_KAFKA_RESP_ERR__QUEUE_FULL)
         fail(std::string("produce: ") + rd_kafka_err2str(rd_kafka_last_error()));
       std::this_thread::sleep_for(std::chrono::microseconds(100));

@@ -56,8 +56,7 @@ void check(Result<void> r, const char* what) {
 }
 
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 struct Options {
@@ -205,7 +204,8 @@ int main(int argc, char** argv) {
   // the first limit pass writes what a previous identical run wrote; here it is estimated as
   // the live keys' share and corrected for the second pass).
   const int64_t estimate = std::min<int64_t>(
-      input_bytes, int64_t(double(input_bytes) * double(o.keys) / double(std::max<int64_t>(records, 1))));
+      input_bytes,
+      int64_t(double(input_bytes) * double(o.keys) / double(std::max<int64_t>(records, 1))));
   double limit1 = limit_pass(o, files, estimate);
 
   if (o.cold) drop_cache(files);
@@ -214,8 +214,8 @@ int main(int argc, char** argv) {
   auto plan = check(log->plan_clean(co), "plan");
   if (!plan) die("nothing to clean");
   storage::IoThrottle throttle(o.io_rate);
-  auto output = check(storage::build_clean(*plan, {.throttle = o.io_rate > 0 ? &throttle : nullptr}),
-                      "build");
+  auto output = check(
+      storage::build_clean(*plan, {.throttle = o.io_rate > 0 ? &throttle : nullptr}), "build");
   double t1 = now_s();
   auto res = check(log->commit_clean(*plan, std::move(output)), "commit");
   double t2 = now_s();
@@ -233,11 +233,11 @@ int main(int argc, char** argv) {
       "\"records_dropped\": %lld, \"map_keys\": %lld, \"build_s\": %.4f, \"commit_ms\": %.3f, "
       "\"cleaner_mb_s\": %.1f, \"limit_s\": [%.4f, %.4f], \"limit_mb_s\": %.1f, "
       "\"ratio\": %.3f}\n",
-      (long long)input_bytes, (long long)records, (long long)o.keys, o.value_size,
-      o.batch_records, files.size(), o.cold ? "true" : "false", (long long)o.io_rate,
-      (long long)res.bytes_read, (long long)res.bytes_written, (long long)res.records_kept,
-      (long long)res.records_dropped, (long long)res.map_keys, build_s, (t2 - t1) * 1e3,
-      double(input_bytes) / build_s / mb, limit1, limit2, double(input_bytes) / limit_s / mb,
+      (long long)input_bytes, (long long)records, (long long)o.keys, o.value_size, o.batch_records,
+      files.size(), o.cold ? "true" : "false", (long long)o.io_rate, (long long)res.bytes_read,
+      (long long)res.bytes_written, (long long)res.records_kept, (long long)res.records_dropped,
+      (long long)res.map_keys, build_s, (t2 - t1) * 1e3, double(input_bytes) / build_s / mb, limit1,
+      limit2, double(input_bytes) / limit_s / mb,
       (double(input_bytes) / build_s) / (double(input_bytes) / limit_s));
   std::filesystem::remove_all(o.dir);
   return 0;

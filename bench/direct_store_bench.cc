@@ -187,7 +187,8 @@ int64_t run_aggregate(const Args& a) {
     }
     rocksdb::WriteBatch wb;
     for (const auto& [g, v] : groups) {
-      check(v.first == 0 ? wb.Delete(key_of('g', g)) : wb.Put(key_of('g', g), pack(v.first, v.second)),
+      check(v.first == 0 ? wb.Delete(key_of('g', g))
+                         : wb.Put(key_of('g', g), pack(v.first, v.second)),
             "batch");
     }
     for (const auto& [k, c] : keys) {

@@ -63,7 +63,9 @@ std::string metrics_text(const std::vector<storage::PartitionStatus>& status) {
     return [f](const P& p) -> Opt { return p.online ? Opt(f(p)) : std::nullopt; };
   };
   auto cleaner = [](auto f) {
-    return [f](const P& p) -> Opt { return p.online && p.compacted ? Opt(f(p.cleaner)) : std::nullopt; };
+    return [f](const P& p) -> Opt {
+      return p.online && p.compacted ? Opt(f(p.cleaner)) : std::nullopt;
+    };
   };
   std::string out;
   family(out, status, "ordo_partition_online", "gauge", "1 when the partition serves, 0 offline",
@@ -125,9 +127,8 @@ Result<std::unique_ptr<AdminApi>> AdminApi::start(storage::LogManager& logs,
   http::ServerOptions o;
   o.host = host;
   o.port = port;
-  auto server = ORDO_TRY(http::Server::start(o, [&logs](const http::Request& req) {
-    return admin_route(req, logs.status());
-  }));
+  auto server = ORDO_TRY(http::Server::start(
+      o, [&logs](const http::Request& req) { return admin_route(req, logs.status()); }));
   return std::unique_ptr<AdminApi>(new AdminApi(std::move(server)));
 }
 

@@ -269,11 +269,11 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
     const TopicInfo* offsets = b->topics_->find(*topics, kOffsetsTopic);
     int32_t partitions = c.offsets_topic_num_partitions;
     if (offsets == nullptr) {
-      auto r = Handlers::create_topic(
-          *b, kOffsetsTopic, partitions,
-          {{"cleanup.policy", "compact"},
-           {"segment.bytes", std::to_string(c.offsets_topic_segment_bytes)}},
-          false);
+      auto r =
+          Handlers::create_topic(*b, kOffsetsTopic, partitions,
+                                 {{"cleanup.policy", "compact"},
+                                  {"segment.bytes", std::to_string(c.offsets_topic_segment_bytes)}},
+                                 false);
       if (r.error != ErrorCode::none) {
         return make_error(Errc::io, "creating {}: {}", kOffsetsTopic, r.message);
       }

@@ -317,7 +317,8 @@ const std::vector<Setting>& settings() {
               "Default min.cleanable.dirty.ratio: the dirty share of a log's cleanable bytes "
               "that makes a clean due"),
       integer("log.cleaner.min.compaction.lag.ms", log_field(&L::min_compaction_lag_ms), 0,
-              kInt64Max, "Default min.compaction.lag.ms: records younger than this are not cleaned"),
+              kInt64Max,
+              "Default min.compaction.lag.ms: records younger than this are not cleaned"),
       integer("log.cleaner.max.compaction.lag.ms", log_field(&L::max_compaction_lag_ms), 1,
               kInt64Max,
               "Default max.compaction.lag.ms: a dirty segment older than this is cleaned "

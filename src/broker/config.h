@@ -30,9 +30,9 @@ struct BrokerConfig {
   std::string data_dir = "./data";        // data.dir
   std::string listen_host = "127.0.0.1";  // listen = "HOST:PORT"
   uint16_t listen_port = 9092;
-  std::string advertised_host;                       // advertised.listen; empty: listen's
-  uint16_t advertised_port = 0;                      // 0: the bound port
-  std::string admin_host = "127.0.0.1";              // admin.listen = "HOST:PORT"; empty: off
+  std::string advertised_host;           // advertised.listen; empty: listen's
+  uint16_t advertised_port = 0;          // 0: the bound port
+  std::string admin_host = "127.0.0.1";  // admin.listen = "HOST:PORT"; empty: off
   uint16_t admin_port = 9644;
   int32_t node_id = 0;                               // node.id
   std::string cluster_id = "ordo-cluster";           // cluster.id
@@ -50,8 +50,8 @@ struct BrokerConfig {
   int64_t connections_max_idle_ms = 600000;          // connections.max.idle.ms
   bool truncate_corrupt = false;                     // log.truncate.corrupt
   // The background cleaner (Kafka's names and defaults, except the I/O cap: 0 = none).
-  bool log_cleaner_enable = true;                             // log.cleaner.enable
-  int64_t log_cleaner_backoff_ms = 15000;                     // log.cleaner.backoff.ms
+  bool log_cleaner_enable = true;                               // log.cleaner.enable
+  int64_t log_cleaner_backoff_ms = 15000;                       // log.cleaner.backoff.ms
   int64_t log_cleaner_dedupe_buffer_size = int64_t(128) << 20;  // log.cleaner.dedupe.buffer.size
   int64_t log_cleaner_io_max_bytes_per_second = 0;  // log.cleaner.io.max.bytes.per.second
   // Consumer groups (Kafka's names and defaults, except group.max.size, which Kafka leaves

@@ -17,5 +17,4 @@ namespace ordo::broker {
 Result<std::vector<uint8_t>> upconvert_legacy_message_set(std::span<const uint8_t> data,
                                                           int64_t now_ms);
 
-
 }  // namespace ordo::broker

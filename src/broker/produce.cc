@@ -36,7 +36,6 @@ void fail(PartitionWork& w, ErrorCode e, std::string message) {
   w.response.error_message = std::move(message);
 }
 
-
 // Checks a partition's records and copies them into w.batches; sets the error otherwise.
 void validate(PartitionWork& w, std::span<const uint8_t> records, const TopicSettings& settings,
               int16_t version, int64_t now_ms) {

@@ -124,10 +124,12 @@ const TopicConfigDef* find_topic_config(std::string_view name) {
 }
 
 std::string topic_config_default(const BrokerConfig& b, std::string_view name) {
-  if (name == "cleanup.policy") return std::string(storage::cleanup_policy_name(b.log.cleanup_policy));
+  if (name == "cleanup.policy")
+    return std::string(storage::cleanup_policy_name(b.log.cleanup_policy));
   if (name == "delete.retention.ms") return std::to_string(b.log.delete_retention_ms);
   if (name == "max.compaction.lag.ms") return std::to_string(b.log.max_compaction_lag_ms);
-  if (name == "min.cleanable.dirty.ratio") return fmt::format("{}", b.log.min_cleanable_dirty_ratio);
+  if (name == "min.cleanable.dirty.ratio")
+    return fmt::format("{}", b.log.min_cleanable_dirty_ratio);
   if (name == "min.compaction.lag.ms") return std::to_string(b.log.min_compaction_lag_ms);
   if (name == "index.interval.bytes") return std::to_string(b.log.index_interval_bytes);
   if (name == "max.message.bytes") return std::to_string(b.message_max_bytes);

@@ -72,12 +72,14 @@ int connect_status(const std::string& http) {
                             ? t["partitions"]
                             : nlohmann::json::array();
     if (parts.empty()) {
-      out += fmt::format("{:<20} {:<9} {:<30}\n", str(t, "name"), str(t, "state"), "(none assigned)");
+      out +=
+          fmt::format("{:<20} {:<9} {:<30}\n", str(t, "name"), str(t, "state"), "(none assigned)");
     }
     for (const auto& p : parts) {
-      out += fmt::format("{:<20} {:<9} {:<30} {:>12} {:>14} {:>10}\n", str(t, "name"),
-                         str(t, "state"), fmt::format("{}-{}", str(p, "topic"), num(p, "partition")),
-                         num(p, "position"), num(p, "high_watermark"), num(p, "lag"));
+      out +=
+          fmt::format("{:<20} {:<9} {:<30} {:>12} {:>14} {:>10}\n", str(t, "name"), str(t, "state"),
+                      fmt::format("{}-{}", str(p, "topic"), num(p, "partition")),
+                      num(p, "position"), num(p, "high_watermark"), num(p, "lag"));
     }
     if (!str(t, "error").empty() && str(t, "state") == "retrying") {
       out += fmt::format("  {}: {}\n", str(t, "name"), str(t, "error"));

@@ -254,9 +254,9 @@ int main(int argc, char** argv) {
   auto* search_cmd = app.add_subcommand(
       "search", "Query a full-text search sink of a running worker: ranked hits with snippets");
   search_cmd->add_option("name", se.name, "The search sink's name")->required();
-  search_cmd->add_option("query", se.query, "Words, \"phrases\", AND/OR/NOT, prefix*")
-      ->required();
-  search_cmd->add_option("--http", se.http, "HOST:PORT of the worker's HTTP (default 127.0.0.1:9645)");
+  search_cmd->add_option("query", se.query, "Words, \"phrases\", AND/OR/NOT, prefix*")->required();
+  search_cmd->add_option("--http", se.http,
+                         "HOST:PORT of the worker's HTTP (default 127.0.0.1:9645)");
   search_cmd->add_option("-n,--limit", se.limit, "At most this many hits (default 10)")
       ->check(CLI::Range(1, 1000));
   search_cmd->add_flag("--json", se.json, "Print each hit as a JSON line");
@@ -272,8 +272,7 @@ int main(int argc, char** argv) {
   claim_cmd->add_option("value", cl.value, "The value to claim, e.g. a user name")->required();
   claim_cmd->add_option("--owner", cl.owner, "Who claims it")->required();
   claim_cmd->add_option("--topic", cl.topic, "Claims topic (default claims)");
-  claim_cmd->add_option("--results", cl.results,
-                        "Results topic (default <topic>.results)");
+  claim_cmd->add_option("--results", cl.results, "Results topic (default <topic>.results)");
   claim_cmd->add_flag("--release", cl.release, "Release the value instead (by its owner)");
   claim_cmd->add_option("--timeout-ms", cl.timeout_ms, "Wait at most this long (default 30000)")
       ->check(CLI::PositiveNumber);

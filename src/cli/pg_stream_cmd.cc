@@ -45,7 +45,8 @@ int connect_pg_stream(const PgStreamArgs& a) {
   if (a.create_slot) {
     auto slot = s.create_slot(a.slot, false);
     if (!slot) return fail(slot.error());
-    print({{"type", "slot"}, {"name", slot->name},
+    print({{"type", "slot"},
+           {"name", slot->name},
            {"consistent_point", pg::format_lsn(slot->consistent_point)}});
   }
   if (auto r = s.start(a.slot, a.publication, 0); !r) return fail(r.error());
@@ -58,7 +59,8 @@ int connect_pg_stream(const PgStreamArgs& a) {
     if (!*m) break;  // idle for the timeout: done
     if (auto* k = std::get_if<pg::Keepalive>(&**m)) {
       if (k->reply_requested) {
-        if (auto r = s.send_status(confirmed, confirmed, confirmed, false); !r) return fail(r.error());
+        if (auto r = s.send_status(confirmed, confirmed, confirmed, false); !r)
+          return fail(r.error());
       }
       continue;
     }
@@ -78,7 +80,8 @@ int connect_pg_stream(const PgStreamArgs& a) {
           if constexpr (std::is_same_v<T, pg::Begin>) {
             print({{"type", "begin"}, {"xid", v.xid}, {"final_lsn", pg::format_lsn(v.final_lsn)}});
           } else if constexpr (std::is_same_v<T, pg::Commit>) {
-            print({{"type", "commit"}, {"lsn", pg::format_lsn(v.commit_lsn)},
+            print({{"type", "commit"},
+                   {"lsn", pg::format_lsn(v.commit_lsn)},
                    {"end_lsn", pg::format_lsn(v.end_lsn)}});
             confirmed = v.end_lsn;
             ORDO_TRY(s.send_status(confirmed, confirmed, confirmed, false));
@@ -88,23 +91,32 @@ int connect_pg_stream(const PgStreamArgs& a) {
             for (const auto& c : v.columns) {
               cols.push_back({{"name", c.name}, {"type_oid", c.type_oid}, {"key", c.key}});
             }
-            print({{"type", "relation"}, {"schema", v.schema}, {"table", v.name},
-                   {"replica_identity", std::string(1, v.replica_identity)}, {"columns", cols}});
+            print({{"type", "relation"},
+                   {"schema", v.schema},
+                   {"table", v.name},
+                   {"replica_identity", std::string(1, v.replica_identity)},
+                   {"columns", cols}});
             relations[v.id] = v;
           } else if constexpr (std::is_same_v<T, pg::Insert>) {
             const pg::Relation* rel = ORDO_TRY(rel_of(v.relation_id));
-            print({{"type", "insert"}, {"schema", rel->schema}, {"table", rel->name},
+            print({{"type", "insert"},
+                   {"schema", rel->schema},
+                   {"table", rel->name},
                    {"key", ORDO_TRY(pg::render_key(*rel, v.row))},
                    {"after", ORDO_TRY(pg::render_row(*rel, v.row))}});
           } else if constexpr (std::is_same_v<T, pg::Update>) {
             const pg::Relation* rel = ORDO_TRY(rel_of(v.relation_id));
-            print({{"type", "update"}, {"schema", rel->schema}, {"table", rel->name},
+            print({{"type", "update"},
+                   {"schema", rel->schema},
+                   {"table", rel->name},
                    {"key", ORDO_TRY(pg::render_key(*rel, v.row))},
                    {"before", ORDO_TRY(row_or_null(*rel, v.old_row))},
                    {"after", ORDO_TRY(pg::render_row(*rel, v.row))}});
           } else if constexpr (std::is_same_v<T, pg::Delete>) {
             const pg::Relation* rel = ORDO_TRY(rel_of(v.relation_id));
-            print({{"type", "delete"}, {"schema", rel->schema}, {"table", rel->name},
+            print({{"type", "delete"},
+                   {"schema", rel->schema},
+                   {"table", rel->name},
                    {"key", ORDO_TRY(pg::render_key(*rel, v.old_row))},
                    {"before", ORDO_TRY(pg::render_row(*rel, v.old_row))}});
           } else if constexpr (std::is_same_v<T, pg::Truncate>) {

@@ -147,8 +147,8 @@ std::string cleaner_section(const TopicArgs& a) {
     if (!hp) return fmt::format("Cleaner: --admin {}\n", hp.error().message);
     std::tie(host, port) = *hp;
   }
-  auto resp = http::get(host, port, "/v1/topics/" + http::percent_encode(a.name) + "/partitions",
-                        5000);
+  auto resp =
+      http::get(host, port, "/v1/topics/" + http::percent_encode(a.name) + "/partitions", 5000);
   if (!resp || resp->status != 200) {
     return fmt::format("Cleaner: no admin API answer at {}:{} ({})\n", host, port,
                        resp ? fmt::format("HTTP {}", resp->status) : resp.error().message);

@@ -17,7 +17,6 @@ namespace {
 constexpr char kKeyPrefix = 'k';    // 'k' + record key -> {"g", "s", "p"}: its contribution
 constexpr char kGroupPrefix = 'g';  // 'g' + group JSON -> {"count", "sum"}
 
-
 // Integers stay exact; a float anywhere makes the sum a float.
 json add(const json& a, const json& b, int sign) {
   if (a.is_number_integer() && b.is_number_integer()) {
@@ -77,8 +76,8 @@ Result<std::vector<std::pair<std::string, AggregateStore::Group>>> AggregateStor
   return out;
 }
 
-Result<void> AggregateStore::apply(const model::TopicPartition& tp,
-                                   std::span<const Change> changes, int64_t next_offset) {
+Result<void> AggregateStore::apply(const model::TopicPartition& tp, std::span<const Change> changes,
+                                   int64_t next_offset) {
   auto current = ORDO_TRY(position(tp));
   if (current && next_offset < *current) {
     return make_error(Errc::invalid_argument, "{}: position {} is below {}", tp.to_string(),
@@ -183,8 +182,9 @@ Result<void> AggregateStore::apply(const model::TopicPartition& tp,
   }
   for (const auto& [k, st] : keys) {
     const std::string key = std::string(1, kKeyPrefix) + k;
-    auto s = st ? batch.Put(key, json{{"g", st->group}, {"s", st->sum}, {"p", st->partition}}.dump())
-                : batch.Delete(key);
+    auto s =
+        st ? batch.Put(key, json{{"g", st->group}, {"s", st->sum}, {"p", st->partition}}.dump())
+           : batch.Delete(key);
     if (!s.ok()) return rocks_error(s, "build write batch");
   }
   if (auto s = batch.Put(tf::position_key(tp), tf::encode_position(next_offset)); !s.ok()) {

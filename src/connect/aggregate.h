@@ -34,8 +34,8 @@ class DB;
 namespace ordo::connect {
 
 struct AggregateOptions {
-  std::string group_by;                       // a field of the row
-  std::string sum;                            // optional: a numeric field to sum
+  std::string group_by;                         // a field of the row
+  std::string sum;                              // optional: a numeric field to sum
   std::map<std::string, nlohmann::json> where;  // field -> value the row must have
   // Publishes changed groups (key, value) and returns when all are acknowledged.
   std::function<Result<void>(const std::vector<std::pair<std::string, std::string>>&)> publish;

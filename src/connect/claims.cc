@@ -23,15 +23,14 @@ namespace {
 
 constexpr char kHolderPrefix = 'c';  // 'c' + value -> {"owner", "request_id", "offset"}
 
-
 std::string random_id() {
   std::random_device rd;
   std::mt19937_64 g((uint64_t(rd()) << 32) ^ rd());
   return fmt::format("{:016x}{:016x}", g(), g());
 }
 
-
-Result<KafkaPtr> client(rd_kafka_type_t type, const std::vector<std::pair<const char*, std::string>>& kv) {
+Result<KafkaPtr> client(rd_kafka_type_t type,
+                        const std::vector<std::pair<const char*, std::string>>& kv) {
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   for (const auto& [k, v] : kv) {
@@ -153,12 +152,12 @@ Result<json> claim_and_wait(const ClaimRequest& r, const std::atomic<bool>* stop
   // Read the results from their ends as they are now, before the claim exists.
   ORDO_TRY(ensure_topic(producer.get(), r.topic, 1, stop));
   int32_t parts = ORDO_TRY(ensure_topic(producer.get(), r.results_topic, 1, stop));
-  std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)>
-      list(rd_kafka_topic_partition_list_new(parts), rd_kafka_topic_partition_list_destroy);
+  std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)> list(
+      rd_kafka_topic_partition_list_new(parts), rd_kafka_topic_partition_list_destroy);
   for (int32_t p = 0; p < parts; ++p) {
     int64_t lo = 0, hi = 0;
-    auto e = rd_kafka_query_watermark_offsets(consumer.get(), r.results_topic.c_str(), p, &lo,
-                                              &hi, 10'000);
+    auto e = rd_kafka_query_watermark_offsets(consumer.get(), r.results_topic.c_str(), p, &lo, &hi,
+                                              10'000);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return make_error(Errc::io, "results topic {}: {}", r.results_topic, rd_kafka_err2str(e));
     }
@@ -171,8 +170,8 @@ Result<json> claim_and_wait(const ClaimRequest& r, const std::atomic<bool>* stop
                              RD_KAFKA_V_KEY(r.value.data(), r.value.size()),
                              RD_KAFKA_V_VALUE(v.data(), v.size()),
                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-  if (e != RD_KAFKA_RESP_ERR_NO_ERROR || rd_kafka_flush(producer.get(), int(r.timeout_ms)) !=
-                                             RD_KAFKA_RESP_ERR_NO_ERROR) {
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      rd_kafka_flush(producer.get(), int(r.timeout_ms)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return make_error(Errc::io, "claims topic {}: the claim was not acknowledged", r.topic);
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(r.timeout_ms);
@@ -180,11 +179,11 @@ Result<json> claim_and_wait(const ClaimRequest& r, const std::atomic<bool>* stop
   while (std::chrono::steady_clock::now() < deadline && !stop) {
     rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), 100);
     if (!m) continue;
-    bool mine = !m->err && m->key && std::string_view(static_cast<const char*>(m->key),
-                                                      m->key_len) == rid;
+    bool mine =
+        !m->err && m->key && std::string_view(static_cast<const char*>(m->key), m->key_len) == rid;
     if (mine) {
-      json d = json::parse(std::string_view(static_cast<const char*>(m->payload), m->len),
-                           nullptr, false);
+      json d = json::parse(std::string_view(static_cast<const char*>(m->payload), m->len), nullptr,
+                           false);
       rd_kafka_message_destroy(m);
       if (d.is_object()) {
         out = std::move(d);

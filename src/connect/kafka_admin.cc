@@ -58,8 +58,8 @@ Result<int32_t> create_topic(rd_kafka_t* rk, const std::string& topic, int32_t p
 
 }  // namespace
 
-Result<int32_t> ensure_compacted_topic(rd_kafka_t* rk, const std::string& topic,
-                                       int32_t partitions, const std::atomic<bool>& stopping) {
+Result<int32_t> ensure_compacted_topic(rd_kafka_t* rk, const std::string& topic, int32_t partitions,
+                                       const std::atomic<bool>& stopping) {
   return create_topic(rk, topic, partitions, true, stopping);
 }
 

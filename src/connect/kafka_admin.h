@@ -39,8 +39,8 @@ inline constexpr int64_t kRetryMaxMs = 5000;
 // Creates `topic` with cleanup.policy=compact and `partitions` partitions unless it exists,
 // then returns its partition count (an existing topic keeps its own). Gives up with Errc::io
 // after about 30 s without an answer, or Errc::closed when `stopping` becomes true.
-Result<int32_t> ensure_compacted_topic(rd_kafka_t* rk, const std::string& topic,
-                                       int32_t partitions, const std::atomic<bool>& stopping);
+Result<int32_t> ensure_compacted_topic(rd_kafka_t* rk, const std::string& topic, int32_t partitions,
+                                       const std::atomic<bool>& stopping);
 // The same with the cluster's default cleanup policy.
 Result<int32_t> ensure_topic(rd_kafka_t* rk, const std::string& topic, int32_t partitions,
                              const std::atomic<bool>& stopping);

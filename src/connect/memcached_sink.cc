@@ -71,8 +71,8 @@ Result<void> MemcachedSink::connect() {
 
 Result<std::optional<int64_t>> MemcachedSink::position(const model::TopicPartition& tp) {
   ORDO_TRY(connect());
-  std::string key = options_.key_prefix + "__ordo_offsets:" + tp.topic + ":" +
-                    std::to_string(tp.partition);
+  std::string key =
+      options_.key_prefix + "__ordo_offsets:" + tp.topic + ":" + std::to_string(tp.partition);
   size_t len = 0;
   uint32_t flags = 0;
   memcached_return_t rc;
@@ -145,7 +145,8 @@ Result<std::map<std::string, MemcachedSink::Stored>> MemcachedSink::fetch(
     return make_error(Errc::io, "memcached mget: {}", memcached_strerror(mc_, rc));
   }
   while (true) {
-    std::unique_ptr<memcached_result_st, ResultDeleter> r(memcached_fetch_result(mc_, nullptr, &rc));
+    std::unique_ptr<memcached_result_st, ResultDeleter> r(
+        memcached_fetch_result(mc_, nullptr, &rc));
     if (!r) break;
     std::string key(memcached_result_key_value(r.get()), memcached_result_key_length(r.get()));
     auto e = decode_memcached_entry(
@@ -158,8 +159,8 @@ Result<std::map<std::string, MemcachedSink::Stored>> MemcachedSink::fetch(
   return out;
 }
 
-Result<void> MemcachedSink::apply(const model::TopicPartition& tp,
-                                  std::span<const Change> changes, int64_t next_offset) {
+Result<void> MemcachedSink::apply(const model::TopicPartition& tp, std::span<const Change> changes,
+                                  int64_t next_offset) {
   ORDO_TRY(connect());
   // Runs between truncate markers. In each, only the last change of a key matters (its
   // version is the newest); the stored entries of all the run's keys come in one multi-get,
@@ -205,8 +206,8 @@ Result<void> MemcachedSink::apply(const model::TopicPartition& tp,
       return make_error(Errc::io, "memcached write {}: {}", key, memcached_strerror(mc_, rc));
     }
   }
-  std::string pos_key = options_.key_prefix + "__ordo_offsets:" + tp.topic + ":" +
-                        std::to_string(tp.partition);
+  std::string pos_key =
+      options_.key_prefix + "__ordo_offsets:" + tp.topic + ":" + std::to_string(tp.partition);
   std::string next = std::to_string(next_offset);
   auto rc = memcached_set(mc_, pos_key.data(), pos_key.size(), next.data(), next.size(), 0, 0);
   if (!memcached_success(rc)) {

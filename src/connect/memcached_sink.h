@@ -3,9 +3,10 @@
 // transactions, so each key carries its version, the offset of the record that wrote it, and a
 // write goes through compare-and-swap: it replaces the stored entry only if that entry's version
 // is older. A batch reads the entries of all its keys in one multi-get, then writes each key
-// once (its last change) with cas, or add when absent; a lost race reads that key again. Replaying records (after a crash, before the position was stored) therefore never
-// moves a key backwards, and a worker that lost its partitions cannot overwrite a newer value
-// (docs/connect.md, "The memcached sink").
+// once (its last change) with cas, or add when absent; a lost race reads that key again. Replaying
+// records (after a crash, before the position was stored) therefore never moves a key backwards,
+// and a worker that lost its partitions cannot overwrite a newer value (docs/connect.md, "The
+// memcached sink").
 //
 //   entry:   version: int64 big-endian (8) | kind: 0 value, 1 deleted (1) | record value
 //
@@ -57,7 +58,8 @@ class MemcachedSink : public Store {
   // The stored entries of keys (absent keys are not in the map), in one multi-get.
   Result<std::map<std::string, Stored>> fetch(const std::vector<std::string>& keys);
   // Writes one versioned entry unless the stored one is as new or newer.
-  Result<void> put(const std::string& key, int64_t version, const std::optional<std::string>& value);
+  Result<void> put(const std::string& key, int64_t version,
+                   const std::optional<std::string>& value);
 
   MemcachedSinkOptions options_;
   memcached_st* mc_ = nullptr;

@@ -114,25 +114,44 @@ class ArrayParser {
 
 uint32_t oid::element_of(uint32_t array_oid) {
   switch (array_oid) {
-    case 1000: return kBool;
-    case 1001: return kBytea;
-    case 1005: return kInt2;
-    case 1007: return kInt4;
-    case 1009: return kText;
-    case 1015: return kVarchar;
-    case 1016: return kInt8;
-    case 1021: return kFloat4;
-    case 1022: return kFloat8;
-    case 1028: return kOid;
-    case 1115: return kTimestamp;
-    case 1182: return kDate;
-    case 1183: return kTime;
-    case 1185: return kTimestamptz;
-    case 1231: return kNumeric;
-    case 199: return kJson;
-    case 2951: return kUuid;
-    case 3807: return kJsonb;
-    default: return 0;
+    case 1000:
+      return kBool;
+    case 1001:
+      return kBytea;
+    case 1005:
+      return kInt2;
+    case 1007:
+      return kInt4;
+    case 1009:
+      return kText;
+    case 1015:
+      return kVarchar;
+    case 1016:
+      return kInt8;
+    case 1021:
+      return kFloat4;
+    case 1022:
+      return kFloat8;
+    case 1028:
+      return kOid;
+    case 1115:
+      return kTimestamp;
+    case 1182:
+      return kDate;
+    case 1183:
+      return kTime;
+    case 1185:
+      return kTimestamptz;
+    case 1231:
+      return kNumeric;
+    case 199:
+      return kJson;
+    case 2951:
+      return kUuid;
+    case 3807:
+      return kJsonb;
+    default:
+      return 0;
   }
 }
 
@@ -143,8 +162,8 @@ std::string base64(std::string_view in) {
   out.reserve((in.size() + 2) / 3 * 4);
   size_t i = 0;
   for (; i + 3 <= in.size(); i += 3) {
-    uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 |
-                 uint8_t(in[i + 2]);
+    uint32_t v =
+        uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
     for (int s = 18; s >= 0; s -= 6) out += kAlphabet[(v >> s) & 63];
   }
   if (i < in.size()) {

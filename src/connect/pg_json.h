@@ -29,10 +29,10 @@ namespace ordo::connect::pg {
 
 // PostgreSQL type OIDs (pg_type.oid of the built-in types) the rendering knows.
 namespace oid {
-inline constexpr uint32_t kBool = 16, kBytea = 17, kInt8 = 20, kInt2 = 21, kInt4 = 23,
-                          kText = 25, kOid = 26, kJson = 114, kFloat4 = 700, kFloat8 = 701,
-                          kVarchar = 1043, kDate = 1082, kTime = 1083, kTimestamp = 1114,
-                          kTimestamptz = 1184, kNumeric = 1700, kUuid = 2950, kJsonb = 3802;
+inline constexpr uint32_t kBool = 16, kBytea = 17, kInt8 = 20, kInt2 = 21, kInt4 = 23, kText = 25,
+                          kOid = 26, kJson = 114, kFloat4 = 700, kFloat8 = 701, kVarchar = 1043,
+                          kDate = 1082, kTime = 1083, kTimestamp = 1114, kTimestamptz = 1184,
+                          kNumeric = 1700, kUuid = 2950, kJsonb = 3802;
 // Array types -> element types.
 uint32_t element_of(uint32_t array_oid);  // 0 when not an array type Ordo knows
 }  // namespace oid
@@ -55,15 +55,15 @@ struct SourceInfo {
   std::string db;
   Lsn lsn = 0;
   uint32_t xid = 0;
-  int64_t commit_time_us = 0;  // PostgreSQL's epoch (2000-01-01), as in Begin/Commit
+  int64_t commit_time_us = 0;      // PostgreSQL's epoch (2000-01-01), as in Begin/Commit
   std::string snapshot = "false";  // "true", "last" (the snapshot's last row) or "false"
 };
 // PostgreSQL's epoch in Unix milliseconds.
 inline constexpr int64_t kPostgresEpochUnixMs = 946'684'800'000;
 
 // The value of a change event: before/after (null when absent), source, op, ts_ms = now_ms.
-nlohmann::json envelope(const Relation& rel, nlohmann::json before, nlohmann::json after,
-                        char op, const SourceInfo& source, int64_t now_ms);
+nlohmann::json envelope(const Relation& rel, nlohmann::json before, nlohmann::json after, char op,
+                        const SourceInfo& source, int64_t now_ms);
 
 // Helpers exposed for tests.
 std::string base64(std::string_view bytes);

@@ -55,8 +55,8 @@ namespace {
 
 // A connection with the session settings the rendering relies on; `extra` adds parameters.
 Result<pg_conn*> open_session(const std::string& conninfo, std::string_view extra) {
-  std::string full = fmt::format("{} {} application_name=ordo-connect options={}", conninfo,
-                                 extra, conn_value(kSessionOptions));
+  std::string full = fmt::format("{} {} application_name=ordo-connect options={}", conninfo, extra,
+                                 conn_value(kSessionOptions));
   pg_conn* c = PQconnectdb(full.c_str());
   if (PQstatus(c) != CONNECTION_OK) {
     Error e = conn_error(c, "connect");
@@ -119,16 +119,17 @@ std::string format_lsn(Lsn lsn) {
 Result<Lsn> parse_lsn(std::string_view text) {
   uint32_t hi = 0, lo = 0;
   size_t slash = text.find('/');
-  if (slash == std::string_view::npos || slash == 0 || slash + 1 >= text.size() ||
-      slash > 8 || text.size() - slash - 1 > 8) {
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 >= text.size() || slash > 8 ||
+      text.size() - slash - 1 > 8) {
     return make_error(Errc::invalid_argument, "'{}' is not an LSN", text);
   }
   for (size_t i = 0; i < text.size(); ++i) {
     if (i == slash) continue;
     char c = text[i];
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                             : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                                                    : -1;
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                   : -1;
     if (d < 0) return make_error(Errc::invalid_argument, "'{}' is not an LSN", text);
     uint32_t& part = i < slash ? hi : lo;
     part = part << 4 | uint32_t(d);
@@ -147,12 +148,12 @@ ReplicationStream::~ReplicationStream() {
 
 Result<ReplicationStream::Slot> ReplicationStream::create_slot(const std::string& name,
                                                                bool export_snapshot) {
-  std::string cmd = fmt::format("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {}",
-                                quote_ident(name),
+  std::string cmd = fmt::format("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {}", quote_ident(name),
                                 export_snapshot ? "EXPORT_SNAPSHOT" : "NOEXPORT_SNAPSHOT");
   PGresult* r = PQexec(conn_, cmd.c_str());
   if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 || PQnfields(r) < 3) {
-    std::string state = PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : "";
+    std::string state =
+        PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : "";
     Error e = conn_error(conn_, "create slot " + name);
     if (state == "42710") e.code = Errc::already_exists;  // duplicate_object
     PQclear(r);
@@ -191,7 +192,8 @@ Result<std::optional<CopyMessage>> ReplicationStream::next(int timeout_ms) {
     char* buf = nullptr;
     int n = PQgetCopyData(conn_, &buf, 1);
     if (n > 0) {
-      auto m = decode_copy_data(std::span<const uint8_t>(reinterpret_cast<uint8_t*>(buf), size_t(n)));
+      auto m =
+          decode_copy_data(std::span<const uint8_t>(reinterpret_cast<uint8_t*>(buf), size_t(n)));
       PQfreemem(buf);
       if (!m) return std::move(m).error();
       return std::optional<CopyMessage>(std::move(*m));

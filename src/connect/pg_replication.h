@@ -17,7 +17,7 @@ struct pg_conn;
 
 namespace ordo::connect::pg {
 
-std::string format_lsn(Lsn lsn);                // "16/B374D848"
+std::string format_lsn(Lsn lsn);  // "16/B374D848"
 Result<Lsn> parse_lsn(std::string_view text);
 
 // An ordinary SQL connection with the same session settings as the replication one (so a
@@ -32,7 +32,7 @@ class Connection {
 
   struct Rows {
     std::vector<std::string> names;
-    std::vector<uint32_t> types;  // column type OIDs
+    std::vector<uint32_t> types;                                // column type OIDs
     std::vector<std::vector<std::optional<std::string>>> rows;  // text values; nullopt = NULL
   };
   // Runs one statement with text parameters ($1, $2, ...). Errc::io when it fails; the error

@@ -18,7 +18,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kStage = "pg_temp.ordo_sink_stage";
-constexpr int kMaxArrayDepth = 6;            // PostgreSQL's MAXDIM
+constexpr int kMaxArrayDepth = 6;               // PostgreSQL's MAXDIM
 constexpr size_t kCopyChunk = size_t(1) << 20;  // bytes per PQputCopyData
 
 std::string trimmed(std::string msg) {
@@ -29,11 +29,20 @@ std::string trimmed(std::string msg) {
 void escape_copy(std::string& out, std::string_view s) {
   for (char c : s) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '\t': out += "\\t"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      default: out += c;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out += c;
     }
   }
 }
@@ -136,10 +145,9 @@ void append_copy_field(std::string& out, const json& v, PgColumnKind kind) {
 
 PgSink::PgSink(PgSinkOptions options) : options_(std::move(options)) {
   size_t dot = options_.table.find('.');
-  qualified_ = dot == std::string::npos
-                   ? pg::quote_ident(options_.table)
-                   : pg::quote_ident(options_.table.substr(0, dot)) + "." +
-                         pg::quote_ident(options_.table.substr(dot + 1));
+  qualified_ = dot == std::string::npos ? pg::quote_ident(options_.table)
+                                        : pg::quote_ident(options_.table.substr(0, dot)) + "." +
+                                              pg::quote_ident(options_.table.substr(dot + 1));
 }
 
 PgSink::~PgSink() {
@@ -207,8 +215,9 @@ Result<void> PgSink::copy_in(const std::string& sql, const std::string& data) {
 
 Result<std::string> PgSink::literal(std::string_view text) {
   char* q = PQescapeLiteral(conn_, text.data(), text.size());
-  if (!q) return make_error(Errc::invalid_argument, "postgres sink {}: {}", options_.sink,
-                            trimmed(PQerrorMessage(conn_)));
+  if (!q)
+    return make_error(Errc::invalid_argument, "postgres sink {}: {}", options_.sink,
+                      trimmed(PQerrorMessage(conn_)));
   std::string out(q);
   PQfreemem(q);
   return out;
@@ -224,9 +233,10 @@ Result<void> PgSink::connect() {
     return make_error(Errc::io, "postgres sink {}: connect: {}", options_.sink, msg);
   }
   auto r = [&]() -> Result<void> {
-    ORDO_TRY(exec("CREATE TABLE IF NOT EXISTS ordo_sink_offsets (sink text NOT NULL, "
-                  "topic text NOT NULL, partition int NOT NULL, next_offset bigint NOT NULL, "
-                  "PRIMARY KEY (sink, topic, partition))"));
+    ORDO_TRY(
+        exec("CREATE TABLE IF NOT EXISTS ordo_sink_offsets (sink text NOT NULL, "
+             "topic text NOT NULL, partition int NOT NULL, next_offset bigint NOT NULL, "
+             "PRIMARY KEY (sink, topic, partition))"));
     // Each column and how its text is written: arrays, bytea (17), the rest; a domain by its
     // base type.
     std::string sql =
@@ -307,11 +317,13 @@ Result<void> PgSink::apply(const model::TopicPartition& tp, std::span<const Chan
       segments.push_back(Segment{true, {}});
       continue;
     }
-    auto key = c.key_json ? c.key_json
-                          : std::make_shared<const json>(json::parse(c.key, nullptr, false));
+    auto key =
+        c.key_json ? c.key_json : std::make_shared<const json>(json::parse(c.key, nullptr, false));
     if (!key->is_object() || key->empty()) {
-      return make_error(Errc::invalid_argument, "postgres sink {}: key at offset {} is not a "
-                        "JSON object of key columns", options_.sink, c.offset);
+      return make_error(Errc::invalid_argument,
+                        "postgres sink {}: key at offset {} is not a "
+                        "JSON object of key columns",
+                        options_.sink, c.offset);
     }
     if (key_columns.empty()) {
       for (const auto& [k, _] : key->items()) key_columns.push_back(k);
@@ -381,18 +393,16 @@ Result<void> PgSink::apply(const model::TopicPartition& tp, std::span<const Chan
     if (segments[s].last.empty()) continue;
     rest += "DELETE FROM " + qualified_ + " AS t USING " + kStage +
             " AS d WHERE d.ordo_sink_segment = " + seg + " AND d.ordo_sink_delete" + match +
-            ";\nINSERT INTO " + qualified_ + " (" + cols + ") SELECT " + cols + " FROM " +
-            kStage + " WHERE ordo_sink_segment = " + seg + " AND NOT ordo_sink_delete ON " +
-            "CONFLICT (" + keys + ") DO " +
-            (updates.empty() ? "NOTHING" : "UPDATE SET " + updates) + ";\n";
+            ";\nINSERT INTO " + qualified_ + " (" + cols + ") SELECT " + cols + " FROM " + kStage +
+            " WHERE ordo_sink_segment = " + seg + " AND NOT ordo_sink_delete ON " + "CONFLICT (" +
+            keys + ") DO " + (updates.empty() ? "NOTHING" : "UPDATE SET " + updates) + ";\n";
   }
   auto sink_literal = literal(options_.sink);
   auto topic_literal = literal(tp.topic);
   if (!sink_literal) return std::move(sink_literal).error();
   if (!topic_literal) return std::move(topic_literal).error();
-  rest += "INSERT INTO ordo_sink_offsets VALUES (" + *sink_literal + ", " + *topic_literal +
-          ", " + std::to_string(tp.partition) + ", " +
-          std::to_string(next_offset) +
+  rest += "INSERT INTO ordo_sink_offsets VALUES (" + *sink_literal + ", " + *topic_literal + ", " +
+          std::to_string(tp.partition) + ", " + std::to_string(next_offset) +
           ") ON CONFLICT (sink, topic, partition) DO UPDATE SET next_offset = "
           "EXCLUDED.next_offset;\nCOMMIT";
   auto r = [&]() -> Result<void> {

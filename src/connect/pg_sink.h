@@ -69,7 +69,7 @@ class PgSink : public Store {
   Result<void> fail(std::string_view what);  // Errc::io with the connection's last message
 
   PgSinkOptions options_;
-  std::string qualified_;       // "schema"."table"
+  std::string qualified_;        // "schema"."table"
   std::vector<Column> columns_;  // of the table, in order (generated columns left out)
   pg_conn* conn_ = nullptr;
 };

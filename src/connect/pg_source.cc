@@ -101,10 +101,10 @@ struct PgSource::Session {
   };
   std::deque<Pending> pending;
   uint64_t next_seq = 1;
-  std::string failure;  // a failed delivery: ends the session
-  pg::Lsn acked_lsn = 0;    // every transaction up to here is acknowledged
-  pg::Lsn stored_lsn = 0;   // in the state file and confirmed to the slot
-  pg::Lsn resume_lsn = 0;   // transactions committed below this were stored before
+  std::string failure;     // a failed delivery: ends the session
+  pg::Lsn acked_lsn = 0;   // every transaction up to here is acknowledged
+  pg::Lsn stored_lsn = 0;  // in the state file and confirmed to the slot
+  pg::Lsn resume_lsn = 0;  // transactions committed below this were stored before
   bool in_txn = false;
   bool skipping = false;
   pg::SourceInfo source;
@@ -195,10 +195,9 @@ struct PgSource::Session {
 
   Result<void> create_topic(const std::string& topic) {
     if (topics.contains(topic)) return ok();
-    topics[topic] = ORDO_TRY(ensure_compacted_topic(producer.get(), topic, cfg.partitions,
-                                                    src.stopping_));
-    ORDO_LOG_INFO("source {}: topic {} ({} partitions, compacted)", cfg.name, topic,
-                  topics[topic]);
+    topics[topic] =
+        ORDO_TRY(ensure_compacted_topic(producer.get(), topic, cfg.partitions, src.stopping_));
+    ORDO_LOG_INFO("source {}: topic {} ({} partitions, compacted)", cfg.name, topic, topics[topic]);
     return ok();
   }
 
@@ -216,13 +215,12 @@ struct PgSource::Session {
       }
       void* vdata = value ? const_cast<char*>(value->data()) : nullptr;
       size_t vlen = value ? value->size() : 0;
-      auto e = rd_kafka_producev(
-          producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
-          RD_KAFKA_V_KEY(key.data(), key.size()),
-          RD_KAFKA_V_VALUE(vdata, vlen),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(uintptr_t(p.seq))),
-          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+      auto e =
+          rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+                            RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_KEY(key.data(), key.size()),
+                            RD_KAFKA_V_VALUE(vdata, vlen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(uintptr_t(p.seq))),
+                            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
       if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
         ++p.remaining;
         ++p.records;
@@ -357,8 +355,8 @@ struct PgSource::Session {
   }
 
   Result<void> ensure_publication() {
-    auto have = ORDO_TRY(sql->query("SELECT 1 FROM pg_publication WHERE pubname = $1",
-                                    {cfg.publication}));
+    auto have =
+        ORDO_TRY(sql->query("SELECT 1 FROM pg_publication WHERE pubname = $1", {cfg.publication}));
     if (!have.rows.empty()) return ok();
     if (!cfg.create_publication) {
       return make_error(Errc::not_found, "publication {} does not exist", cfg.publication);
@@ -392,10 +390,10 @@ struct PgSource::Session {
       }
       ORDO_TRY(conn->query("SET TRANSACTION SNAPSHOT '" + snapshot_name + "'"));
     }
-    auto tables = ORDO_TRY(conn->query(
-        "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 "
-        "ORDER BY 1, 2",
-        {cfg.publication}));
+    auto tables = ORDO_TRY(
+        conn->query("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 "
+                    "ORDER BY 1, 2",
+                    {cfg.publication}));
     pending.push_back(Pending{next_seq++, consistent_point, 0, 0, false, true});
     source.lsn = consistent_point;
     source.xid = 0;
@@ -416,12 +414,13 @@ struct PgSource::Session {
       std::string topic = topic_of(rel);
       ORDO_TRY(create_topic(topic));
       std::string cols;
-      for (const auto& c : rel.columns) cols += (cols.empty() ? "" : ", ") + pg::quote_ident(c.name);
+      for (const auto& c : rel.columns)
+        cols += (cols.empty() ? "" : ", ") + pg::quote_ident(c.name);
       ORDO_TRY(conn->query("DECLARE ordo_snapshot NO SCROLL CURSOR FOR SELECT " + cols + " FROM " +
                            pg::quote_ident(rel.schema) + "." + pg::quote_ident(rel.name)));
       while (true) {
-        auto rows = ORDO_TRY(conn->query(
-            fmt::format("FETCH FORWARD {} FROM ordo_snapshot", kSnapshotFetchRows)));
+        auto rows = ORDO_TRY(
+            conn->query(fmt::format("FETCH FORWARD {} FROM ordo_snapshot", kSnapshotFetchRows)));
         if (rows.rows.empty()) break;
         for (const auto& row : rows.rows) {
           pg::Tuple tuple;
@@ -431,8 +430,8 @@ struct PgSource::Session {
           auto key = ORDO_TRY(pg::render_key(rel, tuple));
           auto after = ORDO_TRY(pg::render_row(rel, tuple));
           if (held) ORDO_TRY(send(*held, "true"));
-          held = Row{topic, key.dump(), pg::envelope(rel, nullptr, std::move(after), 'r', source,
-                                                     now_ms())};
+          held = Row{topic, key.dump(),
+                     pg::envelope(rel, nullptr, std::move(after), 'r', source, now_ms())};
         }
         ORDO_TRY(service());
       }
@@ -467,10 +466,10 @@ struct PgSource::Session {
   Result<void> emit(const pg::Relation& rel, const json& key, json before, json after, char op) {
     std::string k = key.dump();
     bool del = op == 'd';
-    ORDO_TRY(produce(topic_of(rel), RD_KAFKA_PARTITION_UA, k,
-                     pg::envelope(rel, std::move(before), std::move(after), op, source, now_ms())
-                         .dump(),
-                     false));
+    ORDO_TRY(
+        produce(topic_of(rel), RD_KAFKA_PARTITION_UA, k,
+                pg::envelope(rel, std::move(before), std::move(after), op, source, now_ms()).dump(),
+                false));
     if (del) ORDO_TRY(produce(topic_of(rel), RD_KAFKA_PARTITION_UA, k, std::nullopt, false));
     return ok();
   }
@@ -551,8 +550,8 @@ struct PgSource::Session {
       state = *loaded;
     } else {
       if (loaded) {
-        ORDO_LOG_WARN("source {}: the state file is for slot {}, not {}: starting afresh",
-                      cfg.name, loaded->slot, cfg.slot);
+        ORDO_LOG_WARN("source {}: the state file is for slot {}, not {}: starting afresh", cfg.name,
+                      loaded->slot, cfg.slot);
       }
       state = State{cfg.slot, false, 0};
     }
@@ -569,9 +568,9 @@ struct PgSource::Session {
     source.db = db;
     ORDO_TRY(ensure_publication());
     // Every table of the publication: refused early when it has no key; its topic created.
-    auto tables = ORDO_TRY(sql->query(
-        "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1",
-        {cfg.publication}));
+    auto tables = ORDO_TRY(
+        sql->query("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1",
+                   {cfg.publication}));
     for (const auto& t : tables.rows) {
       pg::Relation rel = ORDO_TRY(catalog_relation(*t[0], *t[1]));
       ORDO_TRY(create_topic(topic_of(rel)));

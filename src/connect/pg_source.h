@@ -37,16 +37,16 @@
 namespace ordo::connect {
 
 struct PgSourceConfig {
-  std::string name;          // [a-zA-Z0-9._-]
-  std::string conninfo;      // libpq connection string
-  std::string topic_prefix;  // default: name
-  std::string slot;          // default: "ordo_" + name, other characters as '_'
-  std::string publication;   // default: the slot's name
+  std::string name;                 // [a-zA-Z0-9._-]
+  std::string conninfo;             // libpq connection string
+  std::string topic_prefix;         // default: name
+  std::string slot;                 // default: "ordo_" + name, other characters as '_'
+  std::string publication;          // default: the slot's name
   std::vector<std::string> tables;  // "schema.table" for a created publication; empty: all
   bool create_publication = true;   // false: the publication must exist
-  bool snapshot = true;              // read the tables once when the slot is created
-  int32_t partitions = 1;            // of the topics the source creates
-  int64_t heartbeat_ms = 10'000;     // confirm the slot and measure its lag this often
+  bool snapshot = true;             // read the tables once when the slot is created
+  int32_t partitions = 1;           // of the topics the source creates
+  int64_t heartbeat_ms = 10'000;    // confirm the slot and measure its lag this often
   // Key columns for tables whose replica identity is not enough ("schema.table" -> columns).
   std::map<std::string, std::vector<std::string>> keys;
 };
@@ -59,8 +59,8 @@ struct PgSourceStatus {
   std::string confirmed_lsn;    // the last LSN stored and confirmed to the slot
   int64_t slot_lag_bytes = -1;  // pg_current_wal_lsn() - the slot's confirmed flush LSN
   int64_t snapshot_rows = 0;
-  int64_t transactions = 0;     // committed and acknowledged
-  int64_t records = 0;          // produced and acknowledged (snapshot rows included)
+  int64_t transactions = 0;          // committed and acknowledged
+  int64_t records = 0;               // produced and acknowledged (snapshot rows included)
   int64_t skipped_transactions = 0;  // sent again by PostgreSQL, already stored
 };
 

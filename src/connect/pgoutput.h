@@ -27,8 +27,8 @@ using Lsn = uint64_t;
 struct XLogData {
   Lsn wal_start = 0;
   Lsn wal_end = 0;
-  int64_t send_time_us = 0;        // microseconds since 2000-01-01
-  std::vector<uint8_t> payload;   // one pgoutput message
+  int64_t send_time_us = 0;      // microseconds since 2000-01-01
+  std::vector<uint8_t> payload;  // one pgoutput message
 };
 struct Keepalive {
   Lsn wal_end = 0;
@@ -40,8 +40,8 @@ Result<CopyMessage> decode_copy_data(std::span<const uint8_t> data);
 
 // The standby status update the client sends back ('r'): what it has written, flushed
 // (the slot's confirmed flush LSN moves to this) and applied.
-std::vector<uint8_t> encode_status_update(Lsn written, Lsn flushed, Lsn applied,
-                                          int64_t now_us, bool reply_requested);
+std::vector<uint8_t> encode_status_update(Lsn written, Lsn flushed, Lsn applied, int64_t now_us,
+                                          bool reply_requested);
 
 // ---- pgoutput messages ----
 
@@ -118,7 +118,7 @@ using Message = std::variant<Begin, Commit, Origin, Relation, Type, Insert, Upda
                              Truncate, LogicalMessage>;
 
 // Bounds on what one message may declare.
-inline constexpr size_t kMaxColumns = 1664;        // PostgreSQL's own limit on a row
+inline constexpr size_t kMaxColumns = 1664;  // PostgreSQL's own limit on a row
 inline constexpr size_t kMaxTruncateRelations = 65536;
 
 Result<Message> decode_message(std::span<const uint8_t> payload);

@@ -5,8 +5,8 @@
 #include <set>
 #include <tuple>
 
-#include <nlohmann/json.hpp>
 #include <toml++/toml.h>
+#include <nlohmann/json.hpp>
 
 #include "base/file.h"
 
@@ -58,7 +58,8 @@ Result<int64_t> int_at(const toml::table& t, std::string_view key, std::string_v
 Result<bool> bool_at(const toml::table& t, std::string_view key, std::string_view where,
                      std::string_view source) {
   const toml::node* n = t.get(key);
-  if (!n || !n->is_boolean()) return bad(source, fmt::format("{}.{} must be true or false", where, key));
+  if (!n || !n->is_boolean())
+    return bad(source, fmt::format("{}.{} must be true or false", where, key));
   return n->as_boolean()->get();
 }
 
@@ -198,7 +199,8 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
         return bad(source, fmt::format("worker.id '{}' must be 1-249 of [a-zA-Z0-9._-]", c.id));
       }
     }
-    if (t.contains("bootstrap")) c.bootstrap = ORDO_TRY(string_at(t, "bootstrap", "worker", source));
+    if (t.contains("bootstrap"))
+      c.bootstrap = ORDO_TRY(string_at(t, "bootstrap", "worker", source));
     if (t.contains("group")) c.group = ORDO_TRY(string_at(t, "group", "worker", source));
     if (t.contains("data_dir")) c.data_dir = ORDO_TRY(string_at(t, "data_dir", "worker", source));
     if (t.contains("http")) {
@@ -221,11 +223,27 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
     if (!s->is_array_of_tables()) return bad(source, "sink must be an array of tables: [[sink]]");
     for (const auto& n : *s->as_array()) {
       const toml::table& t = *n.as_table();
-      ORDO_TRY(only_keys(t, {"name", "type", "topics", "dead_letter_topic", "key_format",
-                             "value_format", "field", "address", "db", "key_prefix",
-                             "offsets_key", "ttl_s", "tombstone_ttl_s", "conninfo", "table",
-                             "group_by", "sum", "fields",
-                             "where", "output_topic"},
+      ORDO_TRY(only_keys(t,
+                         {"name",
+                          "type",
+                          "topics",
+                          "dead_letter_topic",
+                          "key_format",
+                          "value_format",
+                          "field",
+                          "address",
+                          "db",
+                          "key_prefix",
+                          "offsets_key",
+                          "ttl_s",
+                          "tombstone_ttl_s",
+                          "conninfo",
+                          "table",
+                          "group_by",
+                          "sum",
+                          "fields",
+                          "where",
+                          "output_topic"},
                          "sink", source));
       SinkConfig sc;
       sc.name = ORDO_TRY(string_at(t, "name", "sink", source));
@@ -339,7 +357,8 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
         std::tie(sc.host, sc.port) = *hp;
       }
       if (t.contains("db")) sc.db = int(ORDO_TRY(int_at(t, "db", where, source, 0, 65535)));
-      if (t.contains("key_prefix")) sc.key_prefix = ORDO_TRY(string_at(t, "key_prefix", where, source));
+      if (t.contains("key_prefix"))
+        sc.key_prefix = ORDO_TRY(string_at(t, "key_prefix", where, source));
       if (t.contains("offsets_key")) {
         sc.offsets_key = ORDO_TRY(string_at(t, "offsets_key", where, source));
       }
@@ -358,17 +377,17 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
       if (t.contains("dead_letter_topic")) {
         sc.dead_letter_topic = ORDO_TRY(string_at(t, "dead_letter_topic", "sink", source));
         if (!valid_name(sc.dead_letter_topic)) {
-          return bad(source, fmt::format("sink '{}': dead_letter_topic must be a topic name",
-                                         sc.name));
+          return bad(source,
+                     fmt::format("sink '{}': dead_letter_topic must be a topic name", sc.name));
         }
       }
-      for (auto [key, field] : {std::pair{"key_format", &sc.key_format},
-                                std::pair{"value_format", &sc.value_format}}) {
+      for (auto [key, field] :
+           {std::pair{"key_format", &sc.key_format}, std::pair{"value_format", &sc.value_format}}) {
         if (!t.contains(key)) continue;
         *field = ORDO_TRY(string_at(t, key, "sink", source));
         if (*field != "bytes" && *field != "json") {
-          return bad(source, fmt::format("sink '{}': {} '{}' is not bytes or json", sc.name, key,
-                                         *field));
+          return bad(source,
+                     fmt::format("sink '{}': {} '{}' is not bytes or json", sc.name, key, *field));
         }
       }
       if (sc.type == "claims") {
@@ -390,7 +409,8 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
   }
   names.clear();
   if (const toml::node* s = root.get("source")) {
-    if (!s->is_array_of_tables()) return bad(source, "source must be an array of tables: [[source]]");
+    if (!s->is_array_of_tables())
+      return bad(source, "source must be an array of tables: [[source]]");
     for (const auto& n : *s->as_array()) {
       c.sources.push_back(ORDO_TRY(parse_source(*n.as_table(), source)));
       if (!names.insert(c.sources.back().name).second) {

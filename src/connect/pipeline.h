@@ -99,7 +99,7 @@ struct SinkConfig {
   std::string name;
   std::string type;  // table, redis, memcached, postgres, aggregate, claims, search
   std::vector<std::string> topics;
-  std::string dead_letter_topic;  // default "<name>.dlq"
+  std::string dead_letter_topic;       // default "<name>.dlq"
   std::string key_format = "bytes";    // bytes, json
   std::string value_format = "bytes";  // bytes, json
   std::string field;  // store only this field of a JSON value (null or absent: delete)

@@ -59,7 +59,7 @@ std::vector<TableView::Change> to_changes(const std::vector<rd_kafka_message_t*>
     const char* why = !m->key ? "no key: a table view keeps records by key"
                       : f.max_key_bytes && key.size() > f.max_key_bytes
                           ? "the key is longer than the store allows"
-                      : f.json_key && !key_ok ? "the key is not JSON"
+                      : f.json_key && !key_ok                   ? "the key is not JSON"
                       : f.json_value && m->payload && !value_ok ? "the value is not JSON"
                       : f.object_keys && (!key_json.is_object() || key_json.empty())
                           ? "the key is not a JSON object of key columns"
@@ -195,8 +195,7 @@ Result<void> rebuild_view(
     last_report = now;
     prog.offsets_done = 0;
     for (const auto& [tp, p] : pos) prog.offsets_done += std::min(p, target[tp]) - start[tp];
-    prog.elapsed_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(now - started).count();
+    prog.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - started).count();
     progress(prog);
   };
   auto reached = [&] {

@@ -91,8 +91,7 @@ Result<std::vector<std::string>> RedisSink::keys_under_prefix() {
   const std::string pattern = glob_prefix(options_.key_prefix);
   do {
     Reply r(static_cast<redisReply*>(redisCommand(ctx_, "SCAN %s MATCH %b COUNT 1000",
-                                                  cursor.c_str(), pattern.data(),
-                                                  pattern.size())));
+                                                  cursor.c_str(), pattern.data(), pattern.size())));
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
       std::string why = r && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply";
       disconnect();
@@ -136,8 +135,8 @@ Result<void> RedisSink::apply(const model::TopicPartition& tp, std::span<const C
       cmds.push_back({"DEL", key});
     }
   }
-  cmds.push_back({"HSET", options_.offsets_key, redis_offsets_field(tp),
-                  std::to_string(next_offset)});
+  cmds.push_back(
+      {"HSET", options_.offsets_key, redis_offsets_field(tp), std::to_string(next_offset)});
   cmds.push_back({"EXEC"});
   for (const auto& cmd : cmds) {
     std::vector<const char*> argv;

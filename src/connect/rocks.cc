@@ -24,8 +24,8 @@ Result<std::unique_ptr<rocksdb::DB>> open_rocks(const std::string& path, std::st
 Result<std::optional<int64_t>> read_position(const rocksdb::DB& db,
                                              const model::TopicPartition& tp) {
   std::string v;
-  auto s = const_cast<rocksdb::DB&>(db).Get(rocksdb::ReadOptions(),
-                                            table_format::position_key(tp), &v);
+  auto s =
+      const_cast<rocksdb::DB&>(db).Get(rocksdb::ReadOptions(), table_format::position_key(tp), &v);
   if (s.IsNotFound()) return std::optional<int64_t>();
   if (!s.ok()) return rocks_error(s, "read position");
   return std::optional<int64_t>(ORDO_TRY(table_format::decode_position(v)));

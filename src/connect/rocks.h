@@ -23,6 +23,7 @@ Error rocks_error(const rocksdb::Status& s, std::string_view what);
 // Opens (creating when missing) the database at path; `what` names it in errors.
 Result<std::unique_ptr<rocksdb::DB>> open_rocks(const std::string& path, std::string_view what);
 // The next offset stored for tp, or nullopt.
-Result<std::optional<int64_t>> read_position(const rocksdb::DB& db, const model::TopicPartition& tp);
+Result<std::optional<int64_t>> read_position(const rocksdb::DB& db,
+                                             const model::TopicPartition& tp);
 
 }  // namespace ordo::connect

@@ -18,7 +18,6 @@ std::string source_term(const model::TopicPartition& tp) {
   return "P" + tp.topic + ":" + std::to_string(tp.partition);
 }
 
-
 // The text to index of a value: the configured string fields (every string field when none
 // is configured), a non-object value as it is.
 std::string text_of(const std::string& value, const std::vector<std::string>& fields) {
@@ -144,8 +143,8 @@ Result<std::vector<SearchHit>> SearchIndex::search(const std::string& query, siz
     qp.set_stemmer(stem);
     qp.set_database(db);
     qp.set_stemming_strategy(Xapian::QueryParser::STEM_SOME);
-    Xapian::Query q = qp.parse_query(query, Xapian::QueryParser::FLAG_DEFAULT |
-                                                Xapian::QueryParser::FLAG_WILDCARD);
+    Xapian::Query q = qp.parse_query(
+        query, Xapian::QueryParser::FLAG_DEFAULT | Xapian::QueryParser::FLAG_WILDCARD);
     Xapian::Enquire enquire(db);
     enquire.set_query(q);
     Xapian::MSet mset = enquire.get_mset(0, Xapian::doccount(limit));
@@ -161,10 +160,10 @@ Result<std::vector<SearchHit>> SearchIndex::search(const std::string& query, siz
         }
       }
       h.value = doc.get_data();
-      h.snippet = mset.snippet(text_of(h.value, fields_), 200, stem,
-                               Xapian::MSet::SNIPPET_BACKGROUND_MODEL |
-                                   Xapian::MSet::SNIPPET_EXHAUSTIVE,
-                               "<b>", "</b>", "...");
+      h.snippet =
+          mset.snippet(text_of(h.value, fields_), 200, stem,
+                       Xapian::MSet::SNIPPET_BACKGROUND_MODEL | Xapian::MSet::SNIPPET_EXHAUSTIVE,
+                       "<b>", "</b>", "...");
       h.percent = it.get_percent();
       h.rank = int(it.get_rank());
       hits.push_back(std::move(h));

@@ -142,14 +142,16 @@ Result<void> TableView::apply(const model::TopicPartition& tp, std::span<const C
   for (const auto& c : changes) {
     if (c.truncate) {
       for (auto k : put) {
-        if (auto s = batch.Delete(tf::data_key(k)); !s.ok()) return rocks_error(s, "build write batch");
+        if (auto s = batch.Delete(tf::data_key(k)); !s.ok())
+          return rocks_error(s, "build write batch");
       }
       put.clear();
       ORDO_TRY(delete_from(tp, batch));
       continue;
     }
-    rocksdb::Status s = c.value ? batch.Put(tf::data_key(c.key), tf::encode_entry(tp, c.offset, *c.value))
-                                : batch.Delete(tf::data_key(c.key));
+    rocksdb::Status s =
+        c.value ? batch.Put(tf::data_key(c.key), tf::encode_entry(tp, c.offset, *c.value))
+                : batch.Delete(tf::data_key(c.key));
     if (!s.ok()) return rocks_error(s, "build write batch");
     if (c.value) put.push_back(c.key);
   }

@@ -23,7 +23,7 @@
 namespace rocksdb {
 class DB;
 class WriteBatch;
-}
+}  // namespace rocksdb
 
 namespace ordo::connect {
 

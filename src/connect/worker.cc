@@ -8,12 +8,12 @@
 #include <set>
 
 #include "base/file.h"
-#include "connect/rebuild.h"
 #include "connect/aggregate.h"
 #include "connect/claims.h"
 #include "connect/kafka_admin.h"
 #include "connect/memcached_sink.h"
 #include "connect/pg_sink.h"
+#include "connect/rebuild.h"
 #include "connect/redis_sink.h"
 #include "connect/search_index.h"
 #include "http/json.h"
@@ -23,15 +23,14 @@
 namespace ordo::connect {
 
 using http::json_response;
-using nlohmann::json;
 using model::TopicPartition;
+using nlohmann::json;
 
 namespace {
 
 constexpr int kApplyPollBatch = 500;  // messages gathered before they are applied
 // A batch whose store write takes longer is logged (what a lag spike is made of).
 constexpr auto kSlowApply = std::chrono::milliseconds(200);
-
 
 std::optional<int64_t> int_param(const http::Request& req, const char* name) {
   auto it = req.query.find(name);
@@ -58,7 +57,7 @@ struct Worker::Task {
     std::lock_guard lk(view_mu);
     return view_;
   }
-  std::shared_ptr<Store> other_;  // the store of a sink that is not a table view
+  std::shared_ptr<Store> other_;               // the store of a sink that is not a table view
   std::shared_ptr<AggregateStore> aggregate_;  // type aggregate: also other_
   std::shared_ptr<ClaimStore> claims_;         // type claims: also other_
   std::shared_ptr<SearchIndex> search_;        // type search: also other_
@@ -79,7 +78,7 @@ struct Worker::Task {
   // a delivery that outlives a timed-out flush still reports here).
   std::atomic<int64_t> dlq_failed{0};
   std::thread thread;
-  TaskStatus status;  // under worker->mu_
+  TaskStatus status;                     // under worker->mu_
   std::vector<TopicPartition> assigned;  // on the task thread
   // The store's positions as this task last read or wrote them (task thread). Only this task
   // moves them, so each is read from the store once (after an assignment, a failure or a
@@ -181,8 +180,8 @@ struct Worker::Task {
         positions[tp] = next;
         const auto took = std::chrono::steady_clock::now() - began;
         if (took > kSlowApply) {
-          ORDO_LOG_WARN("sink {}: {}: {} records took {} ms to apply (offsets {}-{})",
-                        config.name, tp.to_string(), changes.size(),
+          ORDO_LOG_WARN("sink {}: {}: {} records took {} ms to apply (offsets {}-{})", config.name,
+                        tp.to_string(), changes.size(),
                         std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
                         msgs.front()->offset, msgs.back()->offset);
         }
@@ -218,11 +217,10 @@ struct Worker::Task {
     }
     const int64_t failed_before = dlq_failed.load();
     for (const auto& [k, v] : records) {
-      auto e = rd_kafka_producev(
-          dlq.get(), RD_KAFKA_V_TOPIC(config.output_topic.c_str()),
-          RD_KAFKA_V_KEY(k.data(), k.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      auto e = rd_kafka_producev(dlq.get(), RD_KAFKA_V_TOPIC(config.output_topic.c_str()),
+                                 RD_KAFKA_V_KEY(k.data(), k.size()),
+                                 RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
       if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_flush(dlq.get(), 10'000);
         return make_error(Errc::io, "output topic {}: {}", config.output_topic,
@@ -267,8 +265,7 @@ struct Worker::Task {
       auto e = rd_kafka_producev(
           dlq.get(), RD_KAFKA_V_TOPIC(config.dead_letter_topic.c_str()),
           RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-          RD_KAFKA_V_END);
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
       if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_headers_destroy(hdrs);
         rd_kafka_flush(dlq.get(), 10'000);
@@ -299,8 +296,7 @@ struct Worker::Task {
     return data_dir + "/" + kind + "/" + config.name;
   }
 
-  std::function<Result<void>(const std::vector<std::pair<std::string, std::string>>&)>
-  publisher() {
+  std::function<Result<void>(const std::vector<std::pair<std::string, std::string>>&)> publisher() {
     return [this](const std::vector<std::pair<std::string, std::string>>& records) {
       return publish(records);
     };
@@ -316,8 +312,8 @@ struct Worker::Task {
       ao.sum = config.sum;
       for (const auto& [k, v] : config.where) ao.where[k] = json::parse(v);
       ao.publish = publisher();
-      aggregate_ = ORDO_TRY(AggregateStore::open(ORDO_TRY(store_dir(data_dir, "aggregates")),
-                                                 std::move(ao)));
+      aggregate_ = ORDO_TRY(
+          AggregateStore::open(ORDO_TRY(store_dir(data_dir, "aggregates")), std::move(ao)));
       other_ = aggregate_;
     } else if (config.type == "claims") {
       claims_ = ORDO_TRY(ClaimStore::open(ORDO_TRY(store_dir(data_dir, "claims")), publisher()));
@@ -371,7 +367,8 @@ struct Worker::Task {
     for (const auto& entry : std::filesystem::directory_iterator(view_dir, ec)) {
       std::string name = entry.path().filename().string();
       if (name.starts_with("gen-") && name != live) {
-        ORDO_LOG_INFO("sink {}: removing {} (an unfinished or replaced rebuild)", config.name, name);
+        ORDO_LOG_INFO("sink {}: removing {} (an unfinished or replaced rebuild)", config.name,
+                      name);
         std::error_code rec;
         std::filesystem::remove_all(entry.path(), rec);
       }
@@ -404,9 +401,8 @@ struct Worker::Task {
       auto pause_live = [&]() -> Result<std::vector<std::pair<TopicPartition, int64_t>>> {
         std::unique_lock lk(worker->mu_);
         pause_requested = true;
-        worker->applied_.wait(lk, [&] {
-          return paused || status.state == "stopped" || worker->stopping_.load();
-        });
+        worker->applied_.wait(
+            lk, [&] { return paused || status.state == "stopped" || worker->stopping_.load(); });
         if (worker->stopping_) return make_error(Errc::closed, "stopping");
         lk.unlock();
         return view()->positions();
@@ -527,10 +523,9 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
     ORDO_TRY(set("auto.offset.reset", "earliest"));
     if (!w->config_.id.empty()) ORDO_TRY(set("group.instance.id", w->config_.id + "." + sc.name));
     rd_kafka_conf_set_opaque(conf, t.get());
-    rd_kafka_conf_set_rebalance_cb(conf, [](rd_kafka_t*, rd_kafka_resp_err_t err,
-                                            rd_kafka_topic_partition_list_t* parts, void* opaque) {
-      static_cast<Task*>(opaque)->rebalance(err, parts);
-    });
+    rd_kafka_conf_set_rebalance_cb(
+        conf, [](rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+                 void* opaque) { static_cast<Task*>(opaque)->rebalance(err, parts); });
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) {
       rd_kafka_conf_destroy(conf);
@@ -553,10 +548,10 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
       }
       // A failed delivery is counted on the task (the producer's opaque).
       rd_kafka_conf_set_opaque(pconf, t.get());
-      rd_kafka_conf_set_dr_msg_cb(pconf, [](rd_kafka_t*, const rd_kafka_message_t* m,
-                                            void* opaque) {
-        if (m->err) static_cast<Task*>(opaque)->dlq_failed.fetch_add(1);
-      });
+      rd_kafka_conf_set_dr_msg_cb(pconf,
+                                  [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+                                    if (m->err) static_cast<Task*>(opaque)->dlq_failed.fetch_add(1);
+                                  });
       rd_kafka_t* p = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
       if (!p) {
         rd_kafka_conf_destroy(pconf);
@@ -578,12 +573,11 @@ Result<std::unique_ptr<Worker>> Worker::start(PipelineConfig config) {
     http::ServerOptions ho;
     ho.host = w->config_.http_host;
     ho.port = w->config_.http_port;
-    ho.threads = 4;  // a read-your-writes GET may wait for its offset
+    ho.threads = 4;        // a read-your-writes GET may wait for its offset
     ho.allow_post = true;  // POST /views/<name>/rebuild
     Worker* self = w.get();
-    w->http_ = ORDO_TRY(http::Server::start(ho, [self](const http::Request& r) {
-      return self->route(r);
-    }));
+    w->http_ = ORDO_TRY(
+        http::Server::start(ho, [self](const http::Request& r) { return self->route(r); }));
   }
   for (const auto& sc : w->config_.sources) {
     w->sources_.push_back(ORDO_TRY(PgSource::start(sc, w->config_.bootstrap, w->config_.data_dir)));
@@ -650,9 +644,12 @@ std::optional<int64_t> Worker::wait_applied(Task& t, const TopicPartition& tp, i
 namespace {
 
 json rebuild_json(const RebuildProgress& p) {
-  return {{"state", p.state},           {"generation", p.generation},
-          {"records", p.records},       {"offsets_done", p.offsets_done},
-          {"offsets_total", p.offsets_total}, {"elapsed_ms", p.elapsed_ms},
+  return {{"state", p.state},
+          {"generation", p.generation},
+          {"records", p.records},
+          {"offsets_done", p.offsets_done},
+          {"offsets_total", p.offsets_total},
+          {"elapsed_ms", p.elapsed_ms},
           {"error", p.error}};
 }
 
@@ -675,12 +672,15 @@ http::Response Worker::route_search(const http::Request& req) {
   }
   json a = json::array();
   for (const auto& h : *hits) {
-    a.push_back({{"key", h.key}, {"rank", h.rank}, {"percent", h.percent},
-                 {"snippet", h.snippet}, {"value", h.value}});
+    a.push_back({{"key", h.key},
+                 {"rank", h.rank},
+                 {"percent", h.percent},
+                 {"snippet", h.snippet},
+                 {"value", h.value}});
   }
   auto total = t->search_->documents();
-  return json_response(200, {{"query", q->second}, {"documents", total ? *total : -1},
-                             {"hits", a}});
+  return json_response(200,
+                       {{"query", q->second}, {"documents", total ? *total : -1}, {"hits", a}});
 }
 
 // POST /claims/<name>?value=V&owner=O[&op=release][&timeout_ms=T]: claim and wait for the
@@ -692,7 +692,8 @@ http::Response Worker::route_claims(const http::Request& req) {
   Task* t = find_task(name, "claims");
   if (!t) return json_response(404, {{"error", "no claims sink named '" + name + "'"}});
   if (req.method == "POST") {
-    if (slash != std::string_view::npos) return json_response(404, {{"error", "POST /claims/<name>"}});
+    if (slash != std::string_view::npos)
+      return json_response(404, {{"error", "POST /claims/<name>"}});
     auto value = req.query.find("value");
     auto owner = req.query.find("owner");
     auto op = req.query.find("op");
@@ -700,8 +701,9 @@ http::Response Worker::route_claims(const http::Request& req) {
     if (value == req.query.end() || value->second.empty() || owner == req.query.end() ||
         (op != req.query.end() && op->second != "claim" && op->second != "release") ||
         timeout < 1 || timeout > 60'000) {
-      return json_response(400, {{"error", "value and owner are required; op is claim or "
-                                           "release; timeout_ms 1-60000"}});
+      return json_response(400, {{"error",
+                                  "value and owner are required; op is claim or "
+                                  "release; timeout_ms 1-60000"}});
     }
     ClaimRequest cr;
     cr.bootstrap = config_.bootstrap;
@@ -730,7 +732,8 @@ http::Response Worker::route_claims(const http::Request& req) {
 
 // GET /aggregates/<name>/groups[?limit=N] and /aggregates/<name>/groups/<group JSON>.
 http::Response Worker::route_aggregate(const http::Request& req) {
-  std::string_view rest = std::string_view(req.path).substr(std::string_view("/aggregates/").size());
+  std::string_view rest =
+      std::string_view(req.path).substr(std::string_view("/aggregates/").size());
   size_t slash = rest.find('/');
   std::string name(rest.substr(0, slash));
   Task* t = find_task(name, "aggregate");
@@ -786,15 +789,18 @@ http::Response Worker::route(const http::Request& req) {
   constexpr std::string_view kClaims = "/claims/";
   if (path.starts_with(kClaims)) return route_claims(req);
   if (post && !path.ends_with("/rebuild")) {
-    return json_response(405, {{"error", "only /views/<name>/rebuild and /claims/<name> take "
-                                         "POST"}});
+    return json_response(405, {{"error",
+                                "only /views/<name>/rebuild and /claims/<name> take "
+                                "POST"}});
   }
   if (path == "/status") {
     json tasks = json::array();
     for (const auto& s : status()) {
       json parts = json::array();
       for (const auto& p : s.partitions) {
-        json jp = {{"topic", p.tp.topic}, {"partition", p.tp.partition}, {"position", p.position},
+        json jp = {{"topic", p.tp.topic},
+                   {"partition", p.tp.partition},
+                   {"position", p.position},
                    {"high_watermark", p.high_watermark}};
         if (p.high_watermark >= 0) {
           jp["lag"] = std::max<int64_t>(0, p.high_watermark - std::max<int64_t>(p.position, 0));
@@ -848,7 +854,8 @@ http::Response Worker::route(const http::Request& req) {
     auto rows = t->view()->scan(it == req.query.end() ? "" : it->second, size_t(limit));
     if (!rows) return json_response(500, {{"error", rows.error().to_string()}});
     json a = json::array();
-    for (const auto& [k, e] : *rows) a.push_back({{"key", k}, {"value", e.value}, {"offset", e.offset}});
+    for (const auto& [k, e] : *rows)
+      a.push_back({{"key", k}, {"value", e.value}, {"offset", e.offset}});
     return json_response(200, a);
   }
   constexpr std::string_view kKeys = "keys/";

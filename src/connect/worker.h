@@ -1,7 +1,7 @@
 #pragma once
-// The connect worker: runs a pipeline's sources (pg_source.h, a thread each) and sinks, each as a task with a thread and a librdkafka
-// consumer of its own (group "<group>.<sink>", so workers scale out as a consumer group), and
-// serves their status and the table views over HTTP. docs/connect.md.
+// The connect worker: runs a pipeline's sources (pg_source.h, a thread each) and sinks, each as a
+// task with a thread and a librdkafka consumer of its own (group "<group>.<sink>", so workers scale
+// out as a consumer group), and serves their status and the table views over HTTP. docs/connect.md.
 //
 // A task applies each partition's records strictly in offset order. Its position rule: the
 // sink stores (topic, partition) -> next offset in the same atomic write as the data, and
@@ -45,7 +45,7 @@ struct TaskStatus {
   std::string state;  // starting, running, retrying, stopped
   std::string error;  // the last failure while retrying
   int64_t records_applied = 0;
-  int64_t records_dead_lettered = 0;  // sent to the dead-letter topic (e.g. no key)
+  int64_t records_dead_lettered = 0;        // sent to the dead-letter topic (e.g. no key)
   std::vector<PartitionStatus> partitions;  // assigned to this worker
   RebuildProgress rebuild;                  // the last rebuild of the view
 };
@@ -87,7 +87,7 @@ class Worker {
   std::vector<std::unique_ptr<PgSource>> sources_;
   std::unique_ptr<http::Server> http_;
   std::atomic<bool> stopping_{false};
-  mutable std::mutex mu_;           // every task's status and the waiters
+  mutable std::mutex mu_;            // every task's status and the waiters
   std::condition_variable applied_;  // notified after every apply
 };
 

@@ -111,8 +111,7 @@ size_t find_head_end(std::string_view data) {
 
 Result<Request> parse_request_head(std::string_view head) {
   if (head.size() > kMaxRequestHead) {
-    return make_error(Errc::invalid_argument, "request head larger than {} bytes",
-                      kMaxRequestHead);
+    return make_error(Errc::invalid_argument, "request head larger than {} bytes", kMaxRequestHead);
   }
   std::string_view rest = head;
   std::string_view line = next_line(rest);
@@ -155,8 +154,9 @@ Result<Request> parse_request_head(std::string_view head) {
       if (part.empty()) continue;
       size_t eq = part.find('=');
       std::string name = ORDO_TRY(percent_decode(part.substr(0, eq)));
-      std::string value =
-          eq == std::string_view::npos ? std::string() : ORDO_TRY(percent_decode(part.substr(eq + 1)));
+      std::string value = eq == std::string_view::npos
+                              ? std::string()
+                              : ORDO_TRY(percent_decode(part.substr(eq + 1)));
       r.query[std::move(name)] = std::move(value);
     }
   }
@@ -165,14 +165,22 @@ Result<Request> parse_request_head(std::string_view head) {
 
 std::string_view status_text(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
   }
 }
 

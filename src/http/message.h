@@ -21,8 +21,8 @@ inline constexpr size_t kMaxResponseBytes = size_t(64) << 20;
 
 struct Request {
   std::string method;
-  std::string path;    // percent-decoded, without the query
-  std::map<std::string, std::string> query;  // decoded; a repeated name keeps its last value
+  std::string path;                            // percent-decoded, without the query
+  std::map<std::string, std::string> query;    // decoded; a repeated name keeps its last value
   std::map<std::string, std::string> headers;  // names lower-cased
 };
 

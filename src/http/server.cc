@@ -3,11 +3,11 @@
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
 #include <asio/detached.hpp>
-#include <asio/redirect_error.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
+#include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/this_coro.hpp>
@@ -98,7 +98,8 @@ struct Server::Impl {
   asio::awaitable<void> accept_loop() {
     while (true) {
       asio::error_code ec;
-      tcp::socket sock = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      tcp::socket sock =
+          co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
         continue;
@@ -126,15 +127,16 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options, Handler han
   impl->handler = std::move(handler);
   asio::error_code ec;
   auto addr = asio::ip::make_address(options.host, ec);
-  if (ec) return make_error(Errc::invalid_argument, "admin address {}: {}", options.host, ec.message());
+  if (ec)
+    return make_error(Errc::invalid_argument, "admin address {}: {}", options.host, ec.message());
   tcp::endpoint ep(addr, options.port);
   impl->acceptor.open(ep.protocol(), ec);
   if (!ec) impl->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) impl->acceptor.bind(ep, ec);
   if (!ec) impl->acceptor.listen(64, ec);
   if (ec) {
-    return make_error(Errc::io, "admin API cannot listen on {}:{}: {}", options.host,
-                      options.port, ec.message());
+    return make_error(Errc::io, "admin API cannot listen on {}:{}: {}", options.host, options.port,
+                      ec.message());
   }
   Impl* p = impl.get();
   asio::co_spawn(p->ctx, p->accept_loop(), asio::detached);

@@ -1,12 +1,12 @@
 #pragma once
 // A small HTTP/1.1 server for the admin API: `threads` threads (one by default), one request
-// per connection (Connection: close), GET and HEAD (and POST without a body, when allowed). Each connection runs on a strand, so
-// its handler runs on one of the threads; with one thread the handlers run one at a time, with
-// more they may run at once (and must then be thread-safe, as a handler that waits for
-// something, e.g. a view reaching an offset, needs). Handlers may block their thread briefly
-// (the broker's call the storage shards). Bounds: request head
-// kMaxRequestHead bytes (431 above), read deadline per connection, at most max_connections
-// open (more are closed at once).
+// per connection (Connection: close), GET and HEAD (and POST without a body, when allowed). Each
+// connection runs on a strand, so its handler runs on one of the threads; with one thread the
+// handlers run one at a time, with more they may run at once (and must then be thread-safe, as a
+// handler that waits for something, e.g. a view reaching an offset, needs). Handlers may block
+// their thread briefly (the broker's call the storage shards). Bounds: request head kMaxRequestHead
+// bytes (431 above), read deadline per connection, at most max_connections open (more are closed at
+// once).
 
 #include <cstdint>
 #include <functional>

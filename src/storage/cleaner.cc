@@ -378,7 +378,8 @@ void IoThrottle::charge(int64_t bytes, const std::atomic<bool>* cancel) {
   const int64_t due_ns = start_ns_ + int64_t(double(charged_) / double(rate_) * 1e9);
   for (int64_t now = mono_ns(); now < due_ns; now = mono_ns()) {
     if (cancel && cancel->load()) return;
-    std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<int64_t>(due_ns - now, 100'000'000)));
+    std::this_thread::sleep_for(
+        std::chrono::nanoseconds(std::min<int64_t>(due_ns - now, 100'000'000)));
   }
 }
 
@@ -483,51 +484,54 @@ Result<CleanOutput> build_clean(const CleanPlan& p, const BuildControl& ctl) {
   for (const auto& s : p.segments) {
     if (res.map_full) break;
     if (s.next <= first_dirty) continue;
-    ORDO_TRY(read_batches(
-        *s.log, s.size, p.config.max_batch_bytes, kCleanReadChunk,
-        [&](const BatchInfo& b, std::span<const uint8_t> bytes) -> Result<bool> {
-          if (b.last < first_dirty) return true;
-          ORDO_TRY(cancelled());
-          charge(b.size);
-          res.bytes_read += b.size;
-          auto view = ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
-          ORDO_TRY(view.verify_crc());
-          if (!view.is_control() && !view.is_transactional()) {
-            auto decoded = ORDO_TRY(compression::decode_batch(view));
-            // What the batch's keys can cost at most (all new); only when that does not fit
-            // are the keys already in the map looked up to know the exact cost.
-            int64_t cost = 0;
-            for (const auto& rec : decoded.records) {
-              if (rec.key) cost += int64_t(rec.key->size()) + KeyMap::kEntryOverheadBytes;
-            }
-            if (!map.fits(cost)) {
-              cost = 0;
-              for (const auto& rec : decoded.records) {
-                if (rec.key && b.base + rec.offset_delta >= first_dirty) {
-                  cost += map.cost_of_new(*rec.key);
-                }
-              }
-            }
-            if (!map.fits(cost)) {
-              res.map_full = true;
-              return false;
-            }
-            // Hash every key and prefetch its slot, then update: the lookups' cache misses
-            // overlap instead of following one another.
-            hashes.clear();
-            for (const auto& rec : decoded.records) {
-              hashes.push_back(rec.key ? KeyMap::hash_of(*rec.key) : 0);
-              if (rec.key) map.prefetch(hashes.back());
-            }
-            for (size_t i = 0; i < decoded.records.size(); ++i) {
-              const auto& rec = decoded.records[i];
-              Offset off = b.base + rec.offset_delta;
-              if (rec.key && off >= first_dirty) map.put(hashes[i], *rec.key, off);
-            }
-          }
-          map_end = b.last + 1;
-          return true;
-        }));
+    ORDO_TRY(read_batches(*s.log, s.size, p.config.max_batch_bytes, kCleanReadChunk,
+                          [&](const BatchInfo& b, std::span<const uint8_t> bytes) -> Result<bool> {
+                            if (b.last < first_dirty) return true;
+                            ORDO_TRY(cancelled());
+                            charge(b.size);
+                            res.bytes_read += b.size;
+                            auto view =
+                                ORDO_TRY(model::RecordBatchView::parse(bytes, bytes.size()));
+                            ORDO_TRY(view.verify_crc());
+                            if (!view.is_control() && !view.is_transactional()) {
+                              auto decoded = ORDO_TRY(compression::decode_batch(view));
+                              // What the batch's keys can cost at most (all new); only when that
+                              // does not fit are the keys already in the map looked up to know the
+                              // exact cost.
+                              int64_t cost = 0;
+                              for (const auto& rec : decoded.records) {
+                                if (rec.key)
+                                  cost += int64_t(rec.key->size()) + KeyMap::kEntryOverheadBytes;
+                              }
+                              if (!map.fits(cost)) {
+                                cost = 0;
+                                for (const auto& rec : decoded.records) {
+                                  if (rec.key && b.base + rec.offset_delta >= first_dirty) {
+                                    cost += map.cost_of_new(*rec.key);
+                                  }
+                                }
+                              }
+                              if (!map.fits(cost)) {
+                                res.map_full = true;
+                                return false;
+                              }
+                              // Hash every key and prefetch its slot, then update: the lookups'
+                              // cache misses overlap instead of following one another.
+                              hashes.clear();
+                              for (const auto& rec : decoded.records) {
+                                hashes.push_back(rec.key ? KeyMap::hash_of(*rec.key) : 0);
+                                if (rec.key) map.prefetch(hashes.back());
+                              }
+                              for (size_t i = 0; i < decoded.records.size(); ++i) {
+                                const auto& rec = decoded.records[i];
+                                Offset off = b.base + rec.offset_delta;
+                                if (rec.key && off >= first_dirty)
+                                  map.put(hashes[i], *rec.key, off);
+                              }
+                            }
+                            map_end = b.last + 1;
+                            return true;
+                          }));
     if (!res.map_full) map_end = std::max(map_end, s.next);
   }
   res.map_keys = int64_t(map.size());
@@ -567,9 +571,9 @@ Result<CleanOutput> build_clean(const CleanPlan& p, const BuildControl& ctl) {
     out_infos.clear();
     const int fd = staged->log_file()->fd();
     if (started_to > flushed_to) {
-      ::sync_file_range(fd, flushed_to, started_to - flushed_to,
-                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                            SYNC_FILE_RANGE_WAIT_AFTER);
+      ::sync_file_range(
+          fd, flushed_to, started_to - flushed_to,
+          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
       flushed_to = started_to;
     }
     ::sync_file_range(fd, started_to, staged->size_bytes() - started_to, SYNC_FILE_RANGE_WRITE);
@@ -659,8 +663,8 @@ Result<CleanOutput> build_clean(const CleanPlan& p, const BuildControl& ctl) {
           }
           auto nv = ORDO_TRY(model::RecordBatchView::parse(kept, kept.size()));
           ORDO_ASSERT(nv.base() == b.base && nv.last() == b.last);
-          out_infos.push_back(BatchInfo{int64_t(buf.size()), int64_t(kept.size()), b.base,
-                                        b.last, nv.max_timestamp()});
+          out_infos.push_back(BatchInfo{int64_t(buf.size()), int64_t(kept.size()), b.base, b.last,
+                                        nv.max_timestamp()});
           buf.insert(buf.end(), kept.begin(), kept.end());
           if (buf.size() >= kCleanWriteChunk) ORDO_TRY(write_out());
           return true;
@@ -749,8 +753,8 @@ Result<CleanResult> PartitionLog::commit_clean(const CleanPlan& p, CleanOutput o
     if (i == 0 && fail_at == CleanFailPoint::after_first_group) return injected(fail_at);
   }
   ORDO_TRY(fsync_dir(dir_));
-  ORDO_TRY(rename_file(prepared_checkpoint(dir_),
-                       dir_ + "/" + std::string(kCleanerCheckpointFile)));
+  ORDO_TRY(
+      rename_file(prepared_checkpoint(dir_), dir_ + "/" + std::string(kCleanerCheckpointFile)));
   if (fail_at == CleanFailPoint::before_marker_removal) return injected(fail_at);
   // The checkpoint's rename and the marker's removal become durable together; if only the
   // removal did, the checkpoint is the previous one (a hint: the next clean redoes a little).

@@ -167,7 +167,7 @@ struct CleanPlan {
   int64_t now_ms = 0;
   Offset first_dirty{0};
   uint64_t truncations = 0;  // the log's truncation count: a truncation since voids the plan
-  bool due = false;  // force, overdue, or dirty enough: a scheduler cleans only due plans
+  bool due = false;          // force, overdue, or dirty enough: a scheduler cleans only due plans
   std::vector<Input> segments;  // the cleanable segments, in order
   // Producer id -> last offset of its newest batch (an emptied batch there stays as a header).
   std::unordered_map<int64_t, int64_t> producer_last;
@@ -291,7 +291,6 @@ inline constexpr std::string_view kCleanedSuffix = ".cleaned";
 inline constexpr std::string_view kDeletedSuffix = ".deleted";
 inline constexpr std::string_view kCleanerSwapFile = "cleaner.swap";
 inline constexpr std::string_view kCleanerCheckpointFile = "cleaner.checkpoint";
-
 
 // Completes a swap whose marker exists (every step is idempotent) or, without a marker,
 // removes leftover .cleaned files. Run by PartitionLog::open before it lists the segments.

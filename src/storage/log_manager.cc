@@ -90,10 +90,10 @@ struct LogManager::Impl {
   std::thread cleaner;
   std::mutex cleaner_mu;
   std::condition_variable cleaner_cv;
-  bool cleaner_wake = false;                    // under cleaner_mu
-  std::atomic<bool> cleaner_stop{false};        // also cancels a build
-  std::set<TopicPartition> cleaner_skip;        // under cleaner_mu; builds failed: skipped
-                                                // until the partition is removed or reopened
+  bool cleaner_wake = false;              // under cleaner_mu
+  std::atomic<bool> cleaner_stop{false};  // also cancels a build
+  std::set<TopicPartition> cleaner_skip;  // under cleaner_mu; builds failed: skipped
+                                          // until the partition is removed or reopened
 
   Shard& shard_for(const TopicPartition& tp) {
     return *shards[std::hash<TopicPartition>()(tp) % shards.size()];

@@ -64,8 +64,7 @@ struct Verified {
 };
 
 // Reads the whole log, checking every batch; returns what it holds.
-std::vector<Stored> verify_log(storage::PartitionLog& log,
-                               std::map<int64_t, Verified>& verified) {
+std::vector<Stored> verify_log(storage::PartitionLog& log, std::map<int64_t, Verified>& verified) {
   std::vector<Stored> out;
   Offset next = log.log_start_offset();
   EXPECT_EQ(next, Offset(0));
@@ -91,9 +90,9 @@ std::vector<Stored> verify_log(storage::PartitionLog& log,
       const bool crc_ok = bool(v->verify_crc());
       EXPECT_TRUE(crc_ok) << "offset " << next.value();
       EXPECT_EQ(v->base(), next) << "offsets not contiguous";
-      if (auto known = verified.find(v->base().value());
-          crc_ok && known != verified.end() && known->second.crc == v->crc() &&
-          known->second.last == v->last()) {
+      if (auto known = verified.find(v->base().value()); crc_ok && known != verified.end() &&
+                                                         known->second.crc == v->crc() &&
+                                                         known->second.last == v->last()) {
         out.push_back({known->second.round, known->second.index, v->base(), v->last()});
         next = v->last() + 1;
         rest = rest.subspan(v->size_bytes());

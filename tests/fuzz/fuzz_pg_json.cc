@@ -12,10 +12,23 @@
 using namespace ordo::connect::pg;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static constexpr uint32_t kTypes[] = {
-      oid::kBool,      oid::kBytea,       oid::kInt8,    oid::kInt2, oid::kInt4, oid::kFloat8,
-      oid::kNumeric,   oid::kTimestamp,   oid::kTimestamptz, oid::kText, 1000,     1007,
-      1009,            1022,              1231,          1185,       1001};
+  static constexpr uint32_t kTypes[] = {oid::kBool,
+                                        oid::kBytea,
+                                        oid::kInt8,
+                                        oid::kInt2,
+                                        oid::kInt4,
+                                        oid::kFloat8,
+                                        oid::kNumeric,
+                                        oid::kTimestamp,
+                                        oid::kTimestamptz,
+                                        oid::kText,
+                                        1000,
+                                        1007,
+                                        1009,
+                                        1022,
+                                        1231,
+                                        1185,
+                                        1001};
   if (size == 0) return 0;
   uint32_t type = kTypes[data[0] % (sizeof kTypes / sizeof kTypes[0])];
   Value v{Value::Kind::text, std::string(reinterpret_cast<const char*>(data + 1), size - 1)};

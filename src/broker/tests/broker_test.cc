@@ -614,9 +614,9 @@ TEST_F(BrokerTest, CompactedTopicsAreNotSubjectToTimeRetention) {
       create("gone", 1, {{"retention.ms", "1"}, {"segment.bytes", "100"}}).topics.at(0).error_code,
       0);
   for (int i = 0; i < 3; ++i) {
-    ASSERT_EQ(produce("kept", 0, model::RecordBatchBuilder().add("key", "v", 1000).build())
-                  .error_code,
-              0);
+    ASSERT_EQ(
+        produce("kept", 0, model::RecordBatchBuilder().add("key", "v", 1000).build()).error_code,
+        0);
     ASSERT_EQ(produce("gone", 0, storage::testing::make_batch(1, "g", 1000)).error_code, 0);
   }
   auto retention = [&](const std::string& topic) {

@@ -69,7 +69,8 @@ TEST(Cli, ServeOpensTheDataDirAndStopsCleanlyOnSigterm) {
   }
   EXPECT_NE(out.find("partition orders-0: offsets [0, 12)"), std::string::npos) << out;
   // A second process cannot share the data dir.
-  CommandRun second = run("serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir " + data);
+  CommandRun second =
+      run("serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir " + data);
   EXPECT_EQ(second.exit_code, 1);
   EXPECT_NE(second.output.find("in use by another process"), std::string::npos) << second.output;
 

@@ -70,7 +70,8 @@ class ClientCli : public ::testing::Test {
       ::dup2(fd, 2);
       // A new group's first generation starts at once instead of after 3 s.
       ::execl(ORDO_BIN, ORDO_BIN, "serve", "--data-dir", data.c_str(), "--listen", "127.0.0.1:0",
-              "--admin-listen", "127.0.0.1:0", "--set", "group.initial.rebalance.delay.ms=0", static_cast<char*>(nullptr));
+              "--admin-listen", "127.0.0.1:0", "--set", "group.initial.rebalance.delay.ms=0",
+              static_cast<char*>(nullptr));
       ::_exit(127);
     }
     std::regex listening("listening on 127\\.0\\.0\\.1:(\\d+)");

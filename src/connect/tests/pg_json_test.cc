@@ -75,16 +75,19 @@ TEST(PgJson, Arrays) {
   EXPECT_EQ(render(1000, "{t,f}"), json::parse("[true,false]"));
   EXPECT_EQ(render(1231, "{1.50,NaN}"), json::parse(R"(["1.50","NaN"])"));
   EXPECT_EQ(render(1007, "[0:1]={7,8}"), json::parse("[7,8]"));
-  for (const char* bad : {"{1,2", "1,2}", "{1,,2}", "{\"open}", "{1}x", "{{{{{{{1}}}}}}}",
-                          "{a\"b}", "{1,x}", "[0:1]{1}"}) {
+  for (const char* bad : {"{1,2", "1,2}", "{1,,2}", "{\"open}", "{1}x", "{{{{{{{1}}}}}}}", "{a\"b}",
+                          "{1,x}", "[0:1]{1}"}) {
     EXPECT_TRUE(refused(1007, bad)) << bad;
   }
 }
 
 TEST(PgJson, RowsAndKeys) {
-  Relation rel{1, "public", "users", 'd',
-               {{true, "id", oid::kInt4, -1}, {false, "name", oid::kText, -1},
-                {false, "tags", 1009, -1}}};
+  Relation rel{
+      1,
+      "public",
+      "users",
+      'd',
+      {{true, "id", oid::kInt4, -1}, {false, "name", oid::kText, -1}, {false, "tags", 1009, -1}}};
   Tuple row{{Value::Kind::text, "7"}, {Value::Kind::text, "jane"}, {Value::Kind::text, "{a,b}"}};
   EXPECT_EQ(*render_row(rel, row), json::parse(R"({"id":7,"name":"jane","tags":["a","b"]})"));
   EXPECT_EQ(*render_key(rel, row), json::parse(R"({"id":7})"));

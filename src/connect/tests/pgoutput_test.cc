@@ -15,7 +15,10 @@ const Value kNull{};
 const Value kToast{Value::Kind::unchanged_toast, ""};
 
 std::vector<Message> samples() {
-  Relation rel{16385, "public", "users", 'd',
+  Relation rel{16385,
+               "public",
+               "users",
+               'd',
                {{true, "id", 23, -1}, {false, "name", 25, -1}, {false, "note", 1043, 36}}};
   return {
       Begin{0x16B3748, 755'000'000'000'000, 742},
@@ -80,8 +83,8 @@ TEST(PgOutput, BadTagsKindsAndLengthsAreRefused) {
   EXPECT_TRUE(bad(Writer().u8('I').u32(1).u8('N').u16(uint16_t(kMaxColumns + 1)).out));
   // Relation with an unknown replica identity or column flags.
   EXPECT_TRUE(bad(Writer().u8('R').u32(1).str("s").str("t").u8('x').u16(0).out));
-  EXPECT_TRUE(bad(Writer().u8('R').u32(1).str("s").str("t").u8('d').u16(1).u8(2).str("c")
-                      .u32(23).u32(0).out));
+  EXPECT_TRUE(bad(
+      Writer().u8('R').u32(1).str("s").str("t").u8('d').u16(1).u8(2).str("c").u32(23).u32(0).out));
   // A string without its NUL.
   EXPECT_TRUE(bad(Writer().u8('Y').u32(1).str("s").bytes("no-nul").out));
   // Truncate whose count does not match; logical message whose length does not.

@@ -49,9 +49,10 @@ value_format = "json"
 }
 
 TEST(Pipeline, DefaultsAndNoHttp) {
-  auto p = parse_pipeline("[worker]\nhttp = \"\"\n[[sink]]\nname = \"a\"\ntype = \"table\"\n"
-                          "topics = [\"t\"]\n",
-                          "p.toml");
+  auto p = parse_pipeline(
+      "[worker]\nhttp = \"\"\n[[sink]]\nname = \"a\"\ntype = \"table\"\n"
+      "topics = [\"t\"]\n",
+      "p.toml");
   ASSERT_TRUE(p) << p.error().to_string();
   EXPECT_EQ(p->bootstrap, "127.0.0.1:9092");
   EXPECT_EQ(p->group, "ordo-connect");
@@ -134,18 +135,20 @@ field = "after"
   EXPECT_EQ(d->sinks[0].host, "127.0.0.1");
   EXPECT_EQ(d->sinks[0].port, 6379);
   EXPECT_EQ(d->sinks[0].db, 0);
-  auto m = parse_pipeline("[[sink]]\nname = \"c\"\ntype = \"memcached\"\ntopics = [\"t\"]\n"
-                          "tombstone_ttl_s = 60\n",
-                          "p.toml");
+  auto m = parse_pipeline(
+      "[[sink]]\nname = \"c\"\ntype = \"memcached\"\ntopics = [\"t\"]\n"
+      "tombstone_ttl_s = 60\n",
+      "p.toml");
   ASSERT_TRUE(m) << m.error().to_string();
   EXPECT_EQ(m->sinks[0].port, 11211);
   EXPECT_EQ(m->sinks[0].tombstone_ttl_s, 60);
 }
 
 TEST(Pipeline, ParsesPostgresSinks) {
-  auto p = parse_pipeline("[[sink]]\nname = \"copy\"\ntype = \"postgres\"\ntopics = [\"t\"]\n"
-                          "conninfo = \"dbname=r\"\ntable = \"public.users\"\nfield = \"after\"\n",
-                          "p.toml");
+  auto p = parse_pipeline(
+      "[[sink]]\nname = \"copy\"\ntype = \"postgres\"\ntopics = [\"t\"]\n"
+      "conninfo = \"dbname=r\"\ntable = \"public.users\"\nfield = \"after\"\n",
+      "p.toml");
   ASSERT_TRUE(p) << p.error().to_string();
   EXPECT_EQ(p->sinks[0].conninfo, "dbname=r");
   EXPECT_EQ(p->sinks[0].table, "public.users");
@@ -206,21 +209,21 @@ TEST(Pipeline, ParsesClaimsSinks) {
                           "p.toml");
   ASSERT_TRUE(p) << p.error().to_string();
   EXPECT_EQ(p->sinks[0].output_topic, "claims.results");
-  auto two = parse_pipeline(
-      "[[sink]]\nname = \"u\"\ntype = \"claims\"\ntopics = [\"a\", \"b\"]\n", "p.toml");
+  auto two = parse_pipeline("[[sink]]\nname = \"u\"\ntype = \"claims\"\ntopics = [\"a\", \"b\"]\n",
+                            "p.toml");
   ASSERT_FALSE(two);
   EXPECT_NE(two.error().message.find("a claims sink reads one topic"), std::string::npos);
   auto grouped = parse_pipeline(
-      "[[sink]]\nname = \"u\"\ntype = \"claims\"\ntopics = [\"a\"]\ngroup_by = \"x\"\n",
-      "p.toml");
+      "[[sink]]\nname = \"u\"\ntype = \"claims\"\ntopics = [\"a\"]\ngroup_by = \"x\"\n", "p.toml");
   ASSERT_FALSE(grouped);
   EXPECT_NE(grouped.error().message.find("group_by is for aggregate sinks"), std::string::npos);
 }
 
 TEST(Pipeline, ParsesSearchSinks) {
-  auto p = parse_pipeline("[[sink]]\nname = \"s\"\ntype = \"search\"\ntopics = [\"t\"]\n"
-                          "fields = [\"subject\", \"body\"]\n",
-                          "p.toml");
+  auto p = parse_pipeline(
+      "[[sink]]\nname = \"s\"\ntype = \"search\"\ntopics = [\"t\"]\n"
+      "fields = [\"subject\", \"body\"]\n",
+      "p.toml");
   ASSERT_TRUE(p) << p.error().to_string();
   EXPECT_EQ(p->sinks[0].fields, (std::vector<std::string>{"subject", "body"}));
   auto bad = parse_pipeline(
@@ -249,8 +252,10 @@ TEST(Pipeline, ErrorsNameTheProblem) {
            {"[worker]\nid = \"a/b\"\n" + sink, "worker.id 'a/b'"},
            {sink + sink, "two sinks are named 'a'"},
            {"[[sink]]\nname = \"a b\"\ntype = \"table\"\ntopics = [\"t\"]\n", "sink name 'a b'"},
-           {"[[sink]]\nname = \"a\"\ntype = \"memcache\"\ntopics = [\"t\"]\n", "unknown type 'memcache'"},
-           {"[[sink]]\nname = \"a\"\ntype = \"table\"\ntopics = []\n", "topics must be a non-empty"},
+           {"[[sink]]\nname = \"a\"\ntype = \"memcache\"\ntopics = [\"t\"]\n",
+            "unknown type 'memcache'"},
+           {"[[sink]]\nname = \"a\"\ntype = \"table\"\ntopics = []\n",
+            "topics must be a non-empty"},
            {"[[sink]]\nname = \"a\"\ntype = \"table\"\ntopics = [\"a/b\"]\n", "valid topic names"},
            {"[[sink]]\nname = \"a\"\ntype = \"table\"\n", "topics must be"},
            {"[[sink]]\nname = \"a\"\ntype = \"table\"\ntopics = [\"t\"]\nextra = 1\n",
@@ -271,7 +276,8 @@ TEST(Pipeline, ErrorsNameTheProblem) {
            {"[[sink]]\nname = \"a\"\ntype = \"redis\"\ntopics = [\"t\"]\ndb = -1\n",
             "db must be an integer 0-65535"},
            {src + src, "two sources are named 's'"},
-           {"[[source]]\nname = \"s\"\ntype = \"mysql\"\nconninfo = \"\"\n", "unknown type 'mysql'"},
+           {"[[source]]\nname = \"s\"\ntype = \"mysql\"\nconninfo = \"\"\n",
+            "unknown type 'mysql'"},
            {"[[source]]\nname = \"s\"\ntype = \"postgres\"\n", "conninfo must be a string"},
            {src + "slot = \"Bad-Slot\"\n", "slot must be 1-63 of [a-z0-9_]"},
            {src + "tables = [\"users\"]\n", "table 'users' is not schema.table"},

@@ -67,10 +67,10 @@ TEST(TableView, RefusesChangesBehindThePositionAndWritesNothing) {
   TableView& v = **view;
   ASSERT_TRUE(v.apply(kTp, std::vector<Change>{{"a", "1", 0}, {"b", "1", 1}}, 2));
   for (const auto& [changes, next] : std::vector<std::pair<std::vector<Change>, int64_t>>{
-           {{{"a", "old", 1}}, 3},                   // below the position
-           {{{"a", "x", 5}, {"b", "y", 4}}, 6},      // not increasing
-           {{{"a", "x", 5}}, 5},                     // position not past the change
-           {{}, 1},                                  // position going back
+           {{{"a", "old", 1}}, 3},               // below the position
+           {{{"a", "x", 5}, {"b", "y", 4}}, 6},  // not increasing
+           {{{"a", "x", 5}}, 5},                 // position not past the change
+           {{}, 1},                              // position going back
        }) {
     auto r = v.apply(kTp, changes, next);
     ASSERT_FALSE(r);
@@ -84,8 +84,8 @@ TEST(TableView, ScansByPrefixInKeyOrder) {
   TempDir dir;
   auto view = TableView::open(dir.path() + "/v");
   ASSERT_TRUE(view);
-  std::vector<Change> changes = {{"user/2", "b", 0}, {"user/1", "a", 1}, {"order/1", "o", 2},
-                                 {"user/3", "c", 3}};
+  std::vector<Change> changes = {
+      {"user/2", "b", 0}, {"user/1", "a", 1}, {"order/1", "o", 2}, {"user/3", "c", 3}};
   ASSERT_TRUE((*view)->apply(kTp, changes, 4));
   auto users = (*view)->scan("user/", 10);
   ASSERT_TRUE(users);

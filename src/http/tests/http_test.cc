@@ -34,21 +34,21 @@ TEST(HttpMessage, ParsesARequestHead) {
 
 TEST(HttpMessage, RefusesMalformedRequests) {
   for (std::string_view bad : {
-           "GET /\r\n\r\n",                                       // no version
-           "GET / HTTP/2.0\r\n\r\n",                              // other version
-           "GET  / HTTP/1.1\r\n\r\n",                             // double space
-           "GET x HTTP/1.1\r\n\r\n",                              // target without '/'
-           "GET /%zz HTTP/1.1\r\n\r\n",                           // bad escape
-           "GET /% HTTP/1.1\r\n\r\n",                             // cut escape
-           "GET /a%2 HTTP/1.1\r\n\r\n",                           // cut escape
-           "GET / HTTP/1.1\r\nno colon\r\n\r\n",                  // header without a colon
-           "GET / HTTP/1.1\r\n: empty name\r\n\r\n",              // empty header name
-           "GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",         // a body
+           "GET /\r\n\r\n",                                         // no version
+           "GET / HTTP/2.0\r\n\r\n",                                // other version
+           "GET  / HTTP/1.1\r\n\r\n",                               // double space
+           "GET x HTTP/1.1\r\n\r\n",                                // target without '/'
+           "GET /%zz HTTP/1.1\r\n\r\n",                             // bad escape
+           "GET /% HTTP/1.1\r\n\r\n",                               // cut escape
+           "GET /a%2 HTTP/1.1\r\n\r\n",                             // cut escape
+           "GET / HTTP/1.1\r\nno colon\r\n\r\n",                    // header without a colon
+           "GET / HTTP/1.1\r\n: empty name\r\n\r\n",                // empty header name
+           "GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",           // a body
            "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",  // a body
-           "GET / HTTP/1.1\r\nHost: h\r\n",                       // head does not end
-           "G\x01T / HTTP/1.1\r\n\r\n",                           // bad method
-           "GET / HTTP/1.1\r\nX: a\nb\r\n\r\n",                   // lone LF in a value
-           "GET / HTTP/1.1\r\nX: a\x01\r\n\r\n",                  // control byte
+           "GET / HTTP/1.1\r\nHost: h\r\n",                         // head does not end
+           "G\x01T / HTTP/1.1\r\n\r\n",                             // bad method
+           "GET / HTTP/1.1\r\nX: a\nb\r\n\r\n",                     // lone LF in a value
+           "GET / HTTP/1.1\r\nX: a\x01\r\n\r\n",                    // control byte
        }) {
     auto r = parse_request_head(bad);
     ASSERT_FALSE(r) << bad;
@@ -77,7 +77,8 @@ TEST(HttpMessage, ResponsesRoundTrip) {
   EXPECT_TRUE(parse_response("HTTP/1.0 404\r\n\r\n"));
   EXPECT_FALSE(parse_response("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"));
   // A HEAD answer keeps the GET's Content-Length and has no body.
-  EXPECT_TRUE(encode_response(r, true).ends_with("Content-Length: 14\r\nConnection: close\r\n\r\n"));
+  EXPECT_TRUE(
+      encode_response(r, true).ends_with("Content-Length: 14\r\nConnection: close\r\n\r\n"));
 }
 
 TEST(HttpMessage, PercentEncodingRoundTrips) {

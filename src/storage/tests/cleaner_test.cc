@@ -516,8 +516,8 @@ TEST_F(CleanerPhasesTest, AppendsAndReadsGoOnBetweenPlanAndCommit) {
   log_->set_high_watermark(log_->log_end_offset());
   auto early = log_->read({.start = Offset(0), .max_bytes = 1 << 20});
   ASSERT_TRUE(early);
-  auto early_bytes = read_slice_bytes(early->slice.file->fd(), early->slice.position,
-                                      early->slice.size);
+  auto early_bytes =
+      read_slice_bytes(early->slice.file->fd(), early->slice.position, early->slice.size);
   auto out = build(p);
   // Meanwhile the writer thread appends and rolls: the planned segments are untouched.
   put("k1", "while-cleaning");

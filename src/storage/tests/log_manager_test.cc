@@ -10,9 +10,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
-#include <map>
 #include <fstream>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 
