@@ -121,6 +121,14 @@ class SearchTest(unittest.TestCase):
         mail.next_id = 200
         kill_rounds(worker, mail.run, KILL_ROUNDS, rng)
         self.assertGreater(mail.committed, 200)
+        # The workload may end just after a TRUNCATE: fresh mail so the CLI has 3 hits to show.
+        conn = psycopg2.connect(self.pg.dsn)
+        with conn.cursor() as cur:
+            for i in range(mail.next_id, mail.next_id + 50):
+                cur.execute("INSERT INTO emails VALUES (%s, %s, %s)",
+                            (i, text(rng, 2), text(rng, 8)))
+        conn.commit()
+        conn.close()
         want = self.wait_equal(worker, "mail-search")
 
         # The CLI: ranked hits, the word highlighted in the snippet.
