@@ -31,9 +31,9 @@ build: deps configure
 run: build
 	$(BUILD_DIR)/src/cli/ordo serve --data-dir $(DATA_DIR)
 
-# Every test twice: the Release build, then an AddressSanitizer + UBSan build (-O1: it compiles
+# The sources' formatting (.clang-format), then every test twice: the Release build, then an AddressSanitizer + UBSan build (-O1: it compiles
 # the ~200 generated protocol files in about half the time of -O2 -g).
-test: test-release test-sanitize
+test: format-check test-release test-sanitize
 
 test-release: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(TEST_JOBS)
@@ -101,7 +101,7 @@ FORMAT_FILES = $(shell git ls-files '*.cc' '*.h')
 format:
 	clang-format -i $(FORMAT_FILES)
 
-format-check:
+format-check: deps
 	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 clean:
