@@ -11,6 +11,8 @@ import tempfile
 import time
 import unittest
 
+import psycopg2
+
 import kafka_wire as kw
 from cdc_workload import SCHEMA, TABLES, Workload
 from connect_harness import Connect, free_port, kill_rounds, source_toml
@@ -161,6 +163,47 @@ class PgSinkTest(unittest.TestCase):
                                      "DISTINCT FROM c.txt AND k.js::text = c.js::text")[0][0],
                          "2")
         self.assertEqual(worker.stop(), 0)
+
+    def test_slow_batch_is_logged(self):
+        """A batch the store takes longer than 200 ms to write is logged with its sink,
+        partition, size and offsets: held here by a lock on the copy, released once the
+        sink's write is seen waiting for it (pg_locks), not after a fixed sleep."""
+        self.pg.sql("CREATE TABLE slow (id int PRIMARY KEY, note text); "
+                    "CREATE TABLE slow_copy (LIKE slow INCLUDING ALL); "
+                    "INSERT INTO slow VALUES (1, 'first')")
+        root = tempfile.mkdtemp(prefix="ordo-pgsink-slow-")
+        text = source_toml("slow", self.pg.dsn, ["public.slow"])
+        text += (f'[[sink]]\nname = "slow_copy"\ntype = "postgres"\n'
+                 f'topics = ["slow.public.slow"]\nconninfo = "{self.pg.dsn}"\n'
+                 f'table = "public.slow_copy"\nfield = "after"\n')
+        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "slow"', text)
+        worker.start()
+        self.wait_rows("slow_copy", 1, worker)
+        self.assertNotIn("to apply", worker.log())
+        locker = psycopg2.connect(self.pg.dsn)
+        with locker.cursor() as cur:
+            cur.execute("LOCK TABLE slow_copy IN ACCESS EXCLUSIVE MODE")
+            self.pg.sql("INSERT INTO slow VALUES (2, 'second')")
+            deadline = time.monotonic() + CATCH_UP_S
+            while self.pg.sql("SELECT count(*) FROM pg_locks WHERE NOT granted AND "
+                              "relation = 'slow_copy'::regclass")[0][0] == "0":
+                if time.monotonic() > deadline:
+                    self.fail(f"the sink never waited for the lock: {worker.get('/status')[1]}")
+                time.sleep(0.05)
+            time.sleep(0.3)  # the write has waited at least this long once the lock goes
+        locker.commit()
+        locker.close()
+        self.wait_rows("slow_copy", 2, worker)
+        self.assertRegex(worker.log(), r"WARN +sink slow_copy: slow\.public\.slow-0: 1 records "
+                                       r"took \d+ ms to apply \(offsets \d+-\d+\)")
+        self.assertEqual(worker.stop(), 0)
+
+    def wait_rows(self, table, n, worker):
+        deadline = time.monotonic() + CATCH_UP_S
+        while self.pg.sql(f"SELECT count(*) FROM {table}")[0][0] != str(n):
+            if time.monotonic() > deadline:
+                self.fail(f"{table} never had {n} rows; status {worker.get('/status')[1]}")
+            time.sleep(0.1)
 
 
 if __name__ == "__main__":
