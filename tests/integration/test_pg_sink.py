@@ -140,13 +140,7 @@ class PgSinkTest(unittest.TestCase):
             DELETE FROM kinds WHERE id = 2;
             INSERT INTO kinds (id, txt, f) VALUES (4, 'late', 1e-300);
         """)
-        root = tempfile.mkdtemp(prefix="ordo-pgsink-kinds-")
-        text = source_toml("kinds", self.pg.dsn, ["public.kinds"])
-        text += (f'[[sink]]\nname = "kinds_copy"\ntype = "postgres"\n'
-                 f'topics = ["kinds.public.kinds"]\nconninfo = "{self.pg.dsn}"\n'
-                 f'table = "public.kinds_copy"\nfield = "after"\n')
-        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "kinds"', text)
-        worker.start()
+        worker = self.copy_worker("kinds")
         query = ("SELECT (SELECT count(*) FROM (SELECT to_jsonb(k) FROM kinds k EXCEPT SELECT "
                  "to_jsonb(c) FROM kinds_copy c) x) + (SELECT count(*) FROM (SELECT "
                  "to_jsonb(c) FROM kinds_copy c EXCEPT SELECT to_jsonb(k) FROM kinds k) y), "
@@ -171,13 +165,7 @@ class PgSinkTest(unittest.TestCase):
         self.pg.sql("CREATE TABLE slow (id int PRIMARY KEY, note text); "
                     "CREATE TABLE slow_copy (LIKE slow INCLUDING ALL); "
                     "INSERT INTO slow VALUES (1, 'first')")
-        root = tempfile.mkdtemp(prefix="ordo-pgsink-slow-")
-        text = source_toml("slow", self.pg.dsn, ["public.slow"])
-        text += (f'[[sink]]\nname = "slow_copy"\ntype = "postgres"\n'
-                 f'topics = ["slow.public.slow"]\nconninfo = "{self.pg.dsn}"\n'
-                 f'table = "public.slow_copy"\nfield = "after"\n')
-        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "slow"', text)
-        worker.start()
+        worker = self.copy_worker("slow")
         self.wait_rows("slow_copy", 1, worker)
         self.assertNotIn("to apply", worker.log())
         locker = psycopg2.connect(self.pg.dsn)
@@ -197,6 +185,18 @@ class PgSinkTest(unittest.TestCase):
         self.assertRegex(worker.log(), r"WARN +sink slow_copy: slow\.public\.slow-0: 1 records "
                                        r"took \d+ ms to apply \(offsets \d+-\d+\)")
         self.assertEqual(worker.stop(), 0)
+
+    def copy_worker(self, table):
+        """A started worker capturing public.<table> into topic <table>.public.<table> and
+        copying it into public.<table>_copy."""
+        root = tempfile.mkdtemp(prefix=f"ordo-pgsink-{table}-")
+        text = source_toml(table, self.pg.dsn, [f"public.{table}"])
+        text += (f'[[sink]]\nname = "{table}_copy"\ntype = "postgres"\n'
+                 f'topics = ["{table}.public.{table}"]\nconninfo = "{self.pg.dsn}"\n'
+                 f'table = "public.{table}_copy"\nfield = "after"\n')
+        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "{table}"', text)
+        worker.start()
+        return worker
 
     def wait_rows(self, table, n, worker):
         deadline = time.monotonic() + CATCH_UP_S
