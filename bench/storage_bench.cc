@@ -591,13 +591,20 @@ int64_t reads_per_pass(int64_t batch_bytes_exact, int64_t batch_count) {
   return (batch_count + per_read - 1) / per_read;
 }
 
-void BM_Crc32c(benchmark::State& state) {
-  std::vector<uint8_t> data(static_cast<size_t>(kMiB));
+// crc32c/<size>[/impl:sse42]: the checksum every append verifies, with the implementation the
+// CPU selects (carry-less multiplication where it has VPCLMULQDQ), or forced onto SSE4.2.
+void BM_Crc32c(benchmark::State& state, int64_t bytes, bool sse42) {
+  if (sse42 && !ordo::crc32c_has_hardware()) {
+    state.SkipWithError("no SSE4.2");
+    return;
+  }
+  std::vector<uint8_t> data(static_cast<size_t>(bytes));
   ordo::Random rnd(7);
   for (auto& b : data) b = uint8_t(rnd.next());
   uint32_t crc = 0;
   for (auto _ : state) {
-    crc = ordo::crc32c(0, data.data(), data.size());
+    crc = sse42 ? ordo::crc32c_sse42(0, data.data(), data.size())
+                : ordo::crc32c(0, data.data(), data.size());
     benchmark::DoNotOptimize(crc);
   }
   state.SetBytesProcessed(state.iterations() * int64_t(data.size()));
@@ -692,7 +699,14 @@ void register_all() {
       register_read({batch, cold, g_sizes.read_bytes, true});
     }
   }
-  benchmark::RegisterBenchmark("crc32c/1MiB", BM_Crc32c)->Unit(benchmark::kMicrosecond);
+  for (int64_t bytes : {16 * kKiB, kMiB}) {
+    for (bool sse42 : {false, true}) {
+      const std::string name = std::string("crc32c/") + (bytes == kMiB ? "1MiB" : "16KiB") +
+                               (sse42 ? "/impl:sse42" : "");
+      benchmark::RegisterBenchmark(name.c_str(), BM_Crc32c, bytes, sse42)
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
 }
 
 }  // namespace

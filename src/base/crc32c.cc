@@ -1,9 +1,12 @@
 #include "base/crc32c.h"
 
+#include "base/assert.h"
+
 #include <array>
 #include <cstring>
 
 #if defined(__x86_64__)
+#include <immintrin.h>
 #include <nmmintrin.h>
 #endif
 
@@ -107,6 +110,87 @@ __attribute__((target("sse4.2"))) uint32_t crc_hw(uint32_t crc, const uint8_t* p
   }
   return crc_hw_chain(crc, p, n);
 }
+
+// Carry-less multiplication (VPCLMULQDQ on 512-bit registers, four 128-bit lanes each): the
+// raw CRC is the remainder of the message polynomial, so a 128-bit block B followed by F bits
+// contributes B * x^F mod P, and B * x^F can be replaced by anything congruent to it modulo P.
+// With B = L * x^64 + H (reflected bit order: the first eight bytes L are the higher-degree
+// half), L * (x^(F+32) mod P) ^ H * (x^(F-32) mod P) is such a value of at most 96 bits, and
+// XORed into the block F bits later it carries B's contribution forward ("folding"; the
+// +-32 account for the 32-bit shift of the CRC, the constants are stored reflected and
+// shifted left by one because a carry-less product of two reflected values comes out one bit
+// short). Four 512-bit accumulators fold 256 bytes per round; at the end they are folded into
+// one 128-bit value, which is then ordinary data for the crc32 instruction (state 0), followed
+// by the last bytes.
+
+// x^n mod P, reflected, shifted left by one (a fold constant).
+constexpr uint64_t fold_constant(uint64_t n) {
+  uint32_t v = 0x80000000u;  // x^0, reflected
+  for (uint64_t i = 0; i < n; ++i) v = (v & 1) ? (v >> 1) ^ kPoly : v >> 1;
+  return uint64_t(v) << 1;
+}
+
+#define ORDO_CRC_CLMUL_TARGET __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2")))
+
+ORDO_CRC_CLMUL_TARGET inline __m512i fold512(__m512i x, __m512i k, __m512i next) {
+  return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00),
+                                   _mm512_clmulepi64_epi128(x, k, 0x11), next, 0x96);
+}
+
+// Requires n >= 256.
+ORDO_CRC_CLMUL_TARGET uint32_t crc_clmul_fold(uint32_t crc, const uint8_t* p, size_t n) {
+  static constexpr uint64_t k128_lo = fold_constant(128 + 32), k128_hi = fold_constant(128 - 32);
+  static constexpr uint64_t k512_lo = fold_constant(512 + 32), k512_hi = fold_constant(512 - 32);
+  static constexpr uint64_t k2048_lo = fold_constant(2048 + 32),
+                            k2048_hi = fold_constant(2048 - 32);
+  ORDO_ASSERT(n >= 256);
+  const __m512i k2048 =
+      _mm512_set_epi64(int64_t(k2048_hi), int64_t(k2048_lo), int64_t(k2048_hi), int64_t(k2048_lo),
+                       int64_t(k2048_hi), int64_t(k2048_lo), int64_t(k2048_hi), int64_t(k2048_lo));
+  const __m512i k512 =
+      _mm512_set_epi64(int64_t(k512_hi), int64_t(k512_lo), int64_t(k512_hi), int64_t(k512_lo),
+                       int64_t(k512_hi), int64_t(k512_lo), int64_t(k512_hi), int64_t(k512_lo));
+  __m512i x0 = _mm512_loadu_si512(p);
+  __m512i x1 = _mm512_loadu_si512(p + 64);
+  __m512i x2 = _mm512_loadu_si512(p + 128);
+  __m512i x3 = _mm512_loadu_si512(p + 192);
+  x0 = _mm512_xor_si512(x0, _mm512_zextsi128_si512(_mm_cvtsi32_si128(int(crc))));
+  p += 256;
+  n -= 256;
+  while (n >= 256) {
+    x0 = fold512(x0, k2048, _mm512_loadu_si512(p));
+    x1 = fold512(x1, k2048, _mm512_loadu_si512(p + 64));
+    x2 = fold512(x2, k2048, _mm512_loadu_si512(p + 128));
+    x3 = fold512(x3, k2048, _mm512_loadu_si512(p + 192));
+    p += 256;
+    n -= 256;
+  }
+  x1 = fold512(x0, k512, x1);
+  x2 = fold512(x1, k512, x2);
+  x3 = fold512(x2, k512, x3);
+  while (n >= 64) {
+    x3 = fold512(x3, k512, _mm512_loadu_si512(p));
+    p += 64;
+    n -= 64;
+  }
+  alignas(64) __m128i lanes[4];
+  _mm512_store_si512(lanes, x3);
+  const __m128i k128 = _mm_set_epi64x(int64_t(k128_hi), int64_t(k128_lo));
+  __m128i a = lanes[0];
+  for (int i = 1; i < 4; ++i) {
+    a = _mm_xor_si128(
+        _mm_xor_si128(_mm_clmulepi64_si128(a, k128, 0x00), _mm_clmulepi64_si128(a, k128, 0x11)),
+        lanes[i]);
+  }
+  uint64_t c = _mm_crc32_u64(0, uint64_t(_mm_cvtsi128_si64(a)));
+  c = _mm_crc32_u64(c, uint64_t(_mm_extract_epi64(a, 1)));
+  return crc_hw_chain(uint32_t(c), p, n);
+}
+
+ORDO_CRC_CLMUL_TARGET uint32_t crc_clmul(uint32_t crc, const uint8_t* p, size_t n) {
+  return n >= 256 ? crc_clmul_fold(crc, p, n) : crc_hw_chain(crc, p, n);
+}
+#undef ORDO_CRC_CLMUL_TARGET
 #endif
 
 bool detect_hw() {
@@ -118,6 +202,17 @@ bool detect_hw() {
 }
 
 const bool kHasHw = detect_hw();
+
+bool detect_clmul() {
+#if defined(__x86_64__)
+  return kHasHw && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq") &&
+         __builtin_cpu_supports("pclmul");
+#else
+  return false;
+#endif
+}
+
+const bool kHasClmul = detect_clmul();
 
 }  // namespace
 
@@ -142,16 +237,34 @@ uint32_t crc32c_software(uint32_t crc, const void* data, size_t n) {
   return ~c;
 }
 
-uint32_t crc32c_hardware(uint32_t crc, const void* data, size_t n) {
+uint32_t crc32c_sse42(uint32_t crc, const void* data, size_t n) {
 #if defined(__x86_64__)
+  ORDO_ASSERT(kHasHw);
   return ~crc_hw(~crc, static_cast<const uint8_t*>(data), n);
 #else
   return crc32c_software(crc, data, n);
 #endif
 }
 
+uint32_t crc32c_clmul(uint32_t crc, const void* data, size_t n) {
+#if defined(__x86_64__)
+  ORDO_ASSERT(kHasClmul);
+  return ~crc_clmul(~crc, static_cast<const uint8_t*>(data), n);
+#else
+  return crc32c_software(crc, data, n);
+#endif
+}
+
+uint32_t crc32c_hardware(uint32_t crc, const void* data, size_t n) {
+  return kHasClmul ? crc32c_clmul(crc, data, n) : crc32c_sse42(crc, data, n);
+}
+
 bool crc32c_has_hardware() {
   return kHasHw;
+}
+
+bool crc32c_has_clmul() {
+  return kHasClmul;
 }
 
 uint32_t crc32c(uint32_t crc, const void* data, size_t n) {
