@@ -3,7 +3,8 @@
 #include <hiredis/hiredis.h>
 
 #include <charconv>
-#include <set>
+#include <deque>
+#include <string_view>
 #include <vector>
 
 namespace ordo::connect {
@@ -109,43 +110,69 @@ Result<std::vector<std::string>> RedisSink::keys_under_prefix() {
 Result<void> RedisSink::apply(const model::TopicPartition& tp, std::span<const Change> changes,
                               int64_t next_offset) {
   ORDO_TRY(connect());
-  // The commands of one MULTI/EXEC, queued with pipelining and read back together.
-  std::vector<std::vector<std::string>> cmds;
-  cmds.push_back({"MULTI"});
-  std::set<std::string> pending_sets;  // keys this batch SETs before a truncate marker
-  const std::string ttl = std::to_string(options_.ttl_s);
-  for (const auto& c : changes) {
-    if (c.truncate) {
-      auto keys = ORDO_TRY(keys_under_prefix());
-      keys.insert(keys.end(), pending_sets.begin(), pending_sets.end());
-      pending_sets.clear();
-      for (auto& k : keys) cmds.push_back({"DEL", std::move(k)});
-      continue;
-    }
-    std::string key = options_.key_prefix + c.key;
-    if (c.value) {
-      pending_sets.insert(key);
-      if (options_.ttl_s > 0) {
-        cmds.push_back({"SET", key, *c.value, "EX", ttl});
-      } else {
-        cmds.push_back({"SET", key, *c.value});
-      }
-    } else {
-      pending_sets.erase(key);
-      cmds.push_back({"DEL", key});
-    }
-  }
-  cmds.push_back(
-      {"HSET", options_.offsets_key, redis_offsets_field(tp), std::to_string(next_offset)});
-  cmds.push_back({"EXEC"});
-  for (const auto& cmd : cmds) {
+  // The commands of one MULTI/EXEC, queued with pipelining and read back together. Runs of
+  // plain SETs become one MSET and runs of deletes one DEL, in the batch's order (a later
+  // argument of the same key wins within an MSET, as a later command would), so a batch is
+  // a handful of commands and replies instead of one per record. With a TTL each key is a
+  // SET ... EX of its own.
+  struct Command {
+    const char* name;
     std::vector<const char*> argv;
     std::vector<size_t> lens;
-    for (const auto& a : cmd) {
+    void add(std::string_view a) {
       argv.push_back(a.data());
       lens.push_back(a.size());
     }
-    if (redisAppendCommandArgv(ctx_, int(argv.size()), argv.data(), lens.data()) != REDIS_OK) {
+  };
+  std::deque<std::string> strings;  // keys and numbers the arguments point into
+  std::vector<Command> cmds;
+  auto command = [&](const char* name) -> Command& {
+    cmds.push_back(Command{name, {}, {}});
+    cmds.back().add(name);
+    return cmds.back();
+  };
+  auto run_of = [&](const char* name) -> Command& {
+    return cmds.back().name == std::string_view(name) ? cmds.back() : command(name);
+  };
+  command("MULTI");
+  std::vector<const std::string*> pending_sets;  // keys this batch SETs before a truncate
+  const std::string& ttl = strings.emplace_back(std::to_string(options_.ttl_s));
+  for (const auto& c : changes) {
+    if (c.truncate) {
+      auto keys = ORDO_TRY(keys_under_prefix());
+      Command& del = command("DEL");
+      for (auto& k : keys) del.add(strings.emplace_back(std::move(k)));
+      for (const std::string* k : pending_sets) del.add(*k);
+      pending_sets.clear();
+      if (del.argv.size() == 1) cmds.pop_back();  // nothing to delete
+      continue;
+    }
+    const std::string& key = strings.emplace_back(options_.key_prefix + c.key);
+    if (c.value) {
+      pending_sets.push_back(&key);
+      if (options_.ttl_s > 0) {
+        Command& set = command("SET");
+        set.add(key);
+        set.add(*c.value);
+        set.add("EX");
+        set.add(ttl);
+      } else {
+        Command& mset = run_of("MSET");
+        mset.add(key);
+        mset.add(*c.value);
+      }
+    } else {
+      run_of("DEL").add(key);
+    }
+  }
+  Command& hset = command("HSET");
+  hset.add(options_.offsets_key);
+  hset.add(strings.emplace_back(redis_offsets_field(tp)));
+  hset.add(strings.emplace_back(std::to_string(next_offset)));
+  command("EXEC");
+  for (auto& cmd : cmds) {
+    if (redisAppendCommandArgv(ctx_, int(cmd.argv.size()), cmd.argv.data(), cmd.lens.data()) !=
+        REDIS_OK) {
       disconnect();
       return make_error(Errc::io, "redis: cannot queue a command");
     }
@@ -161,7 +188,7 @@ Result<void> RedisSink::apply(const model::TopicPartition& tp, std::span<const C
     Reply r(static_cast<redisReply*>(raw));
     bool last = i + 1 == cmds.size();
     if (r->type == REDIS_REPLY_ERROR && result) {
-      result = make_error(Errc::io, "redis {}: {}", cmds[i][0], std::string(r->str, r->len));
+      result = make_error(Errc::io, "redis {}: {}", cmds[i].name, std::string(r->str, r->len));
     } else if (last && r->type != REDIS_REPLY_ARRAY && result) {
       result = make_error(Errc::io, "redis EXEC: the transaction was not applied");
     } else if (last && result) {

@@ -12,6 +12,8 @@ import tempfile
 import time
 import unittest
 
+from confluent_kafka import Producer
+
 import kafka_wire as kw
 from cdc_workload import SCHEMA, TABLES, Workload, table_rows
 from connect_harness import Connect, free_port, kill_rounds, source_toml
@@ -110,6 +112,33 @@ class RedisSinkTest(unittest.TestCase):
         self.wait_equal(1, expect=lambda: self.cached(0), worker=replay)
         self.assertEqual(self.cached(1), tables)
         self.assertEqual(replay.stop(), 0)
+        self.assertEqual(worker.stop(), 0)
+
+    def test_ttl_sets_and_deletes(self):
+        """With ttl_s every key is written with its expiry (SET ... EX, not the batched MSET),
+        overwrites keep the last value, and a tombstone deletes the key."""
+        p = Producer({"bootstrap.servers": self.broker.bootstrap, "acks": "all"})
+        for key, value in (("a", "1"), ("b", "2"), ("a", "3"), ("c", "4"), ("b", None)):
+            p.produce("ttl-rows", key=key.encode(), value=value.encode() if value else None)
+        self.assertEqual(p.flush(30), 0)
+        root = tempfile.mkdtemp(prefix="ordo-redis-ttl-")
+        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "ttl"',
+                         f'[[sink]]\nname = "ttl-cache"\ntype = "redis"\n'
+                         f'topics = ["ttl-rows"]\naddress = "127.0.0.1:{self.redis.port}"\n'
+                         f'db = 3\nkey_prefix = "t:"\nttl_s = 300\n')
+        worker.start()
+        r = self.redis.client(3)
+        deadline = time.monotonic() + CATCH_UP_S
+        want = {b"t:a": b"3", b"t:c": b"4"}
+        def cached():  # the keys under the prefix but the sink's offsets hash
+            return {k: r.get(k) for k in r.scan_iter(match="t:*")
+                    if not k.endswith(b"__ordo_offsets")}
+        while cached() != want:
+            if time.monotonic() > deadline:
+                self.fail(f"keys {cached()}; status {worker.get('/status')[1]}")
+            time.sleep(0.2)
+        for k in want:
+            self.assertTrue(0 < r.ttl(k) <= 300, (k, r.ttl(k)))
         self.assertEqual(worker.stop(), 0)
 
 
