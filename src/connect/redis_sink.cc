@@ -131,8 +131,13 @@ Result<void> RedisSink::apply(const model::TopicPartition& tp, std::span<const C
     cmds.back().add(name);
     return cmds.back();
   };
+  // The command a key (and value) joins: the current run of this kind while it has room
+  // (a bounded argument count per command, however many keys a truncate finds).
+  constexpr size_t kMaxArgs = 1025;
   auto run_of = [&](const char* name) -> Command& {
-    return cmds.back().name == std::string_view(name) ? cmds.back() : command(name);
+    Command& last = cmds.back();
+    return last.name == std::string_view(name) && last.argv.size() + 2 <= kMaxArgs ? last
+                                                                                   : command(name);
   };
   command("MULTI");
   std::vector<const std::string*> pending_sets;  // keys this batch SETs before a truncate
@@ -140,11 +145,9 @@ Result<void> RedisSink::apply(const model::TopicPartition& tp, std::span<const C
   for (const auto& c : changes) {
     if (c.truncate) {
       auto keys = ORDO_TRY(keys_under_prefix());
-      Command& del = command("DEL");
-      for (auto& k : keys) del.add(strings.emplace_back(std::move(k)));
-      for (const std::string* k : pending_sets) del.add(*k);
+      for (auto& k : keys) run_of("DEL").add(strings.emplace_back(std::move(k)));
+      for (const std::string* k : pending_sets) run_of("DEL").add(*k);
       pending_sets.clear();
-      if (del.argv.size() == 1) cmds.pop_back();  // nothing to delete
       continue;
     }
     const std::string& key = strings.emplace_back(options_.key_prefix + c.key);
