@@ -137,19 +137,25 @@ ORDO_CRC_CLMUL_TARGET inline __m512i fold512(__m512i x, __m512i k, __m512i next)
                                    _mm512_clmulepi64_epi128(x, k, 0x11), next, 0x96);
 }
 
+// The pair of constants that folds a 128-bit block forward by `bits` (low half: the block's
+// first eight bytes), and the same in each lane of a 512-bit register.
+template <uint64_t bits>
+ORDO_CRC_CLMUL_TARGET inline __m128i fold_constants() {
+  static constexpr uint64_t lo = fold_constant(bits + 32), hi = fold_constant(bits - 32);
+  return _mm_set_epi64x(int64_t(hi), int64_t(lo));
+}
+
+template <uint64_t bits>
+ORDO_CRC_CLMUL_TARGET inline __m512i fold_constants512() {
+  static constexpr uint64_t lo = fold_constant(bits + 32), hi = fold_constant(bits - 32);
+  return _mm512_set4_epi64(int64_t(hi), int64_t(lo), int64_t(hi), int64_t(lo));
+}
+
 // Requires n >= 256.
 ORDO_CRC_CLMUL_TARGET uint32_t crc_clmul_fold(uint32_t crc, const uint8_t* p, size_t n) {
-  static constexpr uint64_t k128_lo = fold_constant(128 + 32), k128_hi = fold_constant(128 - 32);
-  static constexpr uint64_t k512_lo = fold_constant(512 + 32), k512_hi = fold_constant(512 - 32);
-  static constexpr uint64_t k2048_lo = fold_constant(2048 + 32),
-                            k2048_hi = fold_constant(2048 - 32);
   ORDO_ASSERT(n >= 256);
-  const __m512i k2048 =
-      _mm512_set_epi64(int64_t(k2048_hi), int64_t(k2048_lo), int64_t(k2048_hi), int64_t(k2048_lo),
-                       int64_t(k2048_hi), int64_t(k2048_lo), int64_t(k2048_hi), int64_t(k2048_lo));
-  const __m512i k512 =
-      _mm512_set_epi64(int64_t(k512_hi), int64_t(k512_lo), int64_t(k512_hi), int64_t(k512_lo),
-                       int64_t(k512_hi), int64_t(k512_lo), int64_t(k512_hi), int64_t(k512_lo));
+  const __m512i k2048 = fold_constants512<2048>();
+  const __m512i k512 = fold_constants512<512>();
   __m512i x0 = _mm512_loadu_si512(p);
   __m512i x1 = _mm512_loadu_si512(p + 64);
   __m512i x2 = _mm512_loadu_si512(p + 128);
@@ -175,7 +181,7 @@ ORDO_CRC_CLMUL_TARGET uint32_t crc_clmul_fold(uint32_t crc, const uint8_t* p, si
   }
   alignas(64) __m128i lanes[4];
   _mm512_store_si512(lanes, x3);
-  const __m128i k128 = _mm_set_epi64x(int64_t(k128_hi), int64_t(k128_lo));
+  const __m128i k128 = fold_constants<128>();
   __m128i a = lanes[0];
   for (int i = 1; i < 4; ++i) {
     a = _mm_xor_si128(
