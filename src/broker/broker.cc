@@ -340,11 +340,21 @@ Result<void> Broker::close() {
 
 // ---- dispatch ----
 
+std::span<uint8_t> Broker::Request::writable(std::span<const uint8_t> part) const {
+  const auto begin = reinterpret_cast<uintptr_t>(frame.data());
+  const auto at = reinterpret_cast<uintptr_t>(part.data());
+  ORDO_ASSERT(part.empty() || (at >= begin && at - begin <= frame.size() &&
+                               part.size() <= frame.size() - (at - begin)));
+  if (part.empty()) return {};
+  return frame.subspan(at - begin, part.size());
+}
+
 asio::awaitable<HandlerOutcome> Broker::handle(std::vector<uint8_t> frame, ConnectionState& conn) {
   size_t max_len = size_t(config_.socket_request_max_bytes);
   auto parsed = protocol::parse_request_header(frame, max_len);
   if (!parsed) co_return HandlerOutcome{{}, std::move(parsed).error()};
-  Request req{parsed->header, parsed->header.request_api_version, parsed->api, parsed->body, conn};
+  Request req{parsed->header, parsed->header.request_api_version, parsed->api, parsed->body, conn,
+              frame};
   const SupportedApi* api = find_supported(req.header.request_api_key);
   if (api && req.version >= api->min_version && req.version <= api->max_version) {
     co_return co_await api->handler(*this, req);

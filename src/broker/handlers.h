@@ -55,6 +55,13 @@ struct Broker::Request {
   const protocol::ApiInfo* api = nullptr;
   std::span<const uint8_t> body;
   ConnectionState& conn;
+  // The whole request frame (body is part of it), owned by Broker::handle for the handler's
+  // lifetime. Writable: produce fixes batch header fields in place and appends the batches
+  // from here (LogManager::append_borrowed), saving a copy of the records.
+  std::span<uint8_t> frame;
+
+  // The writable bytes of `part`, a range of the frame (a decoded field's view).
+  std::span<uint8_t> writable(std::span<const uint8_t> part) const;
 };
 
 // Encodes a response with its size prefix.

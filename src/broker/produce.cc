@@ -25,9 +25,12 @@ using PartitionResponse = protocol::ProduceResponse::PartitionProduceResponse;
 struct PartitionWork {
   size_t topic_index = 0;
   model::TopicPartition tp;
-  std::vector<uint8_t> batches;  // validated, ready to append
-  PartitionResponse response;    // filled in when done (or at once on a validation error)
-  bool submit = false;
+  std::span<uint8_t> in_frame;     // the records, in the request frame
+  std::vector<uint8_t> converted;  // or, for a legacy message set, its v2 up-conversion
+  PartitionResponse response;      // filled in when done (or at once on a validation error)
+  bool submit = false;             // validated, ready to append
+
+  std::span<uint8_t> batches() { return converted.empty() ? in_frame : std::span(converted); }
 };
 
 void fail(PartitionWork& w, ErrorCode e, std::string message) {
@@ -36,8 +39,9 @@ void fail(PartitionWork& w, ErrorCode e, std::string message) {
   w.response.error_message = std::move(message);
 }
 
-// Checks a partition's records and copies them into w.batches; sets the error otherwise.
-void validate(PartitionWork& w, std::span<const uint8_t> records, const TopicSettings& settings,
+// Checks a partition's records (fixing header fields in place) and marks them for the append;
+// sets the error otherwise. records are the request frame's bytes.
+void validate(PartitionWork& w, std::span<uint8_t> records, const TopicSettings& settings,
               int16_t version, int64_t now_ms) {
   if (records.empty()) {
     return fail(w, ErrorCode::invalid_record, "no record batch");
@@ -56,11 +60,11 @@ void validate(PartitionWork& w, std::span<const uint8_t> records, const TopicSet
                       : ErrorCode::corrupt_message,
                   converted.error().message);
     }
-    w.batches = std::move(*converted);
+    w.converted = std::move(*converted);
   } else {
-    w.batches.assign(records.begin(), records.end());
+    w.in_frame = records;
   }
-  std::span<uint8_t> rest(w.batches);
+  std::span<uint8_t> rest = w.batches();
   while (!rest.empty()) {
     // Bounded by the bytes present; the size limit is checked next, with its own error.
     auto view = model::RecordBatchView::parse(rest, rest.size());
@@ -154,7 +158,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
       } else if (!p.records) {
         fail(w, ErrorCode::invalid_record, "null records");
       } else {
-        validate(w, p.records->bytes(), *settings, req.version, now);
+        validate(w, req.writable(p.records->bytes()), *settings, req.version, now);
       }
       work.push_back(std::move(w));
     }
@@ -178,16 +182,18 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
     for (auto& w : work) {
       if (!w.submit) continue;
       remaining->fetch_add(1);
-      b.logs_->append(w.tp, std::move(w.batches), options,
-                      [&w, finish_one](Result<storage::AppendResult> r) mutable {
-                        if (r) {
-                          w.response.base_offset = r->first_offset.value();
-                          w.response.log_start_offset = r->log_start_offset.value();
-                        } else {
-                          fail(w, error_code_for(r.error()), r.error().message);
-                        }
-                        finish_one();
-                      });
+      // Borrowed: on the partition's own thread the log writes the frame's bytes before this
+      // returns; elsewhere it copies them.
+      b.logs_->append_borrowed(w.tp, w.batches(), options,
+                               [&w, finish_one](Result<storage::AppendResult> r) mutable {
+                                 if (r) {
+                                   w.response.base_offset = r->first_offset.value();
+                                   w.response.log_start_offset = r->log_start_offset.value();
+                                 } else {
+                                   fail(w, error_code_for(r.error()), r.error().message);
+                                 }
+                                 finish_one();
+                               });
     }
     // Every append of this request is queued at its writer: the next request may go.
     ++conn.produce_turn;

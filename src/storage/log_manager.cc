@@ -253,7 +253,7 @@ struct LogManager::Impl {
   // The work of the public methods, on the shard's thread (inline or posted).
   void do_create(Shard& s, const TopicPartition& tp, const LogConfig& config, Callback<void> done);
   void do_remove(Shard& s, const TopicPartition& tp, Callback<void> done);
-  void do_append(Shard& s, const TopicPartition& tp, std::vector<uint8_t>& batches,
+  void do_append(Shard& s, const TopicPartition& tp, std::span<uint8_t> batches,
                  const AppendOptions& options, Callback<AppendResult> done);
   void do_read(Shard& s, const TopicPartition& tp, const ReadOptions& options,
                Callback<ReadResult> done);
@@ -572,7 +572,7 @@ void LogManager::remove(const TopicPartition& tp, Callback<void> done) {
   });
 }
 
-void LogManager::Impl::do_append(Shard& s, const TopicPartition& tp, std::vector<uint8_t>& batches,
+void LogManager::Impl::do_append(Shard& s, const TopicPartition& tp, std::span<uint8_t> batches,
                                  const AppendOptions& options, Callback<AppendResult> done) {
   if (s.closed) return done(closed_error());
   auto it = s.partitions.find(tp);
@@ -607,6 +607,16 @@ void LogManager::append(const TopicPartition& tp, std::vector<uint8_t> batches,
                       done = std::move(done)]() mutable {
     impl->do_append(s, tp, batches, options, std::move(done));
   });
+}
+
+void LogManager::append_borrowed(const TopicPartition& tp, std::span<uint8_t> batches,
+                                 AppendOptions options, Callback<AppendResult> done) {
+  if (impl_->closing) return done(Impl::closed_error());
+  Shard& s = impl_->shard_for(tp);
+  // do_append writes the bytes before it returns (PartitionLog::append is synchronous; a
+  // durable waiter keeps only the result), so nothing refers to them afterwards.
+  if (s.here()) return impl_->do_append(s, tp, batches, options, std::move(done));
+  append(tp, std::vector<uint8_t>(batches.begin(), batches.end()), options, std::move(done));
 }
 
 void LogManager::Impl::do_read(Shard& s, const TopicPartition& tp, const ReadOptions& options,

@@ -44,6 +44,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -141,6 +142,13 @@ class LogManager {
   // Appends (see PartitionLog::append); completes according to the partition's flush mode.
   void append(const model::TopicPartition& tp, std::vector<uint8_t> batches, AppendOptions options,
               Callback<AppendResult> done);
+  // The same, borrowing the bytes instead of taking them. On the partition's shard thread they
+  // are checked and written (offsets assigned into them) before this returns, so the caller may
+  // reuse or free them as soon as it does, even while a durable append waits for its sync;
+  // from any other thread they are copied first. This saves a copy for a caller that already
+  // holds the batches in a buffer of its own (a request frame on the shard's network thread).
+  void append_borrowed(const model::TopicPartition& tp, std::span<uint8_t> batches,
+                       AppendOptions options, Callback<AppendResult> done);
   void read(const model::TopicPartition& tp, ReadOptions options, Callback<ReadResult> done);
   void set_config(const model::TopicPartition& tp, const LogConfig& config, Callback<void> done);
   // Runs fn with the log on its thread (for operations without a dedicated method).

@@ -377,6 +377,52 @@ TEST(LogManagerOnCallerContexts, WorkOnTheOwningShardRunsInlineElsewhereItIsPost
   threads.run_on(1, [] {});
 }
 
+TEST(LogManagerOnCallerContexts, ABorrowedAppendIsWrittenBeforeItReturnsOnItsShardElseCopied) {
+  for (FlushMode mode : {FlushMode::none, FlushMode::durable}) {
+    SCOPED_TRACE(mode == FlushMode::none ? "none" : "durable");
+    TempDir dir;
+    CallerThreads threads(2);
+    auto o = options_for(dir.path(), mode);
+    o.shard_contexts = threads.contexts();
+    auto mgr = LogManager::open(o);
+    ASSERT_TRUE(mgr) << mgr.error().to_string();
+    TopicPartition tp{"borrowed", 0};
+    ASSERT_TRUE((*mgr)->create_sync(tp, (*mgr)->options().default_config));
+    ASSERT_TRUE((*mgr)->append_sync(tp, make_batch(3, "first")));  // offsets 0-2
+
+    // From each context, a borrowed append of a buffer that is overwritten and freed right
+    // after the call. Where the partition lives the log has already assigned the offset into
+    // it; elsewhere it took a copy and the buffer is untouched (base offset 0 as built).
+    std::vector<int64_t> base_in_buffer(threads.size(), -1);
+    std::atomic<int> acknowledged{0};
+    for (size_t i = 0; i < threads.size(); ++i) {
+      threads.run_on(i, [&, i] {
+        auto buffer = make_batch(2, "b" + std::to_string(i));
+        (*mgr)->append_borrowed(tp, buffer, {}, [&](Result<AppendResult> r) {
+          EXPECT_TRUE(r) << r.error().to_string();
+          ++acknowledged;
+        });
+        auto view = model::RecordBatchView::parse(buffer, buffer.size());
+        ASSERT_TRUE(view);
+        base_in_buffer[i] = view->base().value();
+        std::fill(buffer.begin(), buffer.end(), uint8_t(0xEE));
+      });
+    }
+    for (int i = 0; i < 5000 && acknowledged.load() < 2; ++i) std::this_thread::sleep_for(1ms);
+    ASSERT_EQ(acknowledged.load(), 2);
+    std::vector<int64_t> sorted = base_in_buffer;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(sorted[0], 0) << "the other thread's buffer was not copied";
+    EXPECT_TRUE(sorted[1] == 3 || sorted[1] == 5) << sorted[1];
+    auto values = consume_all(**mgr, tp);
+    ASSERT_EQ(values.size(), 7u);
+    std::sort(values.begin() + 3, values.end());
+    EXPECT_EQ(std::vector<std::string>(values.begin() + 3, values.end()),
+              (std::vector<std::string>{"b0-0", "b0-1", "b1-0", "b1-1"}));
+    ASSERT_TRUE((*mgr)->close());
+  }
+}
+
 TEST(LogManagerOnCallerContexts, CallbacksMayCallBackInEvenToRemoveTheirPartition) {
   TempDir dir;
   CallerThreads threads(1);
