@@ -598,7 +598,7 @@ int64_t reads_per_pass(int64_t batch_bytes_exact, int64_t batch_count) {
 // crc32c/<size>[/impl:sse42]: the checksum every append verifies, with the implementation the
 // CPU selects (carry-less multiplication where it has VPCLMULQDQ), or forced onto SSE4.2.
 void BM_Crc32c(benchmark::State& state, int64_t bytes, bool sse42) {
-  if (sse42 && !ordo::crc32c_has_hardware()) {
+  if (sse42 && !ordo::crc32c_has_sse42()) {
     state.SkipWithError("no SSE4.2");
     return;
   }

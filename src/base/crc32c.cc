@@ -261,11 +261,7 @@ uint32_t crc32c_clmul(uint32_t crc, const void* data, size_t n) {
 #endif
 }
 
-uint32_t crc32c_hardware(uint32_t crc, const void* data, size_t n) {
-  return kHasClmul ? crc32c_clmul(crc, data, n) : crc32c_sse42(crc, data, n);
-}
-
-bool crc32c_has_hardware() {
+bool crc32c_has_sse42() {
   return kHasHw;
 }
 
@@ -274,7 +270,9 @@ bool crc32c_has_clmul() {
 }
 
 uint32_t crc32c(uint32_t crc, const void* data, size_t n) {
-  return kHasHw ? crc32c_hardware(crc, data, n) : crc32c_software(crc, data, n);
+  return kHasClmul ? crc32c_clmul(crc, data, n)
+         : kHasHw  ? crc32c_sse42(crc, data, n)
+                   : crc32c_software(crc, data, n);
 }
 
 }  // namespace ordo

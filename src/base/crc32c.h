@@ -13,10 +13,9 @@ uint32_t crc32c(uint32_t crc, const void* data, size_t size);
 
 // The same, forced onto one implementation (for tests and benchmarks).
 uint32_t crc32c_software(uint32_t crc, const void* data, size_t size);
-uint32_t crc32c_hardware(uint32_t crc, const void* data, size_t size);  // requires has_hw
-uint32_t crc32c_sse42(uint32_t crc, const void* data, size_t size);     // requires has_hw
-uint32_t crc32c_clmul(uint32_t crc, const void* data, size_t size);     // requires has_clmul
-bool crc32c_has_hardware();                                             // SSE4.2
+uint32_t crc32c_sse42(uint32_t crc, const void* data, size_t size);  // requires has_sse42
+uint32_t crc32c_clmul(uint32_t crc, const void* data, size_t size);  // requires has_clmul
+bool crc32c_has_sse42();
 bool crc32c_has_clmul();  // AVX-512 with VPCLMULQDQ (and SSE4.2)
 
 }  // namespace ordo
