@@ -231,6 +231,18 @@ class BadInputTest(unittest.TestCase):
         finally:
             c.close()
 
+    def test_last_offset_delta_disagreeing_with_the_record_count_is_refused(self):
+        # Two records claiming an offset range of 1,001 (valid CRC): accepting it would move
+        # the log end offset by 1,001. Refused, nothing stored; the honest batch goes in.
+        topic = "bad-input-offset-range"
+        kw.create_topic(self.bs, topic, 1)
+        good = kw.record_batch([(b"k0", b"v0", []), (b"k1", b"v1", [])], 1_700_000_000_000)
+        lying = kw.with_header_field(good, kw.BATCH_LAST_OFFSET_DELTA_POSITION, i32(1000))
+        self.produce_and_check(topic, lying, kw.INVALID_RECORD)
+        self.produce_and_check(topic, good, kw.NONE)
+        with kw.Connection(self.bs) as c:
+            self.assertEqual(c.list_offsets(topic, 0, -1)[2], 2)
+
     def test_hand_built_batches_read_by_confluent_kafka(self):
         # The data every test checks, through librdkafka: CRC-32C and varints by hand agree.
         c = Consumer(kw.assign_only_consumer_conf(self.bs, **{"check.crcs": True}))

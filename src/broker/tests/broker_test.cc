@@ -12,6 +12,7 @@
 
 #include "base/clock.h"
 #include "base/coding.h"
+#include "base/crc32c.h"
 #include "broker/legacy.h"
 #include "compression/compression.h"
 #include "compression/records.h"
@@ -392,6 +393,55 @@ TEST_F(BrokerTest, ProduceRejectsBadInputWithoutStoringIt) {
   auto legacy = batch;
   legacy[16] = 1;
   EXPECT_EQ(produce("t", 0, legacy, 3).error_code, ec(ErrorCode::unsupported_for_message_format));
+}
+
+TEST_F(BrokerTest, ProduceRefusesBatchesWhoseHeaderDisagreesWithTheirRecords) {
+  using namespace model::batch_layout;
+  ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
+  // Overwrites a big-endian header field and recomputes the CRC (the CRC is valid throughout).
+  auto with_field = [](std::vector<uint8_t> b, size_t pos, uint64_t v, size_t width) {
+    for (size_t i = 0; i < width; ++i) b[pos + i] = uint8_t(v >> (8 * (width - 1 - i)));
+    store_be32(b.data() + kCrc, crc32c(0, b.data() + kCrcStart, b.size() - kCrcStart));
+    return b;
+  };
+  auto refused = [&](const std::vector<uint8_t>& b, ErrorCode want) {
+    auto r = produce("t", 0, b);
+    EXPECT_EQ(r.error_code, ec(want)) << r.error_message.value_or("");
+    EXPECT_EQ(r.base_offset, -1);
+    EXPECT_EQ(fetch("t", 0, 0).high_watermark, 0);  // nothing stored, the end did not move
+  };
+  const auto two = storage::testing::make_batch(2, "x");
+  // Two records claiming 1,001 offsets: the log end offset would jump by 1,001.
+  refused(with_field(two, kLastOffsetDelta, 1000, 4), ErrorCode::invalid_record);
+  refused(with_field(two, kLastOffsetDelta, 0x7fffffff, 4), ErrorCode::invalid_record);
+  // Producer fields: an id with epoch -1; no id with a sequence; an id below -1.
+  refused(with_field(with_field(two, kProducerId, 3, 8), kBaseSequence, 0, 4),
+          ErrorCode::invalid_record);
+  refused(with_field(two, kBaseSequence, 0, 4), ErrorCode::invalid_record);
+  refused(with_field(two, kProducerId, uint64_t(-2), 8), ErrorCode::invalid_record);
+  // Attribute bits a client may not set.
+  refused(with_field(two, kAttributes, model::batch_attr::kDeleteHorizon, 2),
+          ErrorCode::invalid_record);
+  refused(with_field(two, kAttributes, model::batch_attr::kControl, 2), ErrorCode::invalid_record);
+
+  // Offset deltas 0 and 2 under a consistent header (count 2, lastOffsetDelta 1), plain and
+  // gzip-compressed (checked after decompression).
+  auto gap = two;
+  const size_t first_len = gap[kHeaderSize] / 2;  // zigzag varint, one byte
+  const size_t delta_pos = kHeaderSize + 1 + first_len + 3;
+  ASSERT_EQ(gap[delta_pos], 2);  // offset delta 1
+  gap[delta_pos] = 4;            // offset delta 2
+  gap = with_field(gap, kRecordCount, 2, 4);
+  refused(gap, ErrorCode::corrupt_message);
+  auto gzipped =
+      compression::recode_batch(model::RecordBatchView::parse(gap).value(), 1 /* gzip */).value();
+  refused(gzipped, ErrorCode::corrupt_message);
+
+  // The honest batch goes in at offset 0 and moves the end by 2.
+  auto ok = produce("t", 0, two);
+  EXPECT_EQ(ok.error_code, 0);
+  EXPECT_EQ(ok.base_offset, 0);
+  EXPECT_EQ(fetch("t", 0, 0).high_watermark, 2);
 }
 
 TEST_F(BrokerTest, ProduceEnforcesMaxMessageBytes) {
