@@ -585,6 +585,53 @@ TEST_F(BrokerTest, CompressedBatchesAreCheckedAndStoredAsSent) {
   EXPECT_EQ(produce("z", 0, packed).error_code, ec(ErrorCode::unsupported_compression_type));
 }
 
+TEST_F(BrokerTest, FetchKeepsTheResponseWithinMaxBytesButAlwaysReturnsAFirstBatch) {
+  ASSERT_EQ(create("big", 3).topics.at(0).error_code, 0);
+  // Partitions 0 and 2: three batches of ~10 KB each; partition 1: ten of ~1 KB.
+  for (int32_t p : {0, 2}) {
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_EQ(produce("big", p, storage::testing::make_batch(1, "b", 1000, 10000)).error_code, 0);
+    }
+  }
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(produce("big", 1, storage::testing::make_batch(1, "s", 1000, 1000)).error_code, 0);
+  }
+  const int64_t big_batch = int64_t(storage::testing::make_batch(1, "b", 1000, 10000).size());
+  const int64_t small_batch = int64_t(storage::testing::make_batch(1, "s", 1000, 1000).size());
+  // A fetch of all three partitions from offset 0, each partition allowed far more than the
+  // response (as librdkafka's max.partition.fetch.bytes > fetch.max.bytes).
+  auto fetch_all = [&](int32_t max_bytes) {
+    protocol::FetchRequest req = fetch_req("big", 0, 0);
+    req.max_bytes = max_bytes;
+    for (int32_t p : {1, 2}) {
+      auto part = req.topics[0].partitions[0];
+      part.partition = p;
+      req.topics[0].partitions.push_back(part);
+    }
+    for (auto& part : req.topics[0].partitions) part.partition_max_bytes = 20'000'000;
+    auto resp = call<protocol::FetchResponse>(req, 12);
+    EXPECT_EQ(resp.error_code, 0);
+    std::vector<int64_t> sizes;
+    for (const auto& part : resp.responses.at(0).partitions) {
+      EXPECT_EQ(part.error_code, 0);
+      sizes.push_back(part.records ? int64_t(part.records->size()) : 0);
+    }
+    return sizes;
+  };
+  // 25,000 bytes: two big batches of partition 0, then as many small ones of partition 1 as
+  // fit in the rest (partition 1 alone would have returned all ten), none of partition 2.
+  const int64_t rest = 25'000 - 2 * big_batch;
+  ASSERT_GT(rest, small_batch);
+  EXPECT_EQ(fetch_all(25'000),
+            (std::vector<int64_t>{2 * big_batch, rest / small_batch * small_batch, 0}));
+  // Smaller than one batch: the first batch of the first partition with data comes whole, so
+  // that the consumer progresses; nothing else.
+  EXPECT_EQ(fetch_all(5'000), (std::vector<int64_t>{big_batch, 0, 0}));
+  // Enough for everything: everything.
+  EXPECT_EQ(fetch_all(1 << 20),
+            (std::vector<int64_t>{3 * big_batch, 10 * small_batch, 3 * big_batch}));
+}
+
 TEST_F(BrokerTest, FetchLongPollReturnsWhenDataArrives) {
   ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
   std::optional<HandlerOutcome> fetched;
