@@ -49,7 +49,7 @@ const char* errc_name(Errc code) {
 
 Error errno_error(int err, std::string_view what) {
   return Error{err == ENOENT ? Errc::not_found : Errc::io,
-               fmt::format("{}: {}", what, std::strerror(err))};
+               fmt::format("{}: {}", what, std::strerror(err)), err};
 }
 
 }  // namespace ordo

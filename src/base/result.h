@@ -35,6 +35,7 @@ const char* errc_name(Errc code);
 struct Error {
   Errc code = Errc::ok;
   std::string message;
+  int sys_errno = 0;  // the errno of the failed system call (errno_error), 0 otherwise
 
   std::string to_string() const { return fmt::format("{}: {}", errc_name(code), message); }
 };

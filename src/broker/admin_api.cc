@@ -12,7 +12,10 @@ using nlohmann::json;
 namespace {
 
 json partition_json(const storage::PartitionStatus& p) {
-  json j = {{"topic", p.tp.topic}, {"partition", p.tp.partition}, {"online", p.online}};
+  json j = {{"topic", p.tp.topic},
+            {"partition", p.tp.partition},
+            {"online", p.online},
+            {"write_errors", p.write_errors}};
   if (!p.online) {
     j["error"] = p.error;
     return j;
@@ -74,6 +77,9 @@ std::string metrics_text(const std::vector<storage::PartitionStatus>& status) {
          online([](const P& p) { return double(p.log_start_offset.value()); }));
   family(out, status, "ordo_partition_log_end_offset", "gauge", "Offset the next record gets",
          online([](const P& p) { return double(p.log_end_offset.value()); }));
+  family(out, status, "ordo_partition_write_errors_total", "counter",
+         "Appends that failed in a system call (a full disk: ENOSPC) since start",
+         [](const P& p) -> Opt { return double(p.write_errors); });
   family(out, status, "ordo_partition_size_bytes", "gauge", "Bytes of the partition's segments",
          online([](const P& p) { return double(p.size_bytes); }));
   family(out, status, "ordo_cleaner_dirty_ratio", "gauge",

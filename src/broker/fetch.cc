@@ -48,6 +48,21 @@ asio::awaitable<void> read_all(storage::LogManager& logs, std::vector<FetchItem>
   });
 }
 
+// Reads one partition again with a smaller limit and no first-batch exception: the batches
+// that fit in what is left of the response's max_bytes.
+asio::awaitable<void> read_within(storage::LogManager& logs, FetchItem& item, int64_t max_bytes) {
+  co_await on_callback<int>([&](auto done) {
+    storage::ReadOptions o;
+    o.start = Offset(item.offset);
+    o.max_bytes = max_bytes;
+    o.min_one_batch = false;
+    logs.read(item.tp, o, [&item, done](Result<storage::ReadResult> r) mutable {
+      item.result = std::move(r);
+      done(0);
+    });
+  });
+}
+
 }  // namespace
 
 asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
@@ -70,7 +85,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
       item.topic_index = ti;
       item.tp = {t.topic, p.partition};
       item.offset = p.fetch_offset;
-      item.max_bytes = std::max(p.partition_max_bytes, 0);
+      // No partition can contribute more than the whole response may hold.
+      item.max_bytes = std::clamp(p.partition_max_bytes, 0, std::max(body.max_bytes, 0));
       item.known = has_partition(info, p.partition);
       items.push_back(std::move(item));
     }
@@ -111,10 +127,19 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
   }
 
   // The response: partitions in request order, at most max_bytes of records in all except
-  // that the first partition with data always gets its first batch (KIP-74).
+  // that the first partition with data always gets its first batch whole (KIP-74), so that a
+  // consumer progresses. Each partition was read within min(its limit, max_bytes); one whose
+  // batches do not all fit in what is left is read again within that (whole batches only).
   int64_t used = 0;
   for (const auto& t : body.topics) resp.responses.push_back({t.topic, t.topic_id, {}, {}});
   for (auto& item : items) {
+    if (used > 0 && item.known && item.result && item.result->slice.size > max_bytes - used) {
+      if (max_bytes - used > 0) {
+        co_await read_within(*b.logs_, item, max_bytes - used);
+      } else {
+        item.result->slice = {};
+      }
+    }
     FetchPartitionData out;
     out.partition_index = item.tp.partition;
     // Never null: librdkafka cannot parse a -1 record set size, even next to an error.
@@ -132,7 +157,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
       out.log_start_offset = r.log_start_offset.value();
       if (body.isolation_level == 1) out.aborted_transactions.emplace();
       const storage::FileSlice& s = r.slice;
-      if (s.size > 0 && (used == 0 || used + s.size <= max_bytes)) {
+      if (s.size > 0) {
+        ORDO_ASSERT(used == 0 || used + s.size <= max_bytes);
         out.records = protocol::Records::file({s.file, s.position, s.size});
         used += s.size;
       }

@@ -79,13 +79,9 @@ void validate(PartitionWork& w, std::span<uint8_t> records, const TopicSettings&
     if (auto c = view->verify_crc(); !c) {
       return fail(w, ErrorCode::corrupt_message, c.error().message);
     }
-    if (view->record_count() <= 0) {
-      return fail(w, ErrorCode::invalid_record, "a batch without records");
-    }
-    if (view->is_transactional() || view->is_control()) {
-      // Transactions (and the control markers only a coordinator writes) do not exist yet:
-      // storing them would break read_committed.
-      return fail(w, ErrorCode::invalid_record, "transactional batches are not supported yet");
+    // Count and offset range, control/transactional flags, producer fields (as Kafka).
+    if (auto h = model::check_produced_batch(*view); !h) {
+      return fail(w, ErrorCode::invalid_record, h.error().message);
     }
     std::span<uint8_t> batch = rest.first(view->size_bytes());
     // Every record is checked (a compressed batch is decompressed for that, within

@@ -53,6 +53,44 @@ Result<void> RecordBatchView::verify_crc() const {
   return ok();
 }
 
+Result<void> check_produced_batch(const RecordBatchView& b) {
+  if (b.record_count() <= 0) {
+    return make_error(Errc::invalid_argument, "Invalid reported count for record batch: {}",
+                      b.record_count());
+  }
+  if (int64_t(b.last_offset_delta()) != int64_t(b.record_count()) - 1) {
+    return make_error(Errc::invalid_argument,
+                      "Inconsistent batch offset range and record count: lastOffsetDelta {} "
+                      "with {} records",
+                      b.last_offset_delta(), b.record_count());
+  }
+  if (b.is_control()) {
+    return make_error(Errc::invalid_argument, "clients may not write control batches");
+  }
+  if (b.is_transactional()) {
+    // Transactions do not exist yet: storing them would break read_committed.
+    return make_error(Errc::invalid_argument, "transactional batches are not supported yet");
+  }
+  if (b.attributes() & batch_attr::kDeleteHorizon) {
+    return make_error(Errc::invalid_argument, "the delete horizon flag is set only by the cleaner");
+  }
+  const int64_t pid = b.producer_id();
+  if (pid >= 0) {
+    if (b.producer_epoch() < 0 || b.base_sequence() < 0) {
+      return make_error(Errc::invalid_argument,
+                        "idempotent batch of producer {} with epoch {} and base sequence {}", pid,
+                        b.producer_epoch(), b.base_sequence());
+    }
+  } else if (pid != -1) {
+    return make_error(Errc::invalid_argument, "invalid producer id {}", pid);
+  } else if (b.producer_epoch() != -1 || b.base_sequence() != -1) {
+    return make_error(Errc::invalid_argument,
+                      "batch without a producer id has epoch {} and base sequence {} (not -1)",
+                      b.producer_epoch(), b.base_sequence());
+  }
+  return ok();
+}
+
 void set_base_offset(std::span<uint8_t> batch, Offset base) {
   ORDO_ASSERT(batch.size() >= kHeaderSize);
   store_be64(batch.data() + kBaseOffset, uint64_t(base.value()));

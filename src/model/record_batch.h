@@ -148,6 +148,21 @@ class RecordBatchView {
   std::span<const uint8_t> bytes_;
 };
 
+// The header checks Kafka's log validator makes on a batch a client produces, beyond what
+// parse() (magic 2, lengths, base offset) and verify_crc() check. A batch in the log may
+// legitimately differ (compaction leaves gaps; only the coordinator writes control batches), so
+// these apply to produce requests only. Errc::invalid_argument (INVALID_RECORD) naming the
+// field:
+//  - recordCount > 0, and lastOffsetDelta == recordCount - 1 (the batch's offset range is
+//    its records': the log end offset moves by exactly the records it stores);
+//  - no control batch, no transactional batch (not supported), no delete-horizon flag (the
+//    log cleaner's);
+//  - producerId >= 0 (idempotent) needs producerEpoch >= 0 and baseSequence >= 0;
+//    producerId -1 needs producerEpoch -1 and baseSequence -1; producerId < -1 is invalid.
+// With lastOffsetDelta == recordCount - 1, scan_records() then holds the records' offset
+// deltas to exactly 0..recordCount-1 in order.
+Result<void> check_produced_batch(const RecordBatchView& batch);
+
 // Writes the fields the log assigns on append. Neither is covered by the CRC.
 void set_base_offset(std::span<uint8_t> batch, Offset base);
 void set_leader_epoch(std::span<uint8_t> batch, int32_t epoch);

@@ -46,6 +46,8 @@ struct Partition {
   bool flush_in_flight = false;
   int64_t last_flush_ms = 0;
   std::deque<Waiter> waiters;
+  uint64_t write_errors = 0;  // appends that failed in a system call
+  LogLimiter write_error_log{kWriteErrorLogIntervalMs};
 };
 
 struct Shard {
@@ -127,6 +129,17 @@ struct LogManager::Impl {
     if (log.high_watermark() != before && opts.on_high_watermark) {
       opts.on_high_watermark(p.tp, log.high_watermark());
     }
+  }
+
+  // An append that failed in a system call (a full disk, an I/O error): the client gets
+  // KAFKA_STORAGE_ERROR; the operator gets a counter and a rate-limited line.
+  void note_write_error(Partition& p, const Error& e) {
+    ++p.write_errors;
+    if (!p.write_error_log.allow(opts.clock->now_ms())) return;
+    const char* name = strerrorname_np(e.sys_errno);
+    ORDO_LOG_ERROR("{}: write failed: errno {} ({}): {} ({} write errors in all, {} not logged)",
+                   p.tp.to_string(), e.sys_errno, name ? name : "?", e.message, p.write_errors,
+                   p.write_error_log.take_suppressed());
   }
 
   void fail_partition(Partition& p, Error e) {
@@ -582,7 +595,10 @@ void LogManager::Impl::do_append(Shard& s, const TopicPartition& tp, std::span<u
   std::shared_ptr<Partition> p = it->second;
   if (p->offline) return done(*p->offline);
   auto r = p->log->append(batches, options);
-  if (!r) return done(std::move(r).error());
+  if (!r) {
+    if (r.error().sys_errno != 0) note_write_error(*p, r.error());
+    return done(std::move(r).error());
+  }
   if (p->log->config().flush_mode == FlushMode::durable) {
     if (!options.wait_for_flush) {
       start_flush(s, p);
@@ -718,6 +734,7 @@ std::vector<PartitionStatus> LogManager::status() {
             PartitionStatus st;
             st.tp = tp;
             st.online = !p->offline;
+            st.write_errors = p->write_errors;
             if (p->offline) {
               st.error = p->offline->to_string();
             } else {

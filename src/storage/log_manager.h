@@ -108,6 +108,8 @@ struct LogManagerOptions {
   CleanerThreadOptions cleaner;
 };
 
+constexpr int64_t kWriteErrorLogIntervalMs = 10'000;
+
 struct PartitionStatus {
   model::TopicPartition tp;
   bool online = true;
@@ -119,6 +121,9 @@ struct PartitionStatus {
   int64_t size_bytes = 0;
   size_t segments = 0;
   bool compacted = false;  // cleanup.policy includes compact: `cleaner` is meaningful
+  // Appends that failed in a system call (ENOSPC, EIO...) since the broker started; each is
+  // logged (at most one line per partition every kWriteErrorLogIntervalMs).
+  uint64_t write_errors = 0;
   CleanerStats cleaner;
 };
 

@@ -269,6 +269,14 @@ void check_records(const RecordBatchView& v) {
   }
   ORDO_ASSERT(v.compression() == Compression::none);
   ORDO_ASSERT(recs->size() == size_t(v.record_count()));
+  // What a producer may send: its records carry exactly the offsets its header claims,
+  // deltas 0..count-1 in order.
+  if (auto produced = check_produced_batch(v); produced) {
+    ORDO_ASSERT(v.last_offset_delta() == v.record_count() - 1);
+    for (size_t i = 0; i < recs->size(); ++i) ORDO_ASSERT((*recs)[i].offset_delta == int32_t(i));
+  } else {
+    ORDO_ASSERT(produced.error().code == Errc::invalid_argument);
+  }
 
   Bytes section = v.records_section();
   int64_t prev_delta = -1;

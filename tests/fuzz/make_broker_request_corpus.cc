@@ -195,6 +195,19 @@ void run() {
                   .build();
   p.topic_data[0].partition_data[0].records = Records::owned(idem);
   seed(p, 9, "produce-idempotent");
+  // Batches whose header disagrees with their records (refused with INVALID_RECORD): two
+  // records claiming 1,001 offsets, and an idempotent batch without an epoch.
+  auto wide = model::RecordBatchBuilder().add("k", "v", 1000).add("k2", "v2", 1001).build();
+  store_be32(wide.data() + model::batch_layout::kLastOffsetDelta, 1000);
+  model::set_max_timestamp(wide, 1001);  // recomputes the CRC
+  p.topic_data[0].partition_data[0].records = Records::owned(wide);
+  seed(p, 9, "produce-offset-range");
+  auto no_epoch =
+      model::RecordBatchBuilder({.producer_id = 3, .producer_epoch = -1, .base_sequence = 0})
+          .add("k", "v", 1000)
+          .build();
+  p.topic_data[0].partition_data[0].records = Records::owned(no_epoch);
+  seed(p, 9, "produce-idempotent-no-epoch");
 }
 
 }  // namespace

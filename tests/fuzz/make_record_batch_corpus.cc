@@ -168,6 +168,10 @@ Bytes control_batch() {
   return RecordBatchBuilder(o).add(key, value, 1700000000000).build();
 }
 
+Bytes two_records() {
+  return RecordBatchBuilder().add("k0", "v0", 1700000000000).add("k1", "v1", 1700000000001).build();
+}
+
 // A valid batch placed at base_offset, as it would sit in a segment.
 Bytes at_offset(Bytes b, int64_t base) {
   set_base_offset(b, Offset(base));
@@ -265,6 +269,29 @@ int run(int argc, char** argv) {
   fix_crc(bad_len);
   add("bad_record_length", bad_len);
   add("empty", Bytes());
+
+  // Batches that parse (a batch in the log may look like this) but no producer may send
+  // (model::check_produced_batch).
+  Bytes wide = two_records();
+  store_be32(wide.data() + layout::kLastOffsetDelta, 1000);  // 2 records, 1,001 offsets
+  fix_crc(wide);
+  add("bad_produced_offset_range", wide);
+  Bytes idem_no_epoch = two_records();
+  store_be64(idem_no_epoch.data() + layout::kProducerId, 7);
+  store_be32(idem_no_epoch.data() + layout::kBaseSequence, 0);  // epoch stays -1
+  fix_crc(idem_no_epoch);
+  add("bad_produced_idempotent_epoch", idem_no_epoch);
+  Bytes stray_sequence = two_records();
+  store_be32(stray_sequence.data() + layout::kBaseSequence, 5);  // no producer id
+  fix_crc(stray_sequence);
+  add("bad_produced_sequence_without_producer", stray_sequence);
+  Bytes horizon = two_records();
+  store_be16(horizon.data() + layout::kAttributes, batch_attr::kDeleteHorizon);
+  fix_crc(horizon);
+  add("bad_produced_delete_horizon", horizon);
+  add("bad_produced_offset_gap",  // count 2, lastOffsetDelta 1, deltas 0 and 2
+      raw_batch({{.offset_delta = 0, .key = "a"}, {.offset_delta = 2, .key = "b"}}, 1,
+                1700000000000));
 
   for (const auto& [name, bytes] : seeds) {
     if (!write_seed(dir, name, bytes)) return 1;

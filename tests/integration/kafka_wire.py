@@ -31,6 +31,7 @@ UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_TOPIC_EXCEPTION = 17
 TOPIC_ALREADY_EXISTS = 36
 UNSUPPORTED_VERSION = 35
+INVALID_RECORD = 87
 
 API_PRODUCE = 0
 API_FETCH = 1
@@ -223,6 +224,17 @@ def record_batch(records, base_timestamp=None, base_offset=0):
 
 # Byte position of the CRC field in a batch (after base offset, length, epoch, magic).
 BATCH_CRC_POSITION = 8 + 4 + 4 + 1
+# Byte positions of header fields covered by the CRC.
+BATCH_LAST_OFFSET_DELTA_POSITION = BATCH_CRC_POSITION + 4 + 2
+
+
+def with_header_field(batch, position, packed):
+    """The batch with the bytes at position replaced by packed and its CRC recomputed."""
+    b = bytearray(batch)
+    b[position:position + len(packed)] = packed
+    b[BATCH_CRC_POSITION:BATCH_CRC_POSITION + 4] = struct.pack(
+        ">I", crc32c(bytes(b[BATCH_CRC_POSITION + 4:])))
+    return bytes(b)
 
 
 def parse_batches(data):

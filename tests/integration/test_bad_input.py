@@ -2,8 +2,14 @@
 (kafka_wire.py). After every test the broker must still be running, serve a new connection
 normally and hold exactly the data stored at the start (tearDown)."""
 
+import os
 import random
+import re
+import subprocess
+import tempfile
+import time
 import unittest
+import urllib.request
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -231,6 +237,18 @@ class BadInputTest(unittest.TestCase):
         finally:
             c.close()
 
+    def test_last_offset_delta_disagreeing_with_the_record_count_is_refused(self):
+        # Two records claiming an offset range of 1,001 (valid CRC): accepting it would move
+        # the log end offset by 1,001. Refused, nothing stored; the honest batch goes in.
+        topic = "bad-input-offset-range"
+        kw.create_topic(self.bs, topic, 1)
+        good = kw.record_batch([(b"k0", b"v0", []), (b"k1", b"v1", [])], 1_700_000_000_000)
+        lying = kw.with_header_field(good, kw.BATCH_LAST_OFFSET_DELTA_POSITION, i32(1000))
+        self.produce_and_check(topic, lying, kw.INVALID_RECORD)
+        self.produce_and_check(topic, good, kw.NONE)
+        with kw.Connection(self.bs) as c:
+            self.assertEqual(c.list_offsets(topic, 0, -1)[2], 2)
+
     def test_hand_built_batches_read_by_confluent_kafka(self):
         # The data every test checks, through librdkafka: CRC-32C and varints by hand agree.
         c = Consumer(kw.assign_only_consumer_conf(self.bs, **{"check.crcs": True}))
@@ -267,6 +285,82 @@ class BadInputTest(unittest.TestCase):
             longest = "b" * 249
             self.assertEqual(c.create_topics([(longest, 1, {})])[longest][0], kw.NONE)
             kw.wait_for_topic(self.bs, longest, 1)
+
+
+KAFKA_STORAGE_ERROR = 56
+
+
+class DiskFullTest(unittest.TestCase):
+    """A broker whose data dir is a 4 MiB tmpfs, filled by produce requests: every failed
+    write answers KAFKA_STORAGE_ERROR, is counted by a metric and logged (rate-limited, with
+    the partition and errno); reads go on; once space is freed, writes succeed again."""
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("mounting a small tmpfs as the data dir needs root")
+        cls.mount_point = tempfile.mkdtemp(prefix="ordo-it-full-")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", cls.mount_point],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            os.rmdir(cls.mount_point)
+            raise unittest.SkipTest(f"cannot mount a tmpfs: {r.stderr.strip()}")
+        cls.addClassCleanup(cls.unmount)
+        cls.broker = cls.enterClassContext(kw.Broker(
+            ["--set", "offsets.topic.num.partitions=1"],
+            data_dir=os.path.join(cls.mount_point, "data")))
+
+    @classmethod
+    def unmount(cls):
+        subprocess.run(["umount", cls.mount_point], check=True)
+        os.rmdir(cls.mount_point)
+
+    def write_errors_metric(self, topic):
+        url = f"http://127.0.0.1:{self.broker.admin_port}/metrics"
+        with urllib.request.urlopen(url, timeout=kw.WAIT_S) as r:
+            text = r.read().decode()
+        m = re.search(r'^ordo_partition_write_errors_total\{topic="%s",partition="0"\} (\S+)$'
+                      % re.escape(topic), text, re.M)
+        self.assertIsNotNone(m, text)
+        return int(float(m.group(1)))
+
+    def test_full_disk(self):
+        topic = "disk-full"
+        kw.create_topic(self.broker.bootstrap, topic, 1)
+        self.assertEqual(self.write_errors_metric(topic), 0)
+        batch = kw.record_batch([(b"k", os.urandom(64 * 1024), [])])
+        stored = 0
+        started = time.monotonic()
+        with kw.Connection(self.broker.bootstrap) as c:
+            for _ in range(100):  # 6.4 MiB: more than the 4 MiB the file system has
+                error, base, _, _ = c.produce(topic, 0, batch)
+                if error != kw.NONE:
+                    break
+                self.assertEqual(base, stored)
+                stored += 1
+            self.assertEqual(error, KAFKA_STORAGE_ERROR)
+            self.assertGreater(stored, 0)
+            failures = 1
+            for _ in range(20):  # more failures, rate-limited in the log
+                self.assertEqual(c.produce(topic, 0, batch)[0], KAFKA_STORAGE_ERROR)
+                failures += 1
+            elapsed = time.monotonic() - started
+            # Counted, every one.
+            self.assertEqual(self.write_errors_metric(topic), failures)
+            # Logged with the partition and errno, at most one line per 10 s.
+            lines = [line for line in self.broker.log().splitlines()
+                     if f"{topic}-0: write failed" in line]
+            self.assertGreaterEqual(len(lines), 1, self.broker.log())
+            self.assertLessEqual(len(lines), 1 + int(elapsed // 10) + 1, lines)
+            self.assertIn("errno 28 (ENOSPC)", lines[0])
+            # Reads go on: everything stored reads back, the end offset is where it was.
+            self.assertEqual(c.list_offsets(topic, 0, -1), (kw.NONE, -1, stored))
+            self.assertEqual(len(kw.parse_batches(c.fetch_all(topic, 0))), stored)
+            # Space freed (the file system grows): writes succeed again, after the others.
+            subprocess.run(["mount", "-o", "remount,size=64m", self.mount_point], check=True)
+            error, base, _, _ = c.produce(topic, 0, batch)
+            self.assertEqual((error, base), (kw.NONE, stored))
+            self.assertEqual(len(kw.parse_batches(c.fetch_all(topic, 0))), stored + 1)
 
 
 if __name__ == "__main__":

@@ -299,6 +299,39 @@ class ConfluentKafkaTest(unittest.TestCase):
         finally:
             c.close()
 
+    def test_fetch_max_bytes_bounds_the_response(self):
+        # librdkafka refuses a response larger than receive.message.max.bytes: with
+        # max.partition.fetch.bytes far above fetch.max.bytes, a response holding a whole
+        # partition's ~900 KiB messages stalled the consumer for good. The broker keeps the
+        # response within fetch.max.bytes (the first batch excepted) and the consumer reads all.
+        topic = "ck-large-messages"
+        partitions, per_partition, size = 3, 3, 900 * 1024
+        a = self.admin()
+        # One segment per partition: this module's brokers roll at 64 KiB, and a read never
+        # spans segments.
+        a.create_topics([NewTopic(topic, partitions, 1,
+                                  config={"segment.bytes": str(64 << 20)})])[topic].result()
+        kw.wait_for_topic(self.bs, topic, partitions)
+        p = self.producer(**{"linger.ms": 0})
+        for part in range(partitions):
+            for i in range(per_partition):
+                p.produce(topic, partition=part, key=b"%d-%d" % (part, i),
+                          value=bytes([part * per_partition + i]) * size)
+        self.assertEqual(p.flush(kw.WAIT_S), 0)
+        c = self.consumer(**{"fetch.max.bytes": 1000000,
+                             "max.partition.fetch.bytes": 20000000,
+                             "receive.message.max.bytes": 1000512})
+        try:
+            c.assign([TopicPartition(topic, part, OFFSET_BEGINNING)
+                      for part in range(partitions)])
+            messages = self.consume(c, partitions * per_partition)
+            got = sorted((m.partition(), m.offset(), m.key(), m.value()) for m in messages)
+            self.assertEqual(got, [(part, i, b"%d-%d" % (part, i),
+                                    bytes([part * per_partition + i]) * size)
+                                   for part in range(partitions) for i in range(per_partition)])
+        finally:
+            c.close()
+
     def tearDown(self):
         # What librdkafka reported through error_cb during the test (connection failures and
         # the like): nothing is expected.

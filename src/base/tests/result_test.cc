@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
+
+#include "base/log.h"
+
 namespace ordo {
 namespace {
 
@@ -35,6 +39,28 @@ TEST(Result, ValueAndErrorPropagate) {
 TEST(ResultDeathTest, ValueOfErrorAborts) {
   auto r = parse_positive(0);
   EXPECT_DEATH((void)r.value(), "Result::value");
+}
+
+TEST(Result, ErrnoErrorKeepsTheErrno) {
+  Error e = errno_error(ENOSPC, "pwrite f");
+  EXPECT_EQ(e.code, Errc::io);
+  EXPECT_EQ(e.sys_errno, ENOSPC);
+  EXPECT_EQ(e.message, "pwrite f: No space left on device");
+  EXPECT_EQ(make_error(Errc::io, "x").sys_errno, 0);
+}
+
+TEST(LogLimiter, OneLinePerIntervalCountingTheOthers) {
+  LogLimiter l(10'000);
+  EXPECT_TRUE(l.allow(5));  // the first line always
+  EXPECT_EQ(l.take_suppressed(), 0u);
+  EXPECT_FALSE(l.allow(6));
+  EXPECT_FALSE(l.allow(10'004));
+  EXPECT_TRUE(l.allow(10'005));
+  EXPECT_EQ(l.take_suppressed(), 2u);
+  EXPECT_EQ(l.take_suppressed(), 0u);
+  EXPECT_FALSE(l.allow(20'000));
+  EXPECT_TRUE(l.allow(30'000));
+  EXPECT_EQ(l.take_suppressed(), 1u);
 }
 
 }  // namespace

@@ -36,6 +36,7 @@ std::vector<storage::PartitionStatus> sample_status() {
   storage::PartitionStatus plain;
   plain.tp = {"events", 0};
   plain.log_end_offset = Offset(7);
+  plain.write_errors = 3;
   return {plain, broken, table};
 }
 
@@ -55,6 +56,8 @@ TEST(AdminApi, PartitionsAsJson) {
   EXPECT_EQ(j[0]["topic"], "events");
   EXPECT_EQ(j[0]["log_end_offset"], 7);
   EXPECT_EQ(j[0]["compacted"], false);
+  EXPECT_EQ(j[0]["write_errors"], 3);
+  EXPECT_EQ(j[1]["write_errors"], 0);
   EXPECT_FALSE(j[0].contains("cleaner"));
   EXPECT_EQ(j[1]["online"], false);
   EXPECT_EQ(j[1]["error"], "corrupt: bad batch");
@@ -88,6 +91,9 @@ TEST(AdminApi, PrometheusMetrics) {
            "ordo_partition_online{topic=\"events\",partition=\"1\"} 0\n",
            "ordo_partition_log_end_offset{topic=\"events\",partition=\"0\"} 7\n",
            "ordo_cleaner_dirty_ratio{topic=\"table\",partition=\"0\"} 0.25\n",
+           "# TYPE ordo_partition_write_errors_total counter\n",
+           "ordo_partition_write_errors_total{topic=\"events\",partition=\"0\"} 3\n",
+           "ordo_partition_write_errors_total{topic=\"events\",partition=\"1\"} 0\n",
            "# TYPE ordo_cleaner_cleans_total counter\n",
            "ordo_cleaner_cleans_total{topic=\"table\",partition=\"0\"} 2\n",
            "ordo_cleaner_bytes_read_total{topic=\"table\",partition=\"0\"} 10000\n",

@@ -12,6 +12,7 @@
 
 #include "base/clock.h"
 #include "base/coding.h"
+#include "base/crc32c.h"
 #include "broker/legacy.h"
 #include "compression/compression.h"
 #include "compression/records.h"
@@ -394,6 +395,55 @@ TEST_F(BrokerTest, ProduceRejectsBadInputWithoutStoringIt) {
   EXPECT_EQ(produce("t", 0, legacy, 3).error_code, ec(ErrorCode::unsupported_for_message_format));
 }
 
+TEST_F(BrokerTest, ProduceRefusesBatchesWhoseHeaderDisagreesWithTheirRecords) {
+  using namespace model::batch_layout;
+  ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
+  // Overwrites a big-endian header field and recomputes the CRC (the CRC is valid throughout).
+  auto with_field = [](std::vector<uint8_t> b, size_t pos, uint64_t v, size_t width) {
+    for (size_t i = 0; i < width; ++i) b[pos + i] = uint8_t(v >> (8 * (width - 1 - i)));
+    store_be32(b.data() + kCrc, crc32c(0, b.data() + kCrcStart, b.size() - kCrcStart));
+    return b;
+  };
+  auto refused = [&](const std::vector<uint8_t>& b, ErrorCode want) {
+    auto r = produce("t", 0, b);
+    EXPECT_EQ(r.error_code, ec(want)) << r.error_message.value_or("");
+    EXPECT_EQ(r.base_offset, -1);
+    EXPECT_EQ(fetch("t", 0, 0).high_watermark, 0);  // nothing stored, the end did not move
+  };
+  const auto two = storage::testing::make_batch(2, "x");
+  // Two records claiming 1,001 offsets: the log end offset would jump by 1,001.
+  refused(with_field(two, kLastOffsetDelta, 1000, 4), ErrorCode::invalid_record);
+  refused(with_field(two, kLastOffsetDelta, 0x7fffffff, 4), ErrorCode::invalid_record);
+  // Producer fields: an id with epoch -1; no id with a sequence; an id below -1.
+  refused(with_field(with_field(two, kProducerId, 3, 8), kBaseSequence, 0, 4),
+          ErrorCode::invalid_record);
+  refused(with_field(two, kBaseSequence, 0, 4), ErrorCode::invalid_record);
+  refused(with_field(two, kProducerId, uint64_t(-2), 8), ErrorCode::invalid_record);
+  // Attribute bits a client may not set.
+  refused(with_field(two, kAttributes, model::batch_attr::kDeleteHorizon, 2),
+          ErrorCode::invalid_record);
+  refused(with_field(two, kAttributes, model::batch_attr::kControl, 2), ErrorCode::invalid_record);
+
+  // Offset deltas 0 and 2 under a consistent header (count 2, lastOffsetDelta 1), plain and
+  // gzip-compressed (checked after decompression).
+  auto gap = two;
+  const size_t first_len = gap[kHeaderSize] / 2;  // zigzag varint, one byte
+  const size_t delta_pos = kHeaderSize + 1 + first_len + 3;
+  ASSERT_EQ(gap[delta_pos], 2);  // offset delta 1
+  gap[delta_pos] = 4;            // offset delta 2
+  gap = with_field(gap, kRecordCount, 2, 4);
+  refused(gap, ErrorCode::corrupt_message);
+  auto gzipped =
+      compression::recode_batch(model::RecordBatchView::parse(gap).value(), 1 /* gzip */).value();
+  refused(gzipped, ErrorCode::corrupt_message);
+
+  // The honest batch goes in at offset 0 and moves the end by 2.
+  auto ok = produce("t", 0, two);
+  EXPECT_EQ(ok.error_code, 0);
+  EXPECT_EQ(ok.base_offset, 0);
+  EXPECT_EQ(fetch("t", 0, 0).high_watermark, 2);
+}
+
 TEST_F(BrokerTest, ProduceEnforcesMaxMessageBytes) {
   ASSERT_EQ(create("small", 1, {{"max.message.bytes", "200"}}).topics.at(0).error_code, 0);
   EXPECT_EQ(produce("small", 0, storage::testing::make_batch(1, "ok")).error_code, 0);
@@ -533,6 +583,53 @@ TEST_F(BrokerTest, CompressedBatchesAreCheckedAndStoredAsSent) {
   packed[model::batch_layout::kAttributes + 1] |= 0x07;  // codec 7 does not exist
   model::set_max_timestamp(packed, 0);
   EXPECT_EQ(produce("z", 0, packed).error_code, ec(ErrorCode::unsupported_compression_type));
+}
+
+TEST_F(BrokerTest, FetchKeepsTheResponseWithinMaxBytesButAlwaysReturnsAFirstBatch) {
+  ASSERT_EQ(create("big", 3).topics.at(0).error_code, 0);
+  // Partitions 0 and 2: three batches of ~10 KB each; partition 1: ten of ~1 KB.
+  for (int32_t p : {0, 2}) {
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_EQ(produce("big", p, storage::testing::make_batch(1, "b", 1000, 10000)).error_code, 0);
+    }
+  }
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(produce("big", 1, storage::testing::make_batch(1, "s", 1000, 1000)).error_code, 0);
+  }
+  const int64_t big_batch = int64_t(storage::testing::make_batch(1, "b", 1000, 10000).size());
+  const int64_t small_batch = int64_t(storage::testing::make_batch(1, "s", 1000, 1000).size());
+  // A fetch of all three partitions from offset 0, each partition allowed far more than the
+  // response (as librdkafka's max.partition.fetch.bytes > fetch.max.bytes).
+  auto fetch_all = [&](int32_t max_bytes) {
+    protocol::FetchRequest req = fetch_req("big", 0, 0);
+    req.max_bytes = max_bytes;
+    for (int32_t p : {1, 2}) {
+      auto part = req.topics[0].partitions[0];
+      part.partition = p;
+      req.topics[0].partitions.push_back(part);
+    }
+    for (auto& part : req.topics[0].partitions) part.partition_max_bytes = 20'000'000;
+    auto resp = call<protocol::FetchResponse>(req, 12);
+    EXPECT_EQ(resp.error_code, 0);
+    std::vector<int64_t> sizes;
+    for (const auto& part : resp.responses.at(0).partitions) {
+      EXPECT_EQ(part.error_code, 0);
+      sizes.push_back(part.records ? int64_t(part.records->size()) : 0);
+    }
+    return sizes;
+  };
+  // 25,000 bytes: two big batches of partition 0, then as many small ones of partition 1 as
+  // fit in the rest (partition 1 alone would have returned all ten), none of partition 2.
+  const int64_t rest = 25'000 - 2 * big_batch;
+  ASSERT_GT(rest, small_batch);
+  EXPECT_EQ(fetch_all(25'000),
+            (std::vector<int64_t>{2 * big_batch, rest / small_batch * small_batch, 0}));
+  // Smaller than one batch: the first batch of the first partition with data comes whole, so
+  // that the consumer progresses; nothing else.
+  EXPECT_EQ(fetch_all(5'000), (std::vector<int64_t>{big_batch, 0, 0}));
+  // Enough for everything: everything.
+  EXPECT_EQ(fetch_all(1 << 20),
+            (std::vector<int64_t>{3 * big_batch, 10 * small_batch, 3 * big_batch}));
 }
 
 TEST_F(BrokerTest, FetchLongPollReturnsWhenDataArrives) {

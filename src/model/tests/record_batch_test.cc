@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/crc32c.h"
 #include "base/random.h"
 
 namespace ordo::model {
@@ -199,6 +200,122 @@ TEST(RecordBatch, ScanRecordsAgreesWithDecodeAndSetMaxTimestampKeepsTheCrcValid)
   EXPECT_FALSE(scan_records(cut, view.record_count(), view.last_offset_delta()));
   EXPECT_EQ(record_timestamp(std::numeric_limits<int64_t>::max(), 1),
             std::numeric_limits<int64_t>::min());
+}
+
+// A batch of two records (offset deltas 0 and 1), as a plain producer sends it.
+std::vector<uint8_t> two_records(RecordBatchOptions o = {}) {
+  return RecordBatchBuilder(o).add("k0", "v0", 1000).add("k1", "v1", 1001).build();
+}
+
+// Overwrites a big-endian header field of `width` bytes and recomputes the CRC.
+std::vector<uint8_t> with_field(std::vector<uint8_t> b, size_t pos, uint64_t v, size_t width) {
+  for (size_t i = 0; i < width; ++i) b[pos + i] = uint8_t(v >> (8 * (width - 1 - i)));
+  store_be32(b.data() + batch_layout::kCrc,
+             crc32c(0, b.data() + batch_layout::kCrcStart, b.size() - batch_layout::kCrcStart));
+  return b;
+}
+
+// check_produced_batch's verdict on bytes that parse and pass the CRC.
+Result<void> produced(const std::vector<uint8_t>& b) {
+  auto v = RecordBatchView::parse(b);
+  EXPECT_TRUE(v) << v.error().to_string();
+  if (!v) return v.error();
+  EXPECT_TRUE(v->verify_crc());
+  return check_produced_batch(*v);
+}
+
+void expect_refused(const std::vector<uint8_t>& b, std::string_view words) {
+  auto r = produced(b);
+  ASSERT_FALSE(r) << "accepted, expected: " << words;
+  EXPECT_EQ(r.error().code, Errc::invalid_argument);
+  EXPECT_NE(r.error().message.find(words), std::string::npos) << r.error().message;
+}
+
+TEST(ProducedBatch, WellFormedBatchesPass) {
+  EXPECT_TRUE(produced(two_records()));
+  EXPECT_TRUE(produced(sample_batch()));  // idempotent: producer id, epoch, sequence >= 0
+  RecordBatchOptions o;
+  o.producer_id = 0;
+  o.producer_epoch = 0;
+  o.base_sequence = 0;
+  EXPECT_TRUE(produced(two_records(o)));
+}
+
+TEST(ProducedBatch, LastOffsetDeltaMustMatchTheRecordCount) {
+  using namespace batch_layout;
+  // count 2 with lastOffsetDelta 1000: parse() allows it (a compacted batch in the log has
+  // gaps), a producer may not send it.
+  auto wide = with_field(two_records(), kLastOffsetDelta, 1000, 4);
+  ASSERT_TRUE(RecordBatchView::parse(wide));
+  expect_refused(wide, "Inconsistent batch offset range and record count");
+  expect_refused(with_field(two_records(), kLastOffsetDelta, 0x7fffffff, 4),
+                 "Inconsistent batch offset range");
+  // count 1 of 2 records, lastOffsetDelta 1: header consistent... with a count that is not
+  // the records': the records scan refuses it.
+  auto fewer = with_field(two_records(), kRecordCount, 1, 4);
+  auto fewer_view = RecordBatchView::parse(fewer).value();
+  expect_refused(fewer, "Inconsistent batch offset range");
+  EXPECT_FALSE(scan_records(fewer_view.records_section(), 1, 1));
+}
+
+TEST(ProducedBatch, RecordCountMustBePositive) {
+  auto none = with_field(with_field(two_records(), batch_layout::kRecordCount, 0, 4),
+                         batch_layout::kLastOffsetDelta, 0, 4);
+  expect_refused(none, "Invalid reported count for record batch: 0");
+}
+
+TEST(ProducedBatch, OffsetDeltasMustBeZeroToCountMinusOne) {
+  // With lastOffsetDelta == count - 1, the records scan allows only deltas 0..count-1 in
+  // order. The second record's offset delta (zigzag varint after its length, attributes and
+  // timestamp delta, one byte each here) becomes 2, then 0.
+  auto bytes = two_records();
+  const size_t first_len = bytes[batch_layout::kHeaderSize] / 2;  // zigzag, one byte
+  const size_t delta_pos = batch_layout::kHeaderSize + 1 + first_len + 3;
+  ASSERT_EQ(bytes[delta_pos], 2);  // delta 1
+  for (uint8_t bad : {uint8_t(4), uint8_t(0)}) {
+    auto b = bytes;
+    b[delta_pos] = bad;
+    b = with_field(b, batch_layout::kRecordCount, 2, 4);  // (recomputes the CRC)
+    EXPECT_TRUE(produced(b));                             // the header is consistent
+    auto v = RecordBatchView::parse(b).value();
+    auto s = scan_records(v.records_section(), v.record_count(), v.last_offset_delta());
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().message.find("offset delta"), std::string::npos) << s.error().message;
+  }
+}
+
+TEST(ProducedBatch, ControlTransactionalAndDeleteHorizonFlagsAreRefused) {
+  using namespace batch_layout;
+  RecordBatchOptions o;
+  o.producer_id = 5;
+  o.producer_epoch = 0;
+  o.base_sequence = 0;
+  o.control = true;
+  expect_refused(two_records(o), "control");
+  o.control = false;
+  o.transactional = true;
+  expect_refused(two_records(o), "transactional");
+  expect_refused(with_field(two_records(), kAttributes, batch_attr::kDeleteHorizon, 2),
+                 "delete horizon");
+  // The codec and timestamp-type bits are not refused here (the codec is checked when the
+  // records are decompressed).
+  EXPECT_TRUE(produced(with_field(two_records(), kAttributes, batch_attr::kTimestampType, 2)));
+}
+
+TEST(ProducedBatch, ProducerFieldsMustBeConsistent) {
+  using namespace batch_layout;
+  RecordBatchOptions idem;
+  idem.producer_id = 9;
+  idem.producer_epoch = 1;
+  idem.base_sequence = 4;
+  // Idempotent: epoch and sequence >= 0.
+  expect_refused(with_field(two_records(idem), kProducerEpoch, uint16_t(-1), 2), "epoch -1");
+  expect_refused(with_field(two_records(idem), kBaseSequence, uint32_t(-5), 4), "base sequence -5");
+  // Without a producer id: epoch and sequence -1.
+  expect_refused(with_field(two_records(), kProducerEpoch, 0, 2), "without a producer id");
+  expect_refused(with_field(two_records(), kBaseSequence, 3, 4), "without a producer id");
+  // Producer ids below -1 do not exist.
+  expect_refused(with_field(two_records(), kProducerId, uint64_t(-2), 8), "invalid producer id -2");
 }
 
 }  // namespace
