@@ -209,8 +209,8 @@ class GroupTest(unittest.TestCase):
     def test_static_member_restarts_without_a_rebalance(self):
         topic, group = "groups-static", "g-static"
         self.make_topic(topic, 60)
-        # a joins first and stays the leader: a restarted leader makes a rebalance with clients
-        # older than JoinGroup v9, which librdkafka 2.0 is.
+        # a joins first and stays the leader (test_static_leader_closes_and_rejoins restarts
+        # the leader).
         a = Member(self.bs, group, topic, "range", "static-a")
         wait_for(lambda: a.current() is not None, "the first member's assignment")
         b = Member(self.bs, group, topic, "range", "static-b")
@@ -230,6 +230,44 @@ class GroupTest(unittest.TestCase):
             a.close()
         finally:
             for m in (a, b):
+                if m.proc.poll() is None:
+                    m.kill()
+
+    def test_static_leader_closes_and_rejoins_without_a_rebalance(self):
+        # librdkafka sends no LeaveGroup when a static member closes, and joins with JoinGroup
+        # v5, which cannot tell a restarted leader to skip the assignment: as Kafka, the broker
+        # names the old member id as the leader, so the new process syncs as a follower and gets
+        # its old assignment while the other member keeps going.
+        topic, group = "groups-static-close", "g-static-close"
+        self.make_topic(topic, 60)
+        a = Member(self.bs, group, topic, "range", "close-a")
+        wait_for(lambda: a.current() is not None, "the first member's assignment")
+        b = Member(self.bs, group, topic, "range", "close-b")
+        members = [a, b]
+        try:
+            wait_for(lambda: a.current() and b.current()
+                     and sorted(a.current() + b.current()) == list(range(PARTITIONS)),
+                     "two static members to split the partitions")
+            wait_for(lambda: len(a.consumed) + len(b.consumed) == 60, "the first messages")
+            before_b = list(b.assignments)
+            share_a = a.current()
+            a.close()  # consumer.close(): no LeaveGroup for a static member
+            a2 = Member(self.bs, group, topic, "range", "close-a")
+            members.append(a2)
+            wait_for(lambda: a2.current() is not None, "the restarted leader's assignment")
+            self.assertEqual(a2.current(), share_a)
+            # One more message per partition, consumed by its owner: b's output up to then
+            # (a revocation would come before it) has been read.
+            self.produce(Producer({"bootstrap.servers": self.bs}), topic, 60, 66)
+            later = lambda m: sorted(int(v) for v in m.consumed if int(v) >= 60)
+            wait_for(lambda: sorted(later(a2) + later(b)) == list(range(60, 66)),
+                     "the later messages")
+            self.assertEqual(sorted(a2.consumed, key=int), [str(60 + p) for p in share_a])
+            self.assertEqual(b.assignments, before_b, "the other member saw a rebalance")
+            a2.close()
+            b.close()
+        finally:
+            for m in members:
                 if m.proc.poll() is None:
                     m.kill()
 
