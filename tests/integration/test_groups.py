@@ -237,12 +237,18 @@ class GroupTest(unittest.TestCase):
         # librdkafka sends no LeaveGroup when a static member closes, and joins with JoinGroup
         # v5, which cannot tell a restarted leader to skip the assignment: as Kafka, the broker
         # names the old member id as the leader, so the new process syncs as a follower and gets
-        # its old assignment while the other member keeps going.
-        topic, group = "groups-static-close", "g-static-close"
+        # its old assignment while the other member keeps going (an eager member would revoke
+        # everything in a rebalance, a cooperative one would be called with an empty assignment).
+        for strategy in ("range", "cooperative-sticky"):
+            with self.subTest(strategy=strategy):
+                self.static_leader_restart(strategy)
+
+    def static_leader_restart(self, strategy):
+        topic, group = f"groups-static-close-{strategy}", f"g-static-close-{strategy}"
         self.make_topic(topic, 60)
-        a = Member(self.bs, group, topic, "range", "close-a")
+        a = Member(self.bs, group, topic, strategy, "close-a")
         wait_for(lambda: a.current() is not None, "the first member's assignment")
-        b = Member(self.bs, group, topic, "range", "close-b")
+        b = Member(self.bs, group, topic, strategy, "close-b")
         members = [a, b]
         try:
             wait_for(lambda: a.current() and b.current()
@@ -252,7 +258,7 @@ class GroupTest(unittest.TestCase):
             before_b = list(b.assignments)
             share_a = a.current()
             a.close()  # consumer.close(): no LeaveGroup for a static member
-            a2 = Member(self.bs, group, topic, "range", "close-a")
+            a2 = Member(self.bs, group, topic, strategy, "close-a")
             members.append(a2)
             wait_for(lambda: a2.current() is not None, "the restarted leader's assignment")
             self.assertEqual(a2.current(), share_a)
