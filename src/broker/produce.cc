@@ -3,6 +3,8 @@
 // under the topic's flush policy).
 
 #include <atomic>
+#include <limits>
+#include <optional>
 
 #include "base/clock.h"
 #include "broker/groups.h"
@@ -39,6 +41,32 @@ void fail(PartitionWork& w, ErrorCode e, std::string message) {
   w.response.error_message = std::move(message);
 }
 
+constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
+
+// message.timestamp.before.max.ms / after.max.ms (Kafka's check of every record of a
+// CreateTime topic): a description of the first record out of range, or nullopt. Decodes the
+// batch once more; only topics that set a limit pay for it.
+std::optional<std::string> out_of_range_timestamp(const model::RecordBatchView& batch,
+                                                  const TopicSettings& settings, int64_t now_ms) {
+  auto decoded = compression::decode_batch(batch);
+  if (!decoded) return decoded.error().message;  // scan_batch read it: does not happen
+  for (const auto& r : decoded->records) {
+    int64_t ts = model::record_timestamp(batch.base_timestamp(), r.timestamp_delta);
+    // Differences in unsigned arithmetic: exact for any two int64 values in this order.
+    bool too_old =
+        ts < now_ms && uint64_t(now_ms) - uint64_t(ts) > uint64_t(settings.timestamp_before_max_ms);
+    bool too_new =
+        ts > now_ms && uint64_t(ts) - uint64_t(now_ms) > uint64_t(settings.timestamp_after_max_ms);
+    if (too_old || too_new) {
+      return fmt::format(
+          "timestamp {} of the record at offset delta {} is out of range: it must be within "
+          "[now - message.timestamp.before.max.ms, now + message.timestamp.after.max.ms]",
+          ts, r.offset_delta);
+    }
+  }
+  return std::nullopt;
+}
+
 // Checks a partition's records (fixing header fields in place) and marks them for the append;
 // sets the error otherwise. records are the request frame's bytes.
 void validate(PartitionWork& w, std::span<uint8_t> records, const TopicSettings& settings,
@@ -65,6 +93,7 @@ void validate(PartitionWork& w, std::span<uint8_t> records, const TopicSettings&
     w.in_frame = records;
   }
   std::span<uint8_t> rest = w.batches();
+  bool recompress = false;
   while (!rest.empty()) {
     // Bounded by the bytes present; the size limit is checked next, with its own error.
     auto view = model::RecordBatchView::parse(rest, rest.size());
@@ -102,6 +131,17 @@ void validate(PartitionWork& w, std::span<uint8_t> records, const TopicSettings&
     }
     const int64_t max_ts =
         model::record_timestamp(view->base_timestamp(), summary->max_timestamp_delta);
+    if (settings.timestamp_type == model::TimestampType::create_time &&
+        (settings.timestamp_before_max_ms != kNoLimit ||
+         settings.timestamp_after_max_ms != kNoLimit)) {
+      if (auto bad = out_of_range_timestamp(*view, settings, now_ms)) {
+        return fail(w, ErrorCode::invalid_timestamp, std::move(*bad));
+      }
+    }
+    if (settings.compression_codec &&
+        (view->attributes() & model::batch_attr::kCompressionMask) != *settings.compression_codec) {
+      recompress = true;
+    }
     if (settings.timestamp_type == model::TimestampType::log_append_time) {
       model::set_log_append_time(batch, now_ms);
       w.response.log_append_time_ms = now_ms;
@@ -111,6 +151,35 @@ void validate(PartitionWork& w, std::span<uint8_t> records, const TopicSettings&
       model::set_max_timestamp(batch, max_ts);
     }
     rest = rest.subspan(view->size_bytes());
+  }
+  if (recompress) {
+    // compression.type: every batch in the topic's codec (its header, timestamps included,
+    // kept; the CRC recomputed). The result is checked against max.message.bytes again.
+    std::vector<uint8_t> out;
+    std::span<uint8_t> in = w.batches();
+    while (!in.empty()) {
+      auto view = model::RecordBatchView::parse(in, in.size());
+      ORDO_ASSERT(view.has_value());  // validated above
+      std::span<uint8_t> batch = in.first(view->size_bytes());
+      in = in.subspan(view->size_bytes());
+      if ((view->attributes() & model::batch_attr::kCompressionMask) ==
+          *settings.compression_codec) {
+        out.insert(out.end(), batch.begin(), batch.end());
+        continue;
+      }
+      auto recoded = compression::recode_batch(
+          *view, *settings.compression_codec,
+          settings.compression_level.value_or(compression::kDefaultLevel));
+      if (!recoded) return fail(w, ErrorCode::corrupt_message, recoded.error().message);
+      if (int64_t(recoded->size()) > settings.max_message_bytes) {
+        return fail(w, ErrorCode::message_too_large,
+                    fmt::format("batch of {} bytes after recompression exceeds "
+                                "max.message.bytes {}",
+                                recoded->size(), settings.max_message_bytes));
+      }
+      out.insert(out.end(), recoded->begin(), recoded->end());
+    }
+    w.converted = std::move(out);
   }
   w.submit = true;
 }

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <random>
 
 #include <fmt/format.h>
@@ -63,24 +64,105 @@ bool is_config_token(std::string_view s) {
   return true;
 }
 
+// Every Kafka 3.9 topic config, in name order. `effect` says whether Ordo acts on it; the
+// ones without effect are accepted (with their type's validation) and reported by
+// DescribeConfigs so that tools written for Kafka work; docs/configuration.md says why each
+// has none. `fixed_default` is the Kafka default of a config that no broker setting backs.
+constexpr int64_t kI32 = std::numeric_limits<int32_t>::max();
+constexpr int64_t kI64 = std::numeric_limits<int64_t>::max();
+constexpr std::string_view kLongMax = "9223372036854775807";
+
 const std::vector<TopicConfigDef> kDefs = {
-    {"cleanup.policy", ConfigType::list, "delete, compact or compact,delete"},
-    {"delete.retention.ms", ConfigType::long_,
-     "how long a tombstone stays in a compacted topic after its record's time"},
-    {"index.interval.bytes", ConfigType::int_, "bytes between two offset index entries"},
-    {"max.compaction.lag.ms", ConfigType::long_,
-     "a dirty segment older than this is compacted whatever the dirty ratio"},
-    {"max.message.bytes", ConfigType::int_, "largest record batch the topic accepts"},
-    {"message.timestamp.type", ConfigType::string, "CreateTime or LogAppendTime"},
-    {"min.cleanable.dirty.ratio", ConfigType::double_,
-     "dirty share of the cleanable bytes that makes a compaction due"},
-    {"min.compaction.lag.ms", ConfigType::long_, "records younger than this are not compacted"},
-    {"min.insync.replicas", ConfigType::int_, "replicas that must have an acks=all write"},
-    {"retention.bytes", ConfigType::long_,
-     "size per partition above which old segments go; -1: none"},
-    {"retention.ms", ConfigType::long_, "age after which old segments go; -1: forever"},
-    {"segment.bytes", ConfigType::int_, "size at which a segment is rolled"},
-    {"segment.ms", ConfigType::long_, "age at which a segment is rolled"},
+    {"cleanup.policy", ConfigType::list, "delete, compact or compact,delete", true, {}},
+    {"compression.gzip.level", ConfigType::int_,
+     "gzip level of batches the broker recompresses: -1 (zlib's default) or 1-9", true, "-1"},
+    {"compression.lz4.level", ConfigType::int_,
+     "lz4 level of batches the broker recompresses: 1-17", true, "9"},
+    {"compression.type", ConfigType::string,
+     "codec of stored batches: producer (as sent), uncompressed, gzip, snappy, lz4 or zstd; "
+     "other codecs are recompressed on produce",
+     true, "producer"},
+    {"compression.zstd.level", ConfigType::int_,
+     "zstd level of batches the broker recompresses: -131072 to 22", true, "3"},
+    {"delete.retention.ms",
+     ConfigType::long_,
+     "how long a tombstone stays in a compacted topic after its record's time",
+     true,
+     {}},
+    {"file.delete.delay.ms", ConfigType::long_,
+     "no effect: a segment's files are removed as soon as the segment leaves the log", false,
+     "60000"},
+    {"flush.messages", ConfigType::long_,
+     "no effect: the broker's log.flush.mode decides when appends reach the disk", false, kLongMax},
+    {"flush.ms", ConfigType::long_,
+     "no effect: the broker's log.flush.mode decides when appends reach the disk", false, kLongMax},
+    {"follower.replication.throttled.replicas", ConfigType::list,
+     "no effect: a single broker has no replication to throttle", false, ""},
+    {"index.interval.bytes", ConfigType::int_, "bytes between two offset index entries", true, {}},
+    {"leader.replication.throttled.replicas", ConfigType::list,
+     "no effect: a single broker has no replication to throttle", false, ""},
+    {"local.retention.bytes", ConfigType::long_, "no effect: no tiered storage", false, "-2"},
+    {"local.retention.ms", ConfigType::long_, "no effect: no tiered storage", false, "-2"},
+    {"max.compaction.lag.ms",
+     ConfigType::long_,
+     "a dirty segment older than this is compacted whatever the dirty ratio",
+     true,
+     {}},
+    {"max.message.bytes", ConfigType::int_, "largest record batch the topic accepts", true, {}},
+    {"message.downconversion.enable", ConfigType::boolean,
+     "no effect: Ordo serves Fetch v4 and later only, which never down-converts", false, "true"},
+    {"message.format.version", ConfigType::string,
+     "no effect: batches are always stored in format v2 (as Kafka 3.0 and later)", false,
+     "3.0-IV1"},
+    {"message.timestamp.after.max.ms", ConfigType::long_,
+     "CreateTime topics refuse a record whose timestamp is this far ahead of the broker's clock",
+     true, kLongMax},
+    {"message.timestamp.before.max.ms", ConfigType::long_,
+     "CreateTime topics refuse a record whose timestamp is this far behind the broker's clock",
+     true, kLongMax},
+    {"message.timestamp.difference.max.ms", ConfigType::long_,
+     "deprecated: the before/after limit where message.timestamp.before.max.ms or "
+     "message.timestamp.after.max.ms is not set",
+     true, kLongMax},
+    {"message.timestamp.type", ConfigType::string, "CreateTime or LogAppendTime", true, {}},
+    {"min.cleanable.dirty.ratio",
+     ConfigType::double_,
+     "dirty share of the cleanable bytes that makes a compaction due",
+     true,
+     {}},
+    {"min.compaction.lag.ms",
+     ConfigType::long_,
+     "records younger than this are not compacted",
+     true,
+     {}},
+    {"min.insync.replicas",
+     ConfigType::int_,
+     "replicas that must have an acks=all write",
+     true,
+     {}},
+    {"preallocate", ConfigType::boolean,
+     "no effect: preallocation is the broker's log.preallocate.mode", false, "false"},
+    {"remote.log.copy.disable", ConfigType::boolean, "no effect: no tiered storage", false,
+     "false"},
+    {"remote.log.delete.on.disable", ConfigType::boolean, "no effect: no tiered storage", false,
+     "false"},
+    {"remote.storage.enable", ConfigType::boolean, "false only: tiered storage is not supported",
+     false, "false"},
+    {"retention.bytes",
+     ConfigType::long_,
+     "size per partition above which old segments go; -1: none",
+     true,
+     {}},
+    {"retention.ms", ConfigType::long_, "age after which old segments go; -1: forever", true, {}},
+    {"segment.bytes", ConfigType::int_, "size at which a segment is rolled", true, {}},
+    {"segment.index.bytes", ConfigType::int_,
+     "no effect: a segment's indexes have no preallocated size (kept in memory, written on seal)",
+     false, "10485760"},
+    {"segment.jitter.ms", ConfigType::long_, "no effect: segments roll at segment.ms exactly",
+     false, "0"},
+    {"segment.ms", ConfigType::long_, "age at which a segment is rolled", true, {}},
+    {"unclean.leader.election.enable", ConfigType::boolean,
+     "no effect: a single broker is every partition's only replica", false, "false"},
 };
 
 Result<int64_t> int_value(std::string_view name, std::string_view value, int64_t min, int64_t max) {
@@ -90,6 +172,82 @@ Result<int64_t> int_value(std::string_view name, std::string_view value, int64_t
                       min, max);
   }
   return *v;
+}
+
+// compression.type's codec names (Kafka's BrokerCompressionType) -> batch attribute codec.
+std::optional<uint8_t> codec_by_name(std::string_view v) {
+  if (v == "uncompressed") return 0;
+  if (v == "gzip") return 1;
+  if (v == "snappy") return 2;
+  if (v == "lz4") return 3;
+  if (v == "zstd") return 4;
+  return std::nullopt;
+}
+
+// "*", or partition:broker pairs separated by commas (Kafka's ThrottledReplicaListValidator).
+bool valid_throttled_replicas(std::string_view v) {
+  if (v.empty() || v == "*") return true;
+  for (auto pair : split(v, ',')) {
+    auto f = split(pair, ':');
+    if (f.size() != 2 || !parse_int<int32_t>(f[0]) || !parse_int<int32_t>(f[1]) ||
+        *parse_int<int32_t>(f[0]) < 0 || *parse_int<int32_t>(f[1]) < 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A Kafka release or inter-broker protocol version: 0.8.0, 0.10.2-IV0, 2.8, 3.0-IV1, ...
+bool valid_kafka_version(std::string_view v) {
+  auto dash = v.find('-');
+  std::string_view numbers = v.substr(0, dash);
+  auto parts = split(numbers, '.');
+  if (parts.size() < 2 || parts.size() > 4) return false;
+  for (auto p : parts) {
+    if (!parse_int<int32_t>(p) || *parse_int<int32_t>(p) < 0) return false;
+  }
+  if (dash == std::string_view::npos) return true;
+  std::string_view iv = v.substr(dash + 1);
+  return iv.size() > 2 && iv.substr(0, 2) == "IV" && parse_int<int32_t>(iv.substr(2)) &&
+         *parse_int<int32_t>(iv.substr(2)) >= 0;
+}
+
+// The value check of a config Ordo accepts without acting on it: its Kafka type and range.
+Result<void> validate_inert(const TopicConfigDef& d, std::string_view value) {
+  std::string_view name = d.name;
+  if (name == "remote.storage.enable") {
+    if (value == "false") return ok();
+    return make_error(Errc::invalid_argument,
+                      "remote.storage.enable: '{}' is not false (tiered storage is not supported)",
+                      value);
+  }
+  switch (d.type) {
+    case ConfigType::boolean:
+      if (value == "true" || value == "false") return ok();
+      return make_error(Errc::invalid_argument, "{}: '{}' is not true or false", name, value);
+    case ConfigType::list:
+      if (valid_throttled_replicas(value)) return ok();
+      return make_error(Errc::invalid_argument,
+                        "{}: '{}' is not * or a list of partition:broker pairs", name, value);
+    case ConfigType::string:
+      if (valid_kafka_version(value)) return ok();
+      return make_error(Errc::invalid_argument, "{}: '{}' is not a Kafka version", name, value);
+    case ConfigType::int_:
+      ORDO_TRY(int_value(name, value, 4, kI32));  // segment.index.bytes: at least 4
+      return ok();
+    case ConfigType::long_: {
+      int64_t min = 0;
+      if (name == "local.retention.bytes" || name == "local.retention.ms") min = -2;
+      if (name == "flush.messages") min = 1;
+      ORDO_TRY(int_value(name, value, min, kI64));
+      return ok();
+    }
+    case ConfigType::short_:
+    case ConfigType::double_:
+      break;
+  }
+  ORDO_ASSERT(false);
+  return ok();
 }
 
 }  // namespace
@@ -139,15 +297,16 @@ std::string topic_config_default(const BrokerConfig& b, std::string_view name) {
   if (name == "retention.ms") return std::to_string(b.log.retention_ms);
   if (name == "segment.bytes") return std::to_string(b.log.segment_bytes);
   if (name == "segment.ms") return std::to_string(b.log.segment_ms);
-  ORDO_ASSERT(false);
-  return {};
+  const TopicConfigDef* d = find_topic_config(name);
+  ORDO_ASSERT(d != nullptr && d->fixed_default.data() != nullptr);
+  return std::string(d->fixed_default);
 }
 
 Result<void> validate_topic_config(std::string_view name, std::string_view value) {
   if (!find_topic_config(name)) {
     return make_error(Errc::invalid_argument, "unknown topic config '{}'", name);
   }
-  if (!is_config_token(value)) {
+  if (!value.empty() && !is_config_token(value)) {
     return make_error(Errc::invalid_argument, "{}: value must be printable without spaces", name);
   }
   BrokerConfig defaults;
@@ -161,8 +320,12 @@ Result<TopicSettings> resolve_topic_settings(const BrokerConfig& b,
   s.log = b.log;
   s.cleanup_policy = std::string(storage::cleanup_policy_name(b.log.cleanup_policy));
   s.max_message_bytes = b.message_max_bytes;
-  constexpr int64_t kI32 = std::numeric_limits<int32_t>::max();
-  constexpr int64_t kI64 = std::numeric_limits<int64_t>::max();
+  std::optional<int64_t> before;
+  std::optional<int64_t> after;
+  int64_t difference = kI64;
+  std::optional<int> gzip_level;
+  std::optional<int> lz4_level;
+  std::optional<int> zstd_level;
   for (const auto& [name, value] : configs) {
     if (name == "cleanup.policy") {
       auto policy = storage::parse_cleanup_policy(value);
@@ -211,10 +374,45 @@ Result<TopicSettings> resolve_topic_settings(const BrokerConfig& b,
       s.log.segment_bytes = ORDO_TRY(int_value(name, value, 14, kI32));
     } else if (name == "segment.ms") {
       s.log.segment_ms = ORDO_TRY(int_value(name, value, 1, kI64));
+    } else if (name == "compression.type") {
+      if (value == "producer") {
+        s.compression_codec.reset();
+      } else if (auto c = codec_by_name(value)) {
+        s.compression_codec = *c;
+      } else {
+        return make_error(Errc::invalid_argument,
+                          "compression.type: '{}' is not producer, uncompressed, gzip, snappy, lz4 "
+                          "or zstd",
+                          value);
+      }
+    } else if (name == "compression.gzip.level") {
+      gzip_level = int(ORDO_TRY(int_value(name, value, -1, 9)));
+      if (*gzip_level == 0) {
+        return make_error(Errc::invalid_argument, "compression.gzip.level: 0 is not -1 or 1-9");
+      }
+    } else if (name == "compression.lz4.level") {
+      lz4_level = int(ORDO_TRY(int_value(name, value, 1, 17)));
+    } else if (name == "compression.zstd.level") {
+      zstd_level = int(ORDO_TRY(int_value(name, value, -131072, 22)));
+    } else if (name == "message.timestamp.after.max.ms") {
+      after = ORDO_TRY(int_value(name, value, 0, kI64));
+    } else if (name == "message.timestamp.before.max.ms") {
+      before = ORDO_TRY(int_value(name, value, 0, kI64));
+    } else if (name == "message.timestamp.difference.max.ms") {
+      difference = ORDO_TRY(int_value(name, value, 0, kI64));
+    } else if (const TopicConfigDef* d = find_topic_config(name); d != nullptr && !d->effect) {
+      ORDO_TRY(validate_inert(*d, value));
     } else {
       return make_error(Errc::invalid_argument, "unknown topic config '{}'", name);
     }
   }
+  // Kafka 3.6+: the deprecated difference limit stands in for a side left at its default.
+  s.timestamp_before_max_ms = before.value_or(difference);
+  s.timestamp_after_max_ms = after.value_or(difference);
+  if (s.compression_codec == 1 && gzip_level) s.compression_level = *gzip_level;
+  // lz4's default level 9 is the fast compressor (as Kafka's); other levels the high one.
+  if (s.compression_codec == 3 && lz4_level && *lz4_level != 9) s.compression_level = *lz4_level;
+  if (s.compression_codec == 4 && zstd_level) s.compression_level = *zstd_level;
   ORDO_TRY(s.log.validate());
   return s;
 }

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -53,8 +54,11 @@ struct TopicConfigDef {
   std::string_view name;
   ConfigType type;
   std::string_view doc;
+  bool effect = true;  // false: accepted and reported, but nothing in Ordo depends on it
+  // The default of a config that no broker setting backs (a null view for the others).
+  std::string_view fixed_default;
 };
-// Every topic config the broker accepts, in name order.
+// Every topic config of Kafka 3.9 (the broker accepts them all), in name order.
 const std::vector<TopicConfigDef>& topic_config_defs();
 const TopicConfigDef* find_topic_config(std::string_view name);
 // The broker-wide default of a topic config (from the broker's settings).
@@ -69,6 +73,15 @@ struct TopicSettings {
   model::TimestampType timestamp_type = model::TimestampType::create_time;
   std::string cleanup_policy = "delete";
   int32_t min_insync_replicas = 1;
+  // compression.type: the codec (batch attribute value, 0 = none) every stored batch is
+  // recompressed to; nullopt for "producer" (stored as sent).
+  std::optional<uint8_t> compression_codec;
+  // compression.{gzip,lz4,zstd}.level for that codec; nullopt: the codec's own default.
+  std::optional<int> compression_level;
+  // CreateTime topics refuse records whose timestamp is further than this from the broker's
+  // clock (message.timestamp.before.max.ms / after.max.ms, or difference.max.ms).
+  int64_t timestamp_before_max_ms = std::numeric_limits<int64_t>::max();
+  int64_t timestamp_after_max_ms = std::numeric_limits<int64_t>::max();
 };
 Result<TopicSettings> resolve_topic_settings(const BrokerConfig& broker,
                                              const std::map<std::string, std::string>& configs);

@@ -33,12 +33,13 @@ Result<DecodedBatch> decode_batch(const model::RecordBatchView& batch, size_t ma
   return out;
 }
 
-Result<std::vector<uint8_t>> recode_batch(const model::RecordBatchView& batch, uint8_t codec) {
+Result<std::vector<uint8_t>> recode_batch(const model::RecordBatchView& batch, uint8_t codec,
+                                          int level) {
   using namespace model::batch_layout;
   auto section = ORDO_TRY(records_section(batch));
   Codec target = ORDO_TRY(codec_from_attributes(codec));
   std::vector<uint8_t> body =
-      target == Codec::none ? std::move(section) : ORDO_TRY(compress(target, section));
+      target == Codec::none ? std::move(section) : ORDO_TRY(compress(target, section, level));
   std::vector<uint8_t> out(kHeaderSize + body.size());
   std::copy_n(batch.bytes().begin(), kHeaderSize, out.begin());
   std::copy(body.begin(), body.end(), out.begin() + kHeaderSize);

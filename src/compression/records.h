@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "compression/compression.h"
 #include "model/record_batch.h"
 
 namespace ordo::compression {
@@ -34,8 +35,10 @@ Result<DecodedBatch> decode_batch(const model::RecordBatchView& batch,
                                   size_t max_output = kMaxBatchRecordsBytes);
 
 // The same batch with its records section encoded with another codec (the header's
-// attributes, batchLength and CRC follow; every other header field is kept). The compaction
-// cleaner re-encodes batches with it; tests build compressed batches with it.
-Result<std::vector<uint8_t>> recode_batch(const model::RecordBatchView& batch, uint8_t codec);
+// attributes, batchLength and CRC follow; every other header field is kept), at `level` (see
+// compress()). The compaction cleaner re-encodes batches with it, the broker recompresses
+// produced batches to a topic's compression.type; tests build compressed batches with it.
+Result<std::vector<uint8_t>> recode_batch(const model::RecordBatchView& batch, uint8_t codec,
+                                          int level = kDefaultLevel);
 
 }  // namespace ordo::compression

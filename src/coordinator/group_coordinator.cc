@@ -153,8 +153,12 @@ void GroupCoordinator::respond(SyncCallback& done, SyncResponse r) {
 void GroupCoordinator::set_state(Group& g, GroupState state) {
   if (g.state == state) return;
   g.state = state;
+  notify_state(g);
+}
+
+void GroupCoordinator::notify_state(Group& g) {
   if (state_observer_) {
-    outbox_.push_back([this, id = g.id, state, generation = g.generation] {
+    outbox_.push_back([this, id = g.id, state = g.state, generation = g.generation] {
       state_observer_(id, state, generation);
     });
   }
@@ -294,7 +298,7 @@ void GroupCoordinator::join_known_member(Group& g, JoinRequest& req, JoinCallbac
 }
 
 void GroupCoordinator::replace_static_member(Group& g, JoinRequest& req, JoinCallback& done,
-                                             const std::string& old_id) {
+                                             std::string old_id) {
   auto node = g.members.extract(old_id);
   ORDO_ASSERT(!node.empty());
   Member m = std::move(node.mapped());
@@ -312,16 +316,21 @@ void GroupCoordinator::replace_static_member(Group& g, JoinRequest& req, JoinCal
   m.session_deadline_ms = clock_.now_ms() + req.session_timeout_ms;
   m.protocols = req.protocols;  // a copy: update_member_and_rebalance may take req's
   Member& placed = g.members.emplace(new_id, std::move(m)).first->second;
-  if (g.state == GroupState::stable) {
+  if (g.state == GroupState::stable && select_protocol(g) == g.protocol_name) {
     // KIP-345: a restarted static member keeps its assignment without a rebalance, unless the
-    // group's protocol would change. Before v9 a leader cannot be told to skip the assignment,
-    // so it gets a rebalance instead.
-    bool same_protocol = select_protocol(g) == g.protocol_name;
-    if (same_protocol && (!leader || req.api_version >= 9)) {
-      JoinResponse r = join_result(g, placed, leader);
-      r.skip_assignment = leader;
-      return respond(done, std::move(r));
-    }
+    // group's protocol would change. A leader is told so with skip_assignment (v9+, KIP-814:
+    // it gets the members to watch their subscriptions but sends no assignment). Older clients
+    // cannot be told: as Kafka does, the answer names the old member id as the leader, so the
+    // client takes itself for a follower and fetches its assignment with SyncGroup (it then
+    // does not watch metadata for new partitions until the next rebalance, KAFKA-13435).
+    bool skip = leader && req.api_version >= 9;
+    JoinResponse r = join_result(g, placed, skip);
+    r.skip_assignment = skip;
+    if (leader && !skip) r.leader_id = old_id;
+    // The group's record names members by id: rewrite it (as Kafka stores the group here), so
+    // that a broker restart restores the new id rather than the fenced one.
+    notify_state(g);
+    return respond(done, std::move(r));
   }
   update_member_and_rebalance(g, placed, req, done);
 }

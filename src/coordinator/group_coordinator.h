@@ -203,7 +203,9 @@ class GroupCoordinator {
 
   // Called (like the other callbacks, at the end of the public operation) whenever a group
   // changes state: Stable after the leader's SyncGroup, Empty when the last member left,
-  // Dead after delete_group(). Not called by unload(). The broker persists group metadata from it.
+  // Dead after delete_group(); and, with the state unchanged (Stable), when a restarted static
+  // member replaces its old member id. Not called by unload(). The broker persists group metadata
+  // from it.
   using StateObserver =
       std::function<void(const std::string& group_id, GroupState state, int32_t generation)>;
   void set_state_observer(StateObserver observer);
@@ -240,8 +242,8 @@ class GroupCoordinator {
 
   void join_unknown_member(Group& g, JoinRequest& req, JoinCallback& done);
   void join_known_member(Group& g, JoinRequest& req, JoinCallback& done);
-  void replace_static_member(Group& g, JoinRequest& req, JoinCallback& done,
-                             const std::string& old_id);
+  // old_id by value: the caller's string lives in g.statics, which this rewrites.
+  void replace_static_member(Group& g, JoinRequest& req, JoinCallback& done, std::string old_id);
   void add_member_and_rebalance(Group& g, JoinRequest& req, JoinCallback& done,
                                 const std::string& member_id);
   void update_member_and_rebalance(Group& g, Member& m, JoinRequest& req, JoinCallback& done);
@@ -261,6 +263,8 @@ class GroupCoordinator {
   void respond(SyncCallback& done, SyncResponse r);
   void drain();
   void set_state(Group& g, GroupState state);
+  // Queues the state observer's call with the group's current state.
+  void notify_state(Group& g);
 
   GroupConfig config_;
   const Clock& clock_;

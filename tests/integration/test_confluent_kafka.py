@@ -332,6 +332,159 @@ class ConfluentKafkaTest(unittest.TestCase):
         finally:
             c.close()
 
+    # Every topic config of Kafka 3.9, each set to a valid value other than its default (the
+    # ones Ordo acts on, to values that leave a test topic usable).
+    ALL_TOPIC_CONFIGS = {
+        "cleanup.policy": "delete",
+        "compression.gzip.level": "5",
+        "compression.lz4.level": "10",
+        "compression.type": "gzip",
+        "compression.zstd.level": "7",
+        "delete.retention.ms": "3600000",
+        "file.delete.delay.ms": "1000",
+        "flush.messages": "1000",
+        "flush.ms": "2000",
+        "follower.replication.throttled.replicas": "0:0,1:0",
+        "index.interval.bytes": "8192",
+        "leader.replication.throttled.replicas": "*",
+        "local.retention.bytes": "-1",
+        "local.retention.ms": "-1",
+        "max.compaction.lag.ms": "86400000",
+        "max.message.bytes": "2000000",
+        "message.downconversion.enable": "false",
+        "message.format.version": "2.8-IV1",
+        "message.timestamp.after.max.ms": "3600000",
+        "message.timestamp.before.max.ms": "86400000000",
+        "message.timestamp.difference.max.ms": "86400000000",
+        "message.timestamp.type": "CreateTime",
+        "min.cleanable.dirty.ratio": "0.3",
+        "min.compaction.lag.ms": "1000",
+        "min.insync.replicas": "1",
+        "preallocate": "true",
+        "remote.log.copy.disable": "true",
+        "remote.log.delete.on.disable": "true",
+        "remote.storage.enable": "false",
+        "retention.bytes": "1073741824",
+        "retention.ms": "86400000",
+        "segment.bytes": "1048576",
+        "segment.index.bytes": "1048576",
+        "segment.jitter.ms": "100",
+        "segment.ms": "3600000",
+        "unclean.leader.election.enable": "true",
+    }
+
+    def test_every_kafka_topic_config_is_accepted_and_described(self):
+        a = self.admin()
+        topic = "ck-all-configs"
+        a.create_topics([NewTopic(topic, 1, 1, config=self.ALL_TOPIC_CONFIGS)])[topic].result()
+        kw.wait_for_topic(self.bs, topic, 1)
+        resource = ConfigResource("topic", topic)
+        described = a.describe_configs([resource])[resource].result()
+        for name, value in self.ALL_TOPIC_CONFIGS.items():
+            self.assertIn(name, described)
+            self.assertEqual(described[name].value, value, name)
+            self.assertEqual(described[name].source, ConfigSource.DYNAMIC_TOPIC_CONFIG.value,
+                             name)
+        # A topic without them reports Kafka's defaults.
+        plain = "ck-default-configs"
+        a.create_topics([NewTopic(plain, 1, 1)])[plain].result()
+        resource = ConfigResource("topic", plain)
+        described = a.describe_configs([resource])[resource].result()
+        for name in self.ALL_TOPIC_CONFIGS:
+            self.assertTrue(described[name].is_default, name)
+        self.assertEqual(described["compression.type"].value, "producer")
+        self.assertEqual(described["segment.index.bytes"].value, "10485760")
+        self.assertEqual(described["unclean.leader.election.enable"].value, "false")
+        # The topic works: a message goes in and comes back (stored with gzip).
+        p = self.producer()
+        p.produce(topic, value=b"configured")
+        self.assertEqual(p.flush(kw.WAIT_S), 0)
+        with kw.Connection(self.bs) as conn:
+            batches = kw.parse_batches(conn.fetch_all(topic, 0))
+        self.assertEqual([b["compression"] for b in batches], [1])
+
+        # A bad value of each type is refused with INVALID_CONFIG; nothing is created.
+        bad = {"compression.type": "brotli", "compression.gzip.level": "0",
+               "compression.zstd.level": "23", "flush.messages": "0",
+               "leader.replication.throttled.replicas": "0:x", "local.retention.ms": "-3",
+               "message.downconversion.enable": "yes", "message.format.version": "latest",
+               "message.timestamp.after.max.ms": "-1", "preallocate": "1",
+               "remote.storage.enable": "true", "segment.index.bytes": "2",
+               "segment.jitter.ms": "soon"}
+        for i, (name, value) in enumerate(sorted(bad.items())):
+            t = f"ck-bad-config-{i}"
+            self.assert_kafka_error(a.create_topics([NewTopic(t, 1, 1, config={name: value})])[t],
+                                    KafkaError.INVALID_CONFIG)
+            self.assertNotIn(t, a.list_topics(timeout=kw.WAIT_S).topics)
+
+    def stored_codecs(self, topic, partition=0):
+        with kw.Connection(self.bs) as conn:
+            batches = kw.parse_batches(conn.fetch_all(topic, partition))
+        self.assertTrue(all(b["crc_ok"] for b in batches))
+        return [b["compression"] for b in batches], sum(b["record_count"] for b in batches)
+
+    def test_compression_type_recompresses_produced_batches(self):
+        a = self.admin()
+        values = [b"value %d " % i + b"x" * (i % 50) for i in range(400)]
+        # (topic's compression.type, producer's codec, codec of every stored batch)
+        cases = [("zstd", "none", 4), ("uncompressed", "gzip", 0), ("lz4", "snappy", 3),
+                 ("producer", "gzip", 1)]
+        for topic_codec, producer_codec, stored in cases:
+            topic = f"ck-compression-{topic_codec}"
+            a.create_topics([NewTopic(topic, 1, 1,
+                                      config={"compression.type": topic_codec})])[topic].result()
+            kw.wait_for_topic(self.bs, topic, 1)
+            p = self.producer(**{"compression.codec": producer_codec, "linger.ms": 20})
+            for v in values:
+                p.produce(topic, key=v[:9], value=v, timestamp=BASE_TS)
+            self.assertEqual(p.flush(kw.WAIT_S), 0)
+            codecs, records = self.stored_codecs(topic)
+            self.assertEqual(records, len(values), topic)
+            if topic_codec == "producer":
+                # As sent: librdkafka sends a batch plain when compressing does not shrink it.
+                self.assertIn(stored, codecs, topic)
+                self.assertLessEqual(set(codecs), {0, stored}, topic)
+            else:
+                self.assertEqual(set(codecs), {stored}, f"{topic}: stored codecs {codecs}")
+            c = self.consumer()
+            try:
+                c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+                messages = self.consume(c, len(values))
+                self.assertEqual([m.value() for m in messages], values, topic)
+                self.assertEqual([m.key() for m in messages], [v[:9] for v in values], topic)
+                self.assertEqual([m.offset() for m in messages], list(range(len(values))))
+                self.assertEqual({m.timestamp() for m in messages},
+                                 {(TIMESTAMP_CREATE_TIME, BASE_TS)})
+            finally:
+                c.close()
+
+    def test_timestamp_limits_refuse_records_out_of_range(self):
+        topic = "ck-timestamp-limits"
+        a = self.admin()
+        a.create_topics([NewTopic(topic, 1, 1, config={
+            "message.timestamp.before.max.ms": "3600000",
+            "message.timestamp.after.max.ms": "60000"})])[topic].result()
+        kw.wait_for_topic(self.bs, topic, 1)
+        now = int(time.time() * 1000)
+        results = {}
+        p = self.producer(**{"linger.ms": 0})
+        for name, ts in (("now", now), ("old", now - 7200_000), ("future", now + 600_000),
+                         ("recent", now - 60_000)):
+            p.produce(topic, value=name.encode(), timestamp=ts,
+                      on_delivery=lambda err, msg, name=name: results.__setitem__(name, err))
+            self.assertEqual(p.flush(kw.WAIT_S), 0)
+        self.assertIsNone(results["now"])
+        self.assertIsNone(results["recent"])
+        for name in ("old", "future"):
+            self.assertIsNotNone(results[name], name)
+            self.assertEqual(results[name].code(), KafkaError.INVALID_TIMESTAMP, name)
+        c = self.consumer()
+        try:
+            self.assertEqual(c.get_watermark_offsets(TopicPartition(topic, 0),
+                                                     timeout=kw.WAIT_S), (0, 2))
+        finally:
+            c.close()
+
     def tearDown(self):
         # What librdkafka reported through error_cb during the test (connection failures and
         # the like): nothing is expected.

@@ -209,8 +209,8 @@ class GroupTest(unittest.TestCase):
     def test_static_member_restarts_without_a_rebalance(self):
         topic, group = "groups-static", "g-static"
         self.make_topic(topic, 60)
-        # a joins first and stays the leader: a restarted leader makes a rebalance with clients
-        # older than JoinGroup v9, which librdkafka 2.0 is.
+        # a joins first and stays the leader (test_static_leader_closes_and_rejoins restarts
+        # the leader).
         a = Member(self.bs, group, topic, "range", "static-a")
         wait_for(lambda: a.current() is not None, "the first member's assignment")
         b = Member(self.bs, group, topic, "range", "static-b")
@@ -232,6 +232,120 @@ class GroupTest(unittest.TestCase):
             for m in (a, b):
                 if m.proc.poll() is None:
                     m.kill()
+
+    def test_static_leader_closes_and_rejoins_without_a_rebalance(self):
+        # librdkafka sends no LeaveGroup when a static member closes, and joins with JoinGroup
+        # v5, which cannot tell a restarted leader to skip the assignment: as Kafka, the broker
+        # names the old member id as the leader, so the new process syncs as a follower and gets
+        # its old assignment while the other member keeps going (an eager member would revoke
+        # everything in a rebalance, a cooperative one would be called with an empty assignment).
+        for strategy in ("range", "cooperative-sticky"):
+            with self.subTest(strategy=strategy):
+                self.static_leader_restart(strategy)
+
+    def static_leader_restart(self, strategy):
+        topic, group = f"groups-static-close-{strategy}", f"g-static-close-{strategy}"
+        self.make_topic(topic, 60)
+        a = Member(self.bs, group, topic, strategy, "close-a")
+        wait_for(lambda: a.current() is not None, "the first member's assignment")
+        b = Member(self.bs, group, topic, strategy, "close-b")
+        members = [a, b]
+        try:
+            wait_for(lambda: a.current() and b.current()
+                     and sorted(a.current() + b.current()) == list(range(PARTITIONS)),
+                     "two static members to split the partitions")
+            wait_for(lambda: len(a.consumed) + len(b.consumed) == 60, "the first messages")
+            before_b = list(b.assignments)
+            share_a = a.current()
+            a.close()  # consumer.close(): no LeaveGroup for a static member
+            a2 = Member(self.bs, group, topic, strategy, "close-a")
+            members.append(a2)
+            wait_for(lambda: a2.current() is not None, "the restarted leader's assignment")
+            self.assertEqual(a2.current(), share_a)
+            # One more message per partition, consumed by its owner: b's output up to then
+            # (a revocation would come before it) has been read.
+            self.produce(Producer({"bootstrap.servers": self.bs}), topic, 60, 66)
+            later = lambda m: sorted(int(v) for v in m.consumed if int(v) >= 60)
+            wait_for(lambda: sorted(later(a2) + later(b)) == list(range(60, 66)),
+                     "the later messages")
+            self.assertEqual(sorted(a2.consumed, key=int), [str(60 + p) for p in share_a])
+            self.assertEqual(b.assignments, before_b, "the other member saw a rebalance")
+            a2.close()
+            b.close()
+        finally:
+            for m in members:
+                if m.proc.poll() is None:
+                    m.kill()
+
+    # A cooperative-sticky member of two topics (test_member_of_a_deleted_topic_leaves):
+    # prints "owned topic:partition,..." after every change, closes when stdin closes.
+    TWO_TOPIC_MEMBER = """
+import select, sys
+from confluent_kafka import Consumer
+bootstrap, group, topics = sys.argv[1], sys.argv[2], sys.argv[3:]
+c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+              "session.timeout.ms": 6000, "heartbeat.interval.ms": 300,
+              "topic.metadata.refresh.interval.ms": 500,
+              "partition.assignment.strategy": "cooperative-sticky"})
+owned = set()
+def show(kind):
+    print(kind + " " + ",".join(sorted(f"{t}:{p}" for t, p in owned)), flush=True)
+def on_assign(_c, ps):
+    owned.update((p.topic, p.partition) for p in ps); show("owned")
+def on_revoke(_c, ps):
+    owned.difference_update((p.topic, p.partition) for p in ps); show("owned")
+def on_lost(_c, ps):
+    owned.difference_update((p.topic, p.partition) for p in ps); show("lost")
+c.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+while not (select.select([sys.stdin], [], [], 0)[0] and not sys.stdin.readline()):
+    c.poll(0.1)
+print("closing", flush=True)
+c.close()
+print("closed", flush=True)
+"""
+
+    def test_member_of_a_deleted_topic_leaves(self):
+        # The member loses the deleted topic's partitions, keeps the other's, and on close()
+        # leaves at once: the broker answers its LeaveGroup and the group is Empty.
+        # librdkafka 2.0.2's rd_kafka_destroy(), the rest of close(), then waits on its own
+        # references to the deleted partitions (a client bug, docs/broker.md "Deleting a topic
+        # under a librdkafka consumer"): the process is killed once the group is seen Empty.
+        from kafka import KafkaAdminClient
+        keep, gone, group = "groups-kept", "groups-deleted", "g-deleted-topic"
+        for t in (keep, gone):
+            self.make_topic(t, 12)
+        proc = subprocess.Popen([sys.executable, "-u", "-c", self.TWO_TOPIC_MEMBER, self.bs, group,
+                                 keep, gone], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        admin = KafkaAdminClient(bootstrap_servers=self.bs, api_version_auto_timeout_ms=10000)
+
+        def owned(kind):
+            return [set(l.split(" ", 1)[1].strip().split(",")) - {""} for l in list(lines)
+                    if l.startswith(kind + " ")]
+
+        both = {f"{t}:{p}" for t in (keep, gone) for p in range(PARTITIONS)}
+        kept = {f"{keep}:{p}" for p in range(PARTITIONS)}
+        try:
+            wait_for(lambda: both in owned("owned"), "the member to own both topics")
+            self.admin.delete_topics([gone])[gone].result()
+            wait_for(lambda: kept in owned("lost"), "the deleted topic's partitions to be lost")
+            proc.stdin.close()
+            wait_for(lambda: "closing\n" in lines, "the member to close")
+
+            def state():
+                (info,) = admin.describe_consumer_groups([group])
+                return info.state, len(info.members)
+            wait_for(lambda: state() == ("Empty", 0), "the group to be left")
+            wait_for(lambda: owned("owned")[-1] == set(), "the member to revoke the rest")
+        finally:
+            admin.close()
+            proc.kill()
+            proc.wait()
+            reader.join()
+            proc.stdout.close()
 
     def test_kafka_python_group_of_two(self):
         from kafka import KafkaConsumer, TopicPartition as KTP

@@ -1,5 +1,8 @@
 #include "broker/topics.h"
 
+#include <limits>
+#include <tuple>
+
 #include <gtest/gtest.h>
 
 #include "base/file.h"
@@ -90,6 +93,116 @@ TEST(TopicConfigs, ResolveAndValidate) {
   for (const auto& d : topic_config_defs()) {
     EXPECT_TRUE(validate_topic_config(d.name, topic_config_default(b, d.name))) << d.name;
   }
+}
+
+TEST(TopicConfigs, EveryKafkaTopicConfigIsAccepted) {
+  // Kafka 3.9's topic configs: each one is known, its default validates, and a value of the
+  // wrong type is refused.
+  const std::vector<std::string> kafka = {
+      "cleanup.policy",
+      "compression.gzip.level",
+      "compression.lz4.level",
+      "compression.type",
+      "compression.zstd.level",
+      "delete.retention.ms",
+      "file.delete.delay.ms",
+      "flush.messages",
+      "flush.ms",
+      "follower.replication.throttled.replicas",
+      "index.interval.bytes",
+      "leader.replication.throttled.replicas",
+      "local.retention.bytes",
+      "local.retention.ms",
+      "max.compaction.lag.ms",
+      "max.message.bytes",
+      "message.downconversion.enable",
+      "message.format.version",
+      "message.timestamp.after.max.ms",
+      "message.timestamp.before.max.ms",
+      "message.timestamp.difference.max.ms",
+      "message.timestamp.type",
+      "min.cleanable.dirty.ratio",
+      "min.compaction.lag.ms",
+      "min.insync.replicas",
+      "preallocate",
+      "remote.log.copy.disable",
+      "remote.log.delete.on.disable",
+      "remote.storage.enable",
+      "retention.bytes",
+      "retention.ms",
+      "segment.bytes",
+      "segment.index.bytes",
+      "segment.jitter.ms",
+      "segment.ms",
+      "unclean.leader.election.enable",
+  };
+  std::vector<std::string> defined;
+  for (const auto& d : topic_config_defs()) defined.emplace_back(d.name);
+  EXPECT_EQ(defined, kafka);  // all of them, in name order
+  BrokerConfig b;
+  EXPECT_EQ(topic_config_default(b, "compression.type"), "producer");
+  EXPECT_EQ(topic_config_default(b, "segment.index.bytes"), "10485760");
+  EXPECT_EQ(topic_config_default(b, "leader.replication.throttled.replicas"), "");
+  for (const auto& [name, good, bad] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"compression.type", "zstd", "brotli"},
+           {"compression.gzip.level", "9", "0"},
+           {"compression.lz4.level", "17", "18"},
+           {"compression.zstd.level", "-5", "23"},
+           {"file.delete.delay.ms", "0", "-1"},
+           {"flush.messages", "1", "0"},
+           {"flush.ms", "100", "x"},
+           {"follower.replication.throttled.replicas", "0:1,2:1", "0:1,x"},
+           {"leader.replication.throttled.replicas", "*", "**"},
+           {"local.retention.bytes", "-2", "-3"},
+           {"local.retention.ms", "1000", "soon"},
+           {"message.downconversion.enable", "false", "no"},
+           {"message.format.version", "0.10.2-IV0", "3.0-X"},
+           {"message.timestamp.after.max.ms", "0", "-1"},
+           {"message.timestamp.before.max.ms", "1000", "1e3"},
+           {"message.timestamp.difference.max.ms", "1000", "-5"},
+           {"preallocate", "true", "TRUE!"},
+           {"remote.log.copy.disable", "true", "1"},
+           {"remote.log.delete.on.disable", "false", ""},
+           {"remote.storage.enable", "false", "true"},
+           {"segment.index.bytes", "4", "3"},
+           {"segment.jitter.ms", "5", "-5"},
+           {"unclean.leader.election.enable", "true", "yes"},
+       }) {
+    EXPECT_TRUE(validate_topic_config(name, good)) << name << "=" << good;
+    EXPECT_FALSE(validate_topic_config(name, bad)) << name << "=" << bad;
+  }
+}
+
+TEST(TopicConfigs, CompressionAndTimestampSettings) {
+  BrokerConfig b;
+  auto plain = resolve_topic_settings(b, {});
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->compression_codec);  // producer: stored as sent
+  EXPECT_EQ(plain->timestamp_before_max_ms, std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(plain->timestamp_after_max_ms, std::numeric_limits<int64_t>::max());
+
+  auto zstd = resolve_topic_settings(b, {{"compression.type", "zstd"},
+                                         {"compression.zstd.level", "9"},
+                                         {"compression.gzip.level", "2"}});
+  ASSERT_TRUE(zstd);
+  EXPECT_EQ(zstd->compression_codec, uint8_t(4));
+  EXPECT_EQ(zstd->compression_level, 9);  // the zstd level, not gzip's
+  auto none = resolve_topic_settings(b, {{"compression.type", "uncompressed"}});
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->compression_codec, uint8_t(0));
+  EXPECT_FALSE(none->compression_level);
+  auto lz4 = resolve_topic_settings(b, {{"compression.type", "lz4"}});
+  ASSERT_TRUE(lz4);
+  EXPECT_EQ(lz4->compression_codec, uint8_t(3));
+  EXPECT_FALSE(lz4->compression_level);  // Kafka's default 9: the fast compressor
+
+  // The deprecated difference limit fills in the side that is not set.
+  auto ts = resolve_topic_settings(b, {{"message.timestamp.difference.max.ms", "5000"},
+                                       {"message.timestamp.after.max.ms", "100"}});
+  ASSERT_TRUE(ts);
+  EXPECT_EQ(ts->timestamp_before_max_ms, 5000);
+  EXPECT_EQ(ts->timestamp_after_max_ms, 100);
 }
 
 }  // namespace

@@ -335,12 +335,49 @@ TEST_F(GroupTest, StaticLeaderRestartSkipsAssignmentOnV9) {
   EXPECT_EQ(s2->value->leader_id, s2->value->member_id);
   EXPECT_EQ(s2->value->members.size(), 1u);
   EXPECT_EQ(state(), GroupState::stable);
-  // Before v9 the leader cannot skip: it gets a rebalance.
-  st.api_version = 8;
-  auto s3 = join(st);
-  ASSERT_EQ(s3->calls, 1);  // the only member rejoined: completes at once
-  EXPECT_EQ(s3->value->generation_id, 2);
-  EXPECT_FALSE(s3->value->skip_assignment);
+}
+
+TEST_F(GroupTest, StaticLeaderRestartBeforeV9KeepsAssignmentWithoutRebalance) {
+  // librdkafka 2.0 joins with v5: a restarted static leader cannot be told to skip the
+  // assignment, so (as Kafka) the answer names its old id as the leader and it syncs as a
+  // follower; the other members see no rebalance.
+  JoinRequest lead = request("");
+  lead.api_version = 5;
+  lead.group_instance_id = "lead";
+  auto l1 = join(lead);
+  ASSERT_EQ(l1->calls, 1);
+  std::string old_leader = l1->value->member_id;
+  JoinRequest other = request("");
+  other.api_version = 5;
+  other.group_instance_id = "other";
+  auto o1 = join(other);  // generation 2 starts; the leader rejoins
+  auto l2 = join(request(old_leader));
+  ASSERT_EQ(o1->calls, 1);
+  ASSERT_EQ(l2->calls, 1);
+  std::string other_id = o1->value->member_id;
+  EXPECT_EQ(o1->value->generation_id, 2);
+  sync(other_id, 2);
+  sync(old_leader, 2, {{old_leader, bytes("L")}, {other_id, bytes("O")}});
+  ASSERT_EQ(state(), GroupState::stable);
+
+  auto l3 = join(lead);  // the restarted leader: same instance id, no member id, v5
+  ASSERT_EQ(l3->calls, 1);
+  EXPECT_EQ(l3->value->error, ErrorCode::none);
+  EXPECT_EQ(l3->value->generation_id, 2);
+  EXPECT_NE(l3->value->member_id, old_leader);
+  EXPECT_EQ(l3->value->leader_id, old_leader);  // not its own id: it acts as a follower
+  EXPECT_TRUE(l3->value->members.empty());
+  EXPECT_FALSE(l3->value->skip_assignment);
+  EXPECT_EQ(state(), GroupState::stable);
+  auto s = sync(l3->value->member_id, 2);
+  ASSERT_EQ(s->calls, 1);
+  EXPECT_EQ(s->value->error, ErrorCode::none);
+  EXPECT_EQ(s->value->assignment, bytes("L"));
+  EXPECT_EQ(heartbeat(other_id, 2), ErrorCode::none);  // nobody rebalanced
+  EXPECT_EQ(heartbeat(l3->value->member_id, 2), ErrorCode::none);
+  EXPECT_EQ(coord_->heartbeat({kGroup, 2, old_leader, "lead"}), ErrorCode::fenced_instance_id);
+  EXPECT_EQ(coord_->describe(kGroup).leader_id, l3->value->member_id);
+  EXPECT_EQ(coord_->describe(kGroup).rebalances_completed, 2);
 }
 
 TEST_F(GroupTest, LeaveTriggersRebalance) {
