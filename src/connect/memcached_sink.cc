@@ -2,10 +2,13 @@
 
 #include <libmemcached/memcached.h>
 
+#include <algorithm>
 #include <charconv>
 #include <map>
+#include <set>
 #include <vector>
 
+#include "base/assert.h"
 #include "base/coding.h"
 
 namespace ordo::connect {
@@ -14,6 +17,14 @@ namespace {
 
 constexpr size_t kHeader = 9;  // version + kind
 constexpr int kCasAttempts = 16;
+// The key registry of a partition (truncates): pages of at most this many bytes of appends
+// by one sink instance (memcached's items are at most 1 MiB by default), each append at most
+// kRegistryChunk, pages read kRegistryProbe past the counter's value (a page whose counter
+// was evicted), keys tombstoned kTruncateChunk per multi-get.
+constexpr size_t kRegistryPageBytes = 256 * 1024;
+constexpr size_t kRegistryChunk = 64 * 1024;
+constexpr int64_t kRegistryProbe = 8;
+constexpr size_t kTruncateChunk = 1000;
 
 struct ResultDeleter {
   void operator()(memcached_result_st* r) const { memcached_result_free(r); }
@@ -42,6 +53,32 @@ Result<MemcachedEntry> decode_memcached_entry(std::string_view bytes) {
   MemcachedEntry e{version, std::nullopt};
   if (kind == 0) e.value = std::string(bytes.substr(kHeader));
   return e;
+}
+
+std::string encode_memcached_registry(const std::vector<std::string>& keys) {
+  std::string out;
+  for (const auto& k : keys) {
+    ORDO_ASSERT(k.size() <= MemcachedSink::kMaxKeyBytes);
+    out += char(k.size() >> 8);
+    out += char(k.size() & 0xff);
+    out += k;
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> decode_memcached_registry(std::string_view bytes) {
+  std::vector<std::string> keys;
+  while (!bytes.empty()) {
+    if (bytes.size() < 2) return make_error(Errc::corrupt, "memcached key registry: a cut length");
+    size_t n = size_t(uint8_t(bytes[0])) << 8 | uint8_t(bytes[1]);
+    if (n == 0 || n > MemcachedSink::kMaxKeyBytes || bytes.size() - 2 < n) {
+      return make_error(Errc::corrupt, "memcached key registry: a key of {} bytes in {}", n,
+                        bytes.size() - 2);
+    }
+    keys.emplace_back(bytes.substr(2, n));
+    bytes.remove_prefix(2 + n);
+  }
+  return keys;
 }
 
 MemcachedSink::MemcachedSink(MemcachedSinkOptions options) : options_(std::move(options)) {}
@@ -151,12 +188,189 @@ Result<std::map<std::string, MemcachedSink::Stored>> MemcachedSink::fetch(
     std::string key(memcached_result_key_value(r.get()), memcached_result_key_length(r.get()));
     auto e = decode_memcached_entry(
         std::string_view(memcached_result_value(r.get()), memcached_result_length(r.get())));
-    out[std::move(key)] = Stored{memcached_result_cas(r.get()), e ? e->version : -1};
+    out[std::move(key)] =
+        Stored{memcached_result_cas(r.get()), e ? e->version : -1, e && !e->value};
   }
   if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && !memcached_success(rc)) {
     return make_error(Errc::io, "memcached fetch: {}", memcached_strerror(mc_, rc));
   }
   return out;
+}
+
+std::string MemcachedSink::registry_key(const model::TopicPartition& tp) const {
+  return options_.key_prefix + "__ordo_keys:" + tp.topic + ":" + std::to_string(tp.partition);
+}
+
+Result<void> MemcachedSink::register_keys(const model::TopicPartition& tp,
+                                          const std::vector<std::string>& keys) {
+  const std::string base = registry_key(tp);
+  const std::string counter = base + ":pages";
+  Registry& reg = registries_[base];
+  size_t from = 0;
+  while (from < keys.size()) {
+    size_t to = from, bytes = 0;
+    while (to < keys.size() && (to == from || bytes + keys[to].size() + 2 <= kRegistryChunk)) {
+      bytes += keys[to++].size() + 2;
+    }
+    const std::string data = encode_memcached_registry({keys.begin() + from, keys.begin() + to});
+    bool stored = false;
+    for (int attempt = 0; attempt < kCasAttempts && !stored; ++attempt) {
+      if (reg.page < 0 || reg.bytes + data.size() > kRegistryPageBytes) {
+        uint64_t page = 0;  // a page of its own: the counter's next value (0 when absent)
+        auto rc =
+            memcached_increment_with_initial(mc_, counter.data(), counter.size(), 1, 0, 0, &page);
+        if (!memcached_success(rc)) {
+          return make_error(Errc::io, "memcached incr {}: {}", counter,
+                            memcached_strerror(mc_, rc));
+        }
+        reg = Registry{int64_t(page), 0};
+      }
+      const std::string page = base + ":" + std::to_string(reg.page);
+      auto rc = memcached_append(mc_, page.data(), page.size(), data.data(), data.size(), 0, 0);
+      if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_NOTFOUND) {
+        rc = memcached_add(mc_, page.data(), page.size(), data.data(), data.size(), 0, 0);
+        if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS) continue;  // raced
+      }
+      if (rc == MEMCACHED_E2BIG) {
+        reg.page = -1;  // full (another writer appended too): the next page
+        continue;
+      }
+      if (!memcached_success(rc)) {
+        return make_error(Errc::io, "memcached append {}: {}", page, memcached_strerror(mc_, rc));
+      }
+      reg.bytes += data.size();
+      stored = true;
+    }
+    if (!stored) {
+      return make_error(Errc::busy, "memcached {}: {} races in a row", base, kCasAttempts);
+    }
+    from = to;
+  }
+  return ok();
+}
+
+Result<std::optional<int64_t>> MemcachedSink::get_number(const std::string& key) {
+  size_t len = 0;
+  uint32_t flags = 0;
+  memcached_return_t rc;
+  char* v = memcached_get(mc_, key.data(), key.size(), &len, &flags, &rc);
+  if (rc == MEMCACHED_NOTFOUND) return std::optional<int64_t>();
+  if (!memcached_success(rc)) {
+    return make_error(Errc::io, "memcached get {}: {}", key, memcached_strerror(mc_, rc));
+  }
+  std::string text(v ? v : "", len);
+  free(v);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\r' || text.back() == '\n')) {
+    text.pop_back();  // incr may leave padding
+  }
+  int64_t n = -1;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || p != text.data() + text.size() || n < 0) {
+    return make_error(Errc::corrupt, "memcached {}: '{}' is not a number", key, text);
+  }
+  return std::optional<int64_t>(n);
+}
+
+Result<void> MemcachedSink::truncate_partition(const model::TopicPartition& tp, int64_t marker) {
+  const std::string base = registry_key(tp);
+  const std::string counter = base + ":pages";
+  const std::string first = base + ":first";
+  registries_.erase(base);
+  // The pages in use: from the first one (0 when unknown) to the counter's value, and a few
+  // past it (a counter that was evicted).
+  const int64_t first_page = ORDO_TRY(get_number(first)).value_or(0);
+  const int64_t last_page = ORDO_TRY(get_number(counter)).value_or(-1);
+  const int64_t top = std::max(first_page, last_page);
+  std::vector<std::string> pages;
+  for (int64_t n = first_page; n <= top + kRegistryProbe; ++n) {
+    pages.push_back(base + ":" + std::to_string(n));
+  }
+  std::set<std::string> keys;
+  {
+    std::vector<const char*> ptrs;
+    std::vector<size_t> lens;
+    for (const auto& k : pages) {
+      ptrs.push_back(k.data());
+      lens.push_back(k.size());
+    }
+    auto rc = memcached_mget(mc_, ptrs.data(), lens.data(), ptrs.size());
+    if (!memcached_success(rc)) {
+      return make_error(Errc::io, "memcached mget: {}", memcached_strerror(mc_, rc));
+    }
+    Result<void> decoded = ok();
+    while (true) {
+      std::unique_ptr<memcached_result_st, ResultDeleter> r(
+          memcached_fetch_result(mc_, nullptr, &rc));
+      if (!r) break;
+      auto found = decode_memcached_registry(
+          std::string_view(memcached_result_value(r.get()), memcached_result_length(r.get())));
+      if (!found) {
+        if (decoded) decoded = std::move(found).error();
+        continue;  // drain the rest first
+      }
+      keys.insert(found->begin(), found->end());
+    }
+    if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && !memcached_success(rc)) {
+      return make_error(Errc::io, "memcached fetch: {}", memcached_strerror(mc_, rc));
+    }
+    ORDO_TRY(std::move(decoded));
+  }
+  // Every registered key older than the marker becomes a deleted entry of the marker's
+  // version, so a replay of what came before cannot bring it back. Live keys newer than the
+  // marker (written after it by an attempt that crashed before storing the position: this
+  // is its replay) stay registered.
+  std::vector<std::string> chunk, survivors;
+  auto tombstone = [&]() -> Result<void> {
+    auto stored = ORDO_TRY(fetch(chunk));
+    const std::string entry = encode_memcached_entry(marker, std::nullopt);
+    const time_t expiry = time_t(options_.tombstone_ttl_s);
+    for (const auto& [key, st] : stored) {
+      if (st.version >= marker) {
+        if (!st.deleted) survivors.push_back(key);
+        continue;
+      }
+      auto rc =
+          memcached_cas(mc_, key.data(), key.size(), entry.data(), entry.size(), expiry, 0, st.cas);
+      if (memcached_success(rc)) continue;
+      if (rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTFOUND) {
+        ORDO_TRY(put(key, marker, std::nullopt));  // raced: read again and retry
+        continue;
+      }
+      return make_error(Errc::io, "memcached cas {}: {}", key, memcached_strerror(mc_, rc));
+    }
+    chunk.clear();
+    return ok();
+  };
+  for (const auto& k : keys) {
+    chunk.push_back(k);
+    if (chunk.size() == kTruncateChunk) ORDO_TRY(tombstone());
+  }
+  if (!chunk.empty()) ORDO_TRY(tombstone());
+  // A new page past every page read takes the survivors (and what comes next); then the old
+  // pages go, then the first page moves. A crash in between leaves pages that are read again
+  // (their keys are deleted entries by now, or survivors registered twice).
+  const int64_t next_page = top + kRegistryProbe + 1;
+  uint64_t page = 0;
+  auto rc = memcached_increment_with_initial(mc_, counter.data(), counter.size(),
+                                             uint64_t(next_page - std::max<int64_t>(last_page, 0)),
+                                             uint64_t(next_page), 0, &page);
+  if (!memcached_success(rc)) {
+    return make_error(Errc::io, "memcached incr {}: {}", counter, memcached_strerror(mc_, rc));
+  }
+  registries_[base] = Registry{int64_t(page), 0};
+  ORDO_TRY(register_keys(tp, survivors));
+  for (const auto& k : pages) {
+    rc = memcached_delete(mc_, k.data(), k.size(), 0);
+    if (!memcached_success(rc) && rc != MEMCACHED_NOTFOUND) {
+      return make_error(Errc::io, "memcached delete {}: {}", k, memcached_strerror(mc_, rc));
+    }
+  }
+  const std::string first_text = std::to_string(page);
+  rc = memcached_set(mc_, first.data(), first.size(), first_text.data(), first_text.size(), 0, 0);
+  if (!memcached_success(rc)) {
+    return make_error(Errc::io, "memcached set {}: {}", first, memcached_strerror(mc_, rc));
+  }
+  return ok();
 }
 
 Result<void> MemcachedSink::apply(const model::TopicPartition& tp, std::span<const Change> changes,
@@ -168,10 +382,7 @@ Result<void> MemcachedSink::apply(const model::TopicPartition& tp, std::span<con
   size_t i = 0;
   while (i < changes.size()) {
     if (changes[i].truncate) {
-      auto rc = memcached_flush(mc_, 0);
-      if (!memcached_success(rc)) {
-        return make_error(Errc::io, "memcached flush_all: {}", memcached_strerror(mc_, rc));
-      }
+      ORDO_TRY(truncate_partition(tp, changes[i].offset));
       ++i;
       continue;
     }
@@ -187,6 +398,17 @@ Result<void> MemcachedSink::apply(const model::TopicPartition& tp, std::span<con
     std::vector<std::string> keys;
     for (const auto& [k, _] : last) keys.push_back(k);
     auto stored = ORDO_TRY(fetch(keys));
+    // Keys that become live are registered with the partition before they are written, so
+    // the registry holds at least every live key the partition wrote (a crash in between
+    // registers a key twice, which is harmless).
+    std::vector<std::string> fresh;
+    for (const auto& [key, c] : last) {
+      auto it = stored.find(key);
+      if (c->value && (it == stored.end() || it->second.deleted || it->second.version < 0)) {
+        fresh.push_back(key);
+      }
+    }
+    ORDO_TRY(register_keys(tp, fresh));
     for (const auto& [key, c] : last) {
       const std::string entry = encode_memcached_entry(c->offset, c->value);
       const time_t expiry = time_t(c->value ? options_.ttl_s : options_.tombstone_ttl_s);

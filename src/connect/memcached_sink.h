@@ -14,8 +14,13 @@
 // back meanwhile). The position (next offset per partition) is kept in memcached itself, under
 // "<key_prefix>__ordo_offsets:<topic>:<partition>", after the batch's writes: if memcached
 // restarts and forgets everything, it forgets the position too and the sink replays from the
-// earliest offset. A TRUNCATE marker flushes the whole server (memcached cannot list keys):
-// give such a cache a server of its own. One thread at a time.
+// earliest offset. A TRUNCATE marker deletes the keys its partition wrote before it: memcached
+// cannot list keys, so each partition keeps a registry of the keys it made live, appended to
+// before they are written (pages "<key_prefix>__ordo_keys:<topic>:<partition>:<n>" of
+// encode_memcached_registry, the last page number in "...:pages", the first in "...:first");
+// the marker writes a deleted entry of its own version over every registered key older than
+// it, registers the live newer ones (a replay's) on a new page and deletes the old pages. One
+// thread at a time.
 
 #include <cstdint>
 #include <map>
@@ -54,6 +59,7 @@ class MemcachedSink : public Store {
   struct Stored {
     uint64_t cas = 0;
     int64_t version = -1;  // -1: not an entry of this format (it is replaced)
+    bool deleted = false;  // a deleted entry (kind 1)
   };
   // The stored entries of keys (absent keys are not in the map), in one multi-get.
   Result<std::map<std::string, Stored>> fetch(const std::vector<std::string>& keys);
@@ -61,8 +67,19 @@ class MemcachedSink : public Store {
   Result<void> put(const std::string& key, int64_t version,
                    const std::optional<std::string>& value);
 
+  // The truncate path: each partition's registry of the keys it made live.
+  std::string registry_key(const model::TopicPartition& tp) const;
+  Result<void> register_keys(const model::TopicPartition& tp, const std::vector<std::string>& keys);
+  Result<void> truncate_partition(const model::TopicPartition& tp, int64_t marker);
+  Result<std::optional<int64_t>> get_number(const std::string& key);  // a decimal item
+  struct Registry {
+    int64_t page = -1;  // the page this instance appends to (-1: take a new one)
+    size_t bytes = 0;   // appended to it by this instance
+  };
+
   MemcachedSinkOptions options_;
   memcached_st* mc_ = nullptr;
+  std::map<std::string, Registry> registries_;  // by registry_key
 };
 
 // Entry encoding, exposed for tests.
@@ -73,5 +90,8 @@ struct MemcachedEntry {
   bool operator==(const MemcachedEntry&) const = default;
 };
 Result<MemcachedEntry> decode_memcached_entry(std::string_view bytes);
+// A registry page: each key as its length (big-endian 16 bits) and its bytes.
+std::string encode_memcached_registry(const std::vector<std::string>& keys);
+Result<std::vector<std::string>> decode_memcached_registry(std::string_view bytes);
 
 }  // namespace ordo::connect

@@ -148,6 +148,23 @@ PgSink::PgSink(PgSinkOptions options) : options_(std::move(options)) {
   qualified_ = dot == std::string::npos ? pg::quote_ident(options_.table)
                                         : pg::quote_ident(options_.table.substr(0, dot)) + "." +
                                               pg::quote_ident(options_.table.substr(dot + 1));
+  side_name_ = pg_sink_keys_table(options_.sink);
+  side_ = pg::quote_ident(side_name_);
+}
+
+std::string pg_sink_keys_table(std::string_view sink) {
+  // PostgreSQL cuts names at 63 bytes: a long sink name keeps its first 26 bytes and a hash
+  // of all of it (FNV-1a), so two long names that start alike still differ. Room is left for
+  // the index's "_key".
+  std::string name = "ordo_sink_keys_" + std::string(sink);
+  if (name.size() <= 59) return name;
+  uint64_t h = 14695981039346656037ull;
+  for (char c : sink) h = (h ^ uint8_t(c)) * 1099511628211ull;
+  static constexpr char kHex[] = "0123456789abcdef";
+  name.resize(15 + 26);
+  name += '_';
+  for (int i = 60; i >= 0; i -= 4) name += kHex[(h >> i) & 15];
+  return name;
 }
 
 PgSink::~PgSink() {
@@ -261,6 +278,21 @@ Result<void> PgSink::connect() {
                                                             : PgColumnKind::plain});
     }
     PQclear(res);
+    // The key columns of the side table of the keys each partition wrote, when it exists.
+    const char* side_param = side_.c_str();
+    res = PQexecParams(conn_,
+                       "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND "
+                       "attnum > 0 AND NOT attisdropped AND attname NOT IN ('ordo_topic', "
+                       "'ordo_partition') ORDER BY attnum",
+                       1, nullptr, &side_param, nullptr, nullptr, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+      std::string msg = trimmed(PQresultErrorMessage(res));
+      PQclear(res);
+      return make_error(Errc::io, "postgres sink {}: {}: {}", options_.sink, side_name_, msg);
+    }
+    side_keys_.clear();
+    for (int i = 0; i < PQntuples(res); ++i) side_keys_.push_back(PQgetvalue(res, i, 0));
+    PQclear(res);
     // The staging table: the table's columns and types without its constraints, emptied at
     // every commit, private to this session.
     std::string cols;
@@ -370,6 +402,23 @@ Result<void> PgSink::apply(const model::TopicPartition& tp, std::span<const Chan
     }
   }
 
+  // The side table must hold the same key columns as the keys.
+  if (!key_columns.empty() && !side_keys_.empty()) {
+    auto a = key_columns, b = side_keys_;
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    if (a != b) {
+      return make_error(Errc::invalid_argument,
+                        "postgres sink {}: the keys' columns differ from those of {}",
+                        options_.sink, side_name_);
+    }
+  }
+  auto sink_literal = literal(options_.sink);
+  auto topic_literal = literal(tp.topic);
+  if (!sink_literal) return std::move(sink_literal).error();
+  if (!topic_literal) return std::move(topic_literal).error();
+  const std::string partition = std::to_string(tp.partition);
+
   std::string cols, keys, updates, match;
   for (const auto& c : columns_) {
     const std::string q = pg::quote_ident(c.name);
@@ -385,24 +434,48 @@ Result<void> PgSink::apply(const model::TopicPartition& tp, std::span<const Chan
   }
   // After the copy, one round trip: per segment the deletes then the upserts, then the
   // position, then COMMIT. A failing statement stops the rest; the transaction is rolled back
-  // when the connection closes.
+  // when the connection closes. The side table follows the table: its rows are the keys this
+  // sink holds with the partition that wrote each, so a truncate marker deletes exactly the
+  // rows of its partition. It is created with the first keys the sink sees.
   std::string rest;
+  const bool creates_side = side_keys_.empty() && !key_columns.empty();
+  if (creates_side) {
+    rest += "CREATE TABLE IF NOT EXISTS " + side_ + " AS SELECT " + keys +
+            ", ''::text AS ordo_topic, 0 AS ordo_partition FROM " + qualified_ +
+            " WITH NO DATA;\nCREATE UNIQUE INDEX IF NOT EXISTS " +
+            pg::quote_ident(side_name_ + "_key") + " ON " + side_ + " (" + keys + ");\n";
+  }
+  const std::vector<std::string>& side_keys = creates_side ? key_columns : side_keys_;
+  const std::string of_partition =
+      "d.ordo_topic = " + *topic_literal + " AND d.ordo_partition = " + partition;
   for (size_t s = 0; s < segments.size(); ++s) {
     const std::string seg = std::to_string(s);
-    if (segments[s].truncate_first) rest += "DELETE FROM " + qualified_ + ";\n";
+    if (segments[s].truncate_first && !side_keys.empty()) {
+      std::string side_match;
+      for (const auto& k : side_keys) {
+        const std::string q = pg::quote_ident(k);
+        side_match += " AND t." + q + " = d." + q;
+      }
+      rest += "DELETE FROM " + qualified_ + " AS t USING " + side_ + " AS d WHERE " + of_partition +
+              side_match + ";\nDELETE FROM " + side_ + " AS d WHERE " + of_partition + ";\n";
+    }
     if (segments[s].last.empty()) continue;
-    rest += "DELETE FROM " + qualified_ + " AS t USING " + kStage +
-            " AS d WHERE d.ordo_sink_segment = " + seg + " AND d.ordo_sink_delete" + match +
-            ";\nINSERT INTO " + qualified_ + " (" + cols + ") SELECT " + cols + " FROM " + kStage +
-            " WHERE ordo_sink_segment = " + seg + " AND NOT ordo_sink_delete ON " + "CONFLICT (" +
-            keys + ") DO " + (updates.empty() ? "NOTHING" : "UPDATE SET " + updates) + ";\n";
+    const std::string of_segment = " AS d WHERE d.ordo_sink_segment = " + seg;
+    rest += "DELETE FROM " + qualified_ + " AS t USING " + kStage + of_segment +
+            " AND d.ordo_sink_delete" + match + ";\nDELETE FROM " + side_ + " AS t USING " +
+            kStage + of_segment + " AND d.ordo_sink_delete" + match + ";\nINSERT INTO " +
+            qualified_ + " (" + cols + ") SELECT " + cols + " FROM " + kStage +
+            " WHERE ordo_sink_segment = " + seg + " AND NOT ordo_sink_delete ON CONFLICT (" + keys +
+            ") DO " + (updates.empty() ? "NOTHING" : "UPDATE SET " + updates) + ";\nINSERT INTO " +
+            side_ + " AS t (" + keys + ", ordo_topic, ordo_partition) SELECT " + keys + ", " +
+            *topic_literal + ", " + partition + " FROM " + kStage +
+            " WHERE ordo_sink_segment = " + seg + " AND NOT ordo_sink_delete ON CONFLICT (" + keys +
+            ") DO UPDATE SET ordo_topic = EXCLUDED.ordo_topic, ordo_partition = " +
+            "EXCLUDED.ordo_partition WHERE (t.ordo_topic, t.ordo_partition) IS DISTINCT FROM " +
+            "(EXCLUDED.ordo_topic, EXCLUDED.ordo_partition);\n";
   }
-  auto sink_literal = literal(options_.sink);
-  auto topic_literal = literal(tp.topic);
-  if (!sink_literal) return std::move(sink_literal).error();
-  if (!topic_literal) return std::move(topic_literal).error();
   rest += "INSERT INTO ordo_sink_offsets VALUES (" + *sink_literal + ", " + *topic_literal + ", " +
-          std::to_string(tp.partition) + ", " + std::to_string(next_offset) +
+          partition + ", " + std::to_string(next_offset) +
           ") ON CONFLICT (sink, topic, partition) DO UPDATE SET next_offset = "
           "EXCLUDED.next_offset;\nCOMMIT";
   auto r = [&]() -> Result<void> {
@@ -415,7 +488,11 @@ Result<void> PgSink::apply(const model::TopicPartition& tp, std::span<const Chan
     }
     return exec(rest);
   }();
-  if (!r) disconnect();  // the server rolls the open transaction back
+  if (!r) {
+    disconnect();  // the server rolls the open transaction back
+    return r;
+  }
+  if (creates_side) side_keys_ = key_columns;
   return r;
 }
 

@@ -13,8 +13,10 @@
 // string hex bytes for a bytea column (change capture writes bytea as base64), any other
 // value its JSON text. Within a batch the
 // last change of each key wins (the transaction makes the batch atomic, so only its end state
-// is visible). A truncate marker deletes every row of the table. Connects lazily and again
-// after a failure. One thread at a time.
+// is visible). A truncate marker deletes the rows its partition wrote: the side table
+// ordo_sink_keys_<sink> (pg_sink_keys_table) holds the key columns of every row the sink
+// holds with the topic and partition that wrote it, kept in the same transaction. Connects
+// lazily and again after a failure. One thread at a time.
 
 #include <memory>
 #include <string>
@@ -40,6 +42,10 @@ enum class PgColumnKind { plain, array, bytea };
 // Appends `v` as one field of COPY's text format (tab-separated, backslash escapes, \N for
 // NULL) for a column of the given kind.
 void append_copy_field(std::string& out, const nlohmann::json& v, PgColumnKind kind);
+
+// The side table of a sink: "ordo_sink_keys_<sink>", a long name cut and hashed to fit
+// PostgreSQL's 63 bytes.
+std::string pg_sink_keys_table(std::string_view sink);
 
 class PgSink : public Store {
  public:
@@ -69,8 +75,10 @@ class PgSink : public Store {
   Result<void> fail(std::string_view what);  // Errc::io with the connection's last message
 
   PgSinkOptions options_;
-  std::string qualified_;        // "schema"."table"
-  std::vector<Column> columns_;  // of the table, in order (generated columns left out)
+  std::string qualified_;               // "schema"."table"
+  std::vector<Column> columns_;         // of the table, in order (generated columns left out)
+  std::string side_name_, side_;        // the side table of keys, plain and quoted
+  std::vector<std::string> side_keys_;  // its key columns (empty: it does not exist yet)
   pg_conn* conn_ = nullptr;
 };
 

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <deque>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace ordo::connect {
@@ -16,20 +17,14 @@ struct ReplyDeleter {
 };
 using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 
-// SCAN's MATCH pattern for keys starting with prefix: glob characters escaped.
-std::string glob_prefix(std::string_view prefix) {
-  std::string out;
-  for (char c : prefix) {
-    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "*";
-}
-
 }  // namespace
 
 std::string redis_offsets_field(const model::TopicPartition& tp) {
   return tp.topic + ":" + std::to_string(tp.partition);
+}
+
+std::string redis_keys_set(std::string_view key_prefix, const model::TopicPartition& tp) {
+  return std::string(key_prefix) + "__ordo_keys:" + redis_offsets_field(tp);
 }
 
 RedisSink::RedisSink(RedisSinkOptions options) : options_(std::move(options)) {
@@ -86,22 +81,20 @@ Result<std::optional<int64_t>> RedisSink::position(const model::TopicPartition& 
   return std::optional<int64_t>(v);
 }
 
-Result<std::vector<std::string>> RedisSink::keys_under_prefix() {
+Result<std::vector<std::string>> RedisSink::members(const std::string& set) {
   std::vector<std::string> keys;
   std::string cursor = "0";
-  const std::string pattern = glob_prefix(options_.key_prefix);
   do {
-    Reply r(static_cast<redisReply*>(redisCommand(ctx_, "SCAN %s MATCH %b COUNT 1000",
-                                                  cursor.c_str(), pattern.data(), pattern.size())));
+    Reply r(static_cast<redisReply*>(
+        redisCommand(ctx_, "SSCAN %b %s COUNT 1000", set.data(), set.size(), cursor.c_str())));
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
       std::string why = r && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply";
       disconnect();
-      return make_error(Errc::io, "redis SCAN: {}", why);
+      return make_error(Errc::io, "redis SSCAN {}: {}", set, why);
     }
     cursor.assign(r->element[0]->str, r->element[0]->len);
     for (size_t i = 0; i < r->element[1]->elements; ++i) {
-      std::string k(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
-      if (k != options_.offsets_key) keys.push_back(std::move(k));
+      keys.emplace_back(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
     }
   } while (cursor != "0");
   return keys;
@@ -140,19 +133,31 @@ Result<void> RedisSink::apply(const model::TopicPartition& tp, std::span<const C
                                                                                    : command(name);
   };
   command("MULTI");
-  std::vector<const std::string*> pending_sets;  // keys this batch SETs before a truncate
+  // Which keys the partition holds after the batch: true for a SET (SADD to the partition's
+  // set at the end), false for a DEL (SREM). A truncate marker deletes the stored members
+  // (read before the transaction: this task is the partition's only writer) and the keys
+  // this batch set before it, then the set itself.
+  const std::string& keys_set = strings.emplace_back(redis_keys_set(options_.key_prefix, tp));
+  std::unordered_map<std::string_view, bool> live;
+  bool stored_members_gone = false;
   const std::string& ttl = strings.emplace_back(std::to_string(options_.ttl_s));
   for (const auto& c : changes) {
     if (c.truncate) {
-      auto keys = ORDO_TRY(keys_under_prefix());
-      for (auto& k : keys) run_of("DEL").add(strings.emplace_back(std::move(k)));
-      for (const std::string* k : pending_sets) run_of("DEL").add(*k);
-      pending_sets.clear();
+      if (!stored_members_gone) {
+        auto keys = ORDO_TRY(members(keys_set));
+        for (auto& k : keys) run_of("DEL").add(strings.emplace_back(std::move(k)));
+        run_of("DEL").add(keys_set);
+        stored_members_gone = true;
+      }
+      for (const auto& [k, set] : live) {
+        if (set) run_of("DEL").add(k);
+      }
+      live.clear();
       continue;
     }
     const std::string& key = strings.emplace_back(options_.key_prefix + c.key);
+    live.insert_or_assign(std::string_view(key), c.value.has_value());
     if (c.value) {
-      pending_sets.push_back(&key);
       if (options_.ttl_s > 0) {
         Command& set = command("SET");
         set.add(key);
@@ -166,6 +171,15 @@ Result<void> RedisSink::apply(const model::TopicPartition& tp, std::span<const C
       }
     } else {
       run_of("DEL").add(key);
+    }
+  }
+  for (bool add : {true, false}) {
+    const char* name = add ? "SADD" : "SREM";
+    for (const auto& [k, set] : live) {
+      if (set != add) continue;
+      Command& cmd = run_of(name);
+      if (cmd.argv.size() == 1) cmd.add(keys_set);
+      cmd.add(k);
     }
   }
   Command& hset = command("HSET");

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "connect/store.h"
 
@@ -35,8 +37,8 @@ class RedisSink : public Store {
   RedisSink& operator=(const RedisSink&) = delete;
 
   Result<std::optional<int64_t>> position(const model::TopicPartition& tp) override;
-  // A truncate marker deletes every key under key_prefix (SCAN): give each table its own sink
-  // and prefix.
+  // A truncate marker deletes the keys the partition set before it: each partition keeps the
+  // set of keys it holds (redis_keys_set), SADDed and SREMed in the batch's MULTI/EXEC.
   Result<void> apply(const model::TopicPartition& tp, std::span<const Change> changes,
                      int64_t next_offset) override;
 
@@ -45,7 +47,7 @@ class RedisSink : public Store {
  private:
   Result<void> connect();
   void disconnect();
-  Result<std::vector<std::string>> keys_under_prefix();
+  Result<std::vector<std::string>> members(const std::string& set);  // SSCAN
 
   RedisSinkOptions options_;
   redisContext* ctx_ = nullptr;
@@ -53,5 +55,7 @@ class RedisSink : public Store {
 
 // The field of the offsets hash for a partition: "<topic>:<partition>".
 std::string redis_offsets_field(const model::TopicPartition& tp);
+// The set of the keys a partition holds: key_prefix + "__ordo_keys:<topic>:<partition>".
+std::string redis_keys_set(std::string_view key_prefix, const model::TopicPartition& tp);
 
 }  // namespace ordo::connect

@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import psycopg2
 
+from connect_harness import source_toml
+
 SCHEMA = """
     CREATE TABLE users (id int PRIMARY KEY, name text, balance numeric(12,2),
                         active bool, tags text[]);
@@ -107,6 +109,82 @@ class Workload:
             done += 1
 
 
+# Truncates across partitions: one table per partition count, each captured by a source of its
+# own ("tr<n>", topic "tr<n>.public.trunc<n>", n partitions). A truncate marker reaches every
+# partition and must remove exactly what its partition wrote before it.
+TRUNC_PARTITIONS = (1, 2, 6)
+TRUNC_TABLES = {f"trunc{n}": ["id"] for n in TRUNC_PARTITIONS}
+TRUNC_SCHEMA = "".join(f"CREATE TABLE trunc{n} (id int PRIMARY KEY, v text, n int);"
+                       for n in TRUNC_PARTITIONS)
+
+
+def trunc_sources(dsn):
+    """The [[source]]s of the truncate tables (snapshots off: the tables start empty)."""
+    return "".join(source_toml(f"tr{n}", dsn, [f"public.trunc{n}"], partitions=n)
+                   for n in TRUNC_PARTITIONS)
+
+
+def trunc_topic(table):
+    return f"tr{table[len('trunc'):]}.public.{table}"
+
+
+class TruncateWorkload:
+    """Transactions over the truncate tables: first the case that lost rows (insert ids 1-40,
+    TRUNCATE, insert ids 41-80, three transactions, in every table), then random inserts,
+    updates, deletes and truncates (some followed by inserts in the same transaction)."""
+
+    def __init__(self, pg, seed):
+        self.pg = pg
+        self.rng = random.Random(seed)
+        self.conn = None
+        self.next_id = 81
+        self.committed = 0
+
+    def first(self):
+        for t in TRUNC_TABLES:
+            self.pg.sql(f"INSERT INTO {t} SELECT g, 'first ' || g, 0 FROM generate_series(1, 40) g")
+            self.pg.sql(f"TRUNCATE {t}")
+            self.pg.sql(f"INSERT INTO {t} SELECT g, 'after ' || g, 0 FROM generate_series(41, 80) g")
+
+    def statement(self, cur, table):
+        r = self.rng.random()
+        if r < 0.1:
+            cur.execute(f"TRUNCATE {table}")
+        elif r < 0.6:
+            first = self.next_id
+            self.next_id += self.rng.randrange(1, 20)
+            cur.execute(f"INSERT INTO {table} SELECT g, 'row ' || g, 0 FROM "
+                        f"generate_series(%s, %s) g", (first, self.next_id - 1))
+        elif r < 0.85:
+            cur.execute(f"UPDATE {table} SET n = n + 1 WHERE id %% 5 = %s",
+                        (self.rng.randrange(5),))
+        else:
+            cur.execute(f"DELETE FROM {table} WHERE id %% 11 = %s", (self.rng.randrange(11),))
+
+    def run(self, transactions, stop=None):
+        done = 0
+        while done < transactions and not (stop and stop.is_set()):
+            try:
+                if self.conn is None or self.conn.closed:
+                    self.conn = psycopg2.connect(self.pg.dsn)
+                table = self.rng.choice(list(TRUNC_TABLES))
+                with self.conn.cursor() as cur:
+                    for _ in range(self.rng.choice([1, 1, 2, 3])):
+                        self.statement(cur, table)
+                self.conn.commit()
+                self.committed += 1
+            except psycopg2.Error:
+                if self.conn is not None:
+                    try:
+                        self.conn.close()
+                    except psycopg2.Error:
+                        pass
+                self.conn = None
+                time.sleep(0.05)
+            done += 1
+            time.sleep(0.01)
+
+
 def table_rows(pg, name):
     """{key JSON: row} of a table, values rendered as the source renders them."""
     conn = psycopg2.connect(pg.dsn)
@@ -117,4 +195,4 @@ def table_rows(pg, name):
             rows = [dict(zip(cols, map(canonical, r))) for r in cur.fetchall()]
     finally:
         conn.close()
-    return {key_json(r, TABLES[name]): r for r in rows}
+    return {key_json(r, TABLES.get(name) or TRUNC_TABLES[name]): r for r in rows}

@@ -30,11 +30,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def source_toml(name, dsn, tables, heartbeat_ms=200):
+def source_toml(name, dsn, tables, heartbeat_ms=200, partitions=1):
     """A [[source]] of type postgres capturing `tables` (["public.t", ...])."""
     listed = ", ".join(f'"{t}"' for t in tables)
     return (f'[[source]]\nname = "{name}"\ntype = "postgres"\nconninfo = "{dsn}"\n'
-            f'tables = [{listed}]\nheartbeat_ms = {heartbeat_ms}\n\n')
+            f'tables = [{listed}]\nheartbeat_ms = {heartbeat_ms}\npartitions = {partitions}\n\n')
 
 
 def kill_rounds(worker, run, rounds, rng, after_kill=None, after_start=None):

@@ -17,6 +17,7 @@ import psycopg2
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 import kafka_wire as kw
+from cdc_workload import TRUNC_SCHEMA, TRUNC_TABLES, TruncateWorkload, trunc_sources, trunc_topic
 from connect_harness import Connect, free_port, kill_rounds, source_toml
 from pg_harness import Postgres
 
@@ -149,6 +150,51 @@ class AggregateTest(unittest.TestCase):
                          aggregate_sink("unread2"))
         replay.start()
         self.assertEqual(self.wait_equal(replay, "unread2"), want)
+        self.assertEqual(replay.stop(), 0)
+        self.assertEqual(worker.stop(), 0)
+
+    def test_truncates_remove_what_their_partition_counted(self):
+        """Tables of 1, 2 and 6 partitions counted per `n` (and their ids summed): first ids
+        1-40, TRUNCATE, ids 41-80, then random inserts, updates, deletes and truncates through
+        SIGKILLs of the worker. Each aggregate equals GROUP BY over its table, live and
+        replayed from offset 0."""
+        self.pg.sql(TRUNC_SCHEMA)
+
+        def sinks(suffix):
+            return "".join(f'[[sink]]\nname = "{t}{suffix}"\ntype = "aggregate"\n'
+                           f'topics = ["{trunc_topic(t)}"]\nfield = "after"\n'
+                           f'group_by = "n"\nsum = "id"\n\n' for t in TRUNC_TABLES)
+
+        def wait_equal(suffix, worker):
+            deadline = time.monotonic() + CATCH_UP_S
+            while True:
+                want = {t: {int(n): (int(c), int(s)) for n, c, s in self.pg.sql(
+                    f"SELECT n, count(*), sum(id) FROM {t} GROUP BY n")} for t in TRUNC_TABLES}
+                have = {t: self.served(worker, f"{t}{suffix}") for t in TRUNC_TABLES}
+                if have == want:
+                    return want
+                if time.monotonic() > deadline:
+                    self.fail(f"{suffix}: {have} != {want}; status {worker.get('/status')[1]}")
+                time.sleep(0.3)
+
+        root = tempfile.mkdtemp(prefix="ordo-agg-trunc-")
+        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "agg-trunc"\n'
+                               f'id = "agg-trunc-worker"', trunc_sources(self.pg.dsn) + sinks("-a"))
+        worker.start()
+        rng = random.Random(int(os.environ.get("ORDO_AGG_SEED", "9")))
+        work = TruncateWorkload(self.pg, rng.random())
+        work.first()
+        self.assertEqual(wait_equal("-a", worker),
+                         {t: {0: (40, sum(range(41, 81)))} for t in TRUNC_TABLES})
+        kill_rounds(worker, work.run, 4, rng)
+        self.assertGreater(work.committed, 20)
+        want = wait_equal("-a", worker)
+
+        replay = Connect(tempfile.mkdtemp(prefix="ordo-agg-trunc-"),
+                         f'bootstrap = "{self.broker.bootstrap}"\ngroup = "agg-trunc-replay"',
+                         sinks("-b"))
+        replay.start()
+        self.assertEqual(wait_equal("-b", replay), want)
         self.assertEqual(replay.stop(), 0)
         self.assertEqual(worker.stop(), 0)
 

@@ -14,8 +14,11 @@ import tempfile
 import time
 import unittest
 
+from confluent_kafka import Producer
+
 import kafka_wire as kw
-from cdc_workload import SCHEMA, Workload, table_rows
+from cdc_workload import (SCHEMA, TRUNC_SCHEMA, TRUNC_TABLES, TruncateWorkload, Workload,
+                          table_rows, trunc_sources, trunc_topic)
 from connect_harness import Connect, free_port, kill_rounds, source_toml
 from memcached_harness import Memcached
 from pg_harness import Postgres
@@ -98,6 +101,119 @@ class MemcachedSinkTest(unittest.TestCase):
         replay.start()
         self.assertEqual(self.wait_equal("user2:", replay), want)
         self.assertEqual(replay.stop(), 0)
+        self.assertEqual(worker.stop(), 0)
+
+    def test_truncates_remove_what_their_partition_wrote(self):
+        """Tables of 1, 2 and 6 partitions cached by memcached sinks: first ids 1-40,
+        TRUNCATE, ids 41-80 (a marker used to flush the whole server, whatever its partition),
+        then random inserts, updates, deletes and truncates through SIGKILLs of the worker.
+        Each cache equals its table, live and replayed from offset 0 under other prefixes."""
+        self.pg.sql(TRUNC_SCHEMA)
+
+        def sinks(prefix):
+            return "".join(f'[[sink]]\nname = "{prefix}{t}"\ntype = "memcached"\n'
+                           f'topics = ["{trunc_topic(t)}"]\naddress = "127.0.0.1:{self.mc.port}"\n'
+                           f'key_prefix = "{prefix}{t}:"\nfield = "after"\n\n'
+                           for t in TRUNC_TABLES)
+
+        work = TruncateWorkload(self.pg, 0)
+
+        def cached(prefix):
+            c = self.mc.client()
+            out = {}
+            for t in TRUNC_TABLES:
+                keys = [f'{prefix}{t}:{{"id":{i}}}' for i in range(1, work.next_id)]
+                out[t] = {}
+                for start in range(0, len(keys), 100):
+                    for k, v in c.get_many(keys[start:start + 100]).items():
+                        version, kind = struct.unpack(">qB", v[:9])
+                        if kind == 0:
+                            out[t][k[len(prefix) + len(t) + 1:]] = json.loads(v[9:])
+            c.close()
+            return out
+
+        def wait_equal(prefix, worker):
+            deadline = time.monotonic() + CATCH_UP_S
+            while True:
+                want = {t: table_rows(self.pg, t) for t in TRUNC_TABLES}
+                have = cached(prefix)
+                if have == want:
+                    return want
+                if time.monotonic() > deadline:
+                    sizes = {t: (len(want[t]), len(have[t])) for t in want}
+                    self.fail(f"{prefix}: (table, cache) rows {sizes}; "
+                              f"status {worker.get('/status')[1]}")
+                time.sleep(0.3)
+
+        root = tempfile.mkdtemp(prefix="ordo-mc-trunc-")
+        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "mc-trunc"\n'
+                               f'id = "mc-trunc-worker"',
+                         trunc_sources(self.pg.dsn) + sinks("a"))
+        worker.start()
+        rng = random.Random(int(os.environ.get("ORDO_MC_SEED", "4")))
+        work.rng = random.Random(rng.random())
+        work.first()
+        tables = wait_equal("a", worker)
+        self.assertEqual({t: len(rows) for t, rows in tables.items()},
+                         {t: 40 for t in TRUNC_TABLES})
+
+        kill_rounds(worker, work.run, 4, rng)
+        self.assertGreater(work.committed, 20)
+        wait_equal("a", worker)
+
+        replay = Connect(tempfile.mkdtemp(prefix="ordo-mc-trunc-"),
+                         f'bootstrap = "{self.broker.bootstrap}"\ngroup = "mc-trunc-replay"',
+                         sinks("b"))
+        replay.start()
+        wait_equal("b", replay)
+        self.assertEqual(replay.stop(), 0)
+        self.assertEqual(worker.stop(), 0)
+
+    def test_truncate_replayed_after_a_crash_keeps_later_keys_registered(self):
+        """A crash after a batch's writes but before its position leaves keys written after a
+        marker live; the replay of the marker must keep them registered, or the next marker
+        misses them. The crash is made exact by setting the stored position back."""
+        topic = "mc-replayed-truncate"
+        p = Producer({"bootstrap.servers": self.broker.bootstrap, "acks": "all"})
+        marker = [("ordo.truncate", b"1")]
+        p.produce(topic, key=b"old", value=b"1")
+        p.produce(topic, key=b"{}", value=b"t", headers=marker)
+        p.produce(topic, key=b"new", value=b"2")
+        self.assertEqual(p.flush(30), 0)
+        root = tempfile.mkdtemp(prefix="ordo-mc-replay-")
+        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "mc-replayed"\n'
+                               f'id = "mc-replayed-worker"',
+                         f'[[sink]]\nname = "replayed"\ntype = "memcached"\n'
+                         f'topics = ["{topic}"]\naddress = "127.0.0.1:{self.mc.port}"\n'
+                         f'key_prefix = "rt:"\n')
+        c = self.mc.client()
+        position = f"rt:__ordo_offsets:{topic}:0".encode()
+
+        def live():
+            out = {}
+            for k, v in c.get_many([b"rt:old", b"rt:new"]).items():
+                if v[8] == 0:
+                    out[k.decode()] = v[9:].decode()
+            return out
+
+        def wait(next_offset, want):
+            deadline = time.monotonic() + CATCH_UP_S
+            while c.get(position) != str(next_offset).encode() or live() != want:
+                if time.monotonic() > deadline:
+                    self.fail(f"position {c.get(position)}, keys {live()}; "
+                              f"status {worker.get('/status')[1]}")
+                time.sleep(0.1)
+
+        worker.start()
+        wait(3, {"rt:new": "2"})
+        worker.kill()
+        c.set(position, b"0")  # as if the worker died before storing the position
+        worker.start()
+        wait(3, {"rt:new": "2"})
+        p.produce(topic, key=b"{}", value=b"t", headers=marker)
+        self.assertEqual(p.flush(30), 0)
+        wait(4, {})
+        c.close()
         self.assertEqual(worker.stop(), 0)
 
 

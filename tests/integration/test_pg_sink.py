@@ -14,7 +14,8 @@ import unittest
 import psycopg2
 
 import kafka_wire as kw
-from cdc_workload import SCHEMA, TABLES, Workload
+from cdc_workload import (SCHEMA, TABLES, TRUNC_SCHEMA, TRUNC_TABLES, TruncateWorkload, Workload,
+                          trunc_sources, trunc_topic)
 from connect_harness import Connect, free_port, kill_rounds, source_toml
 from pg_harness import Postgres
 
@@ -110,6 +111,59 @@ class PgSinkTest(unittest.TestCase):
         replay.start()
         self.wait_equal("_copy", "_copy2", replay)
         self.wait_equal("", "_copy2", replay)
+        self.assertEqual(replay.stop(), 0)
+        self.assertEqual(worker.stop(), 0)
+
+    def test_truncates_remove_what_their_partition_wrote(self):
+        """Tables of 1, 2 and 6 partitions copied by PostgreSQL sinks: first ids 1-40,
+        TRUNCATE, ids 41-80 (a late marker on one partition used to delete the rows 41-80 of
+        another), then random inserts, updates, deletes and truncates through SIGKILLs of the
+        worker. Each copy equals its table, live and replayed from offset 0."""
+        self.pg.sql(TRUNC_SCHEMA)
+        for t in TRUNC_TABLES:
+            for suffix in ("_copy", "_copy2"):
+                self.pg.sql(f"CREATE TABLE {t}{suffix} (LIKE {t} INCLUDING ALL)")
+
+        def sinks(suffix):
+            return "".join(f'[[sink]]\nname = "{t}{suffix}"\ntype = "postgres"\n'
+                           f'topics = ["{trunc_topic(t)}"]\nconninfo = "{self.pg.dsn}"\n'
+                           f'table = "public.{t}{suffix}"\nfield = "after"\n\n'
+                           for t in TRUNC_TABLES)
+
+        def wait_equal(suffix, worker):
+            deadline = time.monotonic() + CATCH_UP_S
+            while True:
+                diff = {t: int(self.pg.sql(
+                    f"SELECT (SELECT count(*) FROM (SELECT * FROM {t} EXCEPT SELECT * FROM "
+                    f"{t}{suffix}) x) + (SELECT count(*) FROM (SELECT * FROM {t}{suffix} EXCEPT "
+                    f"SELECT * FROM {t}) y)")[0][0]) for t in TRUNC_TABLES}
+                if not any(diff.values()):
+                    return
+                if time.monotonic() > deadline:
+                    self.fail(f"{suffix} differs from the tables: {diff}; "
+                              f"status {worker.get('/status')[1]}")
+                time.sleep(0.3)
+
+        root = tempfile.mkdtemp(prefix="ordo-pgsink-trunc-")
+        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "trunc"\n'
+                               f'id = "trunc-worker"', trunc_sources(self.pg.dsn) + sinks("_copy"))
+        worker.start()
+        rng = random.Random(int(os.environ.get("ORDO_PGSINK_SEED", "3")))
+        work = TruncateWorkload(self.pg, rng.random())
+        work.first()
+        wait_equal("_copy", worker)
+        for t in TRUNC_TABLES:
+            self.assertEqual(self.pg.sql(f"SELECT count(*) FROM {t}_copy")[0][0], "40")
+
+        kill_rounds(worker, work.run, 4, rng)
+        self.assertGreater(work.committed, 20)
+        wait_equal("_copy", worker)
+
+        replay = Connect(tempfile.mkdtemp(prefix="ordo-pgsink-trunc-"),
+                         f'bootstrap = "{self.broker.bootstrap}"\ngroup = "trunc-replay"',
+                         sinks("_copy2"))
+        replay.start()
+        wait_equal("_copy2", replay)
         self.assertEqual(replay.stop(), 0)
         self.assertEqual(worker.stop(), 0)
 

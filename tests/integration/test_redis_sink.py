@@ -15,7 +15,8 @@ import unittest
 from confluent_kafka import Producer
 
 import kafka_wire as kw
-from cdc_workload import SCHEMA, TABLES, Workload, table_rows
+from cdc_workload import (SCHEMA, TABLES, TRUNC_SCHEMA, TRUNC_TABLES, TruncateWorkload,
+                          Workload, table_rows, trunc_sources, trunc_topic)
 from connect_harness import Connect, free_port, kill_rounds, source_toml
 from pg_harness import Postgres
 from redis_harness import RedisServer
@@ -51,7 +52,7 @@ class RedisSinkTest(unittest.TestCase):
         out = {}
         for t, prefix in PREFIX.items():
             keys = [k for k in r.scan_iter(match=prefix + "*", count=1000)
-                    if not k.endswith(b"__ordo_offsets")]
+                    if b"__ordo_" not in k]
             values = r.mget(keys) if keys else []
             out[t] = {k.decode()[len(prefix):]: json.loads(v) for k, v in zip(keys, values)}
         return out
@@ -114,6 +115,75 @@ class RedisSinkTest(unittest.TestCase):
         self.assertEqual(replay.stop(), 0)
         self.assertEqual(worker.stop(), 0)
 
+    def test_truncates_remove_what_their_partition_wrote(self):
+        """Tables of 1, 2 and 6 partitions, each with a Redis sink and a table view: first
+        ids 1-40, TRUNCATE, ids 41-80 (a late marker on one partition used to delete the rows
+        41-80 of another), then random inserts, updates, deletes and truncates through
+        SIGKILLs of the worker. Redis equals each table and its view, live and replayed from
+        offset 0."""
+        self.pg.sql(TRUNC_SCHEMA)
+
+        def pipeline(db, views):
+            text = ""
+            for t in TRUNC_TABLES:
+                text += (f'[[sink]]\nname = "{t}-cache"\ntype = "redis"\n'
+                         f'topics = ["{trunc_topic(t)}"]\naddress = "127.0.0.1:{self.redis.port}"\n'
+                         f'db = {db}\nkey_prefix = "{t}:"\nfield = "after"\n'
+                         f'value_format = "json"\n\n')
+                if views:
+                    text += (f'[[sink]]\nname = "{t}-view"\ntype = "table"\n'
+                             f'topics = ["{trunc_topic(t)}"]\nfield = "after"\n'
+                             f'value_format = "json"\n\n')
+            return text
+
+        def cached(db):
+            r = self.redis.client(db)
+            out = {}
+            for t in TRUNC_TABLES:
+                keys = [k for k in r.scan_iter(match=t + ":*", count=1000) if b"__ordo_" not in k]
+                values = r.mget(keys) if keys else []
+                out[t] = {k.decode()[len(t) + 1:]: json.loads(v) for k, v in zip(keys, values)}
+            return out
+
+        def wait_equal(db, worker):
+            deadline = time.monotonic() + CATCH_UP_S
+            while True:
+                want = {t: table_rows(self.pg, t) for t in TRUNC_TABLES}
+                have = cached(db)
+                views = {t: {k: json.loads(v) for k, v in worker.scan(f"{t}-view").items()}
+                         for t in TRUNC_TABLES} if db == 0 else want
+                if have == want and views == want:
+                    return want
+                if time.monotonic() > deadline:
+                    sizes = {t: (len(want[t]), len(have[t]), len(views[t])) for t in want}
+                    self.fail(f"db {db}: (table, redis, view) rows {sizes}; "
+                              f"status {worker.get('/status')[1]}")
+                time.sleep(0.3)
+
+        root = tempfile.mkdtemp(prefix="ordo-redis-trunc-")
+        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "trunc"\n'
+                               f'id = "trunc-worker"',
+                         trunc_sources(self.pg.dsn) + pipeline(0, views=True))
+        worker.start()
+        rng = random.Random(int(os.environ.get("ORDO_REDIS_SEED", "5")))
+        work = TruncateWorkload(self.pg, rng.random())
+        work.first()
+        tables = wait_equal(0, worker)
+        self.assertEqual({t: len(rows) for t, rows in tables.items()},
+                         {t: 40 for t in TRUNC_TABLES})
+
+        kill_rounds(worker, work.run, 4, rng)
+        self.assertGreater(work.committed, 20)
+        wait_equal(0, worker)
+
+        root2 = tempfile.mkdtemp(prefix="ordo-redis-trunc-")
+        replay = Connect(root2, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "trunc-replay"',
+                         pipeline(1, views=False))
+        replay.start()
+        wait_equal(1, replay)
+        self.assertEqual(replay.stop(), 0)
+        self.assertEqual(worker.stop(), 0)
+
     def test_ttl_sets_and_deletes(self):
         """With ttl_s every key is written with its expiry (SET ... EX, not the batched MSET),
         overwrites keep the last value, and a tombstone deletes the key."""
@@ -132,7 +202,7 @@ class RedisSinkTest(unittest.TestCase):
         want = {b"t:a": b"3", b"t:c": b"4"}
         def cached():  # the keys under the prefix but the sink's offsets hash
             return {k: r.get(k) for k in r.scan_iter(match="t:*")
-                    if not k.endswith(b"__ordo_offsets")}
+                    if b"__ordo_" not in k}
         while cached() != want:
             if time.monotonic() > deadline:
                 self.fail(f"keys {cached()}; status {worker.get('/status')[1]}")

@@ -16,6 +16,8 @@ import unittest
 import psycopg2
 
 import kafka_wire as kw
+from cdc_workload import (TRUNC_SCHEMA, TRUNC_TABLES, TruncateWorkload, table_rows,
+                          trunc_sources, trunc_topic)
 from connect_harness import Connect, free_port, kill_rounds, source_toml
 from ordo_harness import ORDO_BIN
 from pg_harness import Postgres
@@ -147,6 +149,60 @@ class SearchTest(unittest.TestCase):
                          search_sink("mail-search2"))
         replay.start()
         self.assertEqual(self.wait_equal(replay, "mail-search2"), want)
+        self.assertEqual(replay.stop(), 0)
+        self.assertEqual(worker.stop(), 0)
+
+
+    def test_truncates_remove_what_their_partition_indexed(self):
+        """Tables of 1, 2 and 6 partitions indexed by search sinks: first ids 1-40, TRUNCATE,
+        ids 41-80, then random inserts, updates, deletes and truncates through SIGKILLs of the
+        worker. The documents of each index are the rows of its table, live and replayed from
+        offset 0."""
+        self.pg.sql(TRUNC_SCHEMA)
+
+        def sinks(suffix):
+            return "".join(f'[[sink]]\nname = "{t}{suffix}"\ntype = "search"\n'
+                           f'topics = ["{trunc_topic(t)}"]\nfield = "after"\n'
+                           f'fields = ["v"]\n\n' for t in TRUNC_TABLES)
+
+        def documents(worker, name):  # every row's v has one of the three words
+            status, body = worker.get(f"/search/{name}?q=first+OR+after+OR+row&limit=1000")
+            assert status == 200, body
+            assert len(body["hits"]) < 1000, "more rows than a search returns"
+            return {h["key"]: json.loads(h["value"]) for h in body["hits"]}
+
+        def wait_equal(suffix, worker):
+            deadline = time.monotonic() + CATCH_UP_S
+            while True:
+                want = {t: table_rows(self.pg, t) for t in TRUNC_TABLES}
+                have = {t: documents(worker, f"{t}{suffix}") for t in TRUNC_TABLES}
+                if have == want:
+                    return want
+                if time.monotonic() > deadline:
+                    sizes = {t: (len(want[t]), len(have[t])) for t in want}
+                    self.fail(f"{suffix}: (table, index) rows {sizes}; "
+                              f"status {worker.get('/status')[1]}")
+                time.sleep(0.3)
+
+        root = tempfile.mkdtemp(prefix="ordo-search-trunc-")
+        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "search-trunc"\n'
+                               f'id = "search-trunc-worker"',
+                         trunc_sources(self.pg.dsn) + sinks("-a"))
+        worker.start()
+        rng = random.Random(int(os.environ.get("ORDO_SEARCH_SEED", "21")))
+        work = TruncateWorkload(self.pg, rng.random())
+        work.first()
+        self.assertEqual({t: len(r) for t, r in wait_equal("-a", worker).items()},
+                         {t: 40 for t in TRUNC_TABLES})
+        kill_rounds(worker, work.run, 4, rng)
+        self.assertGreater(work.committed, 20)
+        want = wait_equal("-a", worker)
+
+        replay = Connect(tempfile.mkdtemp(prefix="ordo-search-trunc-"),
+                         f'bootstrap = "{self.broker.bootstrap}"\ngroup = "search-trunc-replay"',
+                         sinks("-b"))
+        replay.start()
+        self.assertEqual(wait_equal("-b", replay), want)
         self.assertEqual(replay.stop(), 0)
         self.assertEqual(worker.stop(), 0)
 

@@ -26,5 +26,22 @@ TEST(MemcachedEntry, RoundTripsAndRefusesDamage) {
   EXPECT_FALSE(decode_memcached_entry(d + "x"));  // a deleted entry has no value
 }
 
+TEST(MemcachedRegistry, RoundTripsAndRefusesDamage) {
+  std::vector<std::string> keys = {"k:1", std::string(MemcachedSink::kMaxKeyBytes, 'x'), "a"};
+  std::string page = encode_memcached_registry(keys);
+  EXPECT_EQ(page.substr(0, 5), std::string("\0\x03k:1", 5));
+  EXPECT_EQ(*decode_memcached_registry(page), keys);
+  // Appends concatenate: two pages' worth read as one.
+  auto twice = *decode_memcached_registry(page + page);
+  EXPECT_EQ(twice.size(), 6u);
+  EXPECT_EQ(decode_memcached_registry("")->size(), 0u);
+  for (size_t cut = 1; cut < page.size(); ++cut) {
+    if (cut == 5 || cut == 5 + 2 + MemcachedSink::kMaxKeyBytes) continue;  // whole keys
+    EXPECT_FALSE(decode_memcached_registry(page.substr(0, cut))) << cut;
+  }
+  EXPECT_FALSE(decode_memcached_registry(std::string("\0\0", 2)));  // an empty key
+  EXPECT_FALSE(decode_memcached_registry(std::string("\x01\0", 2) + std::string(256, 'k')));
+}
+
 }  // namespace
 }  // namespace ordo::connect

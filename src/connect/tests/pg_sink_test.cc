@@ -95,5 +95,18 @@ TEST(PgCopyField, ByteaRoundTripsChangeCapturesBase64) {
   }
 }
 
+TEST(PgSinkKeysTable, NamesFitPostgresIdentifiers) {
+  EXPECT_EQ(pg_sink_keys_table("users_copy"), "ordo_sink_keys_users_copy");
+  const std::string fits(44, 's');  // 15 + 44 = 59 bytes: kept whole
+  EXPECT_EQ(pg_sink_keys_table(fits), "ordo_sink_keys_" + fits);
+  // Longer: 26 bytes of it and a hash of all of it, so names that start alike differ.
+  const std::string a = std::string(60, 'x') + "a", b = std::string(60, 'x') + "b";
+  EXPECT_EQ(pg_sink_keys_table(a).size(), 15u + 26 + 1 + 16);
+  EXPECT_LE(pg_sink_keys_table(a).size() + 4, 63u);  // and the index's "_key"
+  EXPECT_TRUE(pg_sink_keys_table(a).starts_with("ordo_sink_keys_" + std::string(26, 'x') + "_"));
+  EXPECT_NE(pg_sink_keys_table(a), pg_sink_keys_table(b));
+  EXPECT_EQ(pg_sink_keys_table(a), pg_sink_keys_table(a));
+}
+
 }  // namespace
 }  // namespace ordo::connect
