@@ -145,6 +145,7 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
     state.peer = ec ? std::string("?") : fmt::format("{}:{}", ep.address().to_string(), ep.port());
     state.produce_wakeup = std::make_unique<Wakeup>(socket.get_executor());
     socket.set_option(tcp::no_delay(true), ec);
+    socket.non_blocking(true, ec);  // reader(): reads that return at once
   }
 
   Server& server;
@@ -277,21 +278,38 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
   }
 
   asio::awaitable<void> reader() {
+    bool drained = false;  // the last look found nothing to read
     while (!closed) {
       asio::error_code ec;
+      bool waited = false;
       if (buf == nullptr) {
         // Wait for readability without a buffer (an idle connection holds none). Asio waits
         // for a new readiness event, and the one for bytes (or an end of stream) that came
         // while the last read ran is spent: look first.
-        if (!readable_now()) {
+        if (drained || !readable_now()) {
           co_await socket.async_wait(tcp::socket::wait_read,
                                      asio::redirect_error(asio::use_awaitable, ec));
+          waited = true;
         }
+        drained = false;
         if (ec || closed) break;
         take_buffer();
       }
-      size_t n = co_await socket.async_read_some(asio::buffer(buf.get(), buf_size),
-                                                 asio::redirect_error(asio::use_awaitable, ec));
+      // Right after the wait, read at once (the socket is non-blocking: what is there, or
+      // would_block); else through Asio, which lets the thread's other connections run
+      // between two reads of a connection that keeps sending.
+      size_t n = 0;
+      if (waited) {
+        n = socket.read_some(asio::buffer(buf.get(), buf_size), ec);
+      } else {
+        n = co_await socket.async_read_some(asio::buffer(buf.get(), buf_size),
+                                            asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        drop_buffer();
+        drained = true;
+        continue;
+      }
       if (ec || n == 0) break;
       last_activity = std::chrono::steady_clock::now();
       std::span<const uint8_t> chunk(buf.get(), n);
@@ -322,7 +340,12 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
         read_size = std::max(read_size / 2, kMinRead);
       }
       // Drained: give the buffer back until there is more to read.
-      if (read_size != buf_size || !readable_now()) drop_buffer();
+      if (read_size != buf_size) {
+        drop_buffer();
+      } else if (!readable_now()) {
+        drop_buffer();
+        drained = true;
+      }
     }
     drop_buffer();
     // A frame cut short by the end of the connection gives its budget back.
