@@ -252,6 +252,14 @@ const std::vector<Setting>& settings() {
               "Requests one connection may have in progress before reads pause"),
       integer("connections.max.idle.ms", broker_field(&B::connections_max_idle_ms), 1000, kInt64Max,
               "A connection with nothing in flight and nothing read for this long is closed"),
+      integer("max.connections", broker_field(&B::max_connections), 1, kInt32Max,
+              "Client connections the Kafka listener keeps at once; one more is closed at once"),
+      integer("connections.max.per.ip", broker_field(&B::connections_max_per_ip), 1, kInt32Max,
+              "Client connections from one IP address at once; one more is closed at once (Kafka's "
+              "max.connections.per.ip)"),
+      integer("queued.max.request.bytes", broker_field(&B::queued_max_request_bytes), -1, kInt64Max,
+              "Bytes of request frames over 64 KiB being read or handled, over all "
+              "connections; past it such frames wait to be read; -1: no bound"),
       integer("fetch.max.wait.ms", broker_field(&B::fetch_max_wait_ms), 0, 3600000,
               "Upper bound on a fetch's max_wait_ms (long poll)"),
       integer("offsets.topic.num.partitions", broker_field(&B::offsets_topic_num_partitions), 1,
@@ -505,6 +513,11 @@ Result<void> BrokerConfig::validate() const {
     return make_error(Errc::invalid_argument,
                       "message.max.bytes ({}) exceeds the largest batch the log accepts ({})",
                       message_max_bytes, log.max_batch_bytes);
+  }
+  if (queued_max_request_bytes >= 0 && queued_max_request_bytes < (int64_t(1) << 20)) {
+    return make_error(Errc::invalid_argument,
+                      "queued.max.request.bytes ({}) must be -1 (no bound) or at least 1048576",
+                      queued_max_request_bytes);
   }
   if (group_min_session_timeout_ms > group_max_session_timeout_ms) {
     return make_error(Errc::invalid_argument,

@@ -48,7 +48,12 @@ struct BrokerConfig {
   int32_t connection_max_inflight_requests = 1000;   // connection.max.inflight.requests
   int32_t fetch_max_wait_ms = 30000;                 // fetch.max.wait.ms (caps max_wait_ms)
   int64_t connections_max_idle_ms = 600000;          // connections.max.idle.ms
-  bool truncate_corrupt = false;                     // log.truncate.corrupt
+  // Connection caps and the broker-wide bound on request bytes being read (docs/broker.md,
+  // "Connections and limits"). Kafka's names; Kafka leaves all three unbounded by default.
+  int32_t max_connections = 10000;                        // max.connections
+  int32_t connections_max_per_ip = 2147483647;            // connections.max.per.ip
+  int64_t queued_max_request_bytes = int64_t(256) << 20;  // queued.max.request.bytes; -1: none
+  bool truncate_corrupt = false;                          // log.truncate.corrupt
   // The background cleaner (Kafka's names and defaults, except the I/O cap: 0 = none).
   bool log_cleaner_enable = true;                               // log.cleaner.enable
   int64_t log_cleaner_backoff_ms = 15000;                       // log.cleaner.backoff.ms

@@ -1,10 +1,17 @@
 #include "broker/server.h"
 
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <deque>
+#include <functional>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -21,18 +28,114 @@ namespace ordo::broker {
 using asio::ip::tcp;
 
 namespace {
-constexpr size_t kReadChunk = 64 * 1024;
+// A connection's read buffer: taken when there are bytes to read, kMinRead at first, doubled
+// while reads fill it, halved when a read uses under a quarter of it.
+constexpr size_t kMinRead = 4 * 1024;
+constexpr size_t kMaxRead = 64 * 1024;
 constexpr size_t kMaxIovecs = 64;
+// Frames up to this size are not counted in queued.max.request.bytes.
+constexpr size_t kBudgetedFrame = 64 * 1024;
+// Repeated accept warnings: at most one line per interval.
+constexpr auto kLogInterval = std::chrono::seconds(10);
+// The pause after an accept error (out of descriptors, or anything else): never a busy loop.
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
+// Connections shed through the reserve descriptor in one round (the listen backlog is smaller).
+constexpr size_t kMaxShed = 65536;
+
+bool out_of_descriptors(const asio::error_code& ec) {
+  return ec == asio::error::no_descriptors || ec.value() == ENFILE ||
+         ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
+}
 }  // namespace
+
+// queued.max.request.bytes, shared by every network thread. A reservation is granted when
+// nobody waits before it and it fits (or nothing is reserved: one frame alone always
+// proceeds); else it waits in arrival order and its wake callback runs (under the lock, so it
+// must only post) once granted.
+class Server::RequestBudget {
+ public:
+  struct Waiter {
+    int64_t bytes = 0;
+    std::function<void()> wake;
+    std::atomic<bool> granted{false};
+  };
+
+  explicit RequestBudget(int64_t limit) : limit_(limit) {}
+
+  // True: granted at once. False: queued; w->wake() runs once it is granted.
+  bool acquire(const std::shared_ptr<Waiter>& w) {
+    std::lock_guard lock(mu_);
+    if (waiters_.empty() && fits(w->bytes)) {
+      used_ += w->bytes;
+      w->granted = true;
+      return true;
+    }
+    waiters_.push_back(w);
+    return false;
+  }
+
+  // A waiter that no longer wants its bytes (its connection closed): dequeued, or released
+  // when it was granted meanwhile.
+  void cancel(const std::shared_ptr<Waiter>& w) {
+    std::lock_guard lock(mu_);
+    if (w->granted) {
+      release_locked(w->bytes);
+    } else {
+      std::erase(waiters_, w);
+      grant_locked();  // the next one may fit now that this one is gone
+    }
+  }
+
+  void release(int64_t bytes) {
+    if (bytes == 0) return;
+    std::lock_guard lock(mu_);
+    release_locked(bytes);
+  }
+
+  int64_t used() const {
+    std::lock_guard lock(mu_);
+    return used_;
+  }
+  size_t waiting() const {
+    std::lock_guard lock(mu_);
+    return waiters_.size();
+  }
+
+ private:
+  bool fits(int64_t bytes) const { return limit_ < 0 || used_ == 0 || used_ + bytes <= limit_; }
+
+  void release_locked(int64_t bytes) {
+    ORDO_ASSERT(bytes <= used_);
+    used_ -= bytes;
+    grant_locked();
+  }
+
+  void grant_locked() {
+    while (!waiters_.empty() && fits(waiters_.front()->bytes)) {
+      auto w = std::move(waiters_.front());
+      waiters_.pop_front();
+      used_ += w->bytes;
+      w->granted = true;
+      w->wake();
+    }
+  }
+
+  const int64_t limit_;
+  mutable std::mutex mu_;
+  int64_t used_ = 0;
+  std::deque<std::shared_ptr<Waiter>> waiters_;
+};
 
 struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
   struct Slot {
     std::optional<HandlerOutcome> outcome;
     size_t request_bytes = 0;
+    int64_t budget_bytes = 0;  // taken from queued.max.request.bytes; returned when popped
   };
 
-  Connection(Server& server, tcp::socket s)
+  Connection(Server& server, tcp::socket s, asio::ip::address address)
       : server(server),
+        address(std::move(address)),
         socket(std::move(s)),
         decoder(size_t(server.broker_.config().socket_request_max_bytes)),
         reader_wakeup(socket.get_executor()),
@@ -42,9 +145,11 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
     state.peer = ec ? std::string("?") : fmt::format("{}:{}", ep.address().to_string(), ep.port());
     state.produce_wakeup = std::make_unique<Wakeup>(socket.get_executor());
     socket.set_option(tcp::no_delay(true), ec);
+    socket.non_blocking(true, ec);  // reader(): reads that return at once
   }
 
   Server& server;
+  const asio::ip::address address;  // the client's, for connections.max.per.ip
   tcp::socket socket;
   ConnectionState state;
   protocol::FrameDecoder decoder;
@@ -52,7 +157,14 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
   Wakeup reader_wakeup;  // the queue shrank, or the connection closes
   Wakeup writer_wakeup;  // a response is ready, reading ended, or the connection closes
   size_t inflight_bytes = 0;
+  // The read buffer: held only while there are bytes to read (read_buffer_bytes()).
+  std::unique_ptr<uint8_t[]> buf;
+  size_t buf_size = 0;
+  size_t read_size = kMinRead;  // the size of the next buffer
+  // Budget taken for the frame being read (queued.max.request.bytes).
+  int64_t frame_budget = 0;
   bool reading_done = false;
+  int tasks_left = 2;  // the reader and the writer; the last to end uncounts the connection
   bool closed = false;
   // Last time a byte was read or a response written (connections.max.idle.ms).
   std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
@@ -94,9 +206,59 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
     reader_wakeup.notify_all();
   }
 
+  // Whether a read would not block now: bytes, an end of stream or an error are waiting.
+  bool readable_now() {
+    uint8_t b;
+    while (true) {
+      ssize_t r = ::recv(socket.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (r < 0 && errno == EINTR) continue;
+      return !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+    }
+  }
+
+  void take_buffer() {
+    ORDO_ASSERT(buf == nullptr);
+    buf.reset(new uint8_t[read_size]);  // not zeroed: only what a read writes is used
+    buf_size = read_size;
+    server.read_buffer_bytes_.fetch_add(buf_size);
+  }
+
+  void drop_buffer() {
+    if (buf == nullptr) return;
+    buf.reset();
+    server.read_buffer_bytes_.fetch_sub(buf_size);
+    buf_size = 0;
+  }
+
+  // Takes the budget for the frame whose size has just been read, waiting (not reading) until
+  // it is granted. False when the connection closed meanwhile.
+  asio::awaitable<bool> take_frame_budget(size_t bytes) {
+    RequestBudget* budget = server.budget_.get();
+    if (budget == nullptr || bytes <= kBudgetedFrame) co_return true;
+    auto w = std::make_shared<RequestBudget::Waiter>();
+    w->bytes = int64_t(bytes);
+    std::weak_ptr<Connection> weak = weak_from_this();
+    w->wake = [weak, ex = socket.get_executor()] {
+      asio::post(ex, [weak] {
+        if (auto c = weak.lock()) c->reader_wakeup.notify_all();
+      });
+    };
+    if (!budget->acquire(w)) {
+      while (!closed && !w->granted) co_await reader_wakeup.wait();
+      if (!w->granted) {
+        budget->cancel(w);
+        co_return false;
+      }
+    }
+    frame_budget = w->bytes;
+    co_return true;
+  }
+
   void dispatch(std::vector<uint8_t> frame) {
     auto slot = std::make_shared<Slot>();
     slot->request_bytes = frame.size();
+    slot->budget_bytes = frame_budget;
+    frame_budget = 0;
     inflight_bytes += frame.size();
     queue.push_back(slot);
     server.inflight_.fetch_add(1);
@@ -116,28 +278,79 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
   }
 
   asio::awaitable<void> reader() {
-    std::vector<uint8_t> buf(kReadChunk);
+    bool drained = false;  // the last look found nothing to read
     while (!closed) {
       asio::error_code ec;
-      size_t n = co_await socket.async_read_some(asio::buffer(buf),
-                                                 asio::redirect_error(asio::use_awaitable, ec));
+      bool waited = false;
+      if (buf == nullptr) {
+        // Wait for readability without a buffer (an idle connection holds none). Asio waits
+        // for a new readiness event, and the one for bytes (or an end of stream) that came
+        // while the last read ran is spent: look first.
+        if (drained || !readable_now()) {
+          co_await socket.async_wait(tcp::socket::wait_read,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+          waited = true;
+        }
+        drained = false;
+        if (ec || closed) break;
+        take_buffer();
+      }
+      // Right after the wait, read at once (the socket is non-blocking: what is there, or
+      // would_block); else through Asio, which lets the thread's other connections run
+      // between two reads of a connection that keeps sending.
+      size_t n = 0;
+      if (waited) {
+        n = socket.read_some(asio::buffer(buf.get(), buf_size), ec);
+      } else {
+        n = co_await socket.async_read_some(asio::buffer(buf.get(), buf_size),
+                                            asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        drop_buffer();
+        drained = true;
+        continue;
+      }
       if (ec || n == 0) break;
       last_activity = std::chrono::steady_clock::now();
-      std::span<const uint8_t> chunk(buf.data(), n);
+      std::span<const uint8_t> chunk(buf.get(), n);
       while (!chunk.empty() && !closed) {
-        auto used = decoder.feed(chunk);
+        // The size prefix alone first: a large frame's budget is taken before its body is read.
+        size_t missing = decoder.prefix_missing();
+        auto used =
+            decoder.feed(missing > 0 ? chunk.first(std::min(missing, chunk.size())) : chunk);
         if (!used) {
           close(used.error().to_string());
           break;
         }
         chunk = chunk.subspan(*used);
+        if (missing > 0 && decoder.prefix_missing() == 0 && !decoder.has_frame()) {
+          if (!co_await take_frame_budget(decoder.frame_size())) break;
+        }
         if (!decoder.has_frame()) continue;
         std::vector<uint8_t> frame = decoder.take_frame();
         while (!closed && !admit(frame.size())) co_await reader_wakeup.wait();
         if (closed) break;
         dispatch(std::move(frame));
       }
+      if (closed) break;
+      // The next buffer's size follows how much the reads find.
+      if (n == buf_size) {
+        read_size = std::min(read_size * 2, kMaxRead);
+      } else if (n < buf_size / 4) {
+        read_size = std::max(read_size / 2, kMinRead);
+      }
+      // Drained: give the buffer back until there is more to read.
+      if (read_size != buf_size) {
+        drop_buffer();
+      } else if (!readable_now()) {
+        drop_buffer();
+        drained = true;
+      }
     }
+    drop_buffer();
+    // A frame cut short by the end of the connection gives its budget back.
+    server.budget_release(frame_budget);
+    frame_budget = 0;
     reading_done = true;
     writer_wakeup.notify_all();
   }
@@ -255,6 +468,7 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
       last_activity = std::chrono::steady_clock::now();
       for (size_t i = 0; i < ready; ++i) {
         inflight_bytes -= queue.front()->request_bytes;
+        server.budget_release(queue.front()->budget_bytes);
         queue.pop_front();
       }
       server.inflight_.fetch_sub(ready);
@@ -262,6 +476,7 @@ struct Server::Connection : std::enable_shared_from_this<Server::Connection> {
     }
     // Requests still being handled finish on their own; their responses are dropped.
     server.inflight_.fetch_sub(queue.size());
+    for (const auto& slot : queue) server.budget_release(slot->budget_bytes);
     queue.clear();
     close("");
   }
@@ -271,6 +486,28 @@ Server::Server(Broker& broker) : broker_(broker) {}
 
 Server::~Server() {
   stop(0);
+  if (reserve_fd_ >= 0) ::close(reserve_fd_);
+}
+
+int64_t Server::queued_request_bytes() const {
+  return budget_ ? budget_->used() : 0;
+}
+
+size_t Server::request_budget_waiters() const {
+  return budget_ ? budget_->waiting() : 0;
+}
+
+void Server::budget_release(int64_t bytes) {
+  if (budget_ && bytes > 0) budget_->release(bytes);
+}
+
+uint64_t Server::LogLimiter::tick() {
+  ++count;
+  auto now = std::chrono::steady_clock::now();
+  if (logged && now - last < kLogInterval) return 0;
+  logged = true;
+  last = now;
+  return std::exchange(count, 0);
 }
 
 Result<uint16_t> Server::start() {
@@ -296,15 +533,34 @@ Result<uint16_t> Server::start() {
   if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) acceptor->bind(ep, ec);
   if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  // Non-blocking: shed_pending() accepts on it directly.
+  if (!ec) acceptor->native_non_blocking(true, ec);
   if (ec) {
     return make_error(Errc::io, "listen on {}:{}: {}", c.listen_host, c.listen_port, ec.message());
   }
   uint16_t port = acceptor->local_endpoint().port();
-  // The network threads already run: the acceptor and the timer are handed to the coroutines
+  // The descriptor that lets the server accept (and close) connections when it has no other.
+  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (reserve_fd_ < 0) {
+    return make_error(Errc::io, "open /dev/null (reserve descriptor): {}", std::strerror(errno));
+  }
+  if (c.queued_max_request_bytes >= 0) {
+    budget_ = std::make_unique<RequestBudget>(c.queued_max_request_bytes);
+  }
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
+      rlim_t(c.max_connections) >= nofile.rlim_cur) {
+    ORDO_LOG_INFO(
+        "open-file limit {} is below max.connections {}: descriptors, not max.connections, "
+        "bound the connections (docs/broker.md, descriptor limits)",
+        nofile.rlim_cur, c.max_connections);
+  }
+  // The network threads already run: the acceptor and the timers are handed to the coroutines
   // that use them before they start, and touched only on contexts_[0] from then on (and by
   // stop(), once both coroutines have ended).
   acceptor_ = std::move(acceptor);
   sweep_timer_ = std::make_unique<asio::steady_timer>(*contexts_[0]);
+  accept_timer_ = std::make_unique<asio::steady_timer>(*contexts_[0]);
   tasks_.store(2);
   asio::co_spawn(*contexts_[0], accept_loop(), [this](std::exception_ptr) { tasks_.fetch_sub(1); });
   asio::co_spawn(*contexts_[0], idle_sweep(), [this](std::exception_ptr) { tasks_.fetch_sub(1); });
@@ -312,36 +568,122 @@ Result<uint16_t> Server::start() {
   return port;
 }
 
+size_t Server::shed_pending() {
+  size_t shed = 0;
+  while (shed < kMaxShed) {
+    if (reserve_fd_ >= 0) {
+      ::close(reserve_fd_);
+      reserve_fd_ = -1;
+    }
+    int fd = ::accept4(acceptor_->native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0 && errno == EINTR) continue;
+    if (fd < 0) break;  // EAGAIN: none left; else the freed slot was taken meanwhile
+    ::close(fd);
+    ++shed;
+    reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (reserve_fd_ < 0) break;
+  }
+  // Taken again now if a descriptor is free, else at the next round.
+  if (reserve_fd_ < 0) reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return shed;
+}
+
+bool Server::admit_connection(const asio::ip::address& addr, const std::string& peer) {
+  const BrokerConfig& c = broker_.config();
+  std::lock_guard lock(mu_);
+  if (connections_.load() >= size_t(c.max_connections)) {
+    if (uint64_t n = total_cap_log_.tick()) {
+      ORDO_LOG_WARN(
+          "connection {} refused: max.connections ({}) reached; {} refused since the "
+          "last such line",
+          peer, c.max_connections, n);
+    }
+    return false;
+  }
+  size_t& from_ip = per_ip_[addr];
+  if (from_ip >= size_t(c.connections_max_per_ip)) {
+    if (uint64_t n = ip_cap_log_.tick()) {
+      ORDO_LOG_WARN(
+          "connection {} refused: connections.max.per.ip ({}) reached for {}; {} "
+          "refused since the last such line",
+          peer, c.connections_max_per_ip, addr.to_string(), n);
+    }
+    return false;
+  }
+  ++from_ip;
+  connections_.fetch_add(1);
+  return true;
+}
+
+void Server::connection_ended(const asio::ip::address& addr) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = per_ip_.find(addr);
+    ORDO_ASSERT(it != per_ip_.end() && it->second > 0);
+    if (--it->second == 0) per_ip_.erase(it);
+  }
+  // Last: once the count is 0, stop() may return and the server go.
+  connections_.fetch_sub(1);
+}
+
 asio::awaitable<void> Server::accept_loop() {
   while (!stopping_.load()) {
-    auto& ctx = *contexts_[next_context_++ % contexts_.size()];
+    auto& ctx = *contexts_[next_context_ % contexts_.size()];
     asio::error_code ec;
     tcp::socket socket =
         co_await acceptor_->async_accept(ctx, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (stopping_.load() || ec == asio::error::operation_aborted) break;
-      ORDO_LOG_WARN("accept: {}", ec.message());
+      // Out of descriptors, the pending connections stay queued and accept fails again at
+      // once: they are accepted and closed (clients see a closed connection, not a hang), and
+      // accepting pauses. Any other error pauses too. Never a busy loop, never a log flood.
+      size_t shed = out_of_descriptors(ec) ? shed_pending() : 0;
+      refused_.fetch_add(shed);
+      if (uint64_t n = accept_error_log_.tick()) {
+        ORDO_LOG_WARN(
+            "accept: {} ({} times since the last such line; pending connections "
+            "closed: {}); accepting again in {} ms",
+            ec.message(), n, shed, kAcceptBackoff.count());
+      }
+      accept_timer_->expires_after(kAcceptBackoff);
+      co_await accept_timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    auto conn = std::make_shared<Connection>(*this, std::move(socket));
+    asio::error_code peer_ec;
+    auto remote = socket.remote_endpoint(peer_ec);
+    if (peer_ec) continue;  // gone already (the socket closes here)
+    std::string peer = fmt::format("{}:{}", remote.address().to_string(), remote.port());
+    if (!admit_connection(remote.address(), peer)) {
+      refused_.fetch_add(1);
+      socket.close(peer_ec);
+      continue;
+    }
+    ++next_context_;
+    auto conn = std::make_shared<Connection>(*this, std::move(socket), remote.address());
     {
       std::lock_guard lock(mu_);
       std::erase_if(live_, [](const auto& w) { return w.expired(); });
       live_.push_back(conn);
     }
-    connections_.fetch_add(1);
     // Accepted while stop() ran: stop() may have gone over live_ before this one was in it.
     if (stopping_.load()) asio::post(ctx, [conn] { conn->stop_reading(); });
+    // Each coroutine holds the connection: the reader may still be finishing a read when the
+    // writer is done. The last of the two to end uncounts it (stop() waits for that).
+    auto ended = [this, conn] {
+      if (--conn->tasks_left == 0) connection_ended(conn->address);
+    };
     asio::co_spawn(
         ctx,
-        [this, conn]() -> asio::awaitable<void> {
-          // Each coroutine holds the connection: the reader may still be finishing a read
-          // when the writer is done.
+        [conn, ended]() -> asio::awaitable<void> {
           asio::co_spawn(
               conn->socket.get_executor(),
-              [conn]() -> asio::awaitable<void> { co_await conn->reader(); }, asio::detached);
+              [conn, ended]() -> asio::awaitable<void> {
+                co_await conn->reader();
+                ended();
+              },
+              asio::detached);
           co_await conn->writer();
-          connections_.fetch_sub(1);
+          ended();
         },
         asio::detached);
   }
@@ -376,6 +718,7 @@ void Server::stop(int64_t drain_timeout_ms) {
   asio::post(*contexts_[0], [this] {
     asio::error_code ec;
     sweep_timer_->cancel();
+    accept_timer_->cancel();
     acceptor_->close(ec);
   });
   auto each_connection = [this](auto fn) {
@@ -409,6 +752,7 @@ void Server::stop(int64_t drain_timeout_ms) {
   if (wait_until([this] { return tasks_.load() == 0; }, now() + std::chrono::seconds(5))) {
     acceptor_.reset();
     sweep_timer_.reset();
+    accept_timer_.reset();
   } else {
     ORDO_LOG_WARN("stop: the listener did not stop; left to the network threads' end");
   }

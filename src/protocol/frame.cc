@@ -29,7 +29,11 @@ Result<size_t> FrameDecoder::feed(std::span<const uint8_t> in) {
     body_.clear();
   }
   size_t n = std::min(in.size() - used, size_ - body_.size());
-  // Grows with the bytes that arrive, not with the size the peer claims.
+  // Grows with the bytes that arrive, not with the size the peer claims; doubling, but never
+  // past the frame's size (a vector's own growth could hold up to twice the frame).
+  if (body_.size() + n > body_.capacity()) {
+    body_.reserve(std::min(size_, std::max(body_.size() + n, 2 * body_.capacity())));
+  }
   body_.insert(body_.end(), in.begin() + used, in.begin() + used + n);
   return used + n;
 }

@@ -1,7 +1,8 @@
 #pragma once
 // Splits a byte stream into Kafka frames: int32 size (big-endian) + that many bytes.
 //
-// Bounded: the decoder buffers at most one frame (4 + max_frame_size bytes); the caller keeps
+// Bounded: the decoder buffers at most one frame (4 + max_frame_size bytes), and holds memory
+// for the bytes that have arrived only (never more than the frame's size); the caller keeps
 // its own read chunk. A frame size below 0 or above max_frame_size is an error (and the
 // connection should be closed); the error is sticky.
 //
@@ -39,6 +40,10 @@ class FrameDecoder {
   std::vector<uint8_t> take_frame();
   // Bytes held for the frame in progress (size prefix included).
   size_t buffered() const { return prefix_len_ + body_.size(); }
+  // Bytes of the size prefix still to come (0 once the frame's size is known).
+  size_t prefix_missing() const { return have_size_ ? 0 : 4 - prefix_len_; }
+  // The size of the frame in progress, once its prefix is complete (0 before).
+  size_t frame_size() const { return have_size_ ? size_ : 0; }
 
  private:
   size_t max_frame_size_;

@@ -25,8 +25,9 @@ STOP_TIMEOUT_S = 60
 
 
 class Broker:
-    def __init__(self, extra_args=(), data_dir=None, env=None, port=0):
+    def __init__(self, extra_args=(), data_dir=None, env=None, port=0, preexec_fn=None):
         self.extra_args = list(extra_args)
+        self.preexec_fn = preexec_fn  # run in the child before exec (e.g. to set rlimits)
         self._own_dir = data_dir is None
         self.root = tempfile.mkdtemp(prefix="ordo-it-")
         self.data_dir = data_dir or os.path.join(self.root, "data")
@@ -53,7 +54,8 @@ class Broker:
         args = [ORDO_BIN, "serve", "--data-dir", self.data_dir, "--listen",
                 f"127.0.0.1:{self.listen_port}",
                 "--admin-listen", "127.0.0.1:0"]
-        self.proc = subprocess.Popen(args + self.extra_args, stdout=log, stderr=log, env=self.env)
+        self.proc = subprocess.Popen(args + self.extra_args, stdout=log, stderr=log, env=self.env,
+                                     preexec_fn=self.preexec_fn)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:

@@ -5,6 +5,8 @@ normally and hold exactly the data stored at the start (tearDown)."""
 import os
 import random
 import re
+import resource
+import socket
 import subprocess
 import tempfile
 import time
@@ -361,6 +363,59 @@ class DiskFullTest(unittest.TestCase):
             error, base, _, _ = c.produce(topic, 0, batch)
             self.assertEqual((error, base), (kw.NONE, stored))
             self.assertEqual(len(kw.parse_batches(c.fetch_all(topic, 0))), stored + 1)
+
+
+DESCRIPTOR_LIMIT = 128  # RLIMIT_NOFILE of the broker below (soft and hard)
+
+
+def _limit_descriptors():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (DESCRIPTOR_LIMIT, DESCRIPTOR_LIMIT))
+
+
+class DescriptorLimitTest(unittest.TestCase):
+    """A broker started with few descriptors and sent more connections than it can hold: it
+    refuses the excess (closes them), logs a bounded number of accept warnings instead of one
+    per retry, and serves new clients once descriptors are free again."""
+
+    def test_more_connections_than_descriptors(self):
+        with kw.Broker(preexec_fn=_limit_descriptors) as broker:
+            conns = []
+            try:
+                for _ in range(DESCRIPTOR_LIMIT + 100):
+                    conns.append(socket.create_connection(("127.0.0.1", broker.port),
+                                                          timeout=kw.WAIT_S))
+                kw.wait_for_log(broker, lambda text: "accept: " in text)
+                # Some of them were closed by the broker (the ones it had no descriptor for).
+                refused = 0
+                for s in conns:
+                    s.settimeout(0.05)
+                    try:
+                        if s.recv(1) == b"":
+                            refused += 1
+                    except (socket.timeout, ConnectionResetError):
+                        pass
+                self.assertGreater(refused, 0)
+            finally:
+                for s in conns:
+                    s.close()
+            self.assertTrue(broker.alive(), broker.log())
+            # Once the clients are gone, a new one is served (a connection may still be refused
+            # while the broker is closing the old ones: retried, bounded).
+            error = None
+            for _ in range(100):
+                try:
+                    with kw.Connection(broker.bootstrap) as c:
+                        error, _ = c.api_versions()
+                        break
+                except (kw.ConnectionClosed, ConnectionError):
+                    time.sleep(0.1)
+            self.assertEqual(error, kw.NONE, broker.log()[-2000:])
+            # A handful of warning lines, not one per failed accept (the broker retried at once
+            # and logged millions of lines before).
+            warnings = [line for line in broker.log().splitlines() if "accept: " in line]
+            self.assertGreaterEqual(len(warnings), 1)
+            self.assertLessEqual(len(warnings), 10, warnings[:20])
+            self.assertIn("pending connections closed", warnings[0])
 
 
 if __name__ == "__main__":

@@ -66,6 +66,9 @@ const std::vector<std::pair<std::string, std::string>> kSamples = {
     {"connection.max.inflight.bytes", "1048576"},
     {"connection.max.inflight.requests", "50"},
     {"connections.max.idle.ms", "120000"},
+    {"max.connections", "500"},
+    {"connections.max.per.ip", "20"},
+    {"queued.max.request.bytes", "-1"},
     {"fetch.max.wait.ms", "750"},
     {"offsets.topic.num.partitions", "16"},
     {"offsets.topic.segment.bytes", "1048576"},
@@ -324,6 +327,14 @@ TEST(BrokerConfig, ValidateChecksAcrossSettings) {
                   {{"socket.request.max.bytes", "200000000"}, {"message.max.bytes", "100000000"}});
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().message.find("largest batch"), std::string::npos) << c.error().message;
+
+  // queued.max.request.bytes: -1 (no bound) or at least 1 MiB.
+  c = load_config("", {}, {{"queued.max.request.bytes", "4096"}});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("queued.max.request.bytes (4096)"), std::string::npos)
+      << c.error().message;
+  EXPECT_TRUE(load_config("", {}, {{"queued.max.request.bytes", "-1"}}));
+  EXPECT_TRUE(load_config("", {}, {{"queued.max.request.bytes", "1048576"}}));
 
   // The order of the flags does not matter, only the final values.
   c = load_config("", {},

@@ -10,10 +10,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include "base/clock.h"
 #include "base/coding.h"
+#include "base/log.h"
 #include "protocol/header.h"
 #include "protocol/messages/api_versions_request.h"
 #include "protocol/messages/api_versions_response.h"
@@ -32,8 +35,16 @@ using storage::testing::TempDir;
 
 class Client {
  public:
-  explicit Client(uint16_t port) {
+  // from: the local loopback address to connect from (127.0.0.1 by default; any 127.x.y.z
+  // works on Linux without configuration).
+  explicit Client(uint16_t port, const char* from = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (from != nullptr) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      ::inet_pton(AF_INET, from, &local.sin_addr);
+      EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local), 0);
+    }
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
@@ -105,6 +116,63 @@ class Client {
 
 int32_t correlation_of(const std::vector<uint8_t>& frame) {
   return frame.size() >= 4 ? int32_t(load_be32(frame.data())) : -1;
+}
+
+// Waits (bounded: 20 s) until done() holds; returns done().
+template <typename F>
+bool eventually(F done) {
+  for (int i = 0; i < 20000 && !done(); ++i) ::usleep(1000);
+  return done();
+}
+
+// Log lines captured while a LogCapture lives.
+class LogCapture {
+ public:
+  LogCapture() { set_log_sink(&LogCapture::sink); }
+  ~LogCapture() {
+    set_log_sink(nullptr);
+    std::lock_guard lock(mu());
+    lines().clear();
+  }
+  // The captured lines that contain every one of words.
+  static std::vector<std::string> matching(std::initializer_list<std::string_view> words) {
+    std::lock_guard lock(mu());
+    std::vector<std::string> out;
+    for (const auto& l : lines()) {
+      bool all = true;
+      for (auto w : words) all = all && l.find(w) != std::string::npos;
+      if (all) out.push_back(l);
+    }
+    return out;
+  }
+
+ private:
+  static std::mutex& mu() {
+    static std::mutex m;
+    return m;
+  }
+  static std::vector<std::string>& lines() {
+    static std::vector<std::string> l;
+    return l;
+  }
+  static void sink(LogLevel, std::string_view line) {
+    std::lock_guard lock(mu());
+    lines().emplace_back(line);
+  }
+};
+
+protocol::ProduceRequest produce_of(std::vector<uint8_t> batch) {
+  protocol::ProduceRequest p;
+  p.acks = 1;
+  p.timeout_ms = 10000;
+  protocol::ProduceRequest::TopicProduceData t;
+  t.name = "t";
+  protocol::ProduceRequest::PartitionProduceData pd;
+  pd.index = 0;
+  pd.records = protocol::Records::owned(std::move(batch));
+  t.partition_data.push_back(std::move(pd));
+  p.topic_data.push_back(std::move(t));
+  return p;
 }
 
 // Every test runs with the partition writers on the network threads (one and two of them: a
@@ -329,6 +397,119 @@ TEST_P(ServerTest, StopFinishesInFlightRequests) {
   server->stop();
   EXPECT_EQ(correlation_of(c.read_frame()), 2);
   EXPECT_TRUE(c.closed_by_server());
+}
+
+TEST_P(ServerTest, ReadBuffersAreTakenOnlyWhileThereIsSomethingToRead) {
+  start();
+  Client c(port);
+  c.send(c.frame(metadata("t"), 12, 1));
+  ASSERT_EQ(correlation_of(c.read_frame()), 1);
+  // A 1 MiB produce makes the connection's buffer grow to its largest; once answered, the
+  // connection is idle and holds no buffer.
+  c.send(c.frame(produce_of(storage::testing::make_batch(1, "big", 1000, 1 << 20)), 9, 2));
+  ASSERT_EQ(correlation_of(c.read_frame()), 2);
+  EXPECT_TRUE(eventually([&] { return server->read_buffer_bytes() == 0; }))
+      << server->read_buffer_bytes() << " bytes of read buffers held by an idle connection";
+  // So do 20 more idle connections that each sent a request.
+  std::vector<std::unique_ptr<Client>> idle;
+  for (int i = 0; i < 20; ++i) {
+    idle.push_back(std::make_unique<Client>(port));
+    idle.back()->send(idle.back()->frame(protocol::ApiVersionsRequest{}, 3, 10 + i));
+    ASSERT_EQ(correlation_of(idle.back()->read_frame()), 10 + i);
+  }
+  EXPECT_TRUE(eventually([&] { return server->read_buffer_bytes() == 0; }))
+      << server->read_buffer_bytes() << " bytes of read buffers held by 21 idle connections";
+  // And the first connection still works.
+  c.send(c.frame(protocol::ApiVersionsRequest{}, 3, 3));
+  EXPECT_EQ(correlation_of(c.read_frame()), 3);
+}
+
+TEST_P(ServerTest, LargeFramesWaitForTheRequestBudgetSmallOnesDoNot) {
+  BrokerConfig cfg;
+  cfg.queued_max_request_bytes = 1 << 20;
+  start(cfg);
+  Client setup(port);
+  setup.send(setup.frame(metadata("t"), 12, 1));
+  ASSERT_EQ(correlation_of(setup.read_frame()), 1);
+  // Three produces of ~600 KiB: each alone fits the 1 MiB budget, two do not.
+  std::vector<std::unique_ptr<Client>> big;
+  std::vector<std::vector<uint8_t>> frames;
+  for (int i = 0; i < 3; ++i) {
+    big.push_back(std::make_unique<Client>(port));
+    frames.push_back(big.back()->frame(
+        produce_of(storage::testing::make_batch(1, "b" + std::to_string(i), 1000, 600 << 10)), 9,
+        100 + i));
+  }
+  const int64_t frame_size = int64_t(frames[0].size()) - 4;
+  // The first sends all but its last byte and takes the budget; the others send 10 KiB each
+  // and wait for it (their bodies are not read).
+  big[0]->send(std::span(frames[0]).first(frames[0].size() - 1));
+  ASSERT_TRUE(eventually([&] { return server->queued_request_bytes() == frame_size; }))
+      << server->queued_request_bytes();
+  for (int i = 1; i < 3; ++i) big[i]->send(std::span(frames[i]).first(10 << 10));
+  ASSERT_TRUE(eventually([&] { return server->request_budget_waiters() == 2; }));
+  EXPECT_EQ(server->queued_request_bytes(), frame_size);
+  // Small requests on other connections are answered meanwhile.
+  Client small(port);
+  small.send(small.frame(protocol::ApiVersionsRequest{}, 3, 7));
+  EXPECT_EQ(correlation_of(small.read_frame()), 7);
+  setup.send(setup.frame(metadata("t"), 12, 8));
+  EXPECT_EQ(correlation_of(setup.read_frame()), 8);
+  // The first frame completes and is answered: its bytes go back and the next waiter, in
+  // arrival order, gets them.
+  big[0]->send(std::span(frames[0]).last(1));
+  EXPECT_EQ(correlation_of(big[0]->read_frame()), 100);
+  ASSERT_TRUE(eventually([&] { return server->request_budget_waiters() == 1; }));
+  // The other two send the rest (from threads: the one still waiting is not read, so its
+  // bytes may fill the socket buffers until its turn) and both are answered.
+  std::vector<std::thread> senders;
+  for (int i = 1; i < 3; ++i) {
+    senders.emplace_back([&, i] { big[i]->send(std::span(frames[i]).subspan(10 << 10)); });
+  }
+  EXPECT_EQ(correlation_of(big[1]->read_frame()), 101);
+  EXPECT_EQ(correlation_of(big[2]->read_frame()), 102);
+  for (auto& t : senders) t.join();
+  EXPECT_EQ(server->request_budget_waiters(), 0u);
+  EXPECT_TRUE(eventually([&] { return server->queued_request_bytes() == 0; }))
+      << server->queued_request_bytes();
+}
+
+TEST_P(ServerTest, ConnectionCapsCloseTheConnectionsPastThem) {
+  LogCapture logs;
+  BrokerConfig cfg;
+  cfg.max_connections = 3;
+  cfg.connections_max_per_ip = 2;
+  start(cfg);
+  auto works = [](Client& c, int32_t correlation) {
+    c.send(c.frame(protocol::ApiVersionsRequest{}, 3, correlation));
+    return correlation_of(c.read_frame()) == correlation;
+  };
+  auto a = std::make_unique<Client>(port);
+  Client b(port);
+  EXPECT_TRUE(works(*a, 1));
+  EXPECT_TRUE(works(b, 2));
+  {  // a third from 127.0.0.1: over connections.max.per.ip
+    Client c(port);
+    EXPECT_TRUE(c.closed_by_server());
+  }
+  EXPECT_EQ(LogCapture::matching({"refused", "connections.max.per.ip (2)", "127.0.0.1"}).size(),
+            1u);
+  // Another address still gets in, up to max.connections.
+  Client other(port, "127.0.0.2");
+  EXPECT_TRUE(works(other, 3));
+  {
+    Client d(port, "127.0.0.3");
+    EXPECT_TRUE(d.closed_by_server());
+  }
+  EXPECT_EQ(LogCapture::matching({"refused", "max.connections (3)"}).size(), 1u);
+  EXPECT_EQ(server->refused_connections(), 2u);
+  // Once one closes, a new connection from 127.0.0.1 is served.
+  a.reset();
+  ASSERT_TRUE(eventually([&] { return server->connection_count() == 2; }));
+  Client e(port);
+  EXPECT_TRUE(works(e, 4));
+  EXPECT_TRUE(works(b, 5));
+  EXPECT_TRUE(works(other, 6));
 }
 
 INSTANTIATE_TEST_SUITE_P(Threading, ServerTest,

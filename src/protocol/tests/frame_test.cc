@@ -105,5 +105,27 @@ TEST(FrameDecoder, RejectsOversizedAndNegative) {
   }
 }
 
+TEST(FrameDecoder, HoldsNoMoreThanTheFrameAndReportsItsSize) {
+  // A 1000-byte body arriving 300 bytes at a time: the buffer grows, but never past the
+  // frame (plain vector growth would reach 1200).
+  Bytes in = framed(std::string(1000, 'y'));
+  FrameDecoder d;
+  EXPECT_EQ(d.prefix_missing(), 4u);
+  EXPECT_EQ(d.feed(std::span(in).first(3)).value(), 3u);
+  EXPECT_EQ(d.prefix_missing(), 1u);
+  EXPECT_EQ(d.frame_size(), 0u);
+  EXPECT_EQ(d.feed(std::span(in).subspan(3, 1)).value(), 1u);
+  EXPECT_EQ(d.prefix_missing(), 0u);
+  EXPECT_EQ(d.frame_size(), 1000u);
+  for (size_t at = 4; at < in.size(); at += 300) {
+    EXPECT_GT(d.feed(std::span(in).subspan(at, std::min<size_t>(300, in.size() - at))).value(), 0u);
+  }
+  ASSERT_TRUE(d.has_frame());
+  Bytes frame = d.take_frame();
+  EXPECT_EQ(frame.size(), 1000u);
+  EXPECT_EQ(frame.capacity(), 1000u);
+  EXPECT_EQ(d.prefix_missing(), 4u);
+}
+
 }  // namespace
 }  // namespace ordo::protocol
