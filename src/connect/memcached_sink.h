@@ -12,13 +12,20 @@
 //
 // A deleted key stays as a kind-1 entry for tombstone_ttl_s (so an older write cannot bring it
 // back meanwhile). The position (next offset per partition) is kept in memcached itself, under
-// "<key_prefix>__ordo_offsets:<topic>:<partition>", after the batch's writes: if memcached
-// restarts and forgets everything, it forgets the position too and the sink replays from the
-// earliest offset. A TRUNCATE marker flushes the whole server (memcached cannot list keys):
-// give such a cache a server of its own. One thread at a time.
+// "<key_prefix>__ordo_offsets:<topic>:<partition>", after the batch's writes, as "<next>
+// <epoch>". The epoch is a random token under "<key_prefix>__ordo_epoch", created when absent:
+// a memcached that restarted (or evicted it) has none or another one. Every batch reads it in
+// its multi-get and writes nothing when it is not the one the partition's position was read
+// or written with: the store lost its position (Errc::out_of_range), the task reads it again
+// (a position whose epoch is not the current one counts as none) and replays from the
+// earliest offset. A position written into a server that restarted after the check carries
+// the old epoch, so the next batch or read finds it stale the same way. A TRUNCATE marker
+// flushes the whole server (memcached cannot list keys) and puts the epoch back: give such a
+// cache a server of its own. One thread at a time.
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,11 +58,14 @@ class MemcachedSink : public Store {
 
  private:
   Result<void> connect();
+  std::string position_key(const model::TopicPartition& tp) const;
+  // The epoch in the store (empty: none), a fresh one created when absent and `create`.
+  Result<std::string> epoch(bool create);
   struct Stored {
     uint64_t cas = 0;
-    int64_t version = -1;  // -1: not an entry of this format (it is replaced)
+    std::string value;
   };
-  // The stored entries of keys (absent keys are not in the map), in one multi-get.
+  // The stored values of keys (absent keys are not in the map), in one multi-get.
   Result<std::map<std::string, Stored>> fetch(const std::vector<std::string>& keys);
   // Writes one versioned entry unless the stored one is as new or newer.
   Result<void> put(const std::string& key, int64_t version,
@@ -63,6 +73,10 @@ class MemcachedSink : public Store {
 
   MemcachedSinkOptions options_;
   memcached_st* mc_ = nullptr;
+  std::string epoch_key_;
+  // Per partition, the epoch its position was last read or written with (empty: none, the
+  // partition starts from the earliest offset and takes whichever epoch it finds).
+  std::map<model::TopicPartition, std::string> epochs_;
 };
 
 // Entry encoding, exposed for tests.
@@ -73,5 +87,13 @@ struct MemcachedEntry {
   bool operator==(const MemcachedEntry&) const = default;
 };
 Result<MemcachedEntry> decode_memcached_entry(std::string_view bytes);
+// A position's value: "<next offset> <epoch>", both decimal.
+std::string encode_memcached_position(int64_t next, std::string_view epoch);
+struct MemcachedPosition {
+  int64_t next = 0;
+  std::string epoch;
+  bool operator==(const MemcachedPosition&) const = default;
+};
+Result<MemcachedPosition> decode_memcached_position(std::string_view text);
 
 }  // namespace ordo::connect
