@@ -33,6 +33,8 @@ constexpr int kApplyPollBatch = 500;  // messages gathered before they are appli
 constexpr auto kSlowApply = std::chrono::milliseconds(200);
 constexpr int kSeekTimeoutMs = 10'000;    // a rewind's seek (local: the partition is assigned)
 constexpr int64_t kMaxScanPage = 10'000;  // rows of one GET /views/<name>/scan
+// An idle task reads its partitions' positions from the store again this often.
+constexpr auto kIdleRecheck = std::chrono::seconds(5);
 
 std::optional<int64_t> int_param(const http::Request& req, const char* name) {
   auto it = req.query.find(name);
@@ -189,6 +191,22 @@ struct Worker::Task {
         config.name, tp.to_string(), was, pos ? std::to_string(*pos) : "the start");
     confirmed[tp] = pos;
     return ok();
+  }
+
+  // While nothing arrives, the store's positions are read again now and then: a store that
+  // lost data (a cache restarted empty) is refilled without waiting for the next record.
+  // Errors are left to the next batch, which retries.
+  void recheck_positions() {
+    for (const auto& tp : assigned) {
+      auto c = confirmed.find(tp);
+      if (c == confirmed.end() || !c->second) continue;
+      positions.erase(tp);
+      auto pos = position(*store(), tp);
+      if (!pos || (*pos && **pos >= *c->second)) continue;
+      if (auto r = rewind(tp, *pos, *c->second); !r) {
+        ORDO_LOG_WARN("sink {}: {}: {}", config.name, tp.to_string(), r.error().to_string());
+      }
+    }
   }
 
   // Applies one partition's messages (in offset order), retrying until it succeeds or the
@@ -492,6 +510,7 @@ struct Worker::Task {
     set_state("running");
     std::vector<rd_kafka_message_t*> batch;
     auto last_refresh = std::chrono::steady_clock::now();
+    auto last_recheck = last_refresh;
     while (!worker->stopping_) {
       pause_point();
       batch.clear();
@@ -522,6 +541,12 @@ struct Worker::Task {
       // For lag in `ordo group describe` only: the store holds the real position.
       if (commits->cnt > 0 && !worker->stopping_) rd_kafka_commit(rk.get(), commits.get(), 1);
       auto now = std::chrono::steady_clock::now();
+      if (!by_tp.empty()) {
+        last_recheck = now;
+      } else if (now - last_recheck > kIdleRecheck) {
+        recheck_positions();
+        last_recheck = now;
+      }
       if (!by_tp.empty() || now - last_refresh > std::chrono::milliseconds(500)) {
         refresh_partitions();
         last_refresh = now;

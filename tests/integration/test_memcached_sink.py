@@ -93,6 +93,9 @@ class MemcachedSinkTest(unittest.TestCase):
         refilled = self.wait_equal("user:", worker)
         self.assertEqual(len(refilled), len(want) + 1)
         want = refilled
+        # Again with no record arriving: an idle task checks its positions every few seconds.
+        self.mc.restart()
+        self.assertEqual(self.wait_equal("user:", worker), want)
 
         # Another prefix, replayed from offset 0 by a second worker.
         root2 = tempfile.mkdtemp(prefix="ordo-mc-it-")
