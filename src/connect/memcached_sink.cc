@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <random>
 #include <set>
 #include <vector>
 
@@ -81,7 +82,26 @@ Result<std::vector<std::string>> decode_memcached_registry(std::string_view byte
   return keys;
 }
 
-MemcachedSink::MemcachedSink(MemcachedSinkOptions options) : options_(std::move(options)) {}
+std::string encode_memcached_position(int64_t next, std::string_view epoch) {
+  return std::to_string(next) + " " + std::string(epoch);
+}
+
+Result<MemcachedPosition> decode_memcached_position(std::string_view text) {
+  const size_t space = text.find(' ');
+  MemcachedPosition out;
+  if (space != std::string_view::npos) out.epoch = std::string(text.substr(space + 1));
+  auto digits = text.substr(0, space);
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), out.next);
+  const bool epoch_ok = !out.epoch.empty() && out.epoch.size() <= 20 &&
+                        out.epoch.find_first_not_of("0123456789") == std::string::npos;
+  if (ec != std::errc() || p != digits.data() + digits.size() || out.next < 0 || !epoch_ok) {
+    return make_error(Errc::corrupt, "memcached position '{}' is not '<offset> <epoch>'", text);
+  }
+  return out;
+}
+
+MemcachedSink::MemcachedSink(MemcachedSinkOptions options)
+    : options_(std::move(options)), epoch_key_(options_.key_prefix + "__ordo_epoch") {}
 
 MemcachedSink::~MemcachedSink() {
   if (mc_) memcached_free(mc_);
@@ -106,26 +126,53 @@ Result<void> MemcachedSink::connect() {
   return ok();
 }
 
+std::string MemcachedSink::position_key(const model::TopicPartition& tp) const {
+  return options_.key_prefix + "__ordo_offsets:" + tp.topic + ":" + std::to_string(tp.partition);
+}
+
+Result<std::string> MemcachedSink::epoch(bool create) {
+  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+    size_t len = 0;
+    uint32_t flags = 0;
+    memcached_return_t rc;
+    char* v = memcached_get(mc_, epoch_key_.data(), epoch_key_.size(), &len, &flags, &rc);
+    if (memcached_success(rc)) {
+      std::string e(v ? v : "", len);
+      free(v);
+      return e;
+    }
+    if (rc != MEMCACHED_NOTFOUND) {
+      return make_error(Errc::io, "memcached get {}: {}", epoch_key_, memcached_strerror(mc_, rc));
+    }
+    if (!create) return std::string();
+    std::random_device rd;
+    std::string fresh = std::to_string((uint64_t(rd()) << 32) | rd());
+    rc = memcached_add(mc_, epoch_key_.data(), epoch_key_.size(), fresh.data(), fresh.size(), 0, 0);
+    if (memcached_success(rc)) return fresh;
+    if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS) {
+      return make_error(Errc::io, "memcached add {}: {}", epoch_key_, memcached_strerror(mc_, rc));
+    }
+    // Another writer created it meanwhile: read theirs.
+  }
+  return make_error(Errc::busy, "memcached {}: created and gone {} times in a row", epoch_key_,
+                    kCasAttempts);
+}
+
 Result<std::optional<int64_t>> MemcachedSink::position(const model::TopicPartition& tp) {
   ORDO_TRY(connect());
-  std::string key =
-      options_.key_prefix + "__ordo_offsets:" + tp.topic + ":" + std::to_string(tp.partition);
-  size_t len = 0;
-  uint32_t flags = 0;
-  memcached_return_t rc;
-  char* v = memcached_get(mc_, key.data(), key.size(), &len, &flags, &rc);
-  if (rc == MEMCACHED_NOTFOUND) return std::optional<int64_t>();
-  if (!memcached_success(rc)) {
-    return make_error(Errc::io, "memcached get {}: {}", key, memcached_strerror(mc_, rc));
-  }
-  std::string text(v ? v : "", len);
-  free(v);
-  int64_t next = -1;
-  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), next);
-  if (ec != std::errc() || p != text.data() + text.size() || next < 0) {
-    return make_error(Errc::corrupt, "memcached {}: '{}' is not an offset", key, text);
-  }
-  return std::optional<int64_t>(next);
+  epochs_.erase(tp);
+  const std::string key = position_key(tp);
+  auto found = ORDO_TRY(fetch({key, epoch_key_}));
+  auto e = found.find(epoch_key_);
+  if (e == found.end()) return std::optional<int64_t>();  // nothing to trust: start afresh
+  epochs_[tp] = e->second.value;
+  auto p = found.find(key);
+  if (p == found.end()) return std::optional<int64_t>();
+  auto pos = decode_memcached_position(p->second.value);
+  // A position of another epoch describes data the store no longer holds; one that does not
+  // parse (the older format had no epoch) is replaced the same way: the cache is refilled.
+  if (!pos || pos->epoch != e->second.value) return std::optional<int64_t>();
+  return std::optional<int64_t>(pos->next);
 }
 
 Result<void> MemcachedSink::put(const std::string& key, int64_t version,
@@ -186,10 +233,10 @@ Result<std::map<std::string, MemcachedSink::Stored>> MemcachedSink::fetch(
         memcached_fetch_result(mc_, nullptr, &rc));
     if (!r) break;
     std::string key(memcached_result_key_value(r.get()), memcached_result_key_length(r.get()));
-    auto e = decode_memcached_entry(
-        std::string_view(memcached_result_value(r.get()), memcached_result_length(r.get())));
-    out[std::move(key)] =
-        Stored{memcached_result_cas(r.get()), e ? e->version : -1, e && !e->value};
+    std::string value(memcached_result_value(r.get()), memcached_result_length(r.get()));
+    auto e = decode_memcached_entry(value);
+    out[std::move(key)] = Stored{memcached_result_cas(r.get()), e ? e->version : -1, e && !e->value,
+                                 std::move(value)};
   }
   if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && !memcached_success(rc)) {
     return make_error(Errc::io, "memcached fetch: {}", memcached_strerror(mc_, rc));
@@ -376,12 +423,31 @@ Result<void> MemcachedSink::truncate_partition(const model::TopicPartition& tp, 
 Result<void> MemcachedSink::apply(const model::TopicPartition& tp, std::span<const Change> changes,
                                   int64_t next_offset) {
   ORDO_TRY(connect());
+  // The epoch this partition's position belongs to (empty: it starts from the earliest offset
+  // and takes the store's current epoch, or creates one). Each run's multi-get reads the
+  // epoch with the keys: when it is not this one, the store lost the position and the data
+  // (a restart, an eviction) and nothing is written (the caller reads the position again).
+  std::string epoch;
+  if (auto it = epochs_.find(tp); it != epochs_.end()) epoch = it->second;
+  if (epoch.empty()) epoch = ORDO_TRY(this->epoch(true));
+  auto lost = [&](const std::string& now) {
+    epochs_.erase(tp);
+    return make_error(Errc::out_of_range,
+                      "memcached lost the position of {} (epoch {}, now {}): it restarted or "
+                      "evicted it; reading the partition again from its earliest offset",
+                      tp.to_string(), epoch, now.empty() ? "none" : now);
+  };
   // Runs between truncate markers. In each, only the last change of a key matters (its
   // version is the newest); the stored entries of all the run's keys come in one multi-get,
   // then each key is one cas or add (a race falls back to put()'s read-and-retry).
   size_t i = 0;
+  bool checked = false;  // the epoch, by a run's multi-get
   while (i < changes.size()) {
     if (changes[i].truncate) {
+      if (!checked) {
+        if (auto now = ORDO_TRY(this->epoch(false)); now != epoch) return lost(now);
+        checked = true;
+      }
       ORDO_TRY(truncate_partition(tp, changes[i].offset));
       ++i;
       continue;
@@ -397,12 +463,18 @@ Result<void> MemcachedSink::apply(const model::TopicPartition& tp, std::span<con
     }
     std::vector<std::string> keys;
     for (const auto& [k, _] : last) keys.push_back(k);
+    keys.push_back(epoch_key_);
     auto stored = ORDO_TRY(fetch(keys));
+    auto e = stored.find(epoch_key_);
+    std::string now = e == stored.end() ? std::string() : e->second.value;
+    if (now != epoch) return lost(now);
+    checked = true;
     // Keys that become live are registered with the partition before they are written, so
     // the registry holds at least every live key the partition wrote (a crash in between
     // registers a key twice, which is harmless).
     std::vector<std::string> fresh;
     for (const auto& [key, c] : last) {
+      if (key == epoch_key_) continue;
       auto it = stored.find(key);
       if (c->value && (it == stored.end() || it->second.deleted || it->second.version < 0)) {
         fresh.push_back(key);
@@ -410,11 +482,14 @@ Result<void> MemcachedSink::apply(const model::TopicPartition& tp, std::span<con
     }
     ORDO_TRY(register_keys(tp, fresh));
     for (const auto& [key, c] : last) {
+      if (key == epoch_key_) continue;  // reserved (docs/connect.md): not cached
       const std::string entry = encode_memcached_entry(c->offset, c->value);
       const time_t expiry = time_t(c->value ? options_.ttl_s : options_.tombstone_ttl_s);
       memcached_return_t rc;
       if (auto it = stored.find(key); it != stored.end()) {
-        if (it->second.version >= c->offset) continue;  // as new or newer already
+        auto cur = decode_memcached_entry(it->second.value);
+        // An entry that is not ours is replaced; one as new or newer stays.
+        if (cur && cur->version >= c->offset) continue;
         rc = memcached_cas(mc_, key.data(), key.size(), entry.data(), entry.size(), expiry, 0,
                            it->second.cas);
       } else {
@@ -428,13 +503,18 @@ Result<void> MemcachedSink::apply(const model::TopicPartition& tp, std::span<con
       return make_error(Errc::io, "memcached write {}: {}", key, memcached_strerror(mc_, rc));
     }
   }
-  std::string pos_key =
-      options_.key_prefix + "__ordo_offsets:" + tp.topic + ":" + std::to_string(tp.partition);
-  std::string next = std::to_string(next_offset);
-  auto rc = memcached_set(mc_, pos_key.data(), pos_key.size(), next.data(), next.size(), 0, 0);
+  if (!checked) {  // no changes (a position past offsets compaction removed)
+    if (auto now = ORDO_TRY(this->epoch(false)); now != epoch) return lost(now);
+  }
+  // With the epoch it was checked against: if memcached restarted since the check, this
+  // position names an epoch the store does not have, and counts as none when read.
+  const std::string pos_key = position_key(tp);
+  const std::string value = encode_memcached_position(next_offset, epoch);
+  auto rc = memcached_set(mc_, pos_key.data(), pos_key.size(), value.data(), value.size(), 0, 0);
   if (!memcached_success(rc)) {
     return make_error(Errc::io, "memcached set {}: {}", pos_key, memcached_strerror(mc_, rc));
   }
+  epochs_[tp] = epoch;
   return ok();
 }
 

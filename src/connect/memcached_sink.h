@@ -12,18 +12,24 @@
 //
 // A deleted key stays as a kind-1 entry for tombstone_ttl_s (so an older write cannot bring it
 // back meanwhile). The position (next offset per partition) is kept in memcached itself, under
-// "<key_prefix>__ordo_offsets:<topic>:<partition>", after the batch's writes: if memcached
-// restarts and forgets everything, it forgets the position too and the sink replays from the
-// earliest offset. A TRUNCATE marker deletes the keys its partition wrote before it: memcached
-// cannot list keys, so each partition keeps a registry of the keys it made live, appended to
-// before they are written (pages "<key_prefix>__ordo_keys:<topic>:<partition>:<n>" of
-// encode_memcached_registry, the last page number in "...:pages", the first in "...:first");
-// the marker writes a deleted entry of its own version over every registered key older than
-// it, registers the live newer ones (a replay's) on a new page and deletes the old pages. One
-// thread at a time.
+// "<key_prefix>__ordo_offsets:<topic>:<partition>", after the batch's writes, as "<next>
+// <epoch>". The epoch is a random token under "<key_prefix>__ordo_epoch", created when absent:
+// a memcached that restarted (or evicted it) has none or another one. Every batch reads it in
+// its multi-get and writes nothing when it is not the one the partition's position was read
+// or written with: the store lost its position (Errc::out_of_range), the task reads it again
+// (a position whose epoch is not the current one counts as none) and replays from the
+// earliest offset. A position written into a server that restarted after the check carries
+// the old epoch, so the next batch or read finds it stale the same way. A TRUNCATE marker
+// deletes the keys its partition wrote before it: memcached cannot list keys, so each
+// partition keeps a registry of the keys it made live, appended to before they are written
+// (pages "<key_prefix>__ordo_keys:<topic>:<partition>:<n>" of encode_memcached_registry, the
+// last page number in "...:pages", the first in "...:first"); the marker writes a deleted
+// entry of its own version over every registered key older than it, registers the live newer
+// ones (a replay's) on a new page and deletes the old pages. One thread at a time.
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,12 +62,16 @@ class MemcachedSink : public Store {
 
  private:
   Result<void> connect();
+  std::string position_key(const model::TopicPartition& tp) const;
+  // The epoch in the store (empty: none), a fresh one created when absent and `create`.
+  Result<std::string> epoch(bool create);
   struct Stored {
     uint64_t cas = 0;
     int64_t version = -1;  // -1: not an entry of this format (it is replaced)
     bool deleted = false;  // a deleted entry (kind 1)
+    std::string value;     // as stored
   };
-  // The stored entries of keys (absent keys are not in the map), in one multi-get.
+  // The stored values of keys (absent keys are not in the map), in one multi-get.
   Result<std::map<std::string, Stored>> fetch(const std::vector<std::string>& keys);
   // Writes one versioned entry unless the stored one is as new or newer.
   Result<void> put(const std::string& key, int64_t version,
@@ -80,6 +90,10 @@ class MemcachedSink : public Store {
   MemcachedSinkOptions options_;
   memcached_st* mc_ = nullptr;
   std::map<std::string, Registry> registries_;  // by registry_key
+  std::string epoch_key_;
+  // Per partition, the epoch its position was last read or written with (empty: none, the
+  // partition starts from the earliest offset and takes whichever epoch it finds).
+  std::map<model::TopicPartition, std::string> epochs_;
 };
 
 // Entry encoding, exposed for tests.
@@ -93,5 +107,13 @@ Result<MemcachedEntry> decode_memcached_entry(std::string_view bytes);
 // A registry page: each key as its length (big-endian 16 bits) and its bytes.
 std::string encode_memcached_registry(const std::vector<std::string>& keys);
 Result<std::vector<std::string>> decode_memcached_registry(std::string_view bytes);
+// A position's value: "<next offset> <epoch>", both decimal.
+std::string encode_memcached_position(int64_t next, std::string_view epoch);
+struct MemcachedPosition {
+  int64_t next = 0;
+  std::string epoch;
+  bool operator==(const MemcachedPosition&) const = default;
+};
+Result<MemcachedPosition> decode_memcached_position(std::string_view text);
 
 }  // namespace ordo::connect

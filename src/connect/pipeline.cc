@@ -36,14 +36,26 @@ Result<std::string> string_at(const toml::table& t, std::string_view key, std::s
   return n->as_string()->get();
 }
 
+// An unknown key is named with its line and the section it is in ("sink 'users'", "worker").
 Result<void> only_keys(const toml::table& t, std::initializer_list<std::string_view> keys,
                        std::string_view where, std::string_view source) {
   for (const auto& [k, v] : t) {
     bool known = false;
     for (auto key : keys) known = known || k.str() == key;
-    if (!known) return bad(source, fmt::format("unknown key {}.{}", where, k.str()));
+    if (known) continue;
+    const auto line = k.source().begin.line ? k.source().begin.line : v.source().begin.line;
+    return bad(source, fmt::format("line {}: unknown key '{}' in {}", line, k.str(),
+                                   where.empty() ? "the file (worker, sink, source)" : where));
   }
   return ok();
+}
+
+// How an error names the i-th (from 0) [[sink]] or [[source]]: by its name when it has one.
+std::string section_name(const toml::table& t, std::string_view kind, size_t i) {
+  if (const toml::node* n = t.get("name"); n && n->is_string()) {
+    return fmt::format("{} '{}'", kind, n->as_string()->get());
+  }
+  return fmt::format("[[{}]] number {} (line {})", kind, i + 1, t.source().begin.line);
 }
 
 Result<int64_t> int_at(const toml::table& t, std::string_view key, std::string_view where,
@@ -104,11 +116,11 @@ std::string default_slot(std::string_view name) {
   return out.substr(0, 63);
 }
 
-Result<PgSourceConfig> parse_source(const toml::table& t, std::string_view source) {
+Result<PgSourceConfig> parse_source(const toml::table& t, size_t index, std::string_view source) {
   ORDO_TRY(only_keys(t,
                      {"name", "type", "conninfo", "topic_prefix", "slot", "publication", "tables",
                       "create_publication", "snapshot", "partitions", "heartbeat_ms", "keys"},
-                     "source", source));
+                     section_name(t, "source", index), source));
   PgSourceConfig sc;
   sc.name = ORDO_TRY(string_at(t, "name", "source", source));
   if (!valid_name(sc.name)) {
@@ -221,8 +233,8 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
   std::set<std::string> names;
   if (const toml::node* s = root.get("sink")) {
     if (!s->is_array_of_tables()) return bad(source, "sink must be an array of tables: [[sink]]");
-    for (const auto& n : *s->as_array()) {
-      const toml::table& t = *n.as_table();
+    for (size_t i = 0; i < s->as_array()->size(); ++i) {
+      const toml::table& t = *(*s->as_array())[i].as_table();
       ORDO_TRY(only_keys(t,
                          {"name",
                           "type",
@@ -244,7 +256,7 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
                           "fields",
                           "where",
                           "output_topic"},
-                         "sink", source));
+                         section_name(t, "sink", i), source));
       SinkConfig sc;
       sc.name = ORDO_TRY(string_at(t, "name", "sink", source));
       sc.type = ORDO_TRY(string_at(t, "type", "sink", source));
@@ -411,8 +423,8 @@ Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view so
   if (const toml::node* s = root.get("source")) {
     if (!s->is_array_of_tables())
       return bad(source, "source must be an array of tables: [[source]]");
-    for (const auto& n : *s->as_array()) {
-      c.sources.push_back(ORDO_TRY(parse_source(*n.as_table(), source)));
+    for (size_t i = 0; i < s->as_array()->size(); ++i) {
+      c.sources.push_back(ORDO_TRY(parse_source(*(*s->as_array())[i].as_table(), i, source)));
       if (!names.insert(c.sources.back().name).second) {
         return bad(source, fmt::format("two sources are named '{}'", c.sources.back().name));
       }

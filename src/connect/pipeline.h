@@ -135,7 +135,8 @@ struct PipelineConfig {
 };
 
 // Parses a pipeline file's text; errors name the key (and the line for TOML syntax). Unknown
-// keys are errors, as in the broker's settings.
+// keys are errors, as in the broker's settings, named with their line and section ("line 7:
+// unknown key 'feild' in sink 'users'").
 Result<PipelineConfig> parse_pipeline(std::string_view text, std::string_view source_name);
 Result<PipelineConfig> load_pipeline(const std::string& path);
 

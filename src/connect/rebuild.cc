@@ -132,6 +132,21 @@ Result<std::vector<TopicPartition>> all_partitions(rd_kafka_t* rk,
 
 }  // namespace
 
+void count_offsets(RebuildProgress& p, const std::map<TopicPartition, int64_t>& start,
+                   const std::map<TopicPartition, int64_t>& target,
+                   const std::map<TopicPartition, int64_t>& pos) {
+  p.offsets_done = 0;
+  p.offsets_total = 0;
+  for (const auto& [tp, t] : target) {
+    auto s = start.find(tp);
+    const int64_t from = s == start.end() ? 0 : s->second;
+    auto at = pos.find(tp);
+    const int64_t here = at == pos.end() ? from : at->second;
+    p.offsets_total += std::max<int64_t>(0, t - from);
+    p.offsets_done += std::clamp<int64_t>(here - from, 0, std::max<int64_t>(0, t - from));
+  }
+}
+
 Result<void> rebuild_view(
     const RebuildOptions& options, TableView& into, const std::atomic<bool>& stopping,
     const std::function<void(const RebuildProgress&)>& progress,
@@ -175,7 +190,6 @@ Result<void> rebuild_view(
     }
     start[tp] = pos[tp] = lo;
     target[tp] = hi;
-    prog.offsets_total += hi - lo;
     PartitionList l(rd_kafka_topic_partition_list_new(1));
     rd_kafka_topic_partition_list_add(l.get(), tp.topic.c_str(), tp.partition)->offset =
         RD_KAFKA_OFFSET_BEGINNING;
@@ -193,8 +207,7 @@ Result<void> rebuild_view(
     auto now = Clock::now();
     if (!force && now - last_report < std::chrono::milliseconds(200)) return;
     last_report = now;
-    prog.offsets_done = 0;
-    for (const auto& [tp, p] : pos) prog.offsets_done += std::min(p, target[tp]) - start[tp];
+    count_offsets(prog, start, target, pos);
     prog.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - started).count();
     progress(prog);
   };

@@ -59,6 +59,14 @@ struct RebuildProgress {
   std::string error;
 };
 
+// Fills p.offsets_done and p.offsets_total: over the partitions, (position - start), the
+// position capped at the partition's target, and (target - start). Targets grow when the live
+// view is ahead at the catch-up, so the total is counted from them every time: done never
+// passes it and a finished rebuild is at 100%.
+void count_offsets(RebuildProgress& p, const std::map<model::TopicPartition, int64_t>& start,
+                   const std::map<model::TopicPartition, int64_t>& target,
+                   const std::map<model::TopicPartition, int64_t>& pos);
+
 struct RebuildOptions {
   std::string bootstrap;
   std::string client_id;

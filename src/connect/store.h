@@ -33,6 +33,8 @@ class Store {
  public:
   virtual ~Store() = default;
   // The next offset to apply from tp (nullopt: nothing applied yet: start at the earliest).
+  // A store that can lose what it held (a cache that restarts empty) answers with the older
+  // position (or none) it is left with; the task then reads tp again from there.
   virtual Result<std::optional<int64_t>> position(const model::TopicPartition& tp) = 0;
   // Applies changes of tp (offsets increasing, each at least tp's position) and moves tp's
   // position to next_offset, atomically: after a failure or a crash either all of it is

@@ -187,12 +187,18 @@ Result<std::optional<TableView::Entry>> TableView::get(std::string_view key) con
 }
 
 Result<std::vector<std::pair<std::string, TableView::Entry>>> TableView::scan(
-    std::string_view prefix, size_t limit) const {
+    std::string_view prefix, size_t limit, std::optional<std::string_view> after) const {
   std::vector<std::pair<std::string, Entry>> out;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   const std::string start = tf::data_key(prefix);
-  for (it->Seek(start); it->Valid() && out.size() < limit && it->key().starts_with(start);
-       it->Next()) {
+  if (after && tf::data_key(*after) >= start) {
+    const std::string from = tf::data_key(*after);
+    it->Seek(from);
+    if (it->Valid() && it->key() == rocksdb::Slice(from)) it->Next();
+  } else {
+    it->Seek(start);
+  }
+  for (; it->Valid() && out.size() < limit && it->key().starts_with(start); it->Next()) {
     std::string key(it->key().ToStringView().substr(1));
     out.emplace_back(std::move(key), ORDO_TRY(tf::decode_entry(it->value().ToStringView())));
   }

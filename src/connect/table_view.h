@@ -62,9 +62,10 @@ class TableView : public Store {
                      int64_t next_offset) override;
 
   Result<std::optional<Entry>> get(std::string_view key) const;
-  // Keys starting with prefix, in key order, at most limit of them.
-  Result<std::vector<std::pair<std::string, Entry>>> scan(std::string_view prefix,
-                                                          size_t limit) const;
+  // Keys starting with prefix, in key order, at most limit of them; with `after`, only keys
+  // greater than it (the last key of the previous page).
+  Result<std::vector<std::pair<std::string, Entry>>> scan(
+      std::string_view prefix, size_t limit, std::optional<std::string_view> after = {}) const;
 
  private:
   explicit TableView(std::unique_ptr<rocksdb::DB> db);

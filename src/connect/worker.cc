@@ -31,6 +31,10 @@ namespace {
 constexpr int kApplyPollBatch = 500;  // messages gathered before they are applied
 // A batch whose store write takes longer is logged (what a lag spike is made of).
 constexpr auto kSlowApply = std::chrono::milliseconds(200);
+constexpr int kSeekTimeoutMs = 10'000;    // a rewind's seek (local: the partition is assigned)
+constexpr int64_t kMaxScanPage = 10'000;  // rows of one GET /views/<name>/scan
+// An idle task reads its partitions' positions from the store again this often.
+constexpr auto kIdleRecheck = std::chrono::seconds(5);
 
 std::optional<int64_t> int_param(const http::Request& req, const char* name) {
   auto it = req.query.find(name);
@@ -84,10 +88,18 @@ struct Worker::Task {
   // moves them, so each is read from the store once (after an assignment, a failure or a
   // swap of the store) instead of once per batch: for a remote store that is a round trip.
   std::map<TopicPartition, std::optional<int64_t>> positions;
+  // The last position the store confirmed for each partition (read, or written by an apply
+  // that succeeded), kept across failures: a store that answers with an older one afterwards
+  // lost what it held (a cache that restarted empty) and the task reads the partition again
+  // from the store's position (rewind) instead of writing the batch in hand over the gap.
+  std::map<TopicPartition, std::optional<int64_t>> confirmed;
   std::atomic<bool> positions_stale{false};  // set when a rebuild swaps the store
 
   Result<std::optional<int64_t>> position(Store& s, const TopicPartition& tp) {
-    if (positions_stale.exchange(false)) positions.clear();
+    if (positions_stale.exchange(false)) {
+      positions.clear();
+      confirmed.clear();
+    }
     if (auto it = positions.find(tp); it != positions.end()) return it->second;
     auto pos = ORDO_TRY(s.position(tp));
     positions[tp] = pos;
@@ -119,6 +131,7 @@ struct Worker::Task {
   // its position from the store (the position rule), or starts at the beginning.
   void rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) {
     positions.clear();
+    confirmed.clear();
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       assigned.clear();
       for (int i = 0; i < parts->cnt; ++i) {
@@ -158,15 +171,62 @@ struct Worker::Task {
     status.partitions = std::move(parts);
   }
 
+  // The store's position of tp went back (from `was` to `pos`): the consumer reads tp again
+  // from there (the earliest offset for none); the messages fetched past it are dropped.
+  Result<void> rewind(const TopicPartition& tp, std::optional<int64_t> pos, int64_t was) {
+    PartitionList l(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(l.get(), tp.topic.c_str(), tp.partition)->offset =
+        pos ? *pos : RD_KAFKA_OFFSET_BEGINNING;
+    if (auto* e = rd_kafka_seek_partitions(rk.get(), l.get(), kSeekTimeoutMs)) {
+      std::string why = rd_kafka_error_string(e);
+      rd_kafka_error_destroy(e);
+      return make_error(Errc::io, "seek {}: {}", tp.to_string(), why);
+    }
+    if (l->elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return make_error(Errc::io, "seek {}: {}", tp.to_string(), rd_kafka_err2str(l->elems[0].err));
+    }
+    ORDO_LOG_WARN(
+        "sink {}: {}: the store's position went back from {} to {} (it lost data): "
+        "reading the partition again from there",
+        config.name, tp.to_string(), was, pos ? std::to_string(*pos) : "the start");
+    confirmed[tp] = pos;
+    return ok();
+  }
+
+  // While nothing arrives, the store's positions are read again now and then: a store that
+  // lost data (a cache restarted empty) is refilled without waiting for the next record.
+  // Errors are left to the next batch, which retries.
+  void recheck_positions() {
+    for (const auto& tp : assigned) {
+      auto c = confirmed.find(tp);
+      if (c == confirmed.end() || !c->second) continue;
+      positions.erase(tp);
+      auto pos = position(*store(), tp);
+      if (!pos || (*pos && **pos >= *c->second)) continue;
+      if (auto r = rewind(tp, *pos, *c->second); !r) {
+        ORDO_LOG_WARN("sink {}: {}: {}", config.name, tp.to_string(), r.error().to_string());
+      }
+    }
+  }
+
   // Applies one partition's messages (in offset order), retrying until it succeeds or the
   // worker stops. Messages below the store's position (delivered again after a rebalance)
-  // are skipped as already applied.
-  void apply(const TopicPartition& tp, const std::vector<rd_kafka_message_t*>& msgs) {
+  // are skipped as already applied. False when they were not applied: the store's position
+  // went back and the partition is read again from there.
+  bool apply(const TopicPartition& tp, const std::vector<rd_kafka_message_t*>& msgs) {
     int64_t backoff = kRetryMinMs;
+    bool rewound = false;
     while (!worker->stopping_) {
       auto r = [&]() -> Result<void> {
         auto v = store();
         auto pos = ORDO_TRY(position(*v, tp));
+        if (auto c = confirmed.find(tp);
+            c != confirmed.end() && c->second && (!pos || *pos < *c->second)) {
+          ORDO_TRY(rewind(tp, pos, *c->second));
+          rewound = true;
+          return ok();
+        }
+        confirmed[tp] = pos;
         Rejected rejected;
         auto changes = to_changes(msgs, pos, formats(), &rejected);
         int64_t next = msgs.back()->offset + 1;
@@ -178,6 +238,7 @@ struct Worker::Task {
         const auto began = std::chrono::steady_clock::now();
         ORDO_TRY(v->apply(tp, changes, next));
         positions[tp] = next;
+        confirmed[tp] = next;
         const auto took = std::chrono::steady_clock::now() - began;
         if (took > kSlowApply) {
           ORDO_LOG_WARN("sink {}: {}: {} records took {} ms to apply (offsets {}-{})", config.name,
@@ -193,7 +254,7 @@ struct Worker::Task {
       if (r) {
         set_state("running");
         worker->applied_.notify_all();
-        return;
+        return !rewound;
       }
       ORDO_LOG_ERROR("sink {}: {}: {} (retrying in {} ms)", config.name, tp.to_string(),
                      r.error().to_string(), backoff);
@@ -201,6 +262,7 @@ struct Worker::Task {
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff));
       backoff = std::min(backoff * 2, kRetryMaxMs);
     }
+    return false;
   }
 
   // An aggregate's changed groups to its compacted output topic (a claims sink's decisions to
@@ -448,6 +510,7 @@ struct Worker::Task {
     set_state("running");
     std::vector<rd_kafka_message_t*> batch;
     auto last_refresh = std::chrono::steady_clock::now();
+    auto last_recheck = last_refresh;
     while (!worker->stopping_) {
       pause_point();
       batch.clear();
@@ -470,7 +533,7 @@ struct Worker::Task {
       }
       PartitionList commits(rd_kafka_topic_partition_list_new(int(by_tp.size())));
       for (auto& [tp, msgs] : by_tp) {
-        apply(tp, msgs);
+        if (!apply(tp, msgs)) continue;
         rd_kafka_topic_partition_list_add(commits.get(), tp.topic.c_str(), tp.partition)->offset =
             msgs.back()->offset + 1;
       }
@@ -478,6 +541,12 @@ struct Worker::Task {
       // For lag in `ordo group describe` only: the store holds the real position.
       if (commits->cnt > 0 && !worker->stopping_) rd_kafka_commit(rk.get(), commits.get(), 1);
       auto now = std::chrono::steady_clock::now();
+      if (!by_tp.empty()) {
+        last_recheck = now;
+      } else if (now - last_recheck > kIdleRecheck) {
+        recheck_positions();
+        last_recheck = now;
+      }
       if (!by_tp.empty() || now - last_refresh > std::chrono::milliseconds(500)) {
         refresh_partitions();
         last_refresh = now;
@@ -726,7 +795,7 @@ http::Response Worker::route_claims(const http::Request& req) {
   std::string value(what.substr(kHolders.size()));
   auto h = t->claims_->holder(value);
   if (!h) return json_response(500, {{"error", h.error().to_string()}});
-  if (!*h) return json_response(404, {{"error", "nobody holds it"}, {"value", value}});
+  if (!*h) return json_response(404, {{"error", "nobody holds it"}});
   return json_response(200, {{"value", value}, {"holder", **h}});
 }
 
@@ -848,15 +917,26 @@ http::Response Worker::route(const http::Request& req) {
     return json_response(200, rebuild_json(t->rebuild));
   }
   if (what == "scan") {
+    // One page: `next` is the cursor of the following one (the page's last key,
+    // percent-encoded, so keys that are not UTF-8 survive), null after the last page.
     auto limit = int_param(req, "limit").value_or(100);
-    if (limit < 1 || limit > 10000) return json_response(400, {{"error", "limit is 1-10000"}});
+    if (limit < 1 || limit > kMaxScanPage) {
+      return json_response(400, {{"error", fmt::format("limit is 1-{}", kMaxScanPage)}});
+    }
     auto it = req.query.find("prefix");
-    auto rows = t->view()->scan(it == req.query.end() ? "" : it->second, size_t(limit));
+    std::optional<std::string_view> after;
+    if (auto a = req.query.find("after"); a != req.query.end()) after = a->second;
+    auto rows = t->view()->scan(it == req.query.end() ? "" : it->second, size_t(limit) + 1, after);
     if (!rows) return json_response(500, {{"error", rows.error().to_string()}});
+    json next = nullptr;
+    if (rows->size() > size_t(limit)) {
+      rows->pop_back();
+      next = http::percent_encode(rows->back().first);
+    }
     json a = json::array();
     for (const auto& [k, e] : *rows)
       a.push_back({{"key", k}, {"value", e.value}, {"offset", e.offset}});
-    return json_response(200, a);
+    return json_response(200, {{"rows", std::move(a)}, {"next", std::move(next)}});
   }
   constexpr std::string_view kKeys = "keys/";
   if (!what.starts_with(kKeys)) return json_response(404, {{"error", "no such resource"}});
@@ -880,7 +960,7 @@ http::Response Worker::route(const http::Request& req) {
   }
   auto e = t->view()->get(key);
   if (!e) return json_response(500, {{"error", e.error().to_string()}});
-  if (!*e) return json_response(404, {{"error", "no such key"}, {"key", key}});
+  if (!*e) return json_response(404, {{"error", "no such key"}});
   return json_response(200, {{"key", key}, {"value", (*e)->value}, {"offset", (*e)->offset}});
 }
 

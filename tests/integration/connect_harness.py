@@ -123,7 +123,15 @@ class Connect:
         return self.get(path, method="POST")
 
     def scan(self, view):
-        """{key: value} of every key of a table view."""
-        status, rows = self.get(f"/views/{view}/scan?limit=10000")
-        assert status == 200, rows
-        return {r["key"]: r["value"] for r in rows}
+        """{key: value} of every key of a table view, page by page (the `next` cursor)."""
+        out, after = {}, None
+        while True:
+            path = f"/views/{view}/scan?limit=10000"
+            if after is not None:
+                path += f"&after={after}"  # percent-encoded by the worker already
+            status, page = self.get(path)
+            assert status == 200, page
+            out.update((r["key"], r["value"]) for r in page["rows"])
+            after = page["next"]
+            if after is None:
+                return out

@@ -2,8 +2,8 @@
 with a memcached sink (versioned compare-and-swap writes, the position in memcached). After the
 snapshot and a random workload with 10 SIGKILLs of the worker at random moments, every id the
 workload can touch is in the cache exactly when it is in the table, with the row as its value;
-after a memcached restart (an empty cache, the
-position forgotten with it) the sink fills it again from the earliest offset; a second sink
+after a memcached restart under the running worker (an empty cache, the
+position forgotten with it) and one insert, the sink fills it again from the earliest offset; a second sink
 replaying into another prefix ends equal."""
 
 import json
@@ -87,11 +87,17 @@ class MemcachedSinkTest(unittest.TestCase):
         self.assertGreater(work.committed, 200)
         want = self.wait_equal("user:", worker)
 
-        # memcached restarts empty: the position went with the data, so the sink starts again
-        # from the earliest offset once the worker reassigns (a restart of the worker here).
+        # memcached restarts empty while the worker keeps running. The next batch (one
+        # insert) finds the sink's epoch key gone: the task writes nothing, reads the position
+        # again (none) and replays from the earliest offset, so every row is cached again,
+        # not just the new one.
         self.mc.restart()
-        worker.stop()
-        worker.start()
+        self.pg.sql("INSERT INTO users VALUES (1350, 'after the restart', 1, true, '{}')")
+        refilled = self.wait_equal("user:", worker)
+        self.assertEqual(len(refilled), len(want) + 1)
+        want = refilled
+        # Again with no record arriving: an idle task checks its positions every few seconds.
+        self.mc.restart()
         self.assertEqual(self.wait_equal("user:", worker), want)
 
         # Another prefix, replayed from offset 0 by a second worker.

@@ -1,5 +1,6 @@
-// The memcached sink's entry format: version and kind before the value, every cut and bad
-// field refused. (The sink against a real memcached: tests/integration/test_memcached_sink.py.)
+// The memcached sink's entry and position formats: version and kind before the value, every
+// cut and bad field refused; a position with its epoch. (The sink against a real memcached:
+// tests/integration/test_memcached_sink.py.)
 
 #include "connect/memcached_sink.h"
 
@@ -41,6 +42,18 @@ TEST(MemcachedRegistry, RoundTripsAndRefusesDamage) {
   }
   EXPECT_FALSE(decode_memcached_registry(std::string("\0\0", 2)));  // an empty key
   EXPECT_FALSE(decode_memcached_registry(std::string("\x01\0", 2) + std::string(256, 'k')));
+}
+
+// A position names the epoch it was written in: "<next offset> <epoch>".
+TEST(MemcachedPosition, RoundTripsAndRefusesOthers) {
+  EXPECT_EQ(encode_memcached_position(1234, "987"), "1234 987");
+  EXPECT_EQ(*decode_memcached_position("1234 987"), (MemcachedPosition{1234, "987"}));
+  EXPECT_EQ(*decode_memcached_position("0 18446744073709551615"),
+            (MemcachedPosition{0, "18446744073709551615"}));
+  for (const char* bad : {"", "1234", "1234 ", " 987", "-1 5", "12x 5", "1 5x", "1 5 6", "1  5",
+                          "1 123456789012345678901"}) {
+    EXPECT_FALSE(decode_memcached_position(bad)) << bad;  // "1234": the format without epochs
+  }
 }
 
 }  // namespace

@@ -244,7 +244,7 @@ TEST(Pipeline, ErrorsNameTheProblem) {
   for (const auto& [text, expect] : std::vector<std::pair<std::string, std::string>>{
            {"", "no [[sink]]"},
            {"[worker\n", "line 1"},
-           {"[worker]\nbootstrapp = \"x\"\n" + sink, "unknown key worker.bootstrapp"},
+           {"[worker]\nbootstrapp = \"x\"\n" + sink, "line 2: unknown key 'bootstrapp' in worker"},
            {"[worker]\nhttp = \"nohost\"\n" + sink, "worker.http 'nohost'"},
            {"[worker]\nhttp = \"h:70000\"\n" + sink, "worker.http 'h:70000'"},
            {"[worker]\nhttp = \"h:80x\"\n" + sink, "worker.http 'h:80x'"},
@@ -259,12 +259,12 @@ TEST(Pipeline, ErrorsNameTheProblem) {
            {"[[sink]]\nname = \"a\"\ntype = \"table\"\ntopics = [\"a/b\"]\n", "valid topic names"},
            {"[[sink]]\nname = \"a\"\ntype = \"table\"\n", "topics must be"},
            {"[[sink]]\nname = \"a\"\ntype = \"table\"\ntopics = [\"t\"]\nextra = 1\n",
-            "unknown key sink.extra"},
+            "line 5: unknown key 'extra' in sink 'a'"},
            {"sink = 3\n", "array of tables"},
            {"[[sink]]\nname = \"a\"\ntype = \"table\"\ntopics = [\"t\"]\n"
             "dead_letter_topic = \"t\"\n",
             "reads its own dead_letter_topic"},
-           {"other = 1\n", "unknown key .other"},
+           {"other = 1\n", "line 1: unknown key 'other' in the file"},
            {sink + "value_format = \"avro\"\n", "value_format 'avro' is not bytes or json"},
            {sink + "db = 1\n", "db is for redis sinks"},
            {sink + "key_prefix = \"x\"\n", "key_prefix is for redis and memcached sinks"},
@@ -285,7 +285,12 @@ TEST(Pipeline, ErrorsNameTheProblem) {
            {src + "snapshot = \"yes\"\n", "snapshot must be true or false"},
            {src + "keys = { \"public.t\" = [] }\n", "keys.public.t is empty"},
            {src + "keys = { \"t\" = [\"id\"] }\n", "keys: 't' is not schema.table"},
-           {src + "bogus = 1\n", "unknown key source.bogus"},
+           {src + "bogus = 1\n", "line 5: unknown key 'bogus' in source 's'"},
+           // Before its name, or without one: the section by number and line.
+           {sink + "[[sink]]\nfeild = \"after\"\nname = \"b\"\n",
+            "line 6: unknown key 'feild' in sink 'b'"},
+           {sink + "[[sink]]\ntype = \"table\"\nfeild = \"after\"\n",
+            "line 7: unknown key 'feild' in [[sink]] number 2 (line 5)"},
        }) {
     auto p = parse_pipeline(text, "p.toml");
     ASSERT_FALSE(p) << text;

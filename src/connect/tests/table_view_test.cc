@@ -3,8 +3,11 @@
 
 #include "connect/table_view.h"
 
+#include <map>
+
 #include <gtest/gtest.h>
 
+#include "connect/rebuild.h"
 #include "storage/tests/test_util.h"
 
 namespace ordo::connect {
@@ -94,6 +97,36 @@ TEST(TableView, ScansByPrefixInKeyOrder) {
   EXPECT_EQ((*users)[2].second, (Entry{"c", 3, kTp}));
   EXPECT_EQ((*view)->scan("user/", 2)->size(), 2u);
   EXPECT_EQ((*view)->scan("", 100)->size(), 4u);  // data only, no positions
+  // Pages: keys after the last one of the previous page.
+  auto next = (*view)->scan("user/", 2, std::string_view("user/2"));
+  ASSERT_TRUE(next);
+  ASSERT_EQ(next->size(), 1u);
+  EXPECT_EQ((*next)[0].first, "user/3");
+  EXPECT_EQ((*view)->scan("user/", 2, std::string_view("user/3"))->size(), 0u);
+  EXPECT_EQ((*view)->scan("user/", 9, std::string_view("user/10"))->size(), 2u);  // not a key
+  EXPECT_EQ((*view)->scan("user/", 9, std::string_view("a"))->size(), 3u);  // before the prefix
+  EXPECT_EQ((*view)->scan("user/", 9, std::string_view("z"))->size(), 0u);  // past it
+}
+
+// A rebuild's progress: the live view was ahead when the rebuild paused it, so the targets
+// grew; done still ends equal to the total (100%), never above it.
+TEST(RebuildProgress, OffsetsDoneNeverPassTheTotal) {
+  const model::TopicPartition a{"t", 0}, b{"t", 1};
+  RebuildProgress p;
+  std::map<model::TopicPartition, int64_t> start{{a, 10}, {b, 0}}, target{{a, 110}, {b, 50}};
+  std::map<model::TopicPartition, int64_t> pos{{a, 60}, {b, 0}};
+  count_offsets(p, start, target, pos);
+  EXPECT_EQ(p.offsets_total, 150);
+  EXPECT_EQ(p.offsets_done, 50);
+  target[a] = 130;  // the live view's position at the pause
+  target[b] = 70;
+  pos = {{a, 130}, {b, 70}};
+  count_offsets(p, start, target, pos);
+  EXPECT_EQ(p.offsets_total, 190);
+  EXPECT_EQ(p.offsets_done, 190);
+  pos[a] = 200;  // a position past the target (offsets compaction removed) counts as there
+  count_offsets(p, start, target, pos);
+  EXPECT_EQ(p.offsets_done, p.offsets_total);
 }
 
 TEST(TableView, ATruncateMarkerDeletesWhatItsPartitionWroteBeforeIt) {
