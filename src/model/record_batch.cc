@@ -83,11 +83,9 @@ Result<void> check_produced_batch(const RecordBatchView& b) {
     }
   } else if (pid != -1) {
     return make_error(Errc::invalid_argument, "invalid producer id {}", pid);
-  } else if (b.producer_epoch() != -1 || b.base_sequence() != -1) {
-    return make_error(Errc::invalid_argument,
-                      "batch without a producer id has epoch {} and base sequence {} (not -1)",
-                      b.producer_epoch(), b.base_sequence());
   }
+  // Without a producer id the epoch and sequence mean nothing and, as in Kafka, are not
+  // checked: Sarama sends such batches with base sequence 0.
   return ok();
 }
 

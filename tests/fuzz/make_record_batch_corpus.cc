@@ -282,9 +282,9 @@ int run(int argc, char** argv) {
   fix_crc(idem_no_epoch);
   add("bad_produced_idempotent_epoch", idem_no_epoch);
   Bytes stray_sequence = two_records();
-  store_be32(stray_sequence.data() + layout::kBaseSequence, 5);  // no producer id
+  store_be32(stray_sequence.data() + layout::kBaseSequence, 5);  // no producer id: accepted
   fix_crc(stray_sequence);
-  add("bad_produced_sequence_without_producer", stray_sequence);
+  add("produced_sequence_without_producer", stray_sequence);
   Bytes horizon = two_records();
   store_be16(horizon.data() + layout::kAttributes, batch_attr::kDeleteHorizon);
   fix_crc(horizon);

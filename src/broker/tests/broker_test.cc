@@ -414,10 +414,10 @@ TEST_F(BrokerTest, ProduceRefusesBatchesWhoseHeaderDisagreesWithTheirRecords) {
   // Two records claiming 1,001 offsets: the log end offset would jump by 1,001.
   refused(with_field(two, kLastOffsetDelta, 1000, 4), ErrorCode::invalid_record);
   refused(with_field(two, kLastOffsetDelta, 0x7fffffff, 4), ErrorCode::invalid_record);
-  // Producer fields: an id with epoch -1; no id with a sequence; an id below -1.
+  // Producer fields: an id with epoch -1; an id below -1. (No id with a sequence is taken,
+  // as Kafka takes it: Sarama sends base sequence 0 without a producer id.)
   refused(with_field(with_field(two, kProducerId, 3, 8), kBaseSequence, 0, 4),
           ErrorCode::invalid_record);
-  refused(with_field(two, kBaseSequence, 0, 4), ErrorCode::invalid_record);
   refused(with_field(two, kProducerId, uint64_t(-2), 8), ErrorCode::invalid_record);
   // Attribute bits a client may not set.
   refused(with_field(two, kAttributes, model::batch_attr::kDeleteHorizon, 2),

@@ -311,9 +311,10 @@ TEST(ProducedBatch, ProducerFieldsMustBeConsistent) {
   // Idempotent: epoch and sequence >= 0.
   expect_refused(with_field(two_records(idem), kProducerEpoch, uint16_t(-1), 2), "epoch -1");
   expect_refused(with_field(two_records(idem), kBaseSequence, uint32_t(-5), 4), "base sequence -5");
-  // Without a producer id: epoch and sequence -1.
-  expect_refused(with_field(two_records(), kProducerEpoch, 0, 2), "without a producer id");
-  expect_refused(with_field(two_records(), kBaseSequence, 3, 4), "without a producer id");
+  // Without a producer id, epoch and sequence are not looked at (Kafka ignores them; Sarama
+  // sends base sequence 0).
+  EXPECT_TRUE(produced(with_field(two_records(), kProducerEpoch, 0, 2)));
+  EXPECT_TRUE(produced(with_field(two_records(), kBaseSequence, 0, 4)));
   // Producer ids below -1 do not exist.
   expect_refused(with_field(two_records(), kProducerId, uint64_t(-2), 8), "invalid producer id -2");
 }
