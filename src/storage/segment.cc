@@ -121,7 +121,7 @@ std::string Segment::log_path() const {
 
 Result<std::unique_ptr<Segment>> Segment::create(const std::string& dir, Offset base,
                                                  const LogConfig& config, int64_t now_ms,
-                                                 std::string_view staged_suffix) {
+                                                 std::string_view staged_suffix, bool sync_dir) {
   std::string suffix(staged_suffix);
   std::string p = dir + "/" + segment_file_name(base, ".log") + suffix;
   auto file = File::open(p, O_RDWR | O_CREAT | O_EXCL);
@@ -133,7 +133,7 @@ Result<std::unique_ptr<Segment>> Segment::create(const std::string& dir, Offset 
   ORDO_TRY(remove_file(dir + "/" + segment_file_name(base, ".index") + suffix));
   ORDO_TRY(remove_file(dir + "/" + segment_file_name(base, ".timeindex") + suffix));
   // The new directory entry must be durable before anything acknowledged lives in the file.
-  ORDO_TRY(fsync_dir(dir));
+  if (sync_dir) ORDO_TRY(fsync_dir(dir));
   auto seg = std::unique_ptr<Segment>(
       new Segment(dir, base, config, std::make_shared<File>(std::move(*file))));
   seg->staged_suffix_ = std::move(suffix);
