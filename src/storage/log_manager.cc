@@ -160,9 +160,15 @@ struct LogManager::Impl {
     p->last_flush_ms = opts.clock->now_ms();
     FlushTicket ticket = log.prepare_flush();
     asio::post(*flush_pool, [this, &s, p, ticket = std::move(ticket)]() mutable {
-      Result<void> r = execute_flush(ticket);
-      asio::post(*s.ctx, [this, &s, p, ticket = std::move(ticket), r = std::move(r)]() {
+      // Once close() has begun, a sync still queued is skipped: the close syncs the whole
+      // filesystem once instead (and then acknowledges the waiters), rather than wait for a
+      // backlog of one fdatasync per partition.
+      const bool skipped = closing.load();
+      Result<void> r = ok();
+      if (!skipped) r = execute_flush(ticket);
+      asio::post(*s.ctx, [this, &s, p, skipped, ticket = std::move(ticket), r = std::move(r)]() {
         p->flush_in_flight = false;
+        if (skipped) return;
         // Removed meanwhile, or close() has closed the logs (with caller-owned contexts this
         // runs after close() when a sync outlived its wait).
         if (!p->log || s.closed) return;
@@ -787,21 +793,15 @@ Result<void> LogManager::close() {
     impl.lock_file.close();
     return ok();
   }
-  // Let in-flight syncs finish and acknowledge their waiters. Each shard checks on its own
-  // thread; the bound keeps a wedged disk from hanging shutdown forever.
+  // Let the syncs that are running finish (queued ones are skipped now that `closing` is set;
+  // the syncfs below covers what they would have). Each shard checks on its own thread; the
+  // bound keeps a wedged disk from hanging shutdown forever.
   for (int spin = 0; spin < 60'000; ++spin) {
     bool busy = false;
     for (auto& s : impl.shards) {
       auto b = Impl::call<bool>(*s, [&]() -> Result<bool> {
         bool any = false;
-        for (auto& p : snapshot(*s)) {
-          if (p->flush_in_flight) {
-            any = true;
-          } else if (!p->waiters.empty() && !p->offline && p->log) {
-            impl.start_flush(*s, p);
-            any = true;
-          }
-        }
+        for (auto& p : snapshot(*s)) any = any || p->flush_in_flight;
         return any;
       });
       busy = busy || *b;
@@ -843,6 +843,9 @@ Result<void> LogManager::close() {
         for (auto& p : begun[i]) {
           auto c = p->log->close_end();
           if (!c && first_error) first_error = c.error();
+          // Everything appended is durable since the first syncfs: appends waiting for a
+          // sync are acknowledged (close_end moved the flushed offset to the log end).
+          impl.complete_waiters(*p);
         }
         return true;
       });
@@ -853,6 +856,20 @@ Result<void> LogManager::close() {
     // Without the markers' sync the next start recovers every log, as after a crash.
     ORDO_LOG_ERROR("close: {}", synced.error().to_string());
     if (first_error) first_error = synced.error();
+  }
+  // Appends still waiting (the first sync failed, or their log failed to close) fail.
+  for (auto& s : impl.shards) {
+    (void)Impl::call<bool>(*s, [&]() -> Result<bool> {
+      Error e = synced ? impl.closed_error() : synced.error();
+      for (auto& p : snapshot(*s)) {
+        while (!p->waiters.empty()) {
+          auto w = std::move(p->waiters.front());
+          p->waiters.pop_front();
+          w.done(e);
+        }
+      }
+      return true;
+    });
   }
   for (auto& s : impl.shards) {
     if (!impl.external) {

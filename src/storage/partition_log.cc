@@ -148,6 +148,7 @@ Result<void> PartitionLog::load(const OpenOptions& options) {
   PartitionState state;
   if (state_or && *state_or) {
     state = **state_or;
+    persisted_state_ = std::pair(state.recovery_point, state.log_start);
   } else if (!state_or) {
     ORDO_LOG_WARN("{}: {}; recovering every segment", dir_, state_or.error().to_string());
   }
@@ -208,11 +209,9 @@ Result<void> PartitionLog::load(const OpenOptions& options) {
   flushed_ = log_end_offset();
   high_watermark_ = log_end_offset();
   recovery_point_ = segments_.rbegin()->first;
-  // After a clean stop the state on disk is usually what it would be written as.
-  if (!(state_or && *state_or && state.recovery_point == recovery_point_ &&
-        state.log_start == log_start_)) {
-    ORDO_TRY(persist_state(!options.defer_sync));
-  }
+  // After a clean stop the state on disk is usually what it would be written as (then this
+  // writes nothing).
+  ORDO_TRY(persist_state(!options.defer_sync));
   if (first_dirty_ > log_end_offset()) {
     first_dirty_ = log_end_offset();
     ORDO_TRY(write_cleaner_checkpoint(dir_, first_dirty_));
@@ -229,14 +228,19 @@ Result<void> PartitionLog::load(const OpenOptions& options) {
 }
 
 Result<void> PartitionLog::persist_state(bool sync) {
+  if (persisted_state_ == std::pair(recovery_point_, log_start_)) return ok();
+  persisted_state_.reset();  // unknown if the write fails
   std::string s = fmt::format("ordo-partition-state 1\nrecovery_point {}\nlog_start_offset {}\n",
                               recovery_point_, log_start_);
   const std::string path = dir_ + "/" + std::string(kStateFile);
   if (!sync) {
-    return write_file_atomic_unsynced(
-        path, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
+    ORDO_TRY(write_file_atomic_unsynced(
+        path, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size())));
+  } else {
+    ORDO_TRY(write_file_atomic(path, std::string_view(s)));
   }
-  return write_file_atomic(path, std::string_view(s));
+  persisted_state_ = std::pair(recovery_point_, log_start_);
+  return ok();
 }
 
 void PartitionLog::check_invariants() const {
@@ -724,7 +728,14 @@ Result<void> PartitionLog::flush() {
 }
 
 Result<void> PartitionLog::snapshot_producers(bool sync) {
+  // Nothing was appended since the snapshot at the log end was written or loaded.
+  if (snapshot_at_ == log_end_offset() &&
+      file_exists(dir_ + "/" + snapshot_file_name(log_end_offset()))) {
+    return ok();
+  }
+  snapshot_at_.reset();
   ORDO_TRY(write_snapshot_file(dir_, producers_, log_end_offset(), sync));
+  snapshot_at_ = log_end_offset();
   ORDO_TRY(prune_snapshots(dir_, kProducerSnapshotsKept, sync));
   return ok();
 }
@@ -739,6 +750,7 @@ Result<void> PartitionLog::load_producers() {
   if (loaded.snapshot && loaded.snapshot->offset >= log_start_) {
     producers_ = std::move(loaded.snapshot->table);
     from = loaded.snapshot->offset;
+    snapshot_at_ = from;
   }
   // The batch headers after the snapshot (whole batches are read; only headers are used).
   int64_t replayed = 0;

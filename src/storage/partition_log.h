@@ -232,6 +232,11 @@ class PartitionLog {
   Offset first_dirty_{0};     // the cleaner's progress (cleaner.checkpoint)
   CleanerStats cleaner_stats_;
   bool closed_ = false;
+  // What partition.state holds (as read or last written), and the offset of the producer
+  // snapshot last written or loaded: rewriting identical files is skipped (a rename over an
+  // existing file is a flush on ext4, and a stop closes every partition).
+  std::optional<std::pair<Offset, Offset>> persisted_state_;
+  std::optional<Offset> snapshot_at_;
 };
 
 }  // namespace ordo::storage

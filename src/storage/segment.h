@@ -144,6 +144,12 @@ class Segment {
   mutable int64_t advised_until_ = 0;  // read-ahead requested up to here (see read())
   OffsetIndex offset_index_;
   TimeIndex time_index_;
+  // Size and CRC-32C of what the index files hold (as loaded or last written): seal() skips
+  // rewriting identical files (a rewrite in place is a flush on ext4, and a stop seals every
+  // partition).
+  uint64_t index_files_digest_ = UINT64_MAX;  // none known
+  // Writes both index files (unless_unchanged: not when they already hold these bytes).
+  Result<void> write_index_files(bool unless_unchanged = false);
 };
 
 // Visits every batch of bytes [0, size) of a segment's .log (a sealed one: nothing appends to
