@@ -12,7 +12,7 @@ TEST_JOBS ?= $(shell echo $$(( $$(nproc) * 2 )))
 CMAKE_FLAGS ?=
 
 .PHONY: all deps configure build run test test-release test-sanitize bench bench-broker \
-        bench-groups bench-cleaner bench-cdc bench-sinks example-mailbox fuzz \
+        bench-groups bench-cleaner bench-cdc bench-sinks bench-startstop example-mailbox fuzz \
         format format-check clean
 
 all: build
@@ -52,6 +52,7 @@ bench: build
 	bench/run-cleaner-bench --build-dir $(BUILD_DIR)
 	bench/run-cdc-bench --build-dir $(BUILD_DIR)
 	bench/run-sink-bench --build-dir $(BUILD_DIR)
+	bench/run-startstop-bench --build-dir $(BUILD_DIR)
 
 # The broker benchmark alone: Ordo beside librdkafka's mock cluster, Redis Streams and NATS
 # JetStream (BENCHMARKS.md). nats_bench (Go) is not part of `build`.
@@ -80,6 +81,11 @@ bench-cdc: build
 # client writing the same store directly (BENCHMARKS.md).
 bench-sinks: build
 	bench/run-sink-bench --build-dir $(BUILD_DIR)
+
+# The start/stop benchmark alone (about 4 minutes): time to start and to stop with 1,000 and
+# 10,000 partitions, and to start after SIGKILL (BENCHMARKS.md).
+bench-startstop: build
+	bench/run-startstop-bench --build-dir $(BUILD_DIR)
 
 # The mailbox example (examples/mailbox/README.md): PostgreSQL -> the log -> unread counts,
 # search and a Redis cache, next to dual writes.

@@ -118,6 +118,21 @@ Result<void> write_file_atomic(const std::string& path, std::span<const uint8_t>
   return fsync_dir(slash == std::string::npos ? "." : path.substr(0, slash));
 }
 
+Result<void> write_file_atomic_unsynced(const std::string& path, std::span<const uint8_t> data) {
+  std::string tmp = path + ".tmp";
+  {
+    File f = ORDO_TRY(File::open(tmp, O_WRONLY | O_CREAT | O_TRUNC));
+    ORDO_TRY(f.pwrite_all(data, 0));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_error(errno, "rename " + tmp);
+  return ok();
+}
+
+Result<void> syncfs_of(int fd) {
+  if (::syncfs(fd) != 0) return errno_error(errno, "syncfs");
+  return ok();
+}
+
 Result<void> write_file_atomic(const std::string& path, std::string_view data) {
   return write_file_atomic(
       path, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), data.size()));

@@ -53,6 +53,12 @@ Result<void> fsync_dir(const std::string& dir);
 // Replaces path with data atomically: writes path.tmp, fsyncs it, renames, fsyncs the dir.
 Result<void> write_file_atomic(const std::string& path, std::span<const uint8_t> data);
 Result<void> write_file_atomic(const std::string& path, std::string_view data);
+// The same without either fsync: a reader sees the old file or the new one, but after a crash
+// the file may be either, or empty, until the caller has synced the filesystem (syncfs_of).
+Result<void> write_file_atomic_unsynced(const std::string& path, std::span<const uint8_t> data);
+// syncfs(2): makes every change to the filesystem holding fd durable (one journal commit
+// instead of an fsync per file).
+Result<void> syncfs_of(int fd);
 // Reads a whole file of at most max_bytes.
 Result<std::string> read_file(const std::string& path, size_t max_bytes);
 Result<void> remove_file(const std::string& path);

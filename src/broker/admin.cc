@@ -1,6 +1,7 @@
 // Topic administration (create, delete, partitions, configs), DeleteRecords, DescribeCluster
 // and DescribeLogDirs. Changes to topics run on the controller thread, one at a time.
 
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 
 #include <filesystem>
@@ -53,7 +54,102 @@ std::string topic_error_name(const std::string& name) {
   return fmt::format("'{}' is not a valid topic name (1-249 characters of [a-zA-Z0-9._-])", name);
 }
 
+// Descriptors this process has open (bounded by the open-file limit).
+int64_t open_descriptors() {
+  std::error_code ec;
+  int64_t n = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
 }  // namespace
+
+// Refuses `adding` more partitions when this broker cannot hold them, before anything is made:
+// max.partitions (all topics together), and the open-file limit (each partition keeps at least
+// its active segment open; a reserve stays free for connections and new segments).
+std::optional<Outcome> Broker::Handlers::check_partition_limits(Broker& b, int64_t adding) {
+  int64_t total = 0;
+  for (const auto& [n, t] : *b.topics_->snapshot()) total += t.partitions;
+  const int64_t max = b.config_.max_partitions;
+  if (max > 0 && total + adding > max) {
+    return Outcome{ErrorCode::policy_violation,
+                   fmt::format("{} more partitions would bring this broker to {}, above "
+                               "max.partitions={} (it holds {})",
+                               adding, total + adding, max, total)};
+  }
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) {
+    const int64_t limit = int64_t(lim.rlim_cur);
+    const int64_t reserve = std::max<int64_t>(64, limit / 8);
+    const int64_t open = open_descriptors();
+    if (open + adding + reserve > limit) {
+      return Outcome{
+          ErrorCode::policy_violation,
+          fmt::format("{} more partitions need {} more open files: the broker has {} of its "
+                      "limit of {} open (RLIMIT_NOFILE) and keeps {} for connections and new "
+                      "segments, room for {} partitions; raise the limit (ulimit -n)",
+                      adding, adding, open, limit, reserve,
+                      std::max<int64_t>(0, limit - reserve - open))};
+    }
+  }
+  return std::nullopt;
+}
+
+// Makes partitions [from, to) of `name` all or nothing (docs/broker-metadata.md): the registry
+// records the creation first; every partition is made; the registry entry `done` publishes the
+// result and drops the record in one write. A failure removes what was made and drops the
+// record; a crash leaves the record, and the next start removes what was made.
+Outcome Broker::Handlers::create_partitions_atomically(Broker& b, const std::string& name,
+                                                       int32_t from, int32_t to,
+                                                       const storage::LogConfig& log,
+                                                       TopicInfo done) {
+  int step = 0;
+  auto next_step = [&]() -> Result<void> {
+    return b.create_step_hook_ ? b.create_step_hook_(step++) : ok();
+  };
+  if (auto r = next_step(); !r) return {ErrorCode::kafka_storage_error, r.error().message};
+  if (auto r = b.topics_->begin_create({name, from, to}); !r) {
+    return {ErrorCode::kafka_storage_error, r.error().message};
+  }
+  Result<void> failed = ok();
+  int32_t made = from;
+  for (; made < to; ++made) {
+    failed = next_step();
+    // Unsynced: one sync of the data dir below covers every partition made.
+    if (failed) failed = b.logs_->create_sync({name, made}, log, true);
+    if (!failed) break;
+  }
+  if (failed) failed = b.logs_->sync_data_dir();
+  if (failed) {
+    failed = next_step();
+    if (failed) failed = b.topics_->put(std::move(done));
+    if (failed) return {ErrorCode::none, {}};
+  }
+  // Undo: the partitions made are closed and removed (the one that failed left nothing).
+  bool undone = true;
+  for (int32_t i = from; i < made; ++i) {
+    auto r = b.logs_->remove_sync({name, i});
+    if (!r && r.error().code != Errc::not_found) {
+      ORDO_LOG_ERROR("topic {}: undoing a failed creation: {}", name, r.error().to_string());
+      undone = false;
+    }
+  }
+  if (undone) {
+    if (auto r = b.topics_->end_create(name); !r) {
+      ORDO_LOG_ERROR("topic {}: undoing a failed creation: {}", name, r.error().to_string());
+    }
+  }
+  std::string what = from == 0 ? fmt::format("creating topic '{}'", name)
+                               : fmt::format("adding partitions to '{}'", name);
+  std::string where = made < to ? fmt::format("partition {}", made) : std::string("sync");
+  ORDO_LOG_WARN("{}: failed at {} of [{}, {}) and undone: {}", what, where, from, to,
+                failed.error().to_string());
+  return {ErrorCode::kafka_storage_error,
+          fmt::format("{}: {}: {}; nothing was created", what, where, failed.error().message)};
+}
 
 // ---- controller-thread operations ----
 
@@ -79,19 +175,13 @@ Broker::Handlers::CreateResult Broker::Handlers::create_topic(
       return {ErrorCode::invalid_config, c.error().message, {}};
     }
   }
+  if (auto limit = check_partition_limits(b, partitions)) {
+    return {limit->first, std::move(limit->second), {}};
+  }
   r.topic = TopicInfo{name, random_topic_id(), partitions, configs};
   if (validate_only) return r;
-  // Partitions first: a crash before the registry write leaves dirs that the next start
-  // registers (with default configs), never a registered topic without its partitions.
-  for (int32_t i = 0; i < partitions; ++i) {
-    auto c = b.logs_->create_sync({name, i}, settings->log);
-    if (!c && c.error().code != Errc::already_exists) {
-      return {ErrorCode::kafka_storage_error, c.error().message, {}};
-    }
-  }
-  if (auto p = b.topics_->put(r.topic); !p) {
-    return {ErrorCode::kafka_storage_error, p.error().message, {}};
-  }
+  auto made = create_partitions_atomically(b, name, 0, partitions, settings->log, r.topic);
+  if (made.first != ErrorCode::none) return {made.first, std::move(made.second), {}};
   return r;
 }
 
@@ -131,20 +221,13 @@ Outcome Broker::Handlers::set_partitions(Broker& b, const std::string& name, int
   if (count > kMaxPartitions) {
     return {ErrorCode::invalid_partitions, fmt::format("at most {} partitions", kMaxPartitions)};
   }
+  if (auto limit = check_partition_limits(b, count - t.partitions)) return *limit;
   if (validate_only) return {ErrorCode::none, {}};
   auto settings = resolve_topic_settings(b.config_, t.configs);
   if (!settings) return {ErrorCode::invalid_config, settings.error().message};
-  for (int32_t i = t.partitions; i < count; ++i) {
-    auto c = b.logs_->create_sync({name, i}, settings->log);
-    if (!c && c.error().code != Errc::already_exists) {
-      return {ErrorCode::kafka_storage_error, c.error().message};
-    }
-  }
+  const int32_t from = t.partitions;
   t.partitions = count;
-  if (auto p = b.topics_->put(std::move(t)); !p) {
-    return {ErrorCode::kafka_storage_error, p.error().message};
-  }
-  return {ErrorCode::none, {}};
+  return create_partitions_atomically(b, name, from, count, settings->log, std::move(t));
 }
 
 Outcome Broker::Handlers::set_topic_configs(Broker& b, const std::string& name,

@@ -221,6 +221,20 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
     ORDO_TRY(b->topics_->end_delete(name));
     ORDO_LOG_INFO("topic {}: finished an interrupted delete", name);
   }
+  // Creations that a crash interrupted are undone: the partitions they made go (a topic is
+  // created whole or not at all).
+  for (const auto& pc : b->topics_->pending_creates()) {
+    int32_t removed = 0;
+    for (const auto& p : on_disk) {
+      if (p.tp.topic == pc.topic && p.tp.partition >= pc.from && p.tp.partition < pc.to) {
+        ORDO_TRY(logs.remove_sync(p.tp));
+        ++removed;
+      }
+    }
+    ORDO_TRY(b->topics_->end_create(pc.topic));
+    ORDO_LOG_WARN("topic {}: undid an interrupted creation of partitions [{}, {}) ({} made)",
+                  pc.topic, pc.from, pc.to, removed);
+  }
   on_disk = logs.status();
 
   // Partition dirs of topics the registry does not know (data from before the registry, or a

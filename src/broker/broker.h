@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -97,6 +98,14 @@ class Broker {
   storage::LogManager& logs() { return *logs_; }
   TopicRegistry& topics() { return *topics_; }
 
+  // Tests (fault injection, crash tests): called with 0, 1, ... before each step of a topic or
+  // partition creation (0: before the registry records it; 1..n: before partition from+k-1;
+  // n+1: before the registry publishes it). An error fails the creation at that step as a real
+  // failure would. Set before requests arrive; runs on the controller thread.
+  void set_create_step_hook(std::function<Result<void>(int step)> hook) {
+    create_step_hook_ = std::move(hook);
+  }
+
   // Internal to the module (handlers.h).
   struct Request;
   struct Handlers;
@@ -114,6 +123,7 @@ class Broker {
   std::unique_ptr<storage::LogManager> logs_;
   std::unique_ptr<GroupService> groups_;
   std::unique_ptr<ProducerIdAllocator> producer_ids_;
+  std::function<Result<void>(int)> create_step_hook_;
   asio::io_context controller_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> controller_work_;
   std::thread controller_thread_;

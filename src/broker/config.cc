@@ -240,6 +240,9 @@ const std::vector<Setting>& settings() {
               "Create a topic when a client asks for metadata of or produces to an unknown one"),
       integer("num.partitions", broker_field(&B::num_partitions), 1, 100000,
               "Partitions of an automatically created topic"),
+      integer("max.partitions", broker_field(&B::max_partitions), 0, kInt32Max,
+              "Most partitions this broker holds, all topics together (a create that would "
+              "pass it is refused); 0: as many as the open-file limit leaves room for"),
       integer("message.max.bytes", broker_field(&B::message_max_bytes), 1, kInt32Max,
               "Largest record batch a producer may send; at most socket.request.max.bytes"),
       integer("socket.request.max.bytes", broker_field(&B::socket_request_max_bytes), 1024,

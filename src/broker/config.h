@@ -34,14 +34,17 @@ struct BrokerConfig {
   uint16_t advertised_port = 0;          // 0: the bound port
   std::string admin_host = "127.0.0.1";  // admin.listen = "HOST:PORT"; empty: off
   uint16_t admin_port = 9644;
-  int32_t node_id = 0;                               // node.id
-  std::string cluster_id = "ordo-cluster";           // cluster.id
-  int network_threads = 1;                           // network.threads
-  int shards = 1;                                    // shards (storage.shard.mode dedicated)
-  ShardMode shard_mode = ShardMode::network;         // storage.shard.mode
-  int flush_threads = 2;                             // flush.threads
-  bool auto_create_topics = true;                    // auto.create.topics.enable
-  int32_t num_partitions = 1;                        // num.partitions
+  int32_t node_id = 0;                        // node.id
+  std::string cluster_id = "ordo-cluster";    // cluster.id
+  int network_threads = 1;                    // network.threads
+  int shards = 1;                             // shards (storage.shard.mode dedicated)
+  ShardMode shard_mode = ShardMode::network;  // storage.shard.mode
+  int flush_threads = 2;                      // flush.threads
+  bool auto_create_topics = true;             // auto.create.topics.enable
+  int32_t num_partitions = 1;                 // num.partitions
+  // Most partitions this broker holds, all topics together; 0: as many as the open-file limit
+  // leaves room for (that check applies whatever the value).
+  int32_t max_partitions = 0;                        // max.partitions
   int64_t message_max_bytes = 1048588;               // message.max.bytes
   int64_t socket_request_max_bytes = 104857600;      // socket.request.max.bytes
   int64_t connection_max_inflight_bytes = 64 << 20;  // connection.max.inflight.bytes

@@ -210,6 +210,13 @@ struct Broker::Handlers {
                                    const std::map<std::string, std::string>& configs,
                                    bool validate_only);
   static std::pair<ErrorCode, std::string> delete_topic(Broker& b, const std::string& name);
+  // Refuses `adding` partitions beyond max.partitions or the open-file limit (nullopt: fine).
+  static std::optional<std::pair<ErrorCode, std::string>> check_partition_limits(Broker& b,
+                                                                                 int64_t adding);
+  // Partitions [from, to) of a topic, all or nothing; `done` is the registry entry to publish.
+  static std::pair<ErrorCode, std::string> create_partitions_atomically(
+      Broker& b, const std::string& name, int32_t from, int32_t to, const storage::LogConfig& log,
+      TopicInfo done);
   static std::pair<ErrorCode, std::string> set_partitions(Broker& b, const std::string& name,
                                                           int32_t count, bool validate_only);
   static std::pair<ErrorCode, std::string> set_topic_configs(

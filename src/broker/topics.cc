@@ -427,16 +427,18 @@ Result<std::unique_ptr<TopicRegistry>> TopicRegistry::open(const std::string& da
   std::string text = ORDO_TRY(read_file(path, kMaxFileBytes));
   TopicMap topics;
   std::vector<std::string> deleting;
-  if (auto r = decode(text, topics, deleting); !r) {
+  std::vector<PendingCreate> creating;
+  if (auto r = decode(text, topics, deleting, creating); !r) {
     return make_error(Errc::corrupt, "{}: {}", path, r.error().message);
   }
   reg->topics_ = std::make_shared<TopicMap>(std::move(topics));
   reg->deleting_ = std::move(deleting);
+  reg->creating_ = std::move(creating);
   return reg;
 }
 
-std::string TopicRegistry::encode(const TopicMap& topics,
-                                  const std::vector<std::string>& deleting) {
+std::string TopicRegistry::encode(const TopicMap& topics, const std::vector<std::string>& deleting,
+                                  const std::vector<PendingCreate>& creating) {
   std::string out(kMagicLine);
   out += '\n';
   for (const auto& [name, t] : topics) {
@@ -444,12 +446,14 @@ std::string TopicRegistry::encode(const TopicMap& topics,
     for (const auto& [k, v] : t.configs) out += fmt::format("config {} {} {}\n", name, k, v);
   }
   for (const auto& name : deleting) out += fmt::format("deleting {}\n", name);
+  for (const auto& c : creating) out += fmt::format("creating {} {} {}\n", c.topic, c.from, c.to);
   out += fmt::format("crc32c {:08x}\n", crc32c(0, out.data(), out.size()));
   return out;
 }
 
 Result<void> TopicRegistry::decode(std::string_view text, TopicMap& topics,
-                                   std::vector<std::string>& deleting) {
+                                   std::vector<std::string>& deleting,
+                                   std::vector<PendingCreate>& creating) {
   size_t crc_at = text.rfind("crc32c ");
   if (crc_at == std::string_view::npos || (crc_at > 0 && text[crc_at - 1] != '\n')) {
     return make_error(Errc::corrupt, "no checksum line");
@@ -488,6 +492,13 @@ Result<void> TopicRegistry::decode(std::string_view text, TopicMap& topics,
       it->second.configs[std::string(f[2])] = std::string(f[3]);
     } else if (f[0] == "deleting" && f.size() == 2) {
       deleting.emplace_back(f[1]);
+    } else if (f[0] == "creating" && f.size() == 4) {
+      auto from = parse_int<int32_t>(f[2]);
+      auto to = parse_int<int32_t>(f[3]);
+      if (!model::is_valid_topic_name(f[1]) || !from || !to || *from < 0 || *to <= *from) {
+        return bad();
+      }
+      creating.push_back({std::string(f[1]), *from, *to});
     } else {
       return bad();
     }
@@ -510,21 +521,44 @@ std::vector<std::string> TopicRegistry::pending_deletes() const {
   return deleting_;
 }
 
+std::vector<PendingCreate> TopicRegistry::pending_creates() const {
+  std::lock_guard lock(mu_);
+  return creating_;
+}
+
 Result<void> TopicRegistry::store(std::shared_ptr<const TopicMap> next,
-                                  std::vector<std::string> deleting) {
-  std::string text = encode(*next, deleting);
+                                  std::vector<std::string> deleting,
+                                  std::vector<PendingCreate> creating) {
+  std::string text = encode(*next, deleting, creating);
   ORDO_TRY(write_file_atomic(path_, text));
   std::lock_guard lock(mu_);
   topics_ = std::move(next);
   deleting_ = std::move(deleting);
+  creating_ = std::move(creating);
   return ok();
+}
+
+Result<void> TopicRegistry::begin_create(PendingCreate c) {
+  ORDO_ASSERT(model::is_valid_topic_name(c.topic) && c.from >= 0 && c.to > c.from);
+  auto creating = pending_creates();
+  std::erase_if(creating, [&](const PendingCreate& p) { return p.topic == c.topic; });
+  creating.push_back(std::move(c));
+  return store(snapshot(), pending_deletes(), std::move(creating));
+}
+
+Result<void> TopicRegistry::end_create(std::string_view topic) {
+  auto creating = pending_creates();
+  std::erase_if(creating, [&](const PendingCreate& p) { return p.topic == topic; });
+  return store(snapshot(), pending_deletes(), std::move(creating));
 }
 
 Result<void> TopicRegistry::put(TopicInfo t) {
   ORDO_ASSERT(model::is_valid_topic_name(t.name) && t.partitions >= 1);
   auto next = std::make_shared<TopicMap>(*snapshot());
+  auto creating = pending_creates();
+  std::erase_if(creating, [&](const PendingCreate& p) { return p.topic == t.name; });
   (*next)[t.name] = std::move(t);
-  return store(std::move(next), pending_deletes());
+  return store(std::move(next), pending_deletes(), std::move(creating));
 }
 
 Result<void> TopicRegistry::begin_delete(std::string_view name) {
@@ -536,13 +570,13 @@ Result<void> TopicRegistry::begin_delete(std::string_view name) {
   if (std::find(deleting.begin(), deleting.end(), name) == deleting.end()) {
     deleting.emplace_back(name);
   }
-  return store(std::move(next), std::move(deleting));
+  return store(std::move(next), std::move(deleting), pending_creates());
 }
 
 Result<void> TopicRegistry::end_delete(std::string_view name) {
   auto deleting = pending_deletes();
   std::erase(deleting, name);
-  return store(snapshot(), std::move(deleting));
+  return store(snapshot(), std::move(deleting), pending_creates());
 }
 
 }  // namespace ordo::broker

@@ -90,6 +90,17 @@ Result<TopicSettings> resolve_topic_settings(const BrokerConfig& broker,
 
 using TopicMap = std::map<std::string, TopicInfo, std::less<>>;
 
+// A creation in progress: partitions [from, to) of `topic` are being made (from = 0 for a new
+// topic, the old count when partitions are added). Recorded before the first partition dir is
+// made and dropped in the same write that registers the result: a start that finds one undoes
+// it (removes those partitions), so a crash leaves the whole topic or none of it.
+struct PendingCreate {
+  std::string topic;
+  int32_t from = 0;
+  int32_t to = 0;
+  bool operator==(const PendingCreate&) const = default;
+};
+
 class TopicRegistry {
  public:
   static constexpr std::string_view kFileName = "topics";
@@ -104,25 +115,37 @@ class TopicRegistry {
   // Names of topics whose deletion started but whose partitions may still be on disk.
   std::vector<std::string> pending_deletes() const;
 
+  // Creations that started but were neither registered nor undone (see PendingCreate).
+  std::vector<PendingCreate> pending_creates() const;
+
   // Each change is persisted before it becomes visible.
+  // Records a creation in progress (replacing one of the same topic).
+  Result<void> begin_create(PendingCreate c);
+  // Drops the record of an undone creation.
+  Result<void> end_create(std::string_view topic);
+  // Adds or replaces a topic; also drops its pending creation, in the same write.
   Result<void> put(TopicInfo t);
   // Removes the topic and records it as a pending delete.
   Result<void> begin_delete(std::string_view name);
   Result<void> end_delete(std::string_view name);
 
   // The file format, for tests and tools.
-  static std::string encode(const TopicMap& topics, const std::vector<std::string>& deleting);
+  static std::string encode(const TopicMap& topics, const std::vector<std::string>& deleting,
+                            const std::vector<PendingCreate>& creating = {});
   static Result<void> decode(std::string_view text, TopicMap& topics,
-                             std::vector<std::string>& deleting);
+                             std::vector<std::string>& deleting,
+                             std::vector<PendingCreate>& creating);
 
  private:
   explicit TopicRegistry(std::string path) : path_(std::move(path)) {}
-  Result<void> store(std::shared_ptr<const TopicMap> next, std::vector<std::string> deleting);
+  Result<void> store(std::shared_ptr<const TopicMap> next, std::vector<std::string> deleting,
+                     std::vector<PendingCreate> creating);
 
   std::string path_;
   mutable std::mutex mu_;
   std::shared_ptr<const TopicMap> topics_ = std::make_shared<TopicMap>();
   std::vector<std::string> deleting_;
+  std::vector<PendingCreate> creating_;
 };
 
 }  // namespace ordo::broker

@@ -1,4 +1,7 @@
 #include <signal.h>
+#include <sys/resource.h>
+
+#include <chrono>
 
 #include <fmt/format.h>
 
@@ -37,21 +40,34 @@ int serve(const ServeArgs& args) {
     for (const auto& s : broker::describe_config(*config)) fmt::print("{} = {}\n", s.name, s.value);
     return 0;
   }
+  // Every partition keeps its active segment open: take the whole open-file limit the process
+  // may have (the soft limit is often 1024 while the hard one is far higher).
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    rlim_t soft = files.rlim_cur;
+    files.rlim_cur = files.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &files) != 0) files.rlim_cur = soft;
+  }
+  const auto opening = std::chrono::steady_clock::now();
   auto b = broker::Broker::open(*config);
   if (!b) {
     ORDO_LOG_ERROR("cannot open {}: {}", config->data_dir, b.error().to_string());
     return 1;
   }
   broker::Broker& brk = **b;
+  const double open_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - opening).count();
+  // One summary line; a line per partition only for those in trouble.
   size_t offline = 0;
+  int64_t bytes = 0, segments = 0;
   auto status = brk.logs().status();
   for (const auto& p : status) {
     if (!p.online) {
       ++offline;
       ORDO_LOG_ERROR("partition {} offline: {}", p.tp.to_string(), p.error);
     } else {
-      ORDO_LOG_INFO("partition {}: offsets [{}, {}), {} bytes in {} segments", p.tp.to_string(),
-                    p.log_start_offset, p.log_end_offset, p.size_bytes, p.segments);
+      bytes += p.size_bytes;
+      segments += int64_t(p.segments);
     }
   }
   broker::Server server(brk);
@@ -65,10 +81,11 @@ int serve(const ServeArgs& args) {
         config->advertised_host.empty() ? config->listen_host : config->advertised_host, *port);
   }
   ORDO_LOG_INFO(
-      "ordo: data dir {}: {} topics, {} partitions ({} offline), flush mode {}, {} network "
-      "threads, partition writers: {}",
-      config->data_dir, brk.topics().snapshot()->size(), status.size(), offline,
-      storage::flush_mode_name(config->log.flush_mode), config->network_threads,
+      "ordo: data dir {}: {} topics, {} partitions ({} offline, {} bytes in {} segments) opened "
+      "in {:.2f} s, open-file limit {}, flush mode {}, {} network threads, partition writers: {}",
+      config->data_dir, brk.topics().snapshot()->size(), status.size(), offline, bytes, segments,
+      open_seconds, files.rlim_cur, storage::flush_mode_name(config->log.flush_mode),
+      config->network_threads,
       config->shard_mode == broker::ShardMode::network
           ? std::string("on the network threads")
           : fmt::format("{} dedicated shard threads", config->shards));
@@ -93,12 +110,14 @@ int serve(const ServeArgs& args) {
   // threads still run (they may be the logs' shards); then those threads stop (Broker::close).
   if (admin) admin->stop();  // its requests wait for the storage shards
   server.stop();
+  const auto closing = std::chrono::steady_clock::now();
   auto closed = brk.close();
   if (!closed) {
     ORDO_LOG_ERROR("close: {}", closed.error().to_string());
     return 1;
   }
-  ORDO_LOG_INFO("ordo: closed cleanly");
+  ORDO_LOG_INFO("ordo: closed cleanly ({} partitions in {:.2f} s)", status.size(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - closing).count());
   return 0;
 }
 

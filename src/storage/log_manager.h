@@ -140,8 +140,11 @@ class LogManager {
   LogManager(const LogManager&) = delete;
   LogManager& operator=(const LogManager&) = delete;
 
-  // Creates an empty partition log; Errc::already_exists if there is one.
-  void create(const model::TopicPartition& tp, const LogConfig& config, Callback<void> done);
+  // Creates an empty partition log; Errc::already_exists if there is one. A creation that
+  // fails leaves no directory behind. defer_sync: the new files are not fsynced; the caller
+  // calls sync_data_dir() before anything is appended (one sync for many partitions).
+  void create(const model::TopicPartition& tp, const LogConfig& config, Callback<void> done,
+              bool defer_sync = false);
   // Closes the log and deletes its directory. Pending durable appends fail.
   void remove(const model::TopicPartition& tp, Callback<void> done);
   // Appends (see PartitionLog::append); completes according to the partition's flush mode.
@@ -160,7 +163,10 @@ class LogManager {
   void with_log(const model::TopicPartition& tp, std::function<void(Result<PartitionLog*>)> fn);
 
   // Blocking forms for tools and tests. Never call them from a shard thread (asserted).
-  Result<void> create_sync(const model::TopicPartition& tp, const LogConfig& config);
+  Result<void> create_sync(const model::TopicPartition& tp, const LogConfig& config,
+                           bool defer_sync = false);
+  // syncfs(2) of the data dir's filesystem: everything written so far is durable.
+  Result<void> sync_data_dir();
   Result<void> remove_sync(const model::TopicPartition& tp);
   Result<AppendResult> append_sync(const model::TopicPartition& tp, std::vector<uint8_t> batches,
                                    AppendOptions options = {});

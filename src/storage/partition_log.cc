@@ -98,7 +98,7 @@ Result<std::unique_ptr<PartitionLog>> PartitionLog::open(std::string dir, const 
     fs::create_directories(dir, ec);
     if (ec) return make_error(Errc::io, "create {}: {}", dir, ec.message());
     auto parent = fs::path(dir).parent_path().string();
-    ORDO_TRY(fsync_dir(parent.empty() ? "." : parent));
+    if (!options.defer_sync) ORDO_TRY(fsync_dir(parent.empty() ? "." : parent));
   }
   auto epochs = ORDO_TRY(LeaderEpochCache::load(dir + "/" + std::string(kEpochFile)));
   auto log = std::unique_ptr<PartitionLog>(new PartitionLog(dir, config, clock, std::move(epochs)));
@@ -148,6 +148,7 @@ Result<void> PartitionLog::load(const OpenOptions& options) {
   PartitionState state;
   if (state_or && *state_or) {
     state = **state_or;
+    persisted_state_ = std::pair(state.recovery_point, state.log_start);
   } else if (!state_or) {
     ORDO_LOG_WARN("{}: {}; recovering every segment", dir_, state_or.error().to_string());
   }
@@ -187,7 +188,8 @@ Result<void> PartitionLog::load(const OpenOptions& options) {
 
   if (segments_.empty()) {
     Offset base = std::max(state.log_start, Offset(0));
-    segments_.emplace(base, ORDO_TRY(Segment::create(dir_, base, config_, now)));
+    segments_.emplace(base,
+                      ORDO_TRY(Segment::create(dir_, base, config_, now, "", !options.defer_sync)));
   }
   log_start_ = std::max(state.log_start, segments_.begin()->first);
   if (log_start_ > log_end_offset()) log_start_ = log_end_offset();
@@ -207,24 +209,38 @@ Result<void> PartitionLog::load(const OpenOptions& options) {
   flushed_ = log_end_offset();
   high_watermark_ = log_end_offset();
   recovery_point_ = segments_.rbegin()->first;
-  ORDO_TRY(persist_state());
+  // After a clean stop the state on disk is usually what it would be written as (then this
+  // writes nothing).
+  ORDO_TRY(persist_state(!options.defer_sync));
   if (first_dirty_ > log_end_offset()) {
     first_dirty_ = log_end_offset();
     ORDO_TRY(write_cleaner_checkpoint(dir_, first_dirty_));
   }
   ORDO_TRY(load_producers());
   if (clean) {
+    // Durable before the first append (here, or by the caller's sync with defer_sync): a
+    // marker that came back after a crash would have the torn tail trusted.
     ORDO_TRY(remove_file(marker));
-    ORDO_TRY(fsync_dir(dir_));
+    if (!options.defer_sync) ORDO_TRY(fsync_dir(dir_));
   }
   check_invariants();
   return ok();
 }
 
-Result<void> PartitionLog::persist_state() {
+Result<void> PartitionLog::persist_state(bool sync) {
+  if (persisted_state_ == std::pair(recovery_point_, log_start_)) return ok();
+  persisted_state_.reset();  // unknown if the write fails
   std::string s = fmt::format("ordo-partition-state 1\nrecovery_point {}\nlog_start_offset {}\n",
                               recovery_point_, log_start_);
-  return write_file_atomic(dir_ + "/" + std::string(kStateFile), std::string_view(s));
+  const std::string path = dir_ + "/" + std::string(kStateFile);
+  if (!sync) {
+    ORDO_TRY(write_file_atomic_unsynced(
+        path, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size())));
+  } else {
+    ORDO_TRY(write_file_atomic(path, std::string_view(s)));
+  }
+  persisted_state_ = std::pair(recovery_point_, log_start_);
+  return ok();
 }
 
 void PartitionLog::check_invariants() const {
@@ -711,9 +727,16 @@ Result<void> PartitionLog::flush() {
   return ok();
 }
 
-Result<void> PartitionLog::snapshot_producers() {
-  ORDO_TRY(write_snapshot_file(dir_, producers_, log_end_offset()));
-  ORDO_TRY(prune_snapshots(dir_, kProducerSnapshotsKept));
+Result<void> PartitionLog::snapshot_producers(bool sync) {
+  // Nothing was appended since the snapshot at the log end was written or loaded.
+  if (snapshot_at_ == log_end_offset() &&
+      file_exists(dir_ + "/" + snapshot_file_name(log_end_offset()))) {
+    return ok();
+  }
+  snapshot_at_.reset();
+  ORDO_TRY(write_snapshot_file(dir_, producers_, log_end_offset(), sync));
+  snapshot_at_ = log_end_offset();
+  ORDO_TRY(prune_snapshots(dir_, kProducerSnapshotsKept, sync));
   return ok();
 }
 
@@ -727,6 +750,7 @@ Result<void> PartitionLog::load_producers() {
   if (loaded.snapshot && loaded.snapshot->offset >= log_start_) {
     producers_ = std::move(loaded.snapshot->table);
     from = loaded.snapshot->offset;
+    snapshot_at_ = from;
   }
   // The batch headers after the snapshot (whole batches are read; only headers are used).
   int64_t replayed = 0;
@@ -751,8 +775,8 @@ Result<void> PartitionLog::load_producers() {
   }
   producers_.truncate_before(log_start_);
   if (replayed > 0 || !producers_.empty()) {
-    ORDO_LOG_INFO("{}: producer state of {} producers ({} batches replayed)", dir_,
-                  producers_.size(), replayed);
+    ORDO_LOG_DEBUG("{}: producer state of {} producers ({} batches replayed)", dir_,
+                   producers_.size(), replayed);
   }
   return ok();
 }
@@ -768,6 +792,24 @@ Result<void> PartitionLog::close() {
   ORDO_TRY(snapshot_producers());
   ORDO_TRY(write_file_atomic(dir_ + "/" + std::string(kCleanShutdownFile), std::string_view("")));
   closed_ = true;
+  return ok();
+}
+
+Result<void> PartitionLog::close_begin() {
+  ORDO_ASSERT(!closed_);
+  closed_ = true;
+  ORDO_TRY(active().seal());
+  ORDO_TRY(snapshot_producers(false));
+  return ok();
+}
+
+Result<void> PartitionLog::close_end() {
+  ORDO_ASSERT(closed_);
+  flushed_ = log_end_offset();
+  recovery_point_ = active().base_offset();
+  ORDO_TRY(persist_state(false));
+  const std::string marker = dir_ + "/" + std::string(kCleanShutdownFile);
+  File f = ORDO_TRY(File::open(marker, O_WRONLY | O_CREAT | O_TRUNC));
   return ok();
 }
 

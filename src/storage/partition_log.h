@@ -44,6 +44,11 @@ struct OpenOptions {
   // After a crash, cut a segment at a corrupt batch even when valid batches follow it (they
   // are dropped with a warning). Off: such a partition fails to open with Errc::corrupt.
   bool truncate_corrupt = false;
+  // The caller syncs the filesystem (syncfs) after opening and before the first append, so the
+  // open does not fsync its bookkeeping (a new directory and segment, the clean-shutdown
+  // marker's removal, a changed partition.state) file by file. Segments recovered after a
+  // crash are still synced here.
+  bool defer_sync = false;
 };
 
 struct AppendOptions {
@@ -164,6 +169,15 @@ class PartitionLog {
   // Flushes everything, writes the indexes and the clean-shutdown marker. Nothing may be
   // called afterwards.
   Result<void> close();
+  // close() in two halves, for a caller that closes many logs with one filesystem sync
+  // (syncfs) after each half instead of a dozen fsyncs per log. close_begin() seals the active
+  // segment (indexes written) and snapshots the producers, without syncing; after the caller's
+  // sync has made that and every appended byte durable, close_end() records the recovery point
+  // and writes the clean-shutdown marker, unsynced too: the caller syncs again. Nothing may be
+  // called after close_begin() but close_end() (or nothing, when the sync failed: the next
+  // open then recovers as after a crash).
+  Result<void> close_begin();
+  Result<void> close_end();
   // Closes and deletes the directory.
   Result<void> close_and_remove();
 
@@ -182,10 +196,10 @@ class PartitionLog {
   Result<void> load(const OpenOptions& options);
   Result<void> roll(Offset new_base);
   Result<void> delete_front_segment();
-  Result<void> persist_state();
+  Result<void> persist_state(bool sync = true);
   // Producer state: the newest snapshot, then the batch headers after it.
   Result<void> load_producers();
-  Result<void> snapshot_producers();
+  Result<void> snapshot_producers(bool sync = true);
   Segment& active() const { return *segments_.rbegin()->second; }
   // The cleanable segments and how dirty they are (cleaner.cc): what plan_clean plans from and
   // cleaner_stats reports.
@@ -218,6 +232,11 @@ class PartitionLog {
   Offset first_dirty_{0};     // the cleaner's progress (cleaner.checkpoint)
   CleanerStats cleaner_stats_;
   bool closed_ = false;
+  // What partition.state holds (as read or last written), and the offset of the producer
+  // snapshot last written or loaded: rewriting identical files is skipped (a rename over an
+  // existing file is a flush on ext4, and a stop closes every partition).
+  std::optional<std::pair<Offset, Offset>> persisted_state_;
+  std::optional<Offset> snapshot_at_;
 };
 
 }  // namespace ordo::storage

@@ -459,9 +459,11 @@ std::optional<Offset> parse_snapshot_file_name(std::string_view name) {
 }
 
 Result<void> write_snapshot_file(const std::string& dir, const ProducerStateTable& table,
-                                 Offset offset) {
+                                 Offset offset, bool sync) {
   std::vector<uint8_t> bytes = ORDO_TRY(table.encode_snapshot(offset));
-  return write_file_atomic(dir + "/" + snapshot_file_name(offset), std::span<const uint8_t>(bytes));
+  const std::string path = dir + "/" + snapshot_file_name(offset);
+  if (!sync) return write_file_atomic_unsynced(path, std::span<const uint8_t>(bytes));
+  return write_file_atomic(path, std::span<const uint8_t>(bytes));
 }
 
 Result<std::vector<Offset>> list_snapshot_files(const std::string& dir) {
@@ -511,18 +513,19 @@ Result<SnapshotLoad> read_latest_snapshot(const std::string& dir, Offset max_off
 }
 
 namespace {
-// Removes the named snapshot files, then fsyncs dir if any was removed.
-Result<size_t> remove_snapshots(const std::string& dir, std::span<const Offset> offsets) {
+// Removes the named snapshot files, then (sync) fsyncs dir if any was removed.
+Result<size_t> remove_snapshots(const std::string& dir, std::span<const Offset> offsets,
+                                bool sync = true) {
   for (Offset o : offsets) ORDO_TRY(remove_file(dir + "/" + snapshot_file_name(o)));
-  if (!offsets.empty()) ORDO_TRY(fsync_dir(dir));
+  if (sync && !offsets.empty()) ORDO_TRY(fsync_dir(dir));
   return offsets.size();
 }
 }  // namespace
 
-Result<size_t> prune_snapshots(const std::string& dir, size_t keep) {
+Result<size_t> prune_snapshots(const std::string& dir, size_t keep, bool sync) {
   std::vector<Offset> offsets = ORDO_TRY(list_snapshot_files(dir));
   if (offsets.size() <= keep) return size_t(0);
-  return remove_snapshots(dir, std::span<const Offset>(offsets).first(offsets.size() - keep));
+  return remove_snapshots(dir, std::span<const Offset>(offsets).first(offsets.size() - keep), sync);
 }
 
 Result<size_t> remove_snapshots_after(const std::string& dir, Offset log_end) {

@@ -229,8 +229,9 @@ std::optional<Offset> parse_snapshot_file_name(std::string_view name);
 
 // Writes dir/snapshot_file_name(offset) atomically (temporary file, fsync, rename, fsync of
 // the directory). Errors as encode_snapshot, or Errc::io.
+// sync = false: no fsync (the caller syncs the filesystem afterwards).
 Result<void> write_snapshot_file(const std::string& dir, const ProducerStateTable& table,
-                                 Offset offset);
+                                 Offset offset, bool sync = true);
 
 // The offsets of the snapshot files in dir, ascending.
 Result<std::vector<Offset>> list_snapshot_files(const std::string& dir);
@@ -246,8 +247,10 @@ struct SnapshotLoad {
 Result<SnapshotLoad> read_latest_snapshot(const std::string& dir, Offset max_offset = Offset::max(),
                                           ProducerStateOptions options = {});
 
-// Removes all but the newest `keep` snapshot files. Returns how many were removed.
-Result<size_t> prune_snapshots(const std::string& dir, size_t keep);
+// Removes all but the newest `keep` snapshot files. Returns how many were removed. sync =
+// false: the directory is not fsynced (a removal lost in a crash leaves an old snapshot, which
+// is only ever read when no newer one is valid).
+Result<size_t> prune_snapshots(const std::string& dir, size_t keep, bool sync = true);
 // Removes snapshot files with offset > log_end (after the log was truncated), durably: a stale
 // snapshot that came back after a crash would be trusted once the log grew past it again.
 Result<size_t> remove_snapshots_after(const std::string& dir, Offset log_end);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/crc32c.h"
 #include "base/log.h"
 #include "model/record_batch.h"
 
@@ -95,6 +96,13 @@ Result<void> write_whole_file(const std::string& path, std::span<const uint8_t> 
 
 }  // namespace
 
+// Size and CRC-32C of the two serialized indexes, to tell whether the files need rewriting.
+uint64_t index_digest(std::span<const uint8_t> index, std::span<const uint8_t> time_index) {
+  uint32_t crc = crc32c(0, index.data(), index.size());
+  crc = crc32c(crc, time_index.data(), time_index.size());
+  return uint64_t(index.size() + time_index.size()) << 32 | crc;
+}
+
 std::string segment_file_name(Offset base, std::string_view suffix) {
   return fmt::format("{:020d}{}", base.value(), suffix);
 }
@@ -121,7 +129,7 @@ std::string Segment::log_path() const {
 
 Result<std::unique_ptr<Segment>> Segment::create(const std::string& dir, Offset base,
                                                  const LogConfig& config, int64_t now_ms,
-                                                 std::string_view staged_suffix) {
+                                                 std::string_view staged_suffix, bool sync_dir) {
   std::string suffix(staged_suffix);
   std::string p = dir + "/" + segment_file_name(base, ".log") + suffix;
   auto file = File::open(p, O_RDWR | O_CREAT | O_EXCL);
@@ -133,7 +141,7 @@ Result<std::unique_ptr<Segment>> Segment::create(const std::string& dir, Offset 
   ORDO_TRY(remove_file(dir + "/" + segment_file_name(base, ".index") + suffix));
   ORDO_TRY(remove_file(dir + "/" + segment_file_name(base, ".timeindex") + suffix));
   // The new directory entry must be durable before anything acknowledged lives in the file.
-  ORDO_TRY(fsync_dir(dir));
+  if (sync_dir) ORDO_TRY(fsync_dir(dir));
   auto seg = std::unique_ptr<Segment>(
       new Segment(dir, base, config, std::make_shared<File>(std::move(*file))));
   seg->staged_suffix_ = std::move(suffix);
@@ -166,6 +174,7 @@ Result<void> Segment::load_or_rebuild_indexes() {
     };
     offset_index_ = ORDO_TRY(OffsetIndex::parse(base_, as_bytes(raw_index), size_));
     time_index_ = ORDO_TRY(TimeIndex::parse(base_, as_bytes(raw_time), Offset::max()));
+    index_files_digest_ = index_digest(as_bytes(raw_index), as_bytes(raw_time));
     // The last offset-index entry must point at the batch it names.
     if (auto e = offset_index_.last()) {
       uint8_t h[layout::kHeaderSize];
@@ -194,9 +203,7 @@ Result<void> Segment::load_or_rebuild_indexes() {
   }
   ORDO_TRY(rebuild_indexes());
   // Write the rebuilt files so the next open does not rebuild again.
-  ORDO_TRY(write_whole_file(path(".index"), offset_index_.serialize()));
-  ORDO_TRY(write_whole_file(path(".timeindex"), time_index_.serialize()));
-  return ok();
+  return write_index_files();
 }
 
 Result<void> Segment::rebuild_indexes() {
@@ -523,8 +530,7 @@ Result<Offset> Segment::truncate_to(Offset target) {
   ORDO_TRY(scan_tail());
   if (size_ == 0) next_ = base_;
   // Index files on disk may name removed batches; rewrite them now.
-  ORDO_TRY(write_whole_file(path(".index"), offset_index_.serialize()));
-  ORDO_TRY(write_whole_file(path(".timeindex"), time_index_.serialize()));
+  ORDO_TRY(write_index_files());
   return next_;
 }
 
@@ -533,8 +539,19 @@ Result<void> Segment::seal() {
   int64_t file_size = ORDO_TRY(log_->size());
   if (file_size != size_) ORDO_TRY(log_->truncate(size_));
   preallocated_end_ = size_;
-  ORDO_TRY(write_whole_file(path(".index"), offset_index_.serialize()));
-  ORDO_TRY(write_whole_file(path(".timeindex"), time_index_.serialize()));
+  return write_index_files(true);
+}
+
+Result<void> Segment::write_index_files(bool unless_unchanged) {
+  auto index = offset_index_.serialize();
+  auto time_index = time_index_.serialize();
+  const uint64_t digest = index_digest(index, time_index);
+  // The files already hold these bytes.
+  if (unless_unchanged && digest == index_files_digest_) return ok();
+  index_files_digest_ = UINT64_MAX;  // unknown if a write fails half-way
+  ORDO_TRY(write_whole_file(path(".index"), index));
+  ORDO_TRY(write_whole_file(path(".timeindex"), time_index));
+  index_files_digest_ = digest;
   return ok();
 }
 

@@ -52,9 +52,12 @@ class Segment {
   // Creates empty files. Fails with Errc::already_exists if the .log exists. A non-empty
   // staged_suffix names the three files <base>.log<staged_suffix> and so on: the compaction
   // cleaner writes its output under ".cleaned" names and renames them into place later.
+  // sync_dir = false leaves the directory fsync to the caller (who syncs the filesystem before
+  // anything is appended).
   static Result<std::unique_ptr<Segment>> create(const std::string& dir, Offset base,
                                                  const LogConfig& config, int64_t now_ms,
-                                                 std::string_view staged_suffix = "");
+                                                 std::string_view staged_suffix = "",
+                                                 bool sync_dir = true);
   // Opens a segment trusted to be intact (written before a clean shutdown, or below the
   // recovery point): the file size is the log size. Index files are loaded, or rebuilt from
   // the log when they are missing or fail a check.
@@ -141,6 +144,12 @@ class Segment {
   mutable int64_t advised_until_ = 0;  // read-ahead requested up to here (see read())
   OffsetIndex offset_index_;
   TimeIndex time_index_;
+  // Size and CRC-32C of what the index files hold (as loaded or last written): seal() skips
+  // rewriting identical files (a rewrite in place is a flush on ext4, and a stop seals every
+  // partition).
+  uint64_t index_files_digest_ = UINT64_MAX;  // none known
+  // Writes both index files (unless_unchanged: not when they already hold these bytes).
+  Result<void> write_index_files(bool unless_unchanged = false);
 };
 
 // Visits every batch of bytes [0, size) of a segment's .log (a sealed one: nothing appends to

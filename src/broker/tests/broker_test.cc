@@ -3,7 +3,11 @@
 
 #include "broker/broker.h"
 
+#include <sys/resource.h>
+
+#include <filesystem>
 #include <future>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -92,6 +96,7 @@ class BrokerTest : public ::testing::Test {
     c.auto_create_topics = auto_create;
     c.log.flush_mode = storage::FlushMode::none;
     c.offsets_topic_num_partitions = 3;
+    c.max_partitions = max_partitions;
     c.group_initial_rebalance_delay_ms = 0;
     c.group_min_session_timeout_ms = 100;
     auto b = Broker::open(c);
@@ -245,6 +250,31 @@ class BrokerTest : public ::testing::Test {
     return storage::testing::values_of(std::vector<uint8_t>(b.begin(), b.end()));
   }
 
+  // Partition numbers of `topic` with a directory on disk, and among the open logs.
+  std::set<int32_t> dirs_of(const std::string& topic) {
+    std::set<int32_t> out;
+    for (const auto& e : std::filesystem::directory_iterator(tmp.path() + "/data")) {
+      auto tp = model::parse_partition_dir(e.path().filename().string());
+      if (tp && tp->topic == topic) out.insert(tp->partition);
+    }
+    return out;
+  }
+  std::set<int32_t> open_logs_of(const std::string& topic) {
+    std::set<int32_t> out;
+    for (const auto& p : broker->logs().status()) {
+      if (p.tp.topic == topic) out.insert(p.tp.partition);
+    }
+    return out;
+  }
+
+  protocol::CreatePartitionsResponse::CreatePartitionsTopicResult add_partitions(
+      const std::string& topic, int32_t count) {
+    protocol::CreatePartitionsRequest cp;
+    cp.topics.push_back({topic, count, std::nullopt, {}});
+    return call<protocol::CreatePartitionsResponse>(cp, 3).results.at(0);
+  }
+
+  int32_t max_partitions = 0;
   TempDir tmp;
   asio::io_context io;
   ConnectionState conn;
@@ -697,6 +727,82 @@ TEST_F(BrokerTest, CreateTopicsValidates) {
   rf.topics.push_back({"rf", 1, 3, {}, {}, {}});
   EXPECT_EQ(call<protocol::CreateTopicsResponse>(rf, 7).topics.at(0).error_code,
             ec(ErrorCode::invalid_replication_factor));
+}
+
+TEST_F(BrokerTest, ACreationThatFailsHalfWayLeavesNothingAndTheBrokerServesOn) {
+  // Partition 2 of 5 fails to open (as when descriptors run out): the two made are closed and
+  // removed, the registry holds no trace, and the name can be used again.
+  broker->set_create_step_hook([](int step) -> Result<void> {
+    if (step == 3) return make_error(Errc::io, "injected: too many open files");
+    return ok();
+  });
+  auto r = create("half", 5).topics.at(0);
+  EXPECT_EQ(r.error_code, ec(ErrorCode::kafka_storage_error));
+  EXPECT_NE(r.error_message->find("nothing was created"), std::string::npos) << *r.error_message;
+  EXPECT_FALSE(broker->topics().snapshot()->contains("half"));
+  EXPECT_TRUE(broker->topics().pending_creates().empty());
+  EXPECT_TRUE(open_logs_of("half").empty());
+  EXPECT_TRUE(dirs_of("half").empty());
+
+  // Adding partitions 2..5 to a topic of 2 fails at partition 3: it keeps its 2.
+  broker->set_create_step_hook(nullptr);
+  ASSERT_EQ(create("grow", 2).topics.at(0).error_code, 0);
+  broker->set_create_step_hook([](int step) -> Result<void> {
+    if (step == 2) return make_error(Errc::io, "injected");
+    return ok();
+  });
+  EXPECT_EQ(add_partitions("grow", 6).error_code, ec(ErrorCode::kafka_storage_error));
+  EXPECT_EQ(broker->topics().snapshot()->at("grow").partitions, 2);
+  EXPECT_EQ(open_logs_of("grow"), (std::set<int32_t>{0, 1}));
+  EXPECT_EQ(dirs_of("grow"), (std::set<int32_t>{0, 1}));
+
+  // The broker serves on, and a restart brings back neither.
+  broker->set_create_step_hook(nullptr);
+  EXPECT_EQ(produce("grow", 1, storage::testing::make_batch(1, "g")).error_code, 0);
+  reopen();
+  EXPECT_FALSE(broker->topics().snapshot()->contains("half"));
+  EXPECT_TRUE(dirs_of("half").empty());
+  EXPECT_EQ(broker->topics().snapshot()->at("grow").partitions, 2);
+  EXPECT_EQ(dirs_of("grow"), (std::set<int32_t>{0, 1}));
+  EXPECT_EQ(create("half", 5).topics.at(0).error_code, 0);
+  EXPECT_EQ(add_partitions("grow", 6).error_code, 0);
+  EXPECT_EQ(open_logs_of("grow"), (std::set<int32_t>{0, 1, 2, 3, 4, 5}));
+}
+
+TEST_F(BrokerTest, PartitionsBeyondMaxPartitionsAreRefusedBeforeAnythingIsMade) {
+  max_partitions = 10;  // __consumer_offsets holds 3
+  reopen();
+  auto r = create("big", 8).topics.at(0);
+  EXPECT_EQ(r.error_code, ec(ErrorCode::policy_violation));
+  EXPECT_NE(r.error_message->find("max.partitions=10"), std::string::npos) << *r.error_message;
+  EXPECT_EQ(create("big", 8, {}, true).topics.at(0).error_code, ec(ErrorCode::policy_violation));
+  EXPECT_FALSE(broker->topics().snapshot()->contains("big"));
+  EXPECT_TRUE(dirs_of("big").empty());
+  ASSERT_EQ(create("fits", 7).topics.at(0).error_code, 0);
+  EXPECT_EQ(add_partitions("fits", 8).error_code, ec(ErrorCode::policy_violation));
+  EXPECT_EQ(broker->topics().snapshot()->at("fits").partitions, 7);
+  EXPECT_EQ(dirs_of("fits").size(), 7u);
+}
+
+TEST_F(BrokerTest, PartitionsBeyondTheOpenFileLimitAreRefusedBeforeAnythingIsMade) {
+  // The limit lowered to about 200 free descriptors: 600 partitions cannot be held, and the
+  // creation must be refused up front rather than fail at the partition that finds none left.
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  int64_t open = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd"))
+    ++open;
+  rlimit low = saved;
+  low.rlim_cur = rlim_t(open + 300);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  auto r = create("wide", 600).topics.at(0);
+  auto ok_too = create("narrow", 10).topics.at(0);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_EQ(r.error_code, ec(ErrorCode::policy_violation));
+  EXPECT_NE(r.error_message->find("ulimit -n"), std::string::npos) << *r.error_message;
+  EXPECT_FALSE(broker->topics().snapshot()->contains("wide"));
+  EXPECT_TRUE(dirs_of("wide").empty());
+  EXPECT_EQ(ok_too.error_code, 0);
 }
 
 TEST_F(BrokerTest, CompactedTopicsAreNotSubjectToTimeRetention) {

@@ -61,6 +61,7 @@ const std::vector<std::pair<std::string, std::string>> kSamples = {
     {"flush.threads", "3"},
     {"auto.create.topics.enable", "false"},
     {"num.partitions", "12"},
+    {"max.partitions", "20000"},
     {"message.max.bytes", "2000000"},
     {"socket.request.max.bytes", "4000000"},
     {"connection.max.inflight.bytes", "1048576"},

@@ -1,5 +1,7 @@
 #include "storage/log_manager.h"
 
+#include <sys/resource.h>
+
 #include <gtest/gtest.h>
 
 #include <asio/executor_work_guard.hpp>
@@ -171,6 +173,65 @@ TEST(LogManager, ReopensPartitionsAndLocksTheDataDir) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/t-2"));
   EXPECT_EQ((*mgr)->read_sync({"t", 2}, {.start = Offset(0)}).error().code, Errc::not_found);
   EXPECT_EQ((*mgr)->status().size(), 3u);
+}
+
+TEST(LogManager, ACloseMarksEveryLogCleanAndTheNextOpenConsumesTheMarkers) {
+  // The close writes every log's state unsynced and syncs the filesystem twice; what it leaves
+  // must still be a clean close: a marker per partition, removed again by the next open.
+  TempDir dir;
+  auto opts = options_for(dir.path(), FlushMode::durable);
+  opts.shards = 3;
+  auto marker = [&](int p) {
+    return std::filesystem::exists(fmt::format("{}/t-{}/clean-shutdown", dir.path(), p));
+  };
+  {
+    auto mgr = LogManager::open(opts);
+    ASSERT_TRUE(mgr);
+    for (int p = 0; p < 6; ++p) {
+      ASSERT_TRUE((*mgr)->create_sync({"t", p}, opts.default_config));
+      ASSERT_TRUE((*mgr)->append_sync({"t", p}, make_batch(2, fmt::format("p{}", p))));
+    }
+    ASSERT_TRUE((*mgr)->close());
+  }
+  for (int p = 0; p < 6; ++p) EXPECT_TRUE(marker(p)) << p;
+  auto mgr = LogManager::open(opts);
+  ASSERT_TRUE(mgr) << mgr.error().to_string();
+  for (int p = 0; p < 6; ++p) {
+    EXPECT_FALSE(marker(p)) << p;
+    EXPECT_EQ(consume_all(**mgr, {"t", p}),
+              (std::vector<std::string>{fmt::format("p{}-0", p), fmt::format("p{}-1", p)}));
+  }
+}
+
+TEST(LogManager, MorePartitionsThanTheOpenFileLimitRefusesToStart) {
+  // Each partition keeps its active segment open: opening more than the limit allows would
+  // fail partition after partition. The open is refused up front with one clear error.
+  TempDir dir;
+  auto opts = options_for(dir.path(), FlushMode::none);
+  {
+    auto mgr = LogManager::open(opts);
+    ASSERT_TRUE(mgr);
+    for (int p = 0; p < 10; ++p) ASSERT_TRUE((*mgr)->create_sync({"t", p}, opts.default_config));
+    ASSERT_TRUE((*mgr)->close());
+  }
+  int64_t open_now = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    ++open_now;
+  }
+  ASSERT_LT(open_now, 40);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 10 + 63;  // 10 partitions and a reserve of 64 do not fit
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  auto refused = LogManager::open(opts);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("ulimit -n"), std::string::npos)
+      << refused.error().message;
+  auto mgr = LogManager::open(opts);
+  ASSERT_TRUE(mgr) << mgr.error().to_string();
+  EXPECT_EQ((*mgr)->status().size(), 10u);
 }
 
 std::vector<std::string>& lines() {
