@@ -382,7 +382,7 @@ int run_consume(const Options& o) {
   // 8 MiB per partition and per response: librdkafka receives each response into one buffer of
   // its full size, and glibc maps anything above 32 MiB afresh, so 50 MiB responses (its default
   // fetch.max.bytes, which 8 partitions fill) page-fault on every byte; on this VM that halved
-  // the 8-partition rate (BENCHMARKS.md, "Broker rerun").
+  // the 8-partition rate (bench/results/2026-12-06-broker-rerun.md).
   set(conf, "fetch.max.bytes", "8388608");
   set(conf, "max.partition.fetch.bytes", "8388608");
   set(conf, "queued.min.messages", "1000000");

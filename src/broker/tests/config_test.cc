@@ -430,7 +430,9 @@ TEST(BrokerConfig, EveryNameFitsTomlAndTheEnvironment) {
 }
 
 TEST(BrokerConfig, DocsListEverySettingWithEnvAndDefault) {
-  fs::path doc = fs::path(__FILE__).parent_path() / "../../../docs/configuration.md";
+  // The source tree from the build (ORDO_SOURCE_DIR); __FILE__ may be relative to the build
+  // directory (ccache with a base_dir rewrites it so).
+  fs::path doc = fs::path(ORDO_SOURCE_DIR) / "docs/configuration.md";
   std::ifstream in(doc);
   ASSERT_TRUE(in) << doc;
   std::stringstream text;
