@@ -202,9 +202,13 @@ class MemcachedSinkTest(unittest.TestCase):
                     out[k.decode()] = v[9:].decode()
             return out
 
+        def stored_next():  # the position is "<next offset> <epoch>"
+            value = c.get(position)
+            return value.split(b" ")[0] if value else None
+
         def wait(next_offset, want):
             deadline = time.monotonic() + CATCH_UP_S
-            while c.get(position) != str(next_offset).encode() or live() != want:
+            while stored_next() != str(next_offset).encode() or live() != want:
                 if time.monotonic() > deadline:
                     self.fail(f"position {c.get(position)}, keys {live()}; "
                               f"status {worker.get('/status')[1]}")
@@ -213,7 +217,9 @@ class MemcachedSinkTest(unittest.TestCase):
         worker.start()
         wait(3, {"rt:new": "2"})
         worker.kill()
-        c.set(position, b"0")  # as if the worker died before storing the position
+        # As if the worker died before storing the position: offset 0 in the current epoch.
+        epoch = c.get(position).split(b" ")[1]
+        c.set(position, b"0 " + epoch)
         worker.start()
         wait(3, {"rt:new": "2"})
         p.produce(topic, key=b"{}", value=b"t", headers=marker)
