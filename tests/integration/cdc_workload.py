@@ -4,12 +4,13 @@ rendered the way the source renders them."""
 
 import json
 import random
+import tempfile
 import time
 from decimal import Decimal
 
 import psycopg2
 
-from connect_harness import source_toml
+from connect_harness import Connect, kill_rounds, source_toml
 
 SCHEMA = """
     CREATE TABLE users (id int PRIMARY KEY, name text, balance numeric(12,2),
@@ -196,3 +197,33 @@ def table_rows(pg, name):
     finally:
         conn.close()
     return {key_json(r, TABLES.get(name) or TRUNC_TABLES[name]): r for r in rows}
+
+
+def truncate_scenario(test, pg, bootstrap, name, sinks, wait_equal, seed, check_first,
+                      work=None):
+    """The truncate test of every sink module, one driver for all. `sinks(tag)` is the pipeline
+    text of the sinks writing into the stores `tag` names ("a": live, "b": replayed);
+    `wait_equal(tag, worker)` waits until those stores equal the tables and returns what it
+    compared (it fails the test after its deadline). A worker runs the truncate sources and
+    sinks "a" through the first transactions (ids 1-40, TRUNCATE, ids 41-80: `check_first`
+    gets what wait_equal returned), then 4 rounds of random transactions, each ended by a
+    SIGKILL of the worker; a second worker replays sinks "b" from offset 0, which must end
+    equal to "a"."""
+    rng = random.Random(seed)
+    work = work or TruncateWorkload(pg, 0)
+    work.rng = random.Random(rng.random())
+    worker = Connect(tempfile.mkdtemp(prefix=f"ordo-{name}-trunc-"),
+                     f'bootstrap = "{bootstrap}"\ngroup = "{name}-trunc"\n'
+                     f'id = "{name}-trunc-worker"', trunc_sources(pg.dsn) + sinks("a"))
+    worker.start()
+    work.first()
+    check_first(wait_equal("a", worker))
+    kill_rounds(worker, work.run, 4, rng)
+    test.assertGreater(work.committed, 20)
+    want = wait_equal("a", worker)
+    replay = Connect(tempfile.mkdtemp(prefix=f"ordo-{name}-trunc-"),
+                     f'bootstrap = "{bootstrap}"\ngroup = "{name}-trunc-replay"', sinks("b"))
+    replay.start()
+    test.assertEqual(wait_equal("b", replay), want)
+    test.assertEqual(replay.stop(), 0)
+    test.assertEqual(worker.stop(), 0)

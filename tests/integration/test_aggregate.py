@@ -17,7 +17,7 @@ import psycopg2
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 import kafka_wire as kw
-from cdc_workload import TRUNC_SCHEMA, TRUNC_TABLES, TruncateWorkload, trunc_sources, trunc_topic
+from cdc_workload import TRUNC_SCHEMA, TRUNC_TABLES, trunc_topic, truncate_scenario
 from connect_harness import Connect, free_port, kill_rounds, source_toml
 from pg_harness import Postgres
 
@@ -177,26 +177,13 @@ class AggregateTest(unittest.TestCase):
                     self.fail(f"{suffix}: {have} != {want}; status {worker.get('/status')[1]}")
                 time.sleep(0.3)
 
-        root = tempfile.mkdtemp(prefix="ordo-agg-trunc-")
-        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "agg-trunc"\n'
-                               f'id = "agg-trunc-worker"', trunc_sources(self.pg.dsn) + sinks("-a"))
-        worker.start()
-        rng = random.Random(int(os.environ.get("ORDO_AGG_SEED", "9")))
-        work = TruncateWorkload(self.pg, rng.random())
-        work.first()
-        self.assertEqual(wait_equal("-a", worker),
-                         {t: {0: (40, sum(range(41, 81)))} for t in TRUNC_TABLES})
-        kill_rounds(worker, work.run, 4, rng)
-        self.assertGreater(work.committed, 20)
-        want = wait_equal("-a", worker)
-
-        replay = Connect(tempfile.mkdtemp(prefix="ordo-agg-trunc-"),
-                         f'bootstrap = "{self.broker.bootstrap}"\ngroup = "agg-trunc-replay"',
-                         sinks("-b"))
-        replay.start()
-        self.assertEqual(wait_equal("-b", replay), want)
-        self.assertEqual(replay.stop(), 0)
-        self.assertEqual(worker.stop(), 0)
+        # The stores "a" and "b" (the replay): aggregates <t>-a and <t>-b.
+        truncate_scenario(
+            self, self.pg, self.broker.bootstrap, "agg", lambda tag: sinks(f"-{tag}"),
+            lambda tag, worker: wait_equal(f"-{tag}", worker),
+            int(os.environ.get("ORDO_AGG_SEED", "9")),
+            lambda counts: self.assertEqual(
+                counts, {t: {0: (40, sum(range(41, 81)))} for t in TRUNC_TABLES}))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 
 import kafka_wire as kw
 from cdc_workload import (SCHEMA, TRUNC_SCHEMA, TRUNC_TABLES, TruncateWorkload, Workload,
-                          table_rows, trunc_sources, trunc_topic)
+                          table_rows, trunc_topic, truncate_scenario)
 from connect_harness import Connect, free_port, kill_rounds, source_toml
 from memcached_harness import Memcached
 from pg_harness import Postgres
@@ -151,29 +151,13 @@ class MemcachedSinkTest(unittest.TestCase):
                               f"status {worker.get('/status')[1]}")
                 time.sleep(0.3)
 
-        root = tempfile.mkdtemp(prefix="ordo-mc-trunc-")
-        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "mc-trunc"\n'
-                               f'id = "mc-trunc-worker"',
-                         trunc_sources(self.pg.dsn) + sinks("a"))
-        worker.start()
-        rng = random.Random(int(os.environ.get("ORDO_MC_SEED", "4")))
-        work.rng = random.Random(rng.random())
-        work.first()
-        tables = wait_equal("a", worker)
-        self.assertEqual({t: len(rows) for t, rows in tables.items()},
-                         {t: 40 for t in TRUNC_TABLES})
-
-        kill_rounds(worker, work.run, 4, rng)
-        self.assertGreater(work.committed, 20)
-        wait_equal("a", worker)
-
-        replay = Connect(tempfile.mkdtemp(prefix="ordo-mc-trunc-"),
-                         f'bootstrap = "{self.broker.bootstrap}"\ngroup = "mc-trunc-replay"',
-                         sinks("b"))
-        replay.start()
-        wait_equal("b", replay)
-        self.assertEqual(replay.stop(), 0)
-        self.assertEqual(worker.stop(), 0)
+        # The stores "a" and "b" (the replay) are key prefixes.
+        truncate_scenario(
+            self, self.pg, self.broker.bootstrap, "mc", sinks, wait_equal,
+            int(os.environ.get("ORDO_MC_SEED", "4")),
+            lambda tables: self.assertEqual({t: len(rows) for t, rows in tables.items()},
+                                            {t: 40 for t in TRUNC_TABLES}),
+            work=work)
 
     def test_truncate_replayed_after_a_crash_keeps_later_keys_registered(self):
         """A crash after a batch's writes but before its position leaves keys written after a

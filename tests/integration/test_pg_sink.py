@@ -14,8 +14,8 @@ import unittest
 import psycopg2
 
 import kafka_wire as kw
-from cdc_workload import (SCHEMA, TABLES, TRUNC_SCHEMA, TRUNC_TABLES, TruncateWorkload, Workload,
-                          trunc_sources, trunc_topic)
+from cdc_workload import (SCHEMA, TABLES, TRUNC_SCHEMA, TRUNC_TABLES, Workload,
+                          trunc_topic, truncate_scenario)
 from connect_harness import Connect, free_port, kill_rounds, source_toml
 from pg_harness import Postgres
 
@@ -138,34 +138,22 @@ class PgSinkTest(unittest.TestCase):
                     f"{t}{suffix}) x) + (SELECT count(*) FROM (SELECT * FROM {t}{suffix} EXCEPT "
                     f"SELECT * FROM {t}) y)")[0][0]) for t in TRUNC_TABLES}
                 if not any(diff.values()):
-                    return
+                    return diff
                 if time.monotonic() > deadline:
                     self.fail(f"{suffix} differs from the tables: {diff}; "
                               f"status {worker.get('/status')[1]}")
                 time.sleep(0.3)
 
-        root = tempfile.mkdtemp(prefix="ordo-pgsink-trunc-")
-        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "trunc"\n'
-                               f'id = "trunc-worker"', trunc_sources(self.pg.dsn) + sinks("_copy"))
-        worker.start()
-        rng = random.Random(int(os.environ.get("ORDO_PGSINK_SEED", "3")))
-        work = TruncateWorkload(self.pg, rng.random())
-        work.first()
-        wait_equal("_copy", worker)
-        for t in TRUNC_TABLES:
-            self.assertEqual(self.pg.sql(f"SELECT count(*) FROM {t}_copy")[0][0], "40")
+        def check_first(_):
+            for t in TRUNC_TABLES:
+                self.assertEqual(self.pg.sql(f"SELECT count(*) FROM {t}_copy")[0][0], "40")
 
-        kill_rounds(worker, work.run, 4, rng)
-        self.assertGreater(work.committed, 20)
-        wait_equal("_copy", worker)
-
-        replay = Connect(tempfile.mkdtemp(prefix="ordo-pgsink-trunc-"),
-                         f'bootstrap = "{self.broker.bootstrap}"\ngroup = "trunc-replay"',
-                         sinks("_copy2"))
-        replay.start()
-        wait_equal("_copy2", replay)
-        self.assertEqual(replay.stop(), 0)
-        self.assertEqual(worker.stop(), 0)
+        # Store "a": the tables <t>_copy; "b", the replay: <t>_copy2.
+        suffix = {"a": "_copy", "b": "_copy2"}
+        truncate_scenario(self, self.pg, self.broker.bootstrap, "pgsink",
+                          lambda tag: sinks(suffix[tag]),
+                          lambda tag, worker: wait_equal(suffix[tag], worker),
+                          int(os.environ.get("ORDO_PGSINK_SEED", "3")), check_first)
 
     def test_types_round_trip(self):
         """Values of many types, written by change capture as Debezium does (bytea base64,

@@ -15,8 +15,8 @@ import unittest
 from confluent_kafka import Producer
 
 import kafka_wire as kw
-from cdc_workload import (SCHEMA, TABLES, TRUNC_SCHEMA, TRUNC_TABLES, TruncateWorkload,
-                          Workload, table_rows, trunc_sources, trunc_topic)
+from cdc_workload import (SCHEMA, TABLES, TRUNC_SCHEMA, TRUNC_TABLES,
+                          Workload, table_rows, trunc_topic, truncate_scenario)
 from connect_harness import Connect, free_port, kill_rounds, source_toml
 from pg_harness import Postgres
 from redis_harness import RedisServer
@@ -160,29 +160,14 @@ class RedisSinkTest(unittest.TestCase):
                               f"status {worker.get('/status')[1]}")
                 time.sleep(0.3)
 
-        root = tempfile.mkdtemp(prefix="ordo-redis-trunc-")
-        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "trunc"\n'
-                               f'id = "trunc-worker"',
-                         trunc_sources(self.pg.dsn) + pipeline(0, views=True))
-        worker.start()
-        rng = random.Random(int(os.environ.get("ORDO_REDIS_SEED", "5")))
-        work = TruncateWorkload(self.pg, rng.random())
-        work.first()
-        tables = wait_equal(0, worker)
-        self.assertEqual({t: len(rows) for t, rows in tables.items()},
-                         {t: 40 for t in TRUNC_TABLES})
-
-        kill_rounds(worker, work.run, 4, rng)
-        self.assertGreater(work.committed, 20)
-        wait_equal(0, worker)
-
-        root2 = tempfile.mkdtemp(prefix="ordo-redis-trunc-")
-        replay = Connect(root2, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "trunc-replay"',
-                         pipeline(1, views=False))
-        replay.start()
-        wait_equal(1, replay)
-        self.assertEqual(replay.stop(), 0)
-        self.assertEqual(worker.stop(), 0)
+        # Store "a": database 0 beside table views; "b", the replay: database 1.
+        truncate_scenario(
+            self, self.pg, self.broker.bootstrap, "redis",
+            lambda tag: pipeline(0, views=True) if tag == "a" else pipeline(1, views=False),
+            lambda tag, worker: wait_equal(0 if tag == "a" else 1, worker),
+            int(os.environ.get("ORDO_REDIS_SEED", "5")),
+            lambda tables: self.assertEqual({t: len(rows) for t, rows in tables.items()},
+                                            {t: 40 for t in TRUNC_TABLES}))
 
     def test_ttl_sets_and_deletes(self):
         """With ttl_s every key is written with its expiry (SET ... EX, not the batched MSET),

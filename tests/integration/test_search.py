@@ -16,8 +16,8 @@ import unittest
 import psycopg2
 
 import kafka_wire as kw
-from cdc_workload import (TRUNC_SCHEMA, TRUNC_TABLES, TruncateWorkload, table_rows,
-                          trunc_sources, trunc_topic)
+from cdc_workload import (TRUNC_SCHEMA, TRUNC_TABLES, table_rows,
+                          trunc_topic, truncate_scenario)
 from connect_harness import Connect, free_port, kill_rounds, source_toml
 from ordo_harness import ORDO_BIN
 from pg_harness import Postgres
@@ -184,27 +184,13 @@ class SearchTest(unittest.TestCase):
                               f"status {worker.get('/status')[1]}")
                 time.sleep(0.3)
 
-        root = tempfile.mkdtemp(prefix="ordo-search-trunc-")
-        worker = Connect(root, f'bootstrap = "{self.broker.bootstrap}"\ngroup = "search-trunc"\n'
-                               f'id = "search-trunc-worker"',
-                         trunc_sources(self.pg.dsn) + sinks("-a"))
-        worker.start()
-        rng = random.Random(int(os.environ.get("ORDO_SEARCH_SEED", "21")))
-        work = TruncateWorkload(self.pg, rng.random())
-        work.first()
-        self.assertEqual({t: len(r) for t, r in wait_equal("-a", worker).items()},
-                         {t: 40 for t in TRUNC_TABLES})
-        kill_rounds(worker, work.run, 4, rng)
-        self.assertGreater(work.committed, 20)
-        want = wait_equal("-a", worker)
-
-        replay = Connect(tempfile.mkdtemp(prefix="ordo-search-trunc-"),
-                         f'bootstrap = "{self.broker.bootstrap}"\ngroup = "search-trunc-replay"',
-                         sinks("-b"))
-        replay.start()
-        self.assertEqual(wait_equal("-b", replay), want)
-        self.assertEqual(replay.stop(), 0)
-        self.assertEqual(worker.stop(), 0)
+        # The stores "a" and "b" (the replay): indexes <t>-a and <t>-b.
+        truncate_scenario(
+            self, self.pg, self.broker.bootstrap, "search", lambda tag: sinks(f"-{tag}"),
+            lambda tag, worker: wait_equal(f"-{tag}", worker),
+            int(os.environ.get("ORDO_SEARCH_SEED", "21")),
+            lambda tables: self.assertEqual({t: len(r) for t, r in tables.items()},
+                                            {t: 40 for t in TRUNC_TABLES}))
 
 
 if __name__ == "__main__":
