@@ -89,14 +89,19 @@ class Workload:
         else:
             cur.execute("TRUNCATE audit")
 
+    pause_s = 0  # between two transactions
+
+    def transaction(self, cur):
+        for _ in range(self.rng.choice([1, 1, 2, 5])):
+            self.statement(cur)
+
     def run(self, transactions, stop=None):
         done = 0
         while done < transactions and not (stop and stop.is_set()):
             try:
                 self.connect()
                 with self.conn.cursor() as cur:
-                    for _ in range(self.rng.choice([1, 1, 2, 5])):
-                        self.statement(cur)
+                    self.transaction(cur)
                 self.conn.commit()
                 self.committed += 1
             except psycopg2.Error:
@@ -108,6 +113,8 @@ class Workload:
                 self.conn = None
                 time.sleep(0.05)
             done += 1
+            if self.pause_s:
+                time.sleep(self.pause_s)
 
 
 # Truncates across partitions: one table per partition count, each captured by a source of its
@@ -129,17 +136,16 @@ def trunc_topic(table):
     return f"tr{table[len('trunc'):]}.public.{table}"
 
 
-class TruncateWorkload:
+class TruncateWorkload(Workload):
     """Transactions over the truncate tables: first the case that lost rows (insert ids 1-40,
     TRUNCATE, insert ids 41-80, three transactions, in every table), then random inserts,
     updates, deletes and truncates (some followed by inserts in the same transaction)."""
 
+    pause_s = 0.01
+
     def __init__(self, pg, seed):
-        self.pg = pg
-        self.rng = random.Random(seed)
-        self.conn = None
+        super().__init__(pg, seed)
         self.next_id = 81
-        self.committed = 0
 
     def first(self):
         for t in TRUNC_TABLES:
@@ -162,28 +168,10 @@ class TruncateWorkload:
         else:
             cur.execute(f"DELETE FROM {table} WHERE id %% 11 = %s", (self.rng.randrange(11),))
 
-    def run(self, transactions, stop=None):
-        done = 0
-        while done < transactions and not (stop and stop.is_set()):
-            try:
-                if self.conn is None or self.conn.closed:
-                    self.conn = psycopg2.connect(self.pg.dsn)
-                table = self.rng.choice(list(TRUNC_TABLES))
-                with self.conn.cursor() as cur:
-                    for _ in range(self.rng.choice([1, 1, 2, 3])):
-                        self.statement(cur, table)
-                self.conn.commit()
-                self.committed += 1
-            except psycopg2.Error:
-                if self.conn is not None:
-                    try:
-                        self.conn.close()
-                    except psycopg2.Error:
-                        pass
-                self.conn = None
-                time.sleep(0.05)
-            done += 1
-            time.sleep(0.01)
+    def transaction(self, cur):
+        table = self.rng.choice(list(TRUNC_TABLES))
+        for _ in range(self.rng.choice([1, 1, 2, 3])):
+            self.statement(cur, table)
 
 
 def table_rows(pg, name):
