@@ -200,10 +200,14 @@ struct Worker::Task {
     for (const auto& tp : assigned) {
       auto c = confirmed.find(tp);
       if (c == confirmed.end() || !c->second) continue;
+      const int64_t was = *c->second;  // copied: position() may clear `confirmed`
       positions.erase(tp);
       auto pos = position(*store(), tp);
-      if (!pos || (*pos && **pos >= *c->second)) continue;
-      if (auto r = rewind(tp, *pos, *c->second); !r) {
+      // A rebuild swapped the store meanwhile (position() cleared what the old one confirmed):
+      // the new store's position is not comparable with the old one's.
+      if (!confirmed.contains(tp)) continue;
+      if (!pos || (*pos && **pos >= was)) continue;
+      if (auto r = rewind(tp, *pos, was); !r) {
         ORDO_LOG_WARN("sink {}: {}: {}", config.name, tp.to_string(), r.error().to_string());
       }
     }
