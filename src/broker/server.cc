@@ -20,6 +20,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "protocol/frame.h"
 
@@ -35,8 +36,6 @@ constexpr size_t kMaxRead = 64 * 1024;
 constexpr size_t kMaxIovecs = 64;
 // Frames up to this size are not counted in queued.max.request.bytes.
 constexpr size_t kBudgetedFrame = 64 * 1024;
-// Repeated accept warnings: at most one line per interval.
-constexpr auto kLogInterval = std::chrono::seconds(10);
 // The pause after an accept error (out of descriptors, or anything else): never a busy loop.
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 // Connections shed through the reserve descriptor in one round (the listen backlog is smaller).
@@ -511,13 +510,8 @@ void Server::budget_release(int64_t bytes) {
   if (budget_ && bytes > 0) budget_->release(bytes);
 }
 
-uint64_t Server::LogLimiter::tick() {
-  ++count;
-  auto now = std::chrono::steady_clock::now();
-  if (logged && now - last < kLogInterval) return 0;
-  logged = true;
-  last = now;
-  return std::exchange(count, 0);
+uint64_t Server::due(LogLimiter& l) {
+  return l.allow(monotonic_ns() / 1'000'000) ? l.take_suppressed() + 1 : 0;
 }
 
 Result<uint16_t> Server::start() {
@@ -602,7 +596,7 @@ bool Server::admit_connection(const asio::ip::address& addr, const std::string& 
   const BrokerConfig& c = broker_.config();
   std::lock_guard lock(mu_);
   if (connections_.load() >= size_t(c.max_connections)) {
-    if (uint64_t n = total_cap_log_.tick()) {
+    if (uint64_t n = due(total_cap_log_)) {
       ORDO_LOG_WARN(
           "connection {} refused: max.connections ({}) reached; {} refused since the "
           "last such line",
@@ -612,7 +606,7 @@ bool Server::admit_connection(const asio::ip::address& addr, const std::string& 
   }
   size_t& from_ip = per_ip_[addr];
   if (from_ip >= size_t(c.connections_max_per_ip)) {
-    if (uint64_t n = ip_cap_log_.tick()) {
+    if (uint64_t n = due(ip_cap_log_)) {
       ORDO_LOG_WARN(
           "connection {} refused: connections.max.per.ip ({}) reached for {}; {} "
           "refused since the last such line",
@@ -649,7 +643,7 @@ asio::awaitable<void> Server::accept_loop() {
       // accepting pauses. Any other error pauses too. Never a busy loop, never a log flood.
       size_t shed = out_of_descriptors(ec) ? shed_pending() : 0;
       refused_.fetch_add(shed);
-      if (uint64_t n = accept_error_log_.tick()) {
+      if (uint64_t n = due(accept_error_log_)) {
         ORDO_LOG_WARN(
             "accept: {} ({} times since the last such line; pending connections "
             "closed: {}); accepting again in {} ms",

@@ -49,6 +49,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 
+#include "base/log.h"
 #include "base/result.h"
 #include "broker/broker.h"
 
@@ -93,16 +94,6 @@ class Server {
   void connection_ended(const asio::ip::address& addr);
   void budget_release(int64_t bytes);
 
-  // A warning that repeats: the first one is logged, then at most one per interval, with the
-  // number of occurrences since the last line. Used on the accept thread only.
-  struct LogLimiter {
-    std::chrono::steady_clock::time_point last{};
-    uint64_t count = 0;  // occurrences not yet reported
-    bool logged = false;
-    // The count to report if a line is due now (0: stay quiet).
-    uint64_t tick();
-  };
-
   Broker& broker_;
   std::vector<asio::io_context*> contexts_;  // the broker's network threads
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
@@ -110,7 +101,11 @@ class Server {
   std::unique_ptr<asio::steady_timer> accept_timer_;  // the pause after an accept error
   std::unique_ptr<RequestBudget> budget_;
   int reserve_fd_ = -1;  // kept open to accept-and-close while out of descriptors
-  LogLimiter accept_error_log_, total_cap_log_, ip_cap_log_;
+  // Repeated warnings: the first is logged, then at most one per 10 s with a count. The accept
+  // limiter is used on the accept thread only, the caps' under mu_.
+  LogLimiter accept_error_log_{10'000}, total_cap_log_{10'000}, ip_cap_log_{10'000};
+  // The occurrences to report (this one and those held back) if a line is due now; else 0.
+  static uint64_t due(LogLimiter& l);
   size_t next_context_ = 0;
   std::atomic<size_t> connections_{0};
   std::atomic<size_t> inflight_{0};
