@@ -333,34 +333,9 @@ Result<void> MemcachedSink::truncate_partition(const model::TopicPartition& tp, 
     pages.push_back(base + ":" + std::to_string(n));
   }
   std::set<std::string> keys;
-  {
-    std::vector<const char*> ptrs;
-    std::vector<size_t> lens;
-    for (const auto& k : pages) {
-      ptrs.push_back(k.data());
-      lens.push_back(k.size());
-    }
-    auto rc = memcached_mget(mc_, ptrs.data(), lens.data(), ptrs.size());
-    if (!memcached_success(rc)) {
-      return make_error(Errc::io, "memcached mget: {}", memcached_strerror(mc_, rc));
-    }
-    Result<void> decoded = ok();
-    while (true) {
-      std::unique_ptr<memcached_result_st, ResultDeleter> r(
-          memcached_fetch_result(mc_, nullptr, &rc));
-      if (!r) break;
-      auto found = decode_memcached_registry(
-          std::string_view(memcached_result_value(r.get()), memcached_result_length(r.get())));
-      if (!found) {
-        if (decoded) decoded = std::move(found).error();
-        continue;  // drain the rest first
-      }
-      keys.insert(found->begin(), found->end());
-    }
-    if (rc != MEMCACHED_END && rc != MEMCACHED_NOTFOUND && !memcached_success(rc)) {
-      return make_error(Errc::io, "memcached fetch: {}", memcached_strerror(mc_, rc));
-    }
-    ORDO_TRY(std::move(decoded));
+  for (const auto& [page, stored] : ORDO_TRY(fetch(pages))) {
+    auto found = ORDO_TRY(decode_memcached_registry(stored.value));
+    keys.insert(found.begin(), found.end());
   }
   // Every registered key older than the marker becomes a deleted entry of the marker's
   // version, so a replay of what came before cannot bring it back. Live keys newer than the
