@@ -14,3 +14,10 @@ target_link_libraries(ordo_cluster_raft PUBLIC ${ORDO_CLUSTER_RAFT_LIB} ordo_sto
 
 ordo_test(raft_storage_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/raft_storage_test.cc
           ${CMAKE_SOURCE_DIR}/src/storage/tests/test_util.cc LIBS ordo_cluster_raft)
+
+if(TARGET ordo_raft)
+  ordo_test(raft_replication_test
+            SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/raft_replication_test.cc
+            ${CMAKE_SOURCE_DIR}/src/storage/tests/test_util.cc LIBS ordo_cluster_raft)
+  target_include_directories(raft_replication_test PRIVATE ${CMAKE_SOURCE_DIR})
+endif()

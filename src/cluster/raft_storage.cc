@@ -263,10 +263,11 @@ Result<raft::Entry> decode_entry(std::vector<uint8_t> batch) {
 
 Result<std::unique_ptr<RaftLogStorage>> RaftLogStorage::open(storage::PartitionLog* log,
                                                              raft::Config initial,
-                                                             const Clock& clock) {
+                                                             const Clock& clock,
+                                                             uint64_t incarnation) {
   ORDO_ASSERT(log != nullptr);
   auto s = std::unique_ptr<RaftLogStorage>(new RaftLogStorage(log, clock));
-  ORDO_TRY(s->recover(std::move(initial)));
+  ORDO_TRY(s->recover(std::move(initial), incarnation));
   return s;
 }
 
@@ -274,7 +275,7 @@ std::string RaftLogStorage::state_path() const {
   return log_->dir() + "/" + std::string(kRaftStateFileName);
 }
 
-Result<void> RaftLogStorage::recover(raft::Config initial) {
+Result<void> RaftLogStorage::recover(raft::Config initial, uint64_t incarnation) {
   auto bytes = read_file(state_path(), kStateHeader + kMaxStateBody);
   const raft::Offset log_start = log_->log_start_offset().value();
   const raft::Offset log_end = log_->log_end_offset().value();
@@ -290,7 +291,7 @@ Result<void> RaftLogStorage::recover(raft::Config initial) {
                         initial.to_string());
     }
     file_ = RaftStateFile{};
-    file_.incarnation = random_incarnation();
+    file_.incarnation = incarnation != 0 ? incarnation : random_incarnation();
     file_.state.configs.push_back({-1, std::move(initial)});
     // A log that predates replication keeps its records; the term starts past their epochs.
     if (!epochs.empty()) file_.state.term = epochs.back().term;

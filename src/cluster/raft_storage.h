@@ -64,10 +64,13 @@ class RaftLogStorage final : public raft::Storage {
   // Opens the storage of an opened partition log and recovers the replica's durable state. A
   // directory without a state file is a fresh replica: a new random incarnation is chosen and
   // written durably, with `initial` as its configuration, before this returns (the replica
-  // must not answer anything before its identity is on disk). `log` outlives the storage.
+  // must not answer anything before its identity is on disk). A non-zero `incarnation` is the
+  // one a fresh replica takes instead of a random one: a group bootstrapped with known members
+  // (tests; a cluster formatted with its voters' ids). `log` outlives the storage.
   static Result<std::unique_ptr<RaftLogStorage>> open(storage::PartitionLog* log,
                                                       raft::Config initial,
-                                                      const Clock& clock = SystemClock::instance());
+                                                      const Clock& clock = SystemClock::instance(),
+                                                      uint64_t incarnation = 0);
 
   // What recovery found; the replica's constructor takes it.
   const raft::Restored& restored() const { return restored_; }
@@ -93,7 +96,7 @@ class RaftLogStorage final : public raft::Storage {
  private:
   RaftLogStorage(storage::PartitionLog* log, const Clock& clock) : log_(log), clock_(clock) {}
   Result<void> write_state_file();
-  Result<void> recover(raft::Config initial);
+  Result<void> recover(raft::Config initial, uint64_t incarnation);
 
   storage::PartitionLog* log_;
   const Clock& clock_;
