@@ -66,6 +66,7 @@ class Replica {
     return result;
   }
   void drain();
+  void carry_out(Ready& ready);
   void fail(Error error);
 
   Core core_;
@@ -73,8 +74,16 @@ class Replica {
   Transport* transport_;
   std::optional<Error> failed_;
   Offset reported_commit_ = -1;
-  uint64_t incarnation_ = 0;  // guards sync callbacks that outlive a failure
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  bool draining_ = false;
+  uint64_t persisted_seq_ = 0;  // completed syncs not yet given to the core
+  uint64_t given_seq_ = 0;
+  // Broken variant vote_before_durable: the state waits for the next sync to be saved.
+  std::optional<HardState> deferred_state_;
+  // Sync callbacks hold this: after the replica is gone they do nothing.
+  std::shared_ptr<Replica*> self_ = std::make_shared<Replica*>(this);
+
+ public:
+  ~Replica() { *self_ = nullptr; }
 };
 
 }  // namespace ordo::raft
