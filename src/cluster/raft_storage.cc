@@ -323,7 +323,11 @@ Result<void> RaftLogStorage::recover(raft::Config initial, uint64_t incarnation)
 
 Result<void> RaftLogStorage::write_state_file() {
   auto bytes = encode_state_file(file_);
-  ORDO_TRY(write_file_atomic(state_path(), std::span<const uint8_t>(bytes)));
+  if (fsync_) {
+    ORDO_TRY(write_file_atomic(state_path(), std::span<const uint8_t>(bytes)));
+  } else {
+    ORDO_TRY(write_file_atomic_unsynced(state_path(), std::span<const uint8_t>(bytes)));
+  }
   ++state_writes_;
   return ok();
 }
@@ -451,7 +455,7 @@ Result<std::vector<raft::Entry>> RaftLogStorage::read(raft::Offset from, size_t 
 
 void RaftLogStorage::sync(std::function<void(Result<void>)> done) {
   ++syncs_;
-  done(log_->flush());
+  done(fsync_ ? log_->flush() : ok());
 }
 
 }  // namespace ordo::cluster

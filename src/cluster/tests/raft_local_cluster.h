@@ -40,8 +40,10 @@ class LocalCluster {
 
   // n replicas with ids 1..n in root/node-<id>; the bootstrap configuration has them all as
   // voters with incarnations 1000 + id.
-  LocalCluster(std::string root, int n, storage::LogConfig log_config, raft::Options options = {})
-      : root_(std::move(root)), log_config_(log_config), options_(options) {
+  // fsync false: RaftLogStorage::set_fsync(false) (tests whose crashes keep the page cache).
+  LocalCluster(std::string root, int n, storage::LogConfig log_config, raft::Options options = {},
+               bool fsync = true)
+      : root_(std::move(root)), log_config_(log_config), options_(options), fsync_(fsync) {
     for (int i = 0; i < n; ++i) {
       auto node = std::make_unique<Node>();
       node->id = i + 1;
@@ -70,6 +72,7 @@ class LocalCluster {
     uint64_t inc = random_incarnation || boot == nullptr ? 0 : boot->incarnation;
     n.storage =
         ORDO_TRY(RaftLogStorage::open(n.log.get(), initial.value_or(bootstrap_), clock_, inc));
+    n.storage->set_fsync(fsync_);
     raft::Options o = options_;
     o.self = {id, n.storage->incarnation()};
     o.seed = uint64_t(id) * 1000 + uint64_t(++n.starts);
@@ -185,6 +188,7 @@ class LocalCluster {
   std::string root_;
   storage::LogConfig log_config_;
   raft::Options options_;
+  bool fsync_ = true;
   ManualClock clock_{1'700'000'000'000};
   raft::Config bootstrap_;
   std::vector<std::unique_ptr<Node>> nodes_;
