@@ -570,8 +570,8 @@ void Core::on_vote_request(const Message& m, const VoteRequest& r) {
     return;
   }
   ORDO_ASSERT(m.term == state_.term);
-  const bool free =
-      state_.voted_for.id == kNoNode || state_.voted_for == m.from || ORDO_RAFT_BUG(vote_twice);
+  const bool free = state_.voted_for.id == kNoNode || state_.voted_for == m.from ||
+                    (ORDO_RAFT_BUG(vote_twice) && role_ == Role::follower);
   const bool grant = free && role_ != Role::leader && log_up_to_date(r.last_term, r.log_end);
   if (grant) {
     state_.voted_for = m.from;

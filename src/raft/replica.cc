@@ -4,10 +4,12 @@
 
 namespace ordo::raft {
 
-Replica::Replica(Options options, Restored restored, Storage* storage, Transport* transport)
+Replica::Replica(Options options, Restored restored, Storage* storage, Transport* transport,
+                 ReplicaOptions replica_options)
     : core_(std::move(options), std::move(restored), storage),
       storage_(storage),
-      transport_(transport) {
+      transport_(transport),
+      replica_options_(replica_options) {
   ORDO_ASSERT(storage_ != nullptr && transport_ != nullptr);
   reported_commit_ = core_.commit();
 }
@@ -108,7 +110,9 @@ void Replica::carry_out(Ready& ready) {
   }
   if (ready.write_seq != 0) {
     const uint64_t seq = ready.write_seq;
-    if (ORDO_RAFT_BUG(ack_before_fsync)) persisted_seq_ = std::max(persisted_seq_, seq);
+    if (replica_options_.write_caching || ORDO_RAFT_BUG(ack_before_fsync)) {
+      persisted_seq_ = std::max(persisted_seq_, seq);
+    }
     storage_->sync([self = self_, seq](Result<void> synced) {
       Replica* r = *self;
       if (r == nullptr || r->failed_) return;

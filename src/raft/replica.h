@@ -38,9 +38,19 @@ class Transport {
   virtual void send(Message message) = 0;  // best effort: may be lost
 };
 
+struct ReplicaOptions {
+  // Relaxed durability (Redpanda's "write caching"), opt-in: a replica counts its writes as
+  // durable once they are written to the page cache, before the sync (which still follows at
+  // once). An acknowledged append is then lost if a majority of the replicas lose power (not
+  // just the process: the page cache survives a process crash) between the acknowledgement and
+  // their next completed sync. docs/replication.md, "Durability".
+  bool write_caching = false;
+};
+
 class Replica {
  public:
-  Replica(Options options, Restored restored, Storage* storage, Transport* transport);
+  Replica(Options options, Restored restored, Storage* storage, Transport* transport,
+          ReplicaOptions replica_options = {});
 
   void tick();
   void receive(const Message& message);
@@ -72,6 +82,7 @@ class Replica {
   Core core_;
   Storage* storage_;
   Transport* transport_;
+  ReplicaOptions replica_options_;
   std::optional<Error> failed_;
   Offset reported_commit_ = -1;
   bool draining_ = false;
