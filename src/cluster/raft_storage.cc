@@ -344,6 +344,22 @@ Result<void> RaftLogStorage::reset(raft::Offset start, raft::Term term_before) {
   return write_state_file();
 }
 
+Result<void> RaftLogStorage::advance_log_start(raft::Offset start) {
+  const raft::Offset current = log_->log_start_offset().value();
+  if (start <= current) return ok();
+  if (start > log_->high_watermark().value()) {
+    return make_error(Errc::out_of_range, "{}: log start {} past the high watermark {}",
+                      log_->dir(), start, log_->high_watermark());
+  }
+  // First the term before the new start (ignored at recovery until the start has moved), then
+  // the start itself.
+  auto epoch = log_->epochs().epoch_for(Offset(start - 1));
+  file_.term_before = epoch.value_or(raft::kNoTerm);
+  file_.base_before = epoch ? start - 1 : -1;
+  ORDO_TRY(write_state_file());
+  return log_->advance_log_start_offset(Offset(start));
+}
+
 Result<void> RaftLogStorage::truncate(raft::Offset end) {
   return log_->truncate_to(Offset(end));
 }

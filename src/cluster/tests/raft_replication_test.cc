@@ -230,6 +230,59 @@ TEST_F(RaftReplicationTest, AWipedReplicaRejoinsAsALearnerThenAVoter) {
   EXPECT_EQ(data_batches(read_log(cluster_->node(lost))), 250u);
 }
 
+// Retention moved the leader's log start past a crashed follower's log end: when it comes back
+// the leader resets its log to start there (RaftLogStorage::reset), it catches up, and both
+// remember the term before their log start across restarts.
+TEST_F(RaftReplicationTest, AFollowerBehindTheLeadersLogStartIsResetAndCatchesUp) {
+  auto* l = elect();
+  ASSERT_NE(l, nullptr);
+  append(100, "a");
+  converge();
+  const raft::NodeId behind = l->id % 3 + 1;
+  cluster_->crash(behind);
+  append(200, "b");
+  ASSERT_TRUE(cluster_->run_until([&] {
+    auto* ld = cluster_->leader();
+    return ld && ld->commit == ld->core().log_end();
+  }));
+  l = cluster_->leader();
+  // The log start: a batch boundary well past the crashed follower's log end.
+  auto it = appended_.lower_bound(l->commit - 40);
+  ASSERT_NE(it, appended_.end());
+  const raft::Offset start = it->first;
+  ASSERT_TRUE(l->storage->advance_log_start(start));
+  l->replica->on_log_start(start);
+  EXPECT_EQ(l->log->log_start_offset().value(), start);
+
+  ASSERT_TRUE(cluster_->start(behind));
+  ASSERT_LT(cluster_->node(behind).core().log_end(), start);
+  converge();
+  auto& f = cluster_->node(behind);
+  EXPECT_EQ(f.log->log_start_offset().value(), start);
+  auto leader_log = read_log(*cluster_->leader());
+  auto follower_log = read_log(f);
+  ASSERT_EQ(follower_log.size(), leader_log.size());
+  for (size_t i = 0; i < leader_log.size(); ++i) {
+    ASSERT_EQ(*follower_log[i].payload, *leader_log[i].payload) << i;
+  }
+  const raft::Term term_before = cluster_->leader()->core().term_at(start - 1);
+  ASSERT_NE(term_before, raft::kNoTerm);
+
+  // Both know the term of the record before their log start after a restart.
+  const raft::NodeId leader_id = cluster_->leader()->id;
+  for (raft::NodeId id : {behind, leader_id}) {
+    cluster_->crash(id);
+    ASSERT_TRUE(cluster_->start(id));
+    const auto& epochs = cluster_->node(id).storage->restored().epochs;
+    ASSERT_FALSE(epochs.empty()) << "node " << id;
+    EXPECT_EQ(epochs.front(), (raft::EpochStart{term_before, start - 1})) << "node " << id;
+    EXPECT_EQ(cluster_->node(id).core().term_at(start - 1), term_before);
+  }
+  ASSERT_NE(elect(), nullptr);
+  append(20, "c");
+  converge();
+}
+
 // kill -9: a child process runs the three replicas and reports each batch once the leader has
 // committed it; it is killed in the middle of appending. Every replica directory then recovers,
 // a leader is elected, and every batch reported committed is there, byte for byte (by CRC), on
