@@ -9,7 +9,9 @@
 //                        (leaders spread evenly), ticked for 100 ticks after every group has
 //                        a leader and its followers' logs are caught up. Counters: messages
 //                        per tick, and per simulated second at the tick period given by
-//                        --tick-ms (default 100, the cluster module's default tick).
+//                        --tick-ms (default 100, the cluster module's default tick), and
+//                        the frames per node pair per second if each node sent everything
+//                        for one peer in one frame per tick (what a batching wire does).
 //  disk/replicated       one partition replicated to three on-disk logs in this process
 //                        (RaftLogStorage over PartitionLog, fdatasync on every Ready: the
 //                        leader's append and each follower's append each sync their log), one
@@ -131,6 +133,9 @@ class MemNet {
       for (const auto& e : r.entries) n.log.append(e);
       for (auto& m : r.messages) {
         ++messages_;
+        if (m.from.id >= 1 && m.from.id <= 3 && m.to >= 1 && m.to <= 3) {
+          flows_[size_t(m.from.id - 1) * 3 + size_t(m.to - 1)] = true;
+        }
         queue_.push_back(std::move(m));
       }
       if (r.write_seq != 0) n.core->on_persisted(r.write_seq);
@@ -153,12 +158,23 @@ class MemNet {
     deliver();
   }
   uint64_t messages() const { return messages_; }
+  // Directed node pairs that carried at least one message since the last call: the frames a
+  // sender that puts everything for one peer in one frame per tick would send.
+  int take_flows() {
+    int n = 0;
+    for (bool& f : flows_) {
+      n += f;
+      f = false;
+    }
+    return n;
+  }
   size_t size() const { return nodes_.size(); }
 
  private:
   std::vector<std::unique_ptr<MemNode>> nodes_;
   std::deque<raft::Message> queue_;
   uint64_t messages_ = 0;
+  bool flows_[9] = {};
 };
 
 void BM_CoreReplicate(benchmark::State& state) {
@@ -227,9 +243,17 @@ void BM_IdleGroups(benchmark::State& state) {
       break;
     }
     const uint64_t before = net.messages();
+    net.take_flows();
+    int frames = 0;
     state.ResumeTiming();
-    for (int i = 0; i < kTicks; ++i) net.tick_all();
+    for (int i = 0; i < kTicks; ++i) {
+      net.tick_all();
+      frames += net.take_flows();
+    }
     state.PauseTiming();
+    // One frame per directed pair per tick at most; 3 unordered pairs.
+    state.counters["frames_per_pair_per_s_one_flush_per_tick"] =
+        double(frames) / kTicks * 1000.0 / g_tick_ms / 3;
     const double per_tick = double(net.messages() - before) / kTicks;
     const double per_second = per_tick * 1000.0 / g_tick_ms;
     state.counters["msgs_per_tick"] = per_tick;
