@@ -550,6 +550,9 @@ Result<Header> read_header(std::span<const uint8_t> in) {
 }
 
 Result<Frame> decode_frame(std::span<const uint8_t> in) {
+  if (in.size() < kHeaderBytes) {
+    return corrupt("{} bytes, a frame header takes {}", in.size(), kHeaderBytes);
+  }
   Header h = ORDO_TRY(read_header(in));
   if (h.frame_bytes() != in.size()) {
     return corrupt("frame length says {} bytes, {} present", h.frame_bytes(), in.size());
