@@ -14,8 +14,6 @@ namespace ordo::raft::wire {
 
 namespace {
 
-// Body kinds in a messages frame: the index of the alternative in raft::Body.
-constexpr uint8_t kBodyKinds = uint8_t(std::variant_size_v<Body>);
 constexpr size_t kMemberBytes = 12;  // id i32, incarnation u64
 
 // Flag bits; any other bit set is refused, so each message has one encoding.
