@@ -21,6 +21,7 @@ namespace ordo::raft::wire {
 namespace {
 
 using Bytes = std::vector<uint8_t>;
+using testing::code_of;
 using testing::random_body;
 using testing::random_message;
 using testing::show;
@@ -115,7 +116,7 @@ TEST(WireTest, ErrorFrameRoundTrip) {
   EXPECT_EQ(f->error, e);
   EXPECT_EQ(encode_ok(encode_frame(*f)), b);
   e.message.assign(kMaxErrorMessageBytes + 1, 'x');
-  EXPECT_EQ(encode_error(4, 1, e).error().code, Errc::too_large);
+  EXPECT_EQ(code_of(encode_error(4, 1, e)), Errc::too_large);
 }
 
 // Frames that cover every field: random messages of every kind, entries, configs, payloads.
@@ -238,9 +239,8 @@ TEST(WireTest, EntriesAreValidated) {
   auto refused = [&](auto edit) {
     Message bad = m;
     edit(std::get<AppendRequest>(bad.body));
-    EXPECT_EQ(check_message(bad).error().code, Errc::invalid_argument);
-    EXPECT_EQ(encode_messages(1, 2, std::vector<Message>{bad}).error().code,
-              Errc::invalid_argument);
+    EXPECT_EQ(code_of(check_message(bad)), Errc::invalid_argument);
+    EXPECT_EQ(code_of(encode_messages(1, 2, std::vector<Message>{bad})), Errc::invalid_argument);
   };
   refused([](AppendRequest& r) { r.entries[0].base = 9; });                  // not at prev_end
   refused([](AppendRequest& r) { r.entries[1].base = 13; });                 // a gap
@@ -334,15 +334,14 @@ TEST(WireTest, UnknownFlagsAndKindsAreRefused) {
 
 TEST(WireTest, EncoderRefusesWhatTheDecoderWould) {
   Message hb{.group = 1, .term = 1, .from = {1, 1}, .to = 2, .body = Heartbeat{}};
-  EXPECT_EQ(encode_messages(1, 3, std::vector<Message>{hb}).error().code,
+  EXPECT_EQ(code_of(encode_messages(1, 3, std::vector<Message>{hb})),
             Errc::invalid_argument);  // addressed elsewhere
-  EXPECT_EQ(encode_messages(-1, 2, {}).error().code, Errc::invalid_argument);
+  EXPECT_EQ(code_of(encode_messages(-1, 2, {})), Errc::invalid_argument);
   Message vote = hb;
   vote.body = VoteResponse{};
-  EXPECT_EQ(encode_heartbeats(1, 2, std::vector<Message>{vote}).error().code,
-            Errc::invalid_argument);
+  EXPECT_EQ(code_of(encode_heartbeats(1, 2, std::vector<Message>{vote})), Errc::invalid_argument);
   std::vector<Message> many(kMaxMessagesPerFrame + 1, hb);
-  EXPECT_EQ(encode_messages(1, 2, many).error().code, Errc::too_large);
+  EXPECT_EQ(code_of(encode_messages(1, 2, many)), Errc::too_large);
 
   // A payload over the frame's bound.
   AppendRequest a{.prev_end = 0};
@@ -352,13 +351,13 @@ TEST(WireTest, EncoderRefusesWhatTheDecoderWould) {
             .last = 0,
             .payload = std::make_shared<std::vector<uint8_t>>(kMaxPayloadBytes + 1)});
   Message big{.group = 1, .term = 1, .from = {1, 1}, .to = 2, .body = a};
-  EXPECT_EQ(check_message(big).error().code, Errc::too_large);
-  EXPECT_EQ(encode_messages(1, 2, std::vector<Message>{big}).error().code, Errc::too_large);
+  EXPECT_EQ(code_of(check_message(big)), Errc::too_large);
+  EXPECT_EQ(code_of(encode_messages(1, 2, std::vector<Message>{big})), Errc::too_large);
 }
 
 TEST(WireTest, HeaderChecksLengthAndMagic) {
   Bytes b = encode_ok(encode_heartbeats(1, 2, {}));
-  EXPECT_EQ(read_header(std::span(b).first(kHeaderBytes - 1)).error().code, Errc::out_of_range);
+  EXPECT_EQ(code_of(read_header(std::span(b).first(kHeaderBytes - 1))), Errc::out_of_range);
   auto h = read_header(b);
   ASSERT_TRUE(h.has_value());
   EXPECT_EQ(h->frame_bytes(), b.size());
@@ -366,12 +365,12 @@ TEST(WireTest, HeaderChecksLengthAndMagic) {
   EXPECT_EQ(h->to, 2);
   Bytes c = b;
   store_be32(c.data(), uint32_t(kMaxFrameBytes));  // frame_bytes just over the bound
-  EXPECT_EQ(read_header(c).error().code, Errc::corrupt);
+  EXPECT_EQ(code_of(read_header(c)), Errc::corrupt);
   store_be32(c.data(), uint32_t(kHeaderBytes - 5));
-  EXPECT_EQ(read_header(c).error().code, Errc::corrupt);
+  EXPECT_EQ(code_of(read_header(c)), Errc::corrupt);
   c = b;
   c[kMagicAt] ^= 1;
-  EXPECT_EQ(read_header(c).error().code, Errc::corrupt);
+  EXPECT_EQ(code_of(read_header(c)), Errc::corrupt);
 }
 
 TEST(WireTest, UnknownVersionIsRefusedWithItsOwnCode) {

@@ -11,9 +11,16 @@
 #include <fmt/format.h>
 
 #include "base/random.h"
+#include "base/result.h"
 #include "raft/types.h"
 
 namespace ordo::raft::testing {
+
+// The error code of a result, Errc::ok when it has a value (so a test fails, not aborts).
+template <typename T>
+Errc code_of(const Result<T>& r) {
+  return r.has_value() ? Errc::ok : r.error().code;
+}
 
 inline std::string show_members(const std::vector<Member>& ms) {
   std::string out;
