@@ -22,6 +22,7 @@ constexpr uint8_t kVoteTransfer = 2;
 constexpr uint8_t kGranted = 1;
 constexpr uint8_t kGrantedPreVote = 2;
 constexpr uint8_t kAppendReset = 1;
+constexpr uint8_t kAppendStartConfig = 2;  // a start_config follows the flags
 constexpr uint8_t kAppendSuccess = 1;
 
 // Error frames are written in version 1 whatever the sender's newest version: every version
@@ -53,6 +54,7 @@ size_t body_bytes(const Body& body) {
     size_t operator()(const VoteResponse&) const { return 1; }
     size_t operator()(const AppendRequest& r) const {
       size_t n = 33;
+      if (r.start_config) n += config_bytes(*r.start_config);
       for (const Entry& e : r.entries) n += entry_bytes(e);
       return n;
     }
@@ -73,10 +75,13 @@ bool members_well_formed(const std::vector<Member>& members) {
   return true;
 }
 
-// The checks of one AppendRequest's entries shared by the encoder and the decoder (the decoder
-// runs them on what it decoded, so both accept exactly the same messages).
+// The checks of one AppendRequest shared by the encoder and the decoder (the decoder runs them
+// on what it decoded, so both accept exactly the same messages).
 Result<void> check_entries(const AppendRequest& r) {
   if (r.prev_end < 0) return invalid("prev_end {} is negative", r.prev_end);
+  if (r.start_config && (!r.reset || !config_well_formed(*r.start_config))) {
+    return invalid("a start_config without reset, or malformed");
+  }
   Offset next = r.prev_end;
   for (size_t i = 0; i < r.entries.size(); ++i) {
     const Entry& e = r.entries[i];
@@ -155,14 +160,18 @@ void put_members(Writer& w, const std::vector<Member>& members) {
   }
 }
 
+void put_config(Writer& w, const Config& c) {
+  put_members(w, c.voters);
+  put_members(w, c.learners);
+}
+
 void put_entry(Writer& w, const Entry& e) {
   w.i32(e.term);
   w.i64(e.base);
   w.i64(e.last);
   w.u8(uint8_t(e.kind));
   if (e.config) {
-    put_members(w, e.config->voters);
-    put_members(w, e.config->learners);
+    put_config(w, *e.config);
   }
   if (!e.payload) {
     w.i32(-1);
@@ -188,7 +197,8 @@ void put_body(Writer& w, const Body& body) {
       w.i32(r.prev_term);
       w.i64(r.commit);
       w.i64(r.log_start);
-      w.u8(r.reset ? kAppendReset : 0);
+      w.u8(uint8_t((r.reset ? kAppendReset : 0) | (r.start_config ? kAppendStartConfig : 0)));
+      if (r.start_config) put_config(w, *r.start_config);
       w.u32(uint32_t(r.entries.size()));
       for (const Entry& e : r.entries) put_entry(w, e);
     }
@@ -197,7 +207,7 @@ void put_body(Writer& w, const Body& body) {
       w.i64(r.match_end);
       w.i64(r.log_end);
       w.i32(r.hint_term);
-      w.i64(r.hint_end);
+      w.i64(r.hint_start);
     }
     void operator()(const Heartbeat& r) { w.i64(r.commit); }
     void operator()(const HeartbeatResponse& r) { w.i64(r.match_end); }
@@ -288,6 +298,14 @@ Result<std::vector<Member>> get_members(Reader& r, const char* what) {
   return members;
 }
 
+Result<Config> get_config(Reader& r) {
+  Config c;
+  c.voters = ORDO_TRY(get_members(r, "voters"));
+  c.learners = ORDO_TRY(get_members(r, "learners"));
+  if (!config_well_formed(c)) return corrupt("malformed config (not sorted, distinct, disjoint)");
+  return c;
+}
+
 Result<Entry> get_entry(Reader& r, Totals& totals) {
   Entry e;
   uint8_t kind;
@@ -298,11 +316,7 @@ Result<Entry> get_entry(Reader& r, Totals& totals) {
   if (kind > uint8_t(EntryKind::config)) return corrupt("unknown entry kind {}", kind);
   e.kind = EntryKind(kind);
   if (e.kind == EntryKind::config) {
-    Config c;
-    c.voters = ORDO_TRY(get_members(r, "voters"));
-    c.learners = ORDO_TRY(get_members(r, "learners"));
-    if (!config_well_formed(c)) return corrupt("malformed config (not sorted, distinct, disjoint)");
-    e.config = std::move(c);
+    e.config = ORDO_TRY(get_config(r));
   }
   int32_t len;
   WIRE_READ(r.i32(len), "payload length");
@@ -331,8 +345,11 @@ Result<AppendRequest> get_append(Reader& r, Totals& totals) {
   WIRE_READ(r.i64(a.commit), "commit");
   WIRE_READ(r.i64(a.log_start), "log_start");
   WIRE_READ(r.u8(flags), "append flags");
-  if ((flags & ~kAppendReset) != 0) return corrupt("unknown append flags {:#x}", flags);
+  if ((flags & ~(kAppendReset | kAppendStartConfig)) != 0) {
+    return corrupt("unknown append flags {:#x}", flags);
+  }
   a.reset = (flags & kAppendReset) != 0;
+  if ((flags & kAppendStartConfig) != 0) a.start_config = ORDO_TRY(get_config(r));
   WIRE_READ(r.u32(count), "entry count");
   if (count > kMaxEntriesPerFrame - totals.entries) {
     return corrupt("more than {} entries in a frame", kMaxEntriesPerFrame);
@@ -384,7 +401,7 @@ Result<Body> get_body(Reader& r, uint8_t kind, Totals& totals) {
       WIRE_READ(r.i64(a.match_end), "match_end");
       WIRE_READ(r.i64(a.log_end), "log_end");
       WIRE_READ(r.i32(a.hint_term), "hint_term");
-      WIRE_READ(r.i64(a.hint_end), "hint_end");
+      WIRE_READ(r.i64(a.hint_start), "hint_start");
       return Body(a);
     }
     case 4: {

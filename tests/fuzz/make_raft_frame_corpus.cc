@@ -97,6 +97,18 @@ int run(int argc, char** argv) {
   Bytes with_entries = must(wire::encode_messages(1, 2, std::vector<Message>{append}));
   seeds.emplace_back("valid_append_entries", with_entries);
 
+  // A follower behind the leader's log start restarts there, with the configuration in force.
+  AppendRequest reset{.prev_end = 500,
+                      .prev_term = 2,
+                      .commit = 510,
+                      .log_start = 500,
+                      .reset = true,
+                      .start_config = Config{.voters = {{1, 11}, {2, 22}}, .learners = {{5, 55}}}};
+  reset.entries.push_back(Entry{.term = 3, .base = 500, .last = 500, .kind = EntryKind::noop});
+  Message restart{.group = 6, .term = 3, .from = {1, 9}, .to = 2, .body = reset};
+  seeds.emplace_back("valid_append_reset",
+                     must(wire::encode_messages(1, 2, std::vector<Message>{restart})));
+
   // Broken ones.
   Bytes b = with_entries;
   b.back() ^= 1;

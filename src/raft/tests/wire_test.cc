@@ -256,6 +256,11 @@ TEST(WireTest, EntriesAreValidated) {
     r.entries[0].config = Config{.voters = {{1, 1}}, .learners = {{1, 2}}};
   });
   refused([](AppendRequest& r) { r.prev_end = -1; });
+  refused([](AppendRequest& r) { r.start_config = Config{.voters = {{1, 1}}}; });  // no reset
+  refused([](AppendRequest& r) {
+    r.reset = true;
+    r.start_config = Config{};  // no voter
+  });
 
   // The same checks on the decoding side, on bytes edited after encoding.
   Crafted c = craft(a);
@@ -318,7 +323,7 @@ TEST(WireTest, UnknownFlagsAndKindsAreRefused) {
   ar.bytes[ar.body_at] = 2;
   EXPECT_EQ(decode_error(ar.bytes), Errc::corrupt);
   Crafted app = craft(AppendRequest{});
-  app.bytes[app.body_at + 28] = 2;
+  app.bytes[app.body_at + 28] = 4;
   EXPECT_EQ(decode_error(app.bytes), Errc::corrupt);
 
   b = vote.bytes;

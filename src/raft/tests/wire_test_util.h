@@ -42,8 +42,13 @@ inline std::string show(const Message& m) {
       out += fmt::format("granted {} pre {}", r.granted, r.pre_vote);
     }
     void operator()(const AppendRequest& r) {
-      out += fmt::format("prev {}/{} commit {} start {} reset {} [", r.prev_end, r.prev_term,
+      out += fmt::format("prev {}/{} commit {} start {} reset {} ", r.prev_end, r.prev_term,
                          r.commit, r.log_start, r.reset);
+      if (r.start_config) {
+        out += "start_config v " + show_members(r.start_config->voters) + "l " +
+               show_members(r.start_config->learners);
+      }
+      out += "[";
       for (const Entry& e : r.entries) {
         out += fmt::format("(t{} {}..{} k{}", e.term, e.base, e.last, int(e.kind));
         if (e.config) {
@@ -61,7 +66,7 @@ inline std::string show(const Message& m) {
     }
     void operator()(const AppendResponse& r) {
       out += fmt::format("success {} match {} log_end {} hint {}/{}", r.success, r.match_end,
-                         r.log_end, r.hint_term, r.hint_end);
+                         r.log_end, r.hint_term, r.hint_start);
     }
     void operator()(const Heartbeat& r) { out += fmt::format("commit {}", r.commit); }
     void operator()(const HeartbeatResponse& r) { out += fmt::format("match {}", r.match_end); }
@@ -123,6 +128,7 @@ inline AppendRequest random_append(Random& r, size_t max_entries, size_t max_pay
                   .commit = random_i64(r),
                   .log_start = random_i64(r),
                   .reset = r.chance(0.3)};
+  if (a.reset && r.chance(0.5)) a.start_config = random_config(r);
   size_t n = r.below(max_entries + 1);
   Offset next = a.prev_end;
   for (size_t i = 0; i < n; ++i) {
@@ -153,7 +159,7 @@ inline Body random_body(Random& r, size_t kind) {
                             .match_end = random_i64(r),
                             .log_end = random_i64(r),
                             .hint_term = random_i32(r),
-                            .hint_end = random_i64(r)};
+                            .hint_start = random_i64(r)};
     case 4:
       return Heartbeat{.commit = random_i64(r)};
     case 5:
