@@ -12,6 +12,10 @@
 //                        --tick-ms (default 100, the cluster module's default tick), and
 //                        the frames per node pair per second if each node sent everything
 //                        for one peer in one frame per tick (what a batching wire does).
+//  core/idle_groups_batched
+//                        the same through the wire: one raft::Batcher per node, frames
+//                        encoded, delivered and decoded once per round (a tick, then flushes
+//                        until quiet): frames, messages and bytes per node pair per second.
 //  disk/replicated       one partition replicated to three on-disk logs in this process
 //                        (RaftLogStorage over PartitionLog, fdatasync on every Ready: the
 //                        leader's append and each follower's append each sync their log), one
@@ -38,6 +42,7 @@
 #include "base/log.h"
 #include "cluster/tests/raft_local_cluster.h"
 #include "model/record_batch.h"
+#include "raft/batcher.h"
 #include "raft/core.h"
 
 #ifndef ORDO_BENCH_DEFAULT_DIR
@@ -125,6 +130,41 @@ class MemNet {
     return *nodes_[size_t(g) * 3 + size_t(id - 1)];
   }
 
+  // From now on messages go through one raft::Batcher per node (wire frames) and are delivered
+  // by round() instead of deliver().
+  void use_batchers() {
+    for (int id = 1; id <= 3; ++id) batchers_.push_back(std::make_unique<raft::Batcher>(id));
+  }
+  // A round: every core ticks; then each node flushes its Batcher and the frames are delivered
+  // (their answers go out in the next flush) until nothing is left. Returns the frames sent.
+  uint64_t round() {
+    for (auto& n : nodes_) {
+      n->core->tick();
+      drain(*n);
+    }
+    uint64_t frames = 0;
+    for (int pass = 0; pass < 64; ++pass) {
+      std::vector<raft::OutFrame> out;
+      for (auto& b : batchers_) {
+        for (auto& f : b->flush()) out.push_back(std::move(f));
+      }
+      if (out.empty()) break;
+      for (auto& f : out) {
+        ++frames;
+        frame_bytes_ += f.bytes.size();
+        auto r = batchers_[size_t(f.to - 1)]->receive(f.bytes);
+        ORDO_ASSERT_MSG(r.has_value(), "a frame did not decode");
+        for (const auto& m : r->messages) {
+          MemNode& n = node(m.group, m.to);
+          n.core->step(m);
+          drain(n);
+        }
+      }
+    }
+    return frames;
+  }
+  uint64_t frame_bytes() const { return frame_bytes_; }
+
   void drain(MemNode& n) {
     while (n.core->has_ready()) {
       raft::Ready r = n.core->take_ready();
@@ -136,7 +176,11 @@ class MemNet {
         if (m.from.id >= 1 && m.from.id <= 3 && m.to >= 1 && m.to <= 3) {
           flows_[size_t(m.from.id - 1) * 3 + size_t(m.to - 1)] = true;
         }
-        queue_.push_back(std::move(m));
+        if (!batchers_.empty()) {
+          batchers_[size_t(m.from.id - 1)]->add(std::move(m));
+        } else {
+          queue_.push_back(std::move(m));
+        }
       }
       if (r.write_seq != 0) n.core->on_persisted(r.write_seq);
     }
@@ -175,6 +219,8 @@ class MemNet {
   std::deque<raft::Message> queue_;
   uint64_t messages_ = 0;
   bool flows_[9] = {};
+  std::vector<std::unique_ptr<raft::Batcher>> batchers_;
+  uint64_t frame_bytes_ = 0;
 };
 
 void BM_CoreReplicate(benchmark::State& state) {
@@ -269,6 +315,44 @@ void BM_IdleGroups(benchmark::State& state) {
 }
 BENCHMARK(BM_IdleGroups)
     ->Name("core/idle_groups")
+    ->Arg(1000)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+
+// The same idle groups with the wire: every node's messages go through its raft::Batcher (one
+// heartbeats frame per node pair per flush), frames are encoded, delivered and decoded. Counts
+// the frames per node pair per second; the time includes the encoding and decoding.
+void BM_IdleGroupsBatched(benchmark::State& state) {
+  const int groups = int(state.range(0));
+  constexpr int kTicks = 100;
+  for (auto _ : state) {
+    state.PauseTiming();
+    MemNet net(groups, raft::Options{});
+    for (int g = 0; g < groups; ++g) {
+      MemNode& n = net.node(g, g % 3 + 1);
+      n.core->campaign();
+      net.drain(n);
+    }
+    net.deliver();
+    for (int i = 0; i < 200; ++i) net.tick_all();
+    net.use_batchers();
+    for (int i = 0; i < 10; ++i) net.round();
+    const uint64_t messages_before = net.messages();
+    const uint64_t bytes_before = net.frame_bytes();
+    uint64_t frames = 0;
+    state.ResumeTiming();
+    for (int i = 0; i < kTicks; ++i) frames += net.round();
+    state.PauseTiming();
+    const double per_s = 1000.0 / g_tick_ms / kTicks;
+    state.counters["frames_per_pair_per_s"] = double(frames) * per_s / 3;
+    state.counters["msgs_per_pair_per_s"] = double(net.messages() - messages_before) * per_s / 3;
+    state.counters["bytes_per_pair_per_s"] = double(net.frame_bytes() - bytes_before) * per_s / 3;
+    state.counters["tick_ms"] = g_tick_ms;
+    state.ResumeTiming();
+  }
+}
+BENCHMARK(BM_IdleGroupsBatched)
+    ->Name("core/idle_groups_batched")
     ->Arg(1000)
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
