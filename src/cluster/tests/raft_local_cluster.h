@@ -6,6 +6,7 @@
 // A crash drops a replica's objects without closing its log (the next open recovers as after a
 // process crash); messages to a crashed replica are lost.
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
@@ -18,6 +19,7 @@
 
 #include "base/assert.h"
 #include "base/clock.h"
+#include "base/file.h"
 #include "cluster/raft_storage.h"
 #include "raft/replica.h"
 #include "storage/partition_log.h"
@@ -208,6 +210,31 @@ inline std::vector<raft::Entry> read_log(LocalCluster::Node& n) {
     ORDO_ASSERT_MSG(r.has_value() && !r->empty(), "read of a replica's log failed");
     for (auto& e : *r) out.push_back(std::move(e));
     from = out.back().last + 1;
+  }
+  return out;
+}
+
+// The bytes of every batch in the node's segment files (<base>.log, in base order), read from
+// the files themselves rather than through the log.
+inline std::vector<uint8_t> segment_file_batches(const LocalCluster::Node& n) {
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(n.dir)) {
+    std::string name = e.path().filename().string();
+    if (name.size() == 24 && name.ends_with(".log")) files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<uint8_t> out;
+  for (const auto& path : files) {
+    auto f = File::open(path, O_RDONLY);
+    ORDO_ASSERT_MSG(f.has_value(), "a segment file does not open");
+    auto size = f->size();
+    ORDO_ASSERT(size.has_value());
+    auto r = storage::read_batches(*f, *size, int64_t(1) << 26, size_t(1) << 20,
+                                   [&](const storage::BatchInfo&, std::span<const uint8_t> b) {
+                                     out.insert(out.end(), b.begin(), b.end());
+                                     return Result<bool>(true);
+                                   });
+    ORDO_ASSERT_MSG(r.has_value(), "a segment file does not parse");
   }
   return out;
 }

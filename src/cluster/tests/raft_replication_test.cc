@@ -88,6 +88,19 @@ class RaftReplicationTest : public ::testing::Test {
     }
     ASSERT_TRUE(first.has_value());
     expect_committed_present(*first);
+    // The segment files themselves hold the same batches (every log here starts at 0).
+    std::optional<std::vector<uint8_t>> files;
+    for (auto& n : cluster_->nodes()) {
+      if (!n->alive()) continue;
+      ASSERT_EQ(n->log->log_start_offset(), Offset(0));
+      auto bytes = testing::segment_file_batches(*n);
+      if (!files) {
+        files = std::move(bytes);
+        EXPECT_FALSE(files->empty());
+      } else {
+        EXPECT_TRUE(bytes == *files) << "node " << n->id << ": segment files differ";
+      }
+    }
   }
 
   void expect_committed_present(const std::vector<raft::Entry>& log) {
