@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <map>
@@ -308,10 +309,13 @@ TEST(RaftKillTest, CommittedBatchesSurviveAKill9OfTheProcess) {
     uint64_t crc;
   };
   auto child = crashtest::fork_child([&](int fd) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that died first
     LocalCluster c(root, 3, log_config());
     if (!c.start_all()) ::_exit(2);
     std::deque<Report> pending;
-    for (int i = 0;; ++i) {
+    // Bounded: the parent kills it after a few hundred appends; exiting on its own fails the
+    // test (kill_and_reap).
+    for (int i = 0; i < 200'000; ++i) {
       auto* l = c.leader();
       if (l == nullptr) {
         c.tick();
@@ -333,6 +337,7 @@ TEST(RaftKillTest, CommittedBatchesSurviveAKill9OfTheProcess) {
         if (::write(fd, &r, sizeof r) != ssize_t(sizeof r)) ::_exit(3);
       }
     }
+    ::_exit(4);
   });
   std::vector<Report> reports;
   auto read_report = [&] {
@@ -346,8 +351,10 @@ TEST(RaftKillTest, CommittedBatchesSurviveAKill9OfTheProcess) {
     reports.push_back(r);
     return true;
   };
-  while (reports.size() < 100) ASSERT_TRUE(read_report()) << "the child stopped reporting";
-  crashtest::kill_and_reap(child);
+  bool reporting = true;
+  while (reports.size() < 100 && reporting) reporting = read_report();
+  crashtest::kill_and_reap(child);  // on every path: the child must not outlive the test
+  ASSERT_TRUE(reporting) << "the child stopped reporting";
   while (read_report()) {
   }
   ::close(child.read_fd);
