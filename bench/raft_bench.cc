@@ -9,7 +9,7 @@
 //                        (leaders spread evenly), ticked for 100 ticks after every group has
 //                        a leader and its followers' logs are caught up. Counters: messages
 //                        per tick, and per simulated second at the tick period given by
-//                        --tick-ms (default 100, the cluster module's default tick), and
+//                        --tick-ms (default 100 ms, assumed: the cluster module's timer is not written yet), and
 //                        the frames per node pair per second if each node sent everything
 //                        for one peer in one frame per tick (what a batching wire does).
 //  core/idle_groups_batched
