@@ -9,9 +9,9 @@
 //                        (leaders spread evenly), ticked for 100 ticks after every group has
 //                        a leader and its followers' logs are caught up. Counters: messages
 //                        per tick, and per simulated second at the tick period given by
-//                        --tick-ms (default 100 ms, assumed: the cluster module's timer is not written yet), and
-//                        the frames per node pair per second if each node sent everything
-//                        for one peer in one frame per tick (what a batching wire does).
+//                        --tick-ms (default 100 ms, an assumption: the cluster module's
+//                        timer is not written yet), and the frames per node pair per second
+//                        if each node sent everything for one peer in one frame per tick.
 //  core/idle_groups_batched
 //                        the same through the wire: one raft::Batcher per node, frames
 //                        encoded, delivered and decoded once per round (a tick, then flushes
