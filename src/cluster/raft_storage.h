@@ -92,8 +92,8 @@ class RaftLogStorage final : public raft::Storage {
   // Moves the log start forward (retention, DeleteRecords: at most the commit point, which the
   // caller has made the log's high watermark), remembering durably the term of the record
   // before it, which the log's epoch cache forgets and the leader needs to match a follower's
-  // log at the new start after a restart. The caller then tells the replica (on_log_start).
-  Result<void> advance_log_start(raft::Offset start);
+  // log at the new start after a restart. Replica::on_log_start calls it.
+  Result<void> advance_log_start(raft::Offset start) override;
 
   // Off: sync() and the state file skip their fsyncs (the writes still happen, in order). Only
   // for tests whose crashes are process crashes, which keep the page cache: it saves them the
