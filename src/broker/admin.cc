@@ -1,5 +1,5 @@
 // Topic administration (create, delete, partitions, configs), DeleteRecords, DescribeCluster
-// and DescribeLogDirs. Changes to topics run on the controller thread, one at a time.
+// and DescribeLogDirs. Changes to topics run on the metadata thread, one at a time.
 
 #include <sys/resource.h>
 #include <sys/statvfs.h>
@@ -151,7 +151,7 @@ Outcome Broker::Handlers::create_partitions_atomically(Broker& b, const std::str
           fmt::format("{}: {}: {}; nothing was created", what, where, failed.error().message)};
 }
 
-// ---- controller-thread operations ----
+// ---- metadata-thread operations ----
 
 Broker::Handlers::CreateResult Broker::Handlers::create_topic(
     Broker& b, const std::string& name, int32_t partitions,
@@ -298,7 +298,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_topics(
     }
     std::string name = t.name;
     bool validate_only = body.validate_only;
-    auto op0 = run_on<CreateResult>(controller(b), [&b, name, partitions, configs, validate_only] {
+    auto op0 = run_on<CreateResult>(metadata(b), [&b, name, partitions, configs, validate_only] {
       return create_topic(b, name, partitions, configs, validate_only);
     });
     auto r = co_await std::move(op0);
@@ -352,7 +352,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_topics(
       }
       out.name = name;
     }
-    auto op1 = run_on<Outcome>(controller(b), [&b, n = *name] { return delete_topic(b, n); });
+    auto op1 = run_on<Outcome>(metadata(b), [&b, n = *name] { return delete_topic(b, n); });
     auto r = co_await std::move(op1);
     set_outcome(out, r);
     resp.responses.push_back(std::move(out));
@@ -380,10 +380,9 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_partitions(
            fmt::format("new partitions can only be on broker {}", b.config_.node_id)};
     } else {
       bool validate_only = body.validate_only;
-      auto op2 =
-          run_on<Outcome>(controller(b), [&b, name = t.name, count = t.count, validate_only] {
-            return set_partitions(b, name, count, validate_only);
-          });
+      auto op2 = run_on<Outcome>(metadata(b), [&b, name = t.name, count = t.count, validate_only] {
+        return set_partitions(b, name, count, validate_only);
+      });
       r = co_await std::move(op2);
     }
     set_outcome(out, r);
@@ -488,7 +487,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::alter_configs(
       if (c.value) configs[c.name] = *c.value;
     }
     bool validate_only = body.validate_only;
-    auto op3 = run_on<Outcome>(controller(b), [&b, name = r.resource_name, configs, validate_only] {
+    auto op3 = run_on<Outcome>(metadata(b), [&b, name = r.resource_name, configs, validate_only] {
       return set_topic_configs(b, name, configs, validate_only);
     });
     auto res = co_await std::move(op3);
@@ -512,8 +511,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::incremental_alter_configs(
     }
     bool validate_only = body.validate_only;
     auto ops = r.configs;
-    auto op4 = run_on<Outcome>(
-        controller(b), [&b, name = r.resource_name, ops, validate_only]() -> Outcome {
+    auto op4 =
+        run_on<Outcome>(metadata(b), [&b, name = r.resource_name, ops, validate_only]() -> Outcome {
           const TopicInfo* t = b.topics_->find(*b.topics_->snapshot(), name);
           if (!t)
             return {ErrorCode::unknown_topic_or_partition, fmt::format("no topic '{}'", name)};
@@ -626,8 +625,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::describe_cluster(
 
 asio::awaitable<HandlerOutcome> Broker::Handlers::describe_log_dirs(
     Broker& b, Request& req, protocol::DescribeLogDirsRequest& body) {
-  // status() blocks on the shards: run it on the controller thread, not a network thread.
-  auto op5 = run_on<std::vector<storage::PartitionStatus>>(controller(b),
+  // status() blocks on the shards: run it on the metadata thread, not a network thread.
+  auto op5 = run_on<std::vector<storage::PartitionStatus>>(metadata(b),
                                                            [&b] { return b.logs_->status(); });
   auto status = co_await std::move(op5);
   protocol::DescribeLogDirsResponse resp;

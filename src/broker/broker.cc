@@ -308,8 +308,8 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
     b->groups_ = ORDO_TRY(GroupService::open(go, logs));
   }
 
-  b->controller_work_.emplace(b->controller_.get_executor());
-  b->controller_thread_ = std::thread([ctx = &b->controller_] { ctx->run(); });
+  b->metadata_work_.emplace(b->metadata_.get_executor());
+  b->metadata_thread_ = std::thread([ctx = &b->metadata_] { ctx->run(); });
   return b;
 }
 
@@ -335,9 +335,9 @@ Result<void> Broker::close() {
     ORDO_ASSERT_MSG(!ctx->get_executor().running_in_this_thread(),
                     "Broker::close() on a network thread would wait for itself");
   }
-  if (controller_work_) {
-    controller_work_.reset();
-    controller_thread_.join();
+  if (metadata_work_) {
+    metadata_work_.reset();
+    metadata_thread_.join();
   }
   // Group appends in flight finish first (the group thread posts their answers); then the
   // logs close while the network threads run (they may be the shards), then those stop.
@@ -408,7 +408,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::api_versions(Broker&, Request&
 // ---- Metadata ----
 
 asio::awaitable<void> Broker::Handlers::auto_create(Broker& b, std::vector<std::string> names) {
-  auto op0 = run_on<int>(controller(b), [&b, names] {
+  auto op0 = run_on<int>(metadata(b), [&b, names] {
     for (const auto& name : names) {
       auto r = create_topic(b, name, b.config_.num_partitions, {}, false);
       if (r.error == ErrorCode::none) {

@@ -9,11 +9,11 @@
 // network the shards ARE the network threads (a partition's work runs inline when the
 // request is on its thread, and is posted to the owning network thread otherwise); with
 // dedicated they are the LogManager's own threads. Topic changes (create, delete,
-// partitions, configs) run one at a time on the broker's controller thread, which persists
+// partitions, configs) run one at a time on the broker's metadata thread, which persists
 // them in the TopicRegistry before they are seen.
 //
 // Shutdown order: Server::stop() (stop accepting and reading, finish in-flight requests),
-// then close(): the controller thread, then the logs (while the network threads still run:
+// then close(): the metadata thread, then the logs (while the network threads still run:
 // they may be the shards), then the network threads.
 
 #include <atomic>
@@ -87,7 +87,7 @@ class Broker {
   void begin_shutdown();
   bool stopping() const { return stopping_.load(); }
 
-  // Stops the controller thread and the group coordinator's thread, closes every log cleanly
+  // Stops the metadata thread and the group coordinator's thread, closes every log cleanly
   // and stops the network threads (after the server has finished its in-flight requests).
   // Idempotent; not from a network thread.
   Result<void> close();
@@ -101,7 +101,7 @@ class Broker {
   // Tests (fault injection, crash tests): called with 0, 1, ... before each step of a topic or
   // partition creation (0: before the registry records it; 1..n: before partition from+k-1;
   // n+1: before the registry publishes it). An error fails the creation at that step as a real
-  // failure would. Set before requests arrive; runs on the controller thread.
+  // failure would. Set before requests arrive; runs on the metadata thread.
   void set_create_step_hook(std::function<Result<void>(int step)> hook) {
     create_step_hook_ = std::move(hook);
   }
@@ -124,9 +124,9 @@ class Broker {
   std::unique_ptr<GroupService> groups_;
   std::unique_ptr<ProducerIdAllocator> producer_ids_;
   std::function<Result<void>(int)> create_step_hook_;
-  asio::io_context controller_;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> controller_work_;
-  std::thread controller_thread_;
+  asio::io_context metadata_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> metadata_work_;
+  std::thread metadata_thread_;
   // Declared last, so destroyed first: handlers still queued on them (coroutine frames) are
   // destroyed while everything they refer to exists.
   std::vector<std::unique_ptr<asio::io_context>> network_;

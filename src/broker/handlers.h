@@ -200,7 +200,7 @@ struct Broker::Handlers {
   static asio::awaitable<HandlerOutcome> offset_delete(Broker& b, Request& req,
                                                        protocol::OffsetDeleteRequest& body);
 
-  // Controller-thread operations (blocking; run through run_on(controller)).
+  // Metadata-thread operations (blocking; run through run_on(metadata)).
   struct CreateResult {
     ErrorCode error = ErrorCode::none;
     std::string message;
@@ -223,9 +223,9 @@ struct Broker::Handlers {
       Broker& b, const std::string& name, std::map<std::string, std::string> configs,
       bool validate_only);
 
-  // Ensures the named topics exist (auto-creation from Metadata); on the controller thread.
+  // Ensures the named topics exist (auto-creation from Metadata); on the metadata thread.
   static asio::awaitable<void> auto_create(Broker& b, std::vector<std::string> names);
-  static asio::any_io_executor controller(Broker& b) { return b.controller_.get_executor(); }
+  static asio::any_io_executor metadata(Broker& b) { return b.metadata_.get_executor(); }
   static PartitionWaiters& waiters(Broker& b) { return *b.waiters_; }
   static const std::string& advertised_host(Broker& b) { return b.advertised_host_; }
   static uint16_t advertised_port(Broker& b) { return b.advertised_port_; }

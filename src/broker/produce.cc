@@ -302,7 +302,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::init_producer_id(
   }
   // An idempotent producer (no transactional id) gets a new id with epoch 0, also when it asks
   // to bump the epoch of its old one (v3+), as Kafka does: the sequences start over.
-  auto op = run_on<Result<int64_t>>(controller(b), [&b] { return b.producer_ids_->next(); });
+  auto op = run_on<Result<int64_t>>(metadata(b), [&b] { return b.producer_ids_->next(); });
   Result<int64_t> id = co_await std::move(op);
   if (!id) {
     ORDO_LOG_ERROR("InitProducerId: {}", id.error().to_string());
