@@ -98,10 +98,21 @@ std::optional<Outcome> Broker::Handlers::check_partition_limits(Broker& b, int64
   return std::nullopt;
 }
 
+cluster::CreateTopic Broker::Handlers::create_command(const Broker& b, const TopicInfo& t,
+                                                      const storage::LogConfig& log) {
+  cluster::CreateTopic c;
+  c.name = t.name;
+  c.id = t.id;
+  c.log = log;
+  c.replicas.assign(size_t(t.partitions), {b.config_.node_id});
+  return c;
+}
+
 // Makes partitions [from, to) of `name` all or nothing (docs/broker-metadata.md): the registry
-// records the creation first; every partition is made; the registry entry `done` publishes the
-// result and drops the record in one write. A failure removes what was made and drops the
-// record; a crash leaves the record, and the next start removes what was made.
+// records the creation first; the partition table gets them and the reconciler makes their
+// logs; the registry entry `done` publishes the result and drops the record in one write. A
+// failure takes them out of the table again (the reconciler removes what was made) and drops
+// the record; a crash leaves the record, and the next start removes what was made.
 Outcome Broker::Handlers::create_partitions_atomically(Broker& b, const std::string& name,
                                                        int32_t from, int32_t to,
                                                        const storage::LogConfig& log,
@@ -114,29 +125,46 @@ Outcome Broker::Handlers::create_partitions_atomically(Broker& b, const std::str
   if (auto r = b.topics_->begin_create({name, from, to}); !r) {
     return {ErrorCode::kafka_storage_error, r.error().message};
   }
-  Result<void> failed = ok();
-  int32_t made = from;
-  for (; made < to; ++made) {
-    failed = next_step();
-    // Unsynced: one sync of the data dir below covers every partition made.
-    if (failed) failed = b.logs_->create_sync({name, made}, log, true);
-    if (!failed) break;
+  cluster::Command add;
+  if (from == 0) {
+    add = create_command(b, done, log);
+  } else {
+    add = cluster::AddPartitions{
+        name, from,
+        std::vector<std::vector<cluster::NodeId>>(size_t(to - from), {b.config_.node_id})};
   }
-  if (failed) failed = b.logs_->sync_data_dir();
+  cluster::Reconciler::Options made_options;
+  made_options.defer_sync = true;  // one sync of the data dir below covers every partition made
+  made_options.before_create = [&](const model::TopicPartition&) { return next_step(); };
+  cluster::Reconciler::Report made;
+  Result<void> failed = ok();
+  if (auto r = b.table_->apply(add); !r) failed = std::move(r).error();
+  if (failed) failed = b.reconciler_->reconcile(*b.table_->snapshot(), made, name, made_options);
+  if (failed) failed = b.reconciler_->sync_created();
   if (failed) {
     failed = next_step();
     if (failed) failed = b.topics_->put(std::move(done));
     if (failed) return {ErrorCode::none, {}};
   }
-  // Undo: the partitions made are closed and removed (the one that failed left nothing).
-  bool undone = true;
-  for (int32_t i = from; i < made; ++i) {
-    auto r = b.logs_->remove_sync({name, i});
-    if (!r && r.error().code != Errc::not_found) {
-      ORDO_LOG_ERROR("topic {}: undoing a failed creation: {}", name, r.error().to_string());
-      undone = false;
-    }
+  // Undo: out of the table, and the partitions made are closed and removed (the one that
+  // failed left nothing).
+  cluster::Command undo;
+  if (from == 0) {
+    undo = cluster::DeleteTopic{name};
+  } else {
+    undo = cluster::DeletePartitions{name, from};
   }
+  bool undone = true;
+  cluster::Reconciler::Report removed;
+  if (auto r = b.table_->apply(undo); !r) {
+    ORDO_LOG_ERROR("topic {}: undoing a failed creation: {}", name, r.error().to_string());
+    undone = false;
+  } else if (auto rr = b.reconciler_->reconcile(*b.table_->snapshot(), removed, name); !rr) {
+    ORDO_LOG_ERROR("topic {}: undoing a failed creation: {}", name, rr.error().to_string());
+    undone = false;
+  }
+  const int32_t made_to =
+      made.failed_at ? made.failed_at->partition : from + int32_t(made.created.size());
   if (undone) {
     if (auto r = b.topics_->end_create(name); !r) {
       ORDO_LOG_ERROR("topic {}: undoing a failed creation: {}", name, r.error().to_string());
@@ -144,7 +172,7 @@ Outcome Broker::Handlers::create_partitions_atomically(Broker& b, const std::str
   }
   std::string what = from == 0 ? fmt::format("creating topic '{}'", name)
                                : fmt::format("adding partitions to '{}'", name);
-  std::string where = made < to ? fmt::format("partition {}", made) : std::string("sync");
+  std::string where = made_to < to ? fmt::format("partition {}", made_to) : std::string("sync");
   ORDO_LOG_WARN("{}: failed at {} of [{}, {}) and undone: {}", what, where, from, to,
                 failed.error().to_string());
   return {ErrorCode::kafka_storage_error,
@@ -191,17 +219,18 @@ Outcome Broker::Handlers::delete_topic(Broker& b, const std::string& name) {
   if (name == kOffsetsTopic) {
     return {ErrorCode::invalid_request, "__consumer_offsets is internal and cannot be deleted"};
   }
-  int32_t partitions = t->partitions;
   // The registry first (with a pending-delete mark), then the files, then the mark: a crash in
   // between is finished by the next start.
   if (auto r = b.topics_->begin_delete(name); !r) {
     return {ErrorCode::kafka_storage_error, r.error().message};
   }
-  for (int32_t i = 0; i < partitions; ++i) {
-    auto r = b.logs_->remove_sync({name, i});
-    if (!r && r.error().code != Errc::not_found) {
-      return {ErrorCode::kafka_storage_error, r.error().message};
-    }
+  // Out of the partition table; the reconciler removes the logs.
+  if (auto r = b.table_->apply(cluster::DeleteTopic{name}); !r) {
+    return {ErrorCode::kafka_storage_error, r.error().message};
+  }
+  cluster::Reconciler::Report removed;
+  if (auto r = b.reconciler_->reconcile(*b.table_->snapshot(), removed, name); !r) {
+    return {ErrorCode::kafka_storage_error, r.error().message};
   }
   if (auto r = b.topics_->end_delete(name); !r) {
     return {ErrorCode::kafka_storage_error, r.error().message};
@@ -245,11 +274,16 @@ Outcome Broker::Handlers::set_topic_configs(Broker& b, const std::string& name,
   TopicInfo t = *found;
   t.configs = std::move(configs);
   if (auto p = b.topics_->put(t); !p) return {ErrorCode::kafka_storage_error, p.error().message};
-  for (int32_t i = 0; i < t.partitions; ++i) {
-    std::promise<Result<void>> done;
-    auto f = done.get_future();
-    b.logs_->set_config({name, i}, settings->log, [&done](Result<void> r) { done.set_value(r); });
-    if (auto r = f.get(); !r) return {ErrorCode::kafka_storage_error, r.error().message};
+  // The table's settings, and the reconciler applies them to the logs.
+  if (auto r = b.table_->apply(cluster::SetConfig{name, settings->log}); !r) {
+    return {ErrorCode::kafka_storage_error, r.error().message};
+  }
+  cluster::Reconciler::Report applied;
+  if (auto r = b.reconciler_->reconcile(*b.table_->snapshot(), applied, name); !r) {
+    return {ErrorCode::kafka_storage_error, r.error().message};
+  }
+  if (!applied.config_errors.empty()) {
+    return {ErrorCode::kafka_storage_error, applied.config_errors.front().second.message};
   }
   return {ErrorCode::none, {}};
 }
@@ -589,22 +623,23 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_records(
         tout.partitions.push_back(out);
         continue;
       }
-      int64_t target = p.offset;
-      auto op = with_partition_log(*b.logs_, {t.name, p.partition_index}, out,
-                                   [out, target](storage::PartitionLog& l) mutable {
-                                     int64_t hw = l.high_watermark().value();
-                                     int64_t to = target == -1 ? hw : target;
-                                     if (to < 0 || to > hw) {
-                                       out.error_code = code(ErrorCode::offset_out_of_range);
-                                     } else if (to > l.log_start_offset().value()) {
-                                       if (auto r = l.advance_log_start_offset(Offset(to)); !r) {
-                                         out.error_code = code(error_code_for(r.error()));
-                                       }
-                                     }
-                                     out.low_watermark = l.log_start_offset().value();
-                                     return out;
-                                   });
-      out = co_await std::move(op);
+      model::TopicPartition tp{t.name, p.partition_index};
+      cluster::PartitionService& parts = partitions(b);
+      if (auto le = parts.check_leader(tp)) {
+        out.error_code = code(error_code_for(*le));
+        tout.partitions.push_back(out);
+        continue;
+      }
+      const int64_t before = p.offset;
+      auto op = on_callback<Result<cluster::Truncation>>(
+          [&parts, &tp, before](auto done) { parts.delete_records(tp, before, done); });
+      Result<cluster::Truncation> r = co_await std::move(op);
+      if (!r) {
+        out.error_code = code(error_code_for(r.error()));
+      } else {
+        if (r->error) out.error_code = code(error_code_for(*r->error));
+        out.low_watermark = r->low_watermark;
+      }
       tout.partitions.push_back(out);
     }
   }
@@ -627,7 +662,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::describe_log_dirs(
     Broker& b, Request& req, protocol::DescribeLogDirsRequest& body) {
   // status() blocks on the shards: run it on the metadata thread, not a network thread.
   auto op5 = run_on<std::vector<storage::PartitionStatus>>(metadata(b),
-                                                           [&b] { return b.logs_->status(); });
+                                                           [&b] { return partitions(b).status(); });
   auto status = co_await std::move(op5);
   protocol::DescribeLogDirsResponse resp;
   auto& dir = resp.results.emplace_back();

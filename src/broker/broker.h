@@ -34,6 +34,9 @@
 #include "broker/async.h"
 #include "broker/config.h"
 #include "broker/topics.h"
+#include "cluster/partition_table.h"
+#include "cluster/partitions.h"
+#include "cluster/reconciler.h"
 #include "protocol/codec.h"
 #include "storage/log_manager.h"
 
@@ -96,6 +99,8 @@ class Broker {
   // The network threads' contexts (network.threads of them), running from open() to close().
   std::vector<asio::io_context*> network_contexts() const;
   storage::LogManager& logs() { return *logs_; }
+  cluster::PartitionService& partitions() { return *partitions_; }
+  const cluster::PartitionTable& partition_table() const { return *table_; }
   TopicRegistry& topics() { return *topics_; }
 
   // Tests (fault injection, crash tests): called with 0, 1, ... before each step of a topic or
@@ -120,7 +125,14 @@ class Broker {
   std::unique_ptr<TopicRegistry> topics_;
   std::unique_ptr<PartitionWaiters> waiters_;
   std::atomic<bool> stopping_{false};
+  // The control plane: the partition table (mirrors the topic registry; changed only by the
+  // metadata thread, always before the registry publishes a change), the partition seam the
+  // handlers use (it decides the high watermark: declared before the logs, which call it)
+  // and the reconciler that makes the local logs match the table (metadata thread).
+  std::unique_ptr<cluster::PartitionTable> table_;
+  std::unique_ptr<cluster::LocalPartitions> partitions_;
   std::unique_ptr<storage::LogManager> logs_;
+  std::unique_ptr<cluster::Reconciler> reconciler_;
   std::unique_ptr<GroupService> groups_;
   std::unique_ptr<ProducerIdAllocator> producer_ids_;
   std::function<Result<void>(int)> create_step_hook_;

@@ -105,23 +105,20 @@ std::optional<ResponseFrame> unsupported_version_response(int16_t api_key, int16
 // Storage errors as Kafka error codes.
 ErrorCode error_code_for(const Error& e);
 
-// Runs fn(PartitionLog&) -> R on the partition's shard thread (its single writer) and resumes
-// with the result; when the log cannot be used, `failed` comes back with the storage error's
-// code in its error_code. Call as `auto op = with_partition_log(...); co_await std::move(op);`
-// (g++ 12 mishandles temporaries with destructors inside a co_await expression).
-template <typename R, typename Fn>
-asio::awaitable<R> with_partition_log(storage::LogManager& logs, model::TopicPartition tp, R failed,
-                                      Fn fn) {
-  return on_callback<R>([&logs, tp = std::move(tp), failed = std::move(failed),
-                         fn = std::move(fn)](auto done) mutable {
-    logs.with_log(tp, [failed, fn, done](Result<storage::PartitionLog*> log) mutable {
-      if (!log) {
-        failed.error_code = code(error_code_for(log.error()));
-        return done(std::move(failed));
-      }
-      done(fn(**log));
-    });
-  });
+// A leadership error of the partition seam as its Kafka error code (the numbers are Kafka's).
+inline ErrorCode error_code_for(const cluster::LeaderError& e) {
+  return ErrorCode(static_cast<int16_t>(e.code));
+}
+
+// Copies a leadership error into a partition response: its code, and the current leader into
+// the CurrentLeader field where the response has one (encoded from the version that has it).
+template <typename Out>
+void set_leader_error(Out& out, const cluster::LeaderError& e) {
+  out.error_code = code(error_code_for(e));
+  if constexpr (requires { out.current_leader.leader_id; }) {
+    out.current_leader.leader_id = e.leader_id;
+    out.current_leader.leader_epoch = e.leader_epoch;
+  }
 }
 
 // Wakes long-polling fetches when a partition's high watermark moves. notify() runs on shard
@@ -223,10 +220,15 @@ struct Broker::Handlers {
       Broker& b, const std::string& name, std::map<std::string, std::string> configs,
       bool validate_only);
 
+  // The partition table's command for a registered topic (every partition on this node).
+  static cluster::CreateTopic create_command(const Broker& b, const TopicInfo& t,
+                                             const storage::LogConfig& log);
+
   // Ensures the named topics exist (auto-creation from Metadata); on the metadata thread.
   static asio::awaitable<void> auto_create(Broker& b, std::vector<std::string> names);
   static asio::any_io_executor metadata(Broker& b) { return b.metadata_.get_executor(); }
   static PartitionWaiters& waiters(Broker& b) { return *b.waiters_; }
+  static cluster::PartitionService& partitions(Broker& b) { return *b.partitions_; }
   static const std::string& advertised_host(Broker& b) { return b.advertised_host_; }
   static uint16_t advertised_port(Broker& b) { return b.advertised_port_; }
 };

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "cluster/partitions.h"
 #include "cluster/reconciler.h"
 #include "storage/tests/test_util.h"
 
@@ -202,6 +203,137 @@ TEST(Reconciler, ACreationThatFailsStopsThereAndSaysWhere) {
   EXPECT_EQ(undo.removed.size(), 2u);
   EXPECT_TRUE(on_disk(**logs).empty());
   ASSERT_TRUE((*logs)->close());
+}
+
+// ---- the partition seam ----
+
+struct Seam {
+  TempDir dir;
+  PartitionTable table;
+  std::atomic<int> wakeups{0};
+  LocalPartitions parts{kSelf, table, [this](const TopicPartition&) { ++wakeups; }};
+  std::unique_ptr<storage::LogManager> logs;
+
+  explicit Seam(storage::FlushMode mode) {
+    auto o = options_for(dir.path(), mode);
+    o.high_watermark = parts.high_watermark_policy();
+    logs = std::move(storage::LogManager::open(o).value());
+    parts.attach(*logs);
+    CreateTopic t = create("t", 2);
+    t.log = o.default_config;  // the topic's flush mode is the test's
+    EXPECT_TRUE(table.apply(t));
+    Reconciler rec(kSelf, *logs, {});
+    Reconciler::Report report;
+    EXPECT_TRUE(rec.reconcile(*table.snapshot(), report));
+  }
+  ~Seam() { EXPECT_TRUE(logs->close()); }
+
+  Result<storage::AppendResult> append(const TopicPartition& tp, Consistency c,
+                                       std::vector<uint8_t> batch) {
+    std::promise<Result<storage::AppendResult>> p;
+    auto f = p.get_future();
+    parts.append(tp, std::span<uint8_t>(batch), c, storage::AppendOptions{},
+                 [&p](Result<storage::AppendResult> r) { p.set_value(std::move(r)); });
+    return f.get();
+  }
+  Result<OffsetAnswer> list(const TopicPartition& tp, int64_t which) {
+    std::promise<Result<OffsetAnswer>> p;
+    auto f = p.get_future();
+    parts.list_offset(tp, which, [&p](Result<OffsetAnswer> r) { p.set_value(std::move(r)); });
+    return f.get();
+  }
+};
+
+TEST(LocalPartitions, LeadershipErrorsNameTheCurrentLeaderAndEpoch) {
+  Seam s(storage::FlushMode::none);
+  EXPECT_EQ(s.parts.check_leader({"t", 0}), std::nullopt);
+  EXPECT_EQ(s.parts.check_leader({"t", 0}, 0), std::nullopt);
+  EXPECT_EQ(s.parts.check_leader({"t", 9}),
+            (LeaderError{LeaderError::Code::unknown_topic_or_partition, kNoLeader, -1}));
+  EXPECT_EQ(s.parts.check_leader({"nope", 0}),
+            (LeaderError{LeaderError::Code::unknown_topic_or_partition, kNoLeader, -1}));
+  EXPECT_EQ(s.parts.check_leader({"t", 0}, 3),
+            (LeaderError{LeaderError::Code::unknown_leader_epoch, kSelf, 0}));
+
+  // Leadership of t-1 moves to node 2 at epoch 4.
+  ASSERT_TRUE(s.table.apply(SetLeader{{"t", 1}, 2, 4}));
+  EXPECT_EQ(s.parts.check_leader({"t", 1}),
+            (LeaderError{LeaderError::Code::not_leader_or_follower, 2, 4}));
+  ASSERT_TRUE(s.table.apply(SetLeader{{"t", 1}, kSelf, 5}));
+  EXPECT_EQ(s.parts.check_leader({"t", 1}, 4),
+            (LeaderError{LeaderError::Code::fenced_leader_epoch, kSelf, 5}));
+  EXPECT_EQ(s.parts.check_leader({"t", 1}, 5), std::nullopt);
+  ASSERT_TRUE(s.table.apply(SetLeader{{"t", 1}, 2, 6}));
+  // An append that reaches a partition this node does not lead is refused, retriably, and
+  // writes nothing.
+  auto r = s.append({"t", 1}, Consistency::leader, make_batch(2, "x"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::closed);
+  auto st = s.logs->status();
+  for (const auto& p : st) EXPECT_EQ(p.log_end_offset, Offset(0)) << p.tp.to_string();
+}
+
+TEST(LocalPartitions, TheHighWatermarkFollowsTheFlushPolicyAndWakesWaiters) {
+  Seam s(storage::FlushMode::none);
+  TopicPartition tp{"t", 0};
+  auto r = s.append(tp, Consistency::leader, make_batch(3, "a"));
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->first_offset, Offset(0));
+  // Page cache: written is visible, and the waiters were woken once for it.
+  EXPECT_EQ(s.list(tp, kLatestOffset).value().offset, 3);
+  EXPECT_EQ(s.list(tp, kEarliestOffset).value().offset, 0);
+  EXPECT_EQ(s.list(tp, kLatestOffset).value().leader_epoch, 0);
+  EXPECT_EQ(s.wakeups.load(), 1);
+  auto bad = s.list(tp, -7);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, Errc::invalid_argument);
+  // The appended batch carries the leader's epoch (0).
+  std::promise<Result<storage::ReadResult>> p;
+  s.parts.read(tp, {.start = Offset(0)}, [&p](auto res) { p.set_value(std::move(res)); });
+  auto read = p.get_future().get();
+  ASSERT_TRUE(read) << read.error().to_string();
+  EXPECT_EQ(read->high_watermark, Offset(3));
+  EXPECT_GT(read->slice.size, 0);
+}
+
+TEST(LocalPartitions, AQuorumAppendInDurableModeIsAcknowledgedOnlyOnceFsynced) {
+  Seam s(storage::FlushMode::durable);
+  TopicPartition tp{"t", 1};
+  for (int i = 0; i < 3; ++i) {
+    auto r = s.append(tp, Consistency::quorum, make_batch(2, "q" + std::to_string(i)));
+    ASSERT_TRUE(r) << r.error().to_string();
+    // The callback ran after the sync: what it acknowledges is durable and committed.
+    for (const auto& st : s.logs->status()) {
+      if (st.tp != tp) continue;
+      EXPECT_GE(st.flushed_offset, Offset(r->last_offset.value() + 1));
+      EXPECT_GE(st.high_watermark, Offset(r->last_offset.value() + 1));
+    }
+  }
+  EXPECT_EQ(s.list(tp, kLatestOffset).value().offset, 6);
+}
+
+TEST(LocalPartitions, DeleteRecordsMovesTheLogStartUpToTheHighWatermarkOnly) {
+  Seam s(storage::FlushMode::none);
+  TopicPartition tp{"t", 0};
+  ASSERT_TRUE(s.append(tp, Consistency::leader, make_batch(2, "d")));
+  ASSERT_TRUE(s.append(tp, Consistency::leader, make_batch(2, "e")));
+  auto run = [&](int64_t before) {
+    std::promise<Result<Truncation>> p;
+    auto f = p.get_future();
+    s.parts.delete_records(tp, before, [&p](Result<Truncation> r) { p.set_value(std::move(r)); });
+    return f.get().value();
+  };
+  Truncation beyond = run(9);
+  ASSERT_TRUE(beyond.error);
+  EXPECT_EQ(beyond.error->code, Errc::out_of_range);
+  EXPECT_EQ(beyond.low_watermark, 0);
+  Truncation to2 = run(2);
+  EXPECT_FALSE(to2.error);
+  EXPECT_EQ(to2.low_watermark, 2);
+  Truncation all = run(-1);
+  EXPECT_FALSE(all.error);
+  EXPECT_EQ(all.low_watermark, 4);
+  EXPECT_EQ(s.list(tp, kEarliestOffset).value().offset, 4);
 }
 
 }  // namespace
