@@ -264,7 +264,7 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
     if (!settings) {
       return make_error(Errc::corrupt, "topic {}: {}", name, settings.error().message);
     }
-    commands.push_back(Handlers::create_command(*b, t, settings->log));
+    commands.push_back(TopicAdmin::create_command(c.node_id, t, settings->log));
   }
   ORDO_TRY(b->table_->apply_all(commands));
   std::vector<TopicPartition> local;
@@ -286,6 +286,8 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
     }
     ORDO_TRY(r);
   }
+  b->admin_ = std::make_unique<TopicAdmin>(c, *b->topics_, *b->table_, *b->reconciler_,
+                                           b->create_step_hook_);
 
   // Consumer groups: __consumer_offsets exists (compacted), then its records are replayed.
   {
@@ -293,11 +295,11 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
     const TopicInfo* offsets = b->topics_->find(*topics, kOffsetsTopic);
     int32_t partitions = c.offsets_topic_num_partitions;
     if (offsets == nullptr) {
-      auto r =
-          Handlers::create_topic(*b, kOffsetsTopic, partitions,
-                                 {{"cleanup.policy", "compact"},
-                                  {"segment.bytes", std::to_string(c.offsets_topic_segment_bytes)}},
-                                 false);
+      auto r = b->admin_->create_topic(
+          kOffsetsTopic, partitions,
+          {{"cleanup.policy", "compact"},
+           {"segment.bytes", std::to_string(c.offsets_topic_segment_bytes)}},
+          false);
       if (r.error != ErrorCode::none) {
         return make_error(Errc::io, "creating {}: {}", kOffsetsTopic, r.message);
       }
@@ -420,7 +422,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::api_versions(Broker&, Request&
 asio::awaitable<void> Broker::Handlers::auto_create(Broker& b, std::vector<std::string> names) {
   auto op0 = run_on<int>(metadata(b), [&b, names] {
     for (const auto& name : names) {
-      auto r = create_topic(b, name, b.config_.num_partitions, {}, false);
+      auto r = topic_admin(b).create_topic(name, b.config_.num_partitions, {}, false);
       if (r.error == ErrorCode::none) {
         ORDO_LOG_INFO("topic {}: auto-created with {} partitions", name, r.topic.partitions);
       }

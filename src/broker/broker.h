@@ -69,6 +69,7 @@ struct ConnectionState {
 class PartitionWaiters;
 class GroupService;
 class ProducerIdAllocator;
+class TopicAdmin;
 
 class Broker {
  public:
@@ -133,6 +134,7 @@ class Broker {
   std::unique_ptr<cluster::LocalPartitions> partitions_;
   std::unique_ptr<storage::LogManager> logs_;
   std::unique_ptr<cluster::Reconciler> reconciler_;
+  std::unique_ptr<TopicAdmin> admin_;  // topic changes, on the metadata thread
   std::unique_ptr<GroupService> groups_;
   std::unique_ptr<ProducerIdAllocator> producer_ids_;
   std::function<Result<void>(int)> create_step_hook_;

@@ -78,11 +78,11 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
   }
 
   cluster::PartitionService& parts = partitions(b);
-  auto topics = b.topics_->snapshot();
+  auto topics = b.topics().snapshot();
   std::vector<FetchItem> items;
   for (size_t ti = 0; ti < body.topics.size(); ++ti) {
     const auto& t = body.topics[ti];
-    const TopicInfo* info = b.topics_->find(*topics, t.topic);
+    const TopicInfo* info = b.topics().find(*topics, t.topic);
     for (const auto& p : t.partitions) {
       FetchItem item;
       item.topic_index = ti;
@@ -100,7 +100,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
 
   const auto deadline =
       std::chrono::steady_clock::now() +
-      std::chrono::milliseconds(std::clamp(body.max_wait_ms, 0, b.config_.fetch_max_wait_ms));
+      std::chrono::milliseconds(std::clamp(body.max_wait_ms, 0, b.config().fetch_max_wait_ms));
   const int64_t max_bytes = std::max(body.max_bytes, 0);
   auto executor = co_await asio::this_coro::executor;
   while (true) {
@@ -184,11 +184,11 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::list_offsets(Broker& b, Reques
   using PartResp = protocol::ListOffsetsResponse::ListOffsetsPartitionResponse;
   protocol::ListOffsetsResponse resp;
   cluster::PartitionService& parts = partitions(b);
-  auto topics = b.topics_->snapshot();
+  auto topics = b.topics().snapshot();
   for (const auto& t : body.topics) {
     auto& tout = resp.topics.emplace_back();
     tout.name = t.name;
-    const TopicInfo* info = b.topics_->find(*topics, t.name);
+    const TopicInfo* info = b.topics().find(*topics, t.name);
     for (const auto& p : t.partitions) {
       PartResp out;
       out.partition_index = p.partition_index;

@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "broker/async.h"
 #include "broker/broker.h"
+#include "broker/topic_admin.h"
 #include "protocol/api.h"
 #include "protocol/errors.h"
 #include "protocol/header.h"
@@ -197,38 +198,19 @@ struct Broker::Handlers {
   static asio::awaitable<HandlerOutcome> offset_delete(Broker& b, Request& req,
                                                        protocol::OffsetDeleteRequest& body);
 
-  // Metadata-thread operations (blocking; run through run_on(metadata)).
-  struct CreateResult {
-    ErrorCode error = ErrorCode::none;
-    std::string message;
-    TopicInfo topic;
-  };
-  static CreateResult create_topic(Broker& b, const std::string& name, int32_t partitions,
-                                   const std::map<std::string, std::string>& configs,
-                                   bool validate_only);
-  static std::pair<ErrorCode, std::string> delete_topic(Broker& b, const std::string& name);
-  // Refuses `adding` partitions beyond max.partitions or the open-file limit (nullopt: fine).
-  static std::optional<std::pair<ErrorCode, std::string>> check_partition_limits(Broker& b,
-                                                                                 int64_t adding);
-  // Partitions [from, to) of a topic, all or nothing; `done` is the registry entry to publish.
-  static std::pair<ErrorCode, std::string> create_partitions_atomically(
-      Broker& b, const std::string& name, int32_t from, int32_t to, const storage::LogConfig& log,
-      TopicInfo done);
-  static std::pair<ErrorCode, std::string> set_partitions(Broker& b, const std::string& name,
-                                                          int32_t count, bool validate_only);
-  static std::pair<ErrorCode, std::string> set_topic_configs(
-      Broker& b, const std::string& name, std::map<std::string, std::string> configs,
-      bool validate_only);
-
-  // The partition table's command for a registered topic (every partition on this node).
-  static cluster::CreateTopic create_command(const Broker& b, const TopicInfo& t,
-                                             const storage::LogConfig& log);
-
   // Ensures the named topics exist (auto-creation from Metadata); on the metadata thread.
   static asio::awaitable<void> auto_create(Broker& b, std::vector<std::string> names);
+
+  // What the handlers may use of the Broker besides its public interface (config(),
+  // topics()): the one place outside broker.cc that reaches its members. Partitions only
+  // through the seam; topic changes only through the TopicAdmin, on the metadata thread
+  // (blocking: run them through run_on(metadata(b), ...)).
+  static cluster::PartitionService& partitions(Broker& b) { return *b.partitions_; }
+  static TopicAdmin& topic_admin(Broker& b) { return *b.admin_; }
   static asio::any_io_executor metadata(Broker& b) { return b.metadata_.get_executor(); }
   static PartitionWaiters& waiters(Broker& b) { return *b.waiters_; }
-  static cluster::PartitionService& partitions(Broker& b) { return *b.partitions_; }
+  static GroupService& groups(Broker& b) { return *b.groups_; }
+  static ProducerIdAllocator& producer_ids(Broker& b) { return *b.producer_ids_; }
   static const std::string& advertised_host(Broker& b) { return b.advertised_host_; }
   static uint16_t advertised_port(Broker& b) { return b.advertised_port_; }
 };

@@ -199,13 +199,13 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
 
   std::vector<PartitionWork> work;
   cluster::PartitionService& parts = partitions(b);
-  auto topics = b.topics_->snapshot();
+  auto topics = b.topics().snapshot();
   for (size_t ti = 0; ti < body.topic_data.size(); ++ti) {
     const auto& t = body.topic_data[ti];
-    const TopicInfo* info = b.topics_->find(*topics, t.name);
+    const TopicInfo* info = b.topics().find(*topics, t.name);
     std::optional<TopicSettings> settings;
     if (info) {
-      auto s = resolve_topic_settings(b.config_, info->configs);
+      auto s = resolve_topic_settings(b.config(), info->configs);
       if (s) settings = std::move(*s);
     }
     for (const auto& p : t.partition_data) {
@@ -315,7 +315,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::init_producer_id(
   }
   // An idempotent producer (no transactional id) gets a new id with epoch 0, also when it asks
   // to bump the epoch of its old one (v3+), as Kafka does: the sequences start over.
-  auto op = run_on<Result<int64_t>>(metadata(b), [&b] { return b.producer_ids_->next(); });
+  auto op = run_on<Result<int64_t>>(metadata(b), [&b] { return producer_ids(b).next(); });
   Result<int64_t> id = co_await std::move(op);
   if (!id) {
     ORDO_LOG_ERROR("InitProducerId: {}", id.error().to_string());
