@@ -4,13 +4,16 @@
 //
 // Threads. The broker owns the network threads: network.threads io_contexts, each run by one
 // thread from open() until close(). The Server runs its listener and connections on them;
-// handle() runs on the calling connection's executor. Partition reads and writes go to the
-// LogManager's shards (the single writer of each partition): with storage.shard.mode =
+// handle() runs on the calling connection's executor. Partition reads and writes go through
+// the partition seam (cluster::PartitionService; single node: cluster::LocalPartitions, which
+// also decides the high watermarks) to the LogManager's shards (the single writer of each
+// partition): with storage.shard.mode =
 // network the shards ARE the network threads (a partition's work runs inline when the
 // request is on its thread, and is posted to the owning network thread otherwise); with
 // dedicated they are the LogManager's own threads. Topic changes (create, delete,
-// partitions, configs) run one at a time on the broker's metadata thread, which persists
-// them in the TopicRegistry before they are seen.
+// partitions, configs) run one at a time on the broker's metadata thread (TopicAdmin), which
+// persists them in the TopicRegistry before they are seen and applies them to the partition
+// table, whose reconciler makes the local logs match.
 //
 // Shutdown order: Server::stop() (stop accepting and reading, finish in-flight requests),
 // then close(): the metadata thread, then the logs (while the network threads still run:
