@@ -106,7 +106,7 @@ TEST(TopicCrash, ACreationKilledAtAnyStepLeavesTheWholeTopicOrNone) {
     storage::testing::TempDir tmp;
     const std::string dir = tmp.path() + "/data";
     bool killed = run_child(dir, k, [](Broker& b) {
-      return Broker::Handlers::create_topic(b, "t", kPartitions, {}, false).error ==
+      return Broker::Handlers::topic_admin(b).create_topic("t", kPartitions, {}, false).error ==
              protocol::ErrorCode::none;
     });
     EXPECT_EQ(killed, k <= kPartitions + 1);
@@ -115,7 +115,7 @@ TEST(TopicCrash, ACreationKilledAtAnyStepLeavesTheWholeTopicOrNone) {
     // After an undone creation the name is free and a creation succeeds whole.
     if (n == 0) {
       EXPECT_FALSE(run_child(dir, -1, [](Broker& b) {
-        return Broker::Handlers::create_topic(b, "t", kPartitions, {}, false).error ==
+        return Broker::Handlers::topic_admin(b).create_topic("t", kPartitions, {}, false).error ==
                protocol::ErrorCode::none;
       }));
       EXPECT_EQ(check_whole_or_absent(dir, "t"), kPartitions);
@@ -129,11 +129,11 @@ TEST(TopicCrash, AddingPartitionsKilledAtAnyStepAddsAllOrNone) {
     storage::testing::TempDir tmp;
     const std::string dir = tmp.path() + "/data";
     ASSERT_FALSE(run_child(dir, -1, [](Broker& b) {
-      return Broker::Handlers::create_topic(b, "t", 2, {}, false).error ==
+      return Broker::Handlers::topic_admin(b).create_topic("t", 2, {}, false).error ==
              protocol::ErrorCode::none;
     }));
     bool killed = run_child(dir, k, [](Broker& b) {
-      return Broker::Handlers::set_partitions(b, "t", 2 + kPartitions, false).first ==
+      return Broker::Handlers::topic_admin(b).set_partitions("t", 2 + kPartitions, false).first ==
              protocol::ErrorCode::none;
     });
     EXPECT_EQ(killed, k <= kPartitions + 1);
