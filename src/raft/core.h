@@ -43,14 +43,16 @@ namespace ordo::raft {
 struct Options {
   GroupId group = 0;
   Member self;
-  int election_ticks = 10;   // a follower campaigns after [election_ticks, 2*election_ticks)
-  int heartbeat_ticks = 2;   // a leader's heartbeat period
+  int election_ticks = 10;  // a follower campaigns after [election_ticks, 2*election_ticks)
+  int heartbeat_ticks = 2;  // a leader's heartbeat period
   size_t max_append_bytes = 1 << 20;  // per AppendRequest (at least one entry is sent)
-  int max_inflight = 8;      // AppendRequests in flight per follower while replicating
+  int max_inflight = 8;               // AppendRequests in flight per follower while replicating
   bool pre_vote = true;
-  bool check_quorum = true;  // a leader without a majority for an election timeout steps down
+  // A leader without a majority for an election timeout steps down, and a replica that hears
+  // from a leader refuses (pre-)votes meanwhile (leader stickiness): the two go together.
+  bool check_quorum = true;
   std::optional<NodeId> preferred_leader;  // a leader hands over to it once it has caught up
-  uint64_t seed = 1;         // the generator of election timeouts
+  uint64_t seed = 1;                       // the generator of election timeouts
 };
 
 // Where each term's records start (the leader-epoch cache). Sorted by start, strictly
@@ -80,9 +82,9 @@ struct HardState {
 
 // The replica's durable state as recovered at start.
 struct Restored {
-  HardState state;        // a fresh replica: term 0, no vote, configs = {initial config at -1}
+  HardState state;  // a fresh replica: term 0, no vote, configs = {initial config at -1}
   Offset log_start = 0;
-  Offset log_end = 0;     // every record below is durable (recovery synced it)
+  Offset log_end = 0;  // every record below is durable (recovery synced it)
   std::vector<EpochStart> epochs;
 };
 
@@ -119,11 +121,11 @@ struct Ready {
 struct FollowerProgress {
   Member member;
   bool voter = false;
-  Offset match_end = 0;  // durable and matching on the follower
-  Offset next = 0;       // the next offset to send
+  Offset match_end = 0;      // durable and matching on the follower
+  Offset next = 0;           // the next offset to send
   bool replicating = false;  // false: probing (one request at a time)
   int inflight = 0;
-  bool active = false;   // heard from since the last check-quorum round
+  bool active = false;  // heard from since the last check-quorum round
 };
 
 struct Status {
@@ -195,19 +197,25 @@ class Core {
   Term term_at(Offset offset) const;
   Status status() const;
   uint64_t dropped_messages() const { return dropped_; }
+  // Followers that answered with less than they had acknowledged (a disk that lost data).
+  uint64_t lost_acks() const { return lost_acks_; }
 
   // Checks every invariant (asserts); run after each input, public for tests.
   void check_invariants() const;
 
  private:
   struct Progress {
-    Member member;
+    Member member;                  // as in the configuration
+    bool incarnation_ok = false;    // the last answer came from that incarnation
+    uint64_t seen_incarnation = 0;  // the incarnation match_end was acknowledged by
     Offset match_end = 0;
     Offset next = 0;
     bool replicating = false;
     int inflight = 0;
     bool active = false;
-    int probe_wait = 0;  // ticks until a probe may be resent
+    int probe_wait = 0;            // ticks until a probe may be resent
+    Offset last_round_match = -1;  // match_end at the previous heartbeat round
+    int stalled_rounds = 0;        // heartbeat rounds without progress while behind
   };
   struct PendingWrite {
     uint64_t seq;
@@ -238,18 +246,25 @@ class Core {
   void maybe_send_appends();
   void check_transfer();
   void append_local(Entry entry);  // leader-created entries (noop, config)
+  void log_append(const Entry& entry, bool to_ready);
+  void note_write();
+  Result<std::vector<Entry>> read_entries(Offset from, size_t max_bytes);
+  void trim_configs();
   Progress* progress_of(NodeId id);
+  void note_incarnation(Progress& p, const Member& from);
   void rebuild_progress();
 
   // log shape
   void truncate_log(Offset to);
   void reset_log(Offset start, Term term_before);
   void append_epoch(Term term, Offset start);
-  Offset end_of_term(Term term) const;  // KIP-101: where the largest term <= `term` ends
+  // Where `term`'s records end / start in this log; nullopt when the log has no such term.
+  std::optional<Offset> end_of_term(Term term) const;
+  std::optional<Offset> start_of_term(Term term) const;
   bool log_up_to_date(Term last_term, Offset log_end) const;
   Term last_term() const { return term_at(log_end_ - 1); }
   void send(NodeId to, Body body);
-  void send_ack();
+  void send_ack(bool force);
   void set_commit(Offset commit);
   void persist_state() { ready_.state = state_; }
   const Member* self_in_config() const;
@@ -265,6 +280,7 @@ class Core {
   Offset log_start_ = 0;
   Offset log_end_ = 0;
   Offset durable_end_ = 0;
+  Offset storage_end_ = 0;  // the log end as written by Readys already taken
   Offset commit_ = 0;
   Offset term_start_ = -1;  // leader: offset of its no-op entry
   std::vector<EpochStart> epochs_;
@@ -282,6 +298,7 @@ class Core {
   std::optional<NodeId> transfer_to_;
   int transfer_elapsed_ = 0;
   uint64_t dropped_ = 0;
+  uint64_t lost_acks_ = 0;
   Ready ready_;
 };
 

@@ -38,9 +38,19 @@ class Transport {
   virtual void send(Message message) = 0;  // best effort: may be lost
 };
 
+struct ReplicaOptions {
+  // Relaxed durability (Redpanda's "write caching"), opt-in: a replica counts its writes as
+  // durable once they are written to the page cache, before the sync (which still follows at
+  // once). An acknowledged append is then lost if a majority of the replicas lose power (not
+  // just the process: the page cache survives a process crash) between the acknowledgement and
+  // their next completed sync. docs/replication.md, "Durability".
+  bool write_caching = false;
+};
+
 class Replica {
  public:
-  Replica(Options options, Restored restored, Storage* storage, Transport* transport);
+  Replica(Options options, Restored restored, Storage* storage, Transport* transport,
+          ReplicaOptions replica_options = {});
 
   void tick();
   void receive(const Message& message);
@@ -66,15 +76,25 @@ class Replica {
     return result;
   }
   void drain();
+  void carry_out(Ready& ready);
   void fail(Error error);
 
   Core core_;
   Storage* storage_;
   Transport* transport_;
+  ReplicaOptions replica_options_;
   std::optional<Error> failed_;
   Offset reported_commit_ = -1;
-  uint64_t incarnation_ = 0;  // guards sync callbacks that outlive a failure
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  bool draining_ = false;
+  uint64_t persisted_seq_ = 0;  // completed syncs not yet given to the core
+  uint64_t given_seq_ = 0;
+  // Broken variant vote_before_durable: the state waits for the next sync to be saved.
+  std::optional<HardState> deferred_state_;
+  // Sync callbacks hold this: after the replica is gone they do nothing.
+  std::shared_ptr<Replica*> self_ = std::make_shared<Replica*>(this);
+
+ public:
+  ~Replica() { *self_ = nullptr; }
 };
 
 }  // namespace ordo::raft

@@ -15,13 +15,20 @@ Broken g_broken = Broken::none;
 
 const char* broken_name(Broken b) {
   switch (b) {
-    case Broken::none: return "none";
-    case Broken::vote_before_durable: return "vote_before_durable";
-    case Broken::ack_before_fsync: return "ack_before_fsync";
-    case Broken::commit_by_counting: return "commit_by_counting";
-    case Broken::skip_log_matching: return "skip_log_matching";
-    case Broken::vote_twice: return "vote_twice";
-    case Broken::commit_without_durable: return "commit_without_durable";
+    case Broken::none:
+      return "none";
+    case Broken::vote_before_durable:
+      return "vote_before_durable";
+    case Broken::ack_before_fsync:
+      return "ack_before_fsync";
+    case Broken::commit_by_counting:
+      return "commit_by_counting";
+    case Broken::skip_log_matching:
+      return "skip_log_matching";
+    case Broken::vote_twice:
+      return "vote_twice";
+    case Broken::commit_without_durable:
+      return "commit_without_durable";
   }
   return "?";
 }
@@ -47,8 +54,12 @@ bool Config::is_voter(const Member& m) const {
   const Member* v = find_in(voters, m.id);
   return v != nullptr && *v == m;
 }
-bool Config::is_voter_id(NodeId id) const { return find_in(voters, id) != nullptr; }
-bool Config::is_learner_id(NodeId id) const { return find_in(learners, id) != nullptr; }
+bool Config::is_voter_id(NodeId id) const {
+  return find_in(voters, id) != nullptr;
+}
+bool Config::is_learner_id(NodeId id) const {
+  return find_in(learners, id) != nullptr;
+}
 const Member* Config::find(NodeId id) const {
   const Member* v = find_in(voters, id);
   return v != nullptr ? v : find_in(learners, id);
@@ -74,23 +85,34 @@ std::string Config::to_string() const {
 
 const char* body_name(const Body& body) {
   switch (body.index()) {
-    case 0: return "VoteRequest";
-    case 1: return "VoteResponse";
-    case 2: return "AppendRequest";
-    case 3: return "AppendResponse";
-    case 4: return "Heartbeat";
-    case 5: return "HeartbeatResponse";
-    case 6: return "TimeoutNow";
+    case 0:
+      return "VoteRequest";
+    case 1:
+      return "VoteResponse";
+    case 2:
+      return "AppendRequest";
+    case 3:
+      return "AppendResponse";
+    case 4:
+      return "Heartbeat";
+    case 5:
+      return "HeartbeatResponse";
+    case 6:
+      return "TimeoutNow";
   }
   return "?";
 }
 
 const char* role_name(Role role) {
   switch (role) {
-    case Role::follower: return "follower";
-    case Role::pre_candidate: return "pre_candidate";
-    case Role::candidate: return "candidate";
-    case Role::leader: return "leader";
+    case Role::follower:
+      return "follower";
+    case Role::pre_candidate:
+      return "pre_candidate";
+    case Role::candidate:
+      return "candidate";
+    case Role::leader:
+      return "leader";
   }
   return "?";
 }

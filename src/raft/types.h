@@ -18,10 +18,10 @@
 
 namespace ordo::raft {
 
-using NodeId = int32_t;  // a broker id
-using Term = int32_t;    // == partition leader epoch
-using Offset = int64_t;  // a Kafka offset
-using GroupId = int64_t; // one Raft group (one partition, or the controller's metadata log)
+using NodeId = int32_t;   // a broker id
+using Term = int32_t;     // == partition leader epoch
+using Offset = int64_t;   // a Kafka offset
+using GroupId = int64_t;  // one Raft group (one partition, or the controller's metadata log)
 
 constexpr NodeId kNoNode = -1;
 constexpr Term kNoTerm = -1;
@@ -93,13 +93,16 @@ struct VoteResponse {
 };
 
 struct AppendRequest {
-  Offset prev_end = 0;        // entries start here; the record at prev_end - 1 ...
-  Term prev_term = kNoTerm;   // ... has this term (kNoTerm when prev_end is 0)
-  Offset commit = 0;          // the leader's commit (high watermark)
-  Offset log_start = 0;       // the leader's log start
+  Offset prev_end = 0;       // entries start here; the record at prev_end - 1 ...
+  Term prev_term = kNoTerm;  // ... has this term (kNoTerm when prev_end is 0)
+  Offset commit = 0;         // the leader's commit (high watermark)
+  Offset log_start = 0;      // the leader's log start
   // The follower's log cannot be matched any more (it is behind the leader's log start): it
   // discards its log and restarts empty at prev_end (== the leader's log start).
   bool reset = false;
+  // reset only: the configuration in force at the leader's log start (its config entry may be
+  // below the log start, gone with retention).
+  std::optional<Config> start_config;
   std::vector<Entry> entries;  // contiguous, entries[0].base == prev_end
 };
 
@@ -108,11 +111,13 @@ struct AppendResponse {
   // Success: the follower's log matches the leader's up to match_end and is durable to there.
   Offset match_end = 0;
   // Failure: the follower's log end and, for the leader to find the divergence point from its
-  // leader-epoch cache (KIP-101), the follower's last term below prev_end and where that term's
-  // records end in the follower's log.
+  // leader-epoch cache, the term of the follower's record at min(prev_end, log_end) - 1 and
+  // where that term's records start in the follower's log. The leader resumes at the end of
+  // that term in its own log if it has the term, else at hint_start: each answer moves the
+  // leader strictly back, one term at a time.
   Offset log_end = 0;
   Term hint_term = kNoTerm;
-  Offset hint_end = 0;
+  Offset hint_start = 0;
 };
 
 struct Heartbeat {
