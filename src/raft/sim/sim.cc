@@ -54,7 +54,9 @@ namespace {
 
 constexpr GroupId kGroup = 7;
 constexpr Time kTick = 10 * kMillis;  // the nominal tick interval
-constexpr size_t kMaxPending = 4096;  // client appends awaiting their acknowledgement, per node
+// Client appends awaiting their acknowledgement, per node: a producer's bounded in-flight
+// requests. Unbounded, clients outrun a leader that replicates one entry per round trip.
+constexpr size_t kMaxPending = 64;
 
 // What one seed exercises (swarm testing: each seed enables a random subset of the faults,
 // which finds more bugs than every fault at a low rate).
@@ -68,9 +70,16 @@ struct Params {
   Time sync_min = 50, sync_max = 2 * kMillis;
   size_t max_payload = 64;
   double drift = 0.1;  // each node's tick interval is kTick * (1 +- drift)
+  // 0: each replica draws its own; 1: one entry per AppendRequest (the windows of Figure 8).
+  size_t max_append_bytes = 0;
+  int max_inflight = 0;  // 0: each replica draws its own
   bool partitions = true, crashes = true, disk_loss = true, clock_faults = true, slow_disks = true,
-       storage_faults = true, membership = true, transfers = true;
-  bool bootstrap = false;  // node 1 campaigns at once
+       storage_faults = true, membership = true, transfers = true, elections = true;
+  bool bootstrap = false;   // node 1 campaigns at once
+  double commit_crash = 0;  // probability a leader crashes when its commit moves
+  bool figure8 = false;     // the Figure 8 drill (draw_params)
+  bool pre_vote = true;     // the same on every replica, as a deployment sets it
+  bool check_quorum = true;
   NetworkFaults net;
 };
 
@@ -88,6 +97,8 @@ Params draw_params(Random& rng) {
   p.sync_max = p.sync_min + rng.between(0, 5 * kMillis);
   p.max_payload = size_t(rng.between(0, 200));
   p.drift = double(rng.below(40)) / 100;
+  p.max_append_bytes = rng.chance(0.3) ? 1 : 0;
+  p.max_inflight = rng.chance(0.3) ? 1 : 0;
   p.partitions = rng.chance(0.6);
   p.crashes = rng.chance(0.6);
   p.disk_loss = rng.chance(0.3);
@@ -96,13 +107,28 @@ Params draw_params(Random& rng) {
   p.storage_faults = rng.chance(0.5);
   p.membership = rng.chance(0.5);
   p.transfers = rng.chance(0.4);
+  p.elections = rng.chance(0.4);
   p.bootstrap = rng.chance(0.5);
+  p.commit_crash = rng.chance(0.5) ? 0 : double(rng.below(10)) / 100;
+  p.pre_vote = rng.chance(0.85);
+  p.check_quorum = rng.chance(0.85);
   p.net.loss = rng.chance(0.5) ? 0 : double(rng.below(30)) / 100;
   p.net.duplicate = rng.chance(0.5) ? 0 : double(rng.below(20)) / 100;
   p.net.slow = rng.chance(0.5) ? 0 : double(rng.below(30)) / 100;
   p.net.min_delay = rng.between(10, 500);
   p.net.max_delay = p.net.min_delay + rng.between(0, 10 * kMillis);
   p.net.slow_delay = rng.between(1, 200) * kMillis;
+  if (rng.chance(0.15)) {
+    // Figure 8 drills: leaders alternate between the two sides of a bridge partition, each
+    // leaving an uncommitted tail, while entries travel one per request; leaders crash as
+    // their commit moves.
+    p.figure8 = true;
+    p.partitions = p.elections = p.crashes = true;
+    p.check_quorum = false;
+    p.max_append_bytes = 1;
+    p.commit_crash = double(rng.between(1, 10)) / 100;
+    if (rng.chance(0.5)) p.nodes = p.voters = 5;
+  }
   return p;
 }
 
@@ -162,6 +188,7 @@ struct Node {
   Time last_sync_done = 0;
   bool crash_now = false;  // set inside a replica call; the crash happens after the event
   bool power_loss = true;  // the crash loses unsynced writes (false: only the process died)
+  bool quick_restart = false;
   std::string crash_reason;
   Arm arm = Arm::none;
   Offset verified = 0;  // the committed prefix up to here was compared with the reference
@@ -169,6 +196,7 @@ struct Node {
   Role last_role = Role::follower;
   Term last_term = 0;
   Offset last_commit = 0;
+  Offset sent_commit = 0;  // the highest commit this process life has sent
 
   Member member() const { return Member{id, disk->incarnation()}; }
   // Takes input: running, not crashing, not failed.
@@ -269,6 +297,7 @@ class Sim {
   Checker checker_;
   SimStats stats_;
   Config initial_;
+  std::vector<ConfigAt> initial_configs_;
   std::vector<std::unique_ptr<Node>> nodes_;
   uint64_t client_counter_ = 0;
   uint64_t partition_gen_ = 0;
@@ -425,6 +454,26 @@ void Sim::send(Node& from, Message m) {
         fmt::format("node {} sends a malformed message: {}", from.id, describe_message(m)));
     return;
   }
+  Offset commit = -1;
+  if (auto* r = std::get_if<AppendRequest>(&m.body)) commit = r->commit;
+  if (auto* h = std::get_if<Heartbeat>(&m.body)) commit = h->commit;
+  if (commit > from.sent_commit) {
+    from.sent_commit = commit;
+    // A crash point: the leader decided a new commit and dies before telling anyone (what it
+    // counted must survive it; the window of Figure 8).
+    if (params_.crashes && !healed_ && rng_.chance(params_.commit_crash)) {
+      if (rng_.chance(0.5)) {
+        request_crash(from, fmt::format("crashed before sending its new commit {}", commit),
+                      rng_.chance(0.8));
+        return;
+      }
+      // Or right after this one message leaves: one follower learns the commit, the others
+      // may not even have the entries of the leader's term.
+      request_crash(from,
+                    fmt::format("crashed after sending its new commit {} to {}", commit, m.to),
+                    rng_.chance(0.8));
+    }
+  }
   stats_.messages++;
   if (options_.verbose >= 2) trace(2, "send {}", describe_message(m));
   bool vote = false;
@@ -441,6 +490,7 @@ void Sim::send(Node& from, Message m) {
     from.arm = Arm::none;
     stats_.storage_faults++;
     request_crash(from, "crashed right after granting a vote", true);
+    from.quick_restart = true;
   }
 }
 
@@ -468,6 +518,7 @@ void Sim::start_node(Node& n) {
   n.pending.clear();
   n.verified = rec.restored.log_start;
   n.last_commit = 0;
+  n.sent_commit = 0;
   n.last_sync_done = loop_.now();
   Options o;
   o.group = kGroup;
@@ -475,9 +526,10 @@ void Sim::start_node(Node& n) {
   o.election_ticks = 10;
   o.heartbeat_ticks = 2;
   o.max_append_bytes = size_t(rng_.between(64, 4096));
-  o.max_inflight = int(rng_.between(1, 8));
-  o.pre_vote = rng_.chance(0.9);
-  o.check_quorum = rng_.chance(0.9);
+  if (params_.max_append_bytes) o.max_append_bytes = params_.max_append_bytes;
+  o.max_inflight = params_.max_inflight ? params_.max_inflight : int(rng_.between(1, 8));
+  o.pre_vote = params_.pre_vote;
+  o.check_quorum = params_.check_quorum;
   if (rng_.chance(0.2)) o.preferred_leader = NodeId(rng_.between(1, params_.nodes));
   o.seed = rng_.next();
   trace(1, "node {}: starts (life {}, incarnation {:x}): term {} vote {} log [{}, {}) {}{}", n.id,
@@ -592,14 +644,19 @@ void Sim::client() {
 
 bool Sim::stale_anywhere(size_t* min_voters) {
   *min_voters = SIZE_MAX;
+  const Config* latest = nullptr;
   for (auto& n : nodes_) {
-    const std::vector<ConfigAt>* configs = nullptr;
+    // A node down without a saved state starts with the initial configuration.
+    const std::vector<ConfigAt>* configs = &initial_configs_;
     if (n->up && n->replica) {
       configs = &n->replica->core().hard_state().configs;
     } else if (n->disk->state()) {
       configs = &n->disk->state()->configs;
     }
-    if (configs == nullptr) continue;
+    // A configuration change in flight (not every node has the same latest configuration)
+    // counts as stale: see docs/replication-sim.md on lost disks.
+    if (latest != nullptr && configs->back().config != *latest) return true;
+    latest = &configs->back().config;
     for (const auto& c : *configs) {
       *min_voters = std::min(*min_voters, c.config.voters.size());
       for (const auto* members : {&c.config.voters, &c.config.learners}) {
@@ -620,7 +677,7 @@ void Sim::partition() {
   std::vector<int> side(size_t(n + 1), 0);
   Node* l = leader();
   const char* kind = "";
-  switch (rng_.below(5)) {
+  switch (params_.figure8 ? 3 : rng_.below(5)) {
     case 0:  // symmetric: a random split
       kind = "symmetric";
       for (int i = 1; i <= n; ++i) side[i] = int(rng_.below(2));
@@ -663,7 +720,7 @@ void Sim::partition() {
     }
   }
   uint64_t gen = ++partition_gen_;
-  Time lasts = rng_.between(20 * kMillis, 1 * kSecond);
+  Time lasts = rng_.between(params_.figure8 ? 300 * kMillis : 20 * kMillis, 1 * kSecond);
   trace(1, "partition ({}) for {} ms: cut {}", kind, lasts / kMillis, net_.describe_cuts());
   loop_.after(lasts, [this, gen] {
     if (gen != partition_gen_ || healed_) return;
@@ -677,7 +734,7 @@ void Sim::fault() {
   loop_.after(rng_.between(params_.fault_gap_min, params_.fault_gap_max), [this] { fault(); });
   Node& n = node(NodeId(rng_.between(1, params_.nodes)));
   Node* l = leader();
-  switch (rng_.below(9)) {
+  switch (rng_.below(10)) {
     case 0:
       if (params_.partitions) partition();
       break;
@@ -741,6 +798,19 @@ void Sim::fault() {
       trace(1, "node {}: transfer leadership to {}: {}", l->id, to,
             r ? "started" : r.error().to_string());
       if (r) stats_.transfers++;
+      break;
+    }
+    case 8: {
+      if (!params_.elections) break;
+      // Election timeouts that fire together: one or two nodes campaign now (split votes,
+      // two candidates in one term).
+      int count = int(rng_.between(1, 2));
+      for (int i = 0; i < count; ++i) {
+        Node& c = node(NodeId(rng_.between(1, params_.nodes)));
+        if (!c.usable()) continue;
+        trace(1, "node {}: campaigns now", c.id);
+        c.replica->campaign();
+      }
       break;
     }
     default:
@@ -911,8 +981,13 @@ void Sim::after_event() {
                                ? n->crash_reason
                                : fmt::format("fails: {}", n->replica->failure()->to_string());
       bool power = n->crash_now ? n->power_loss : true;
+      // A node that crashed right after a vote comes back at once, while the election that
+      // asked for the vote is still running.
+      Time delay = healed_ || n->quick_restart ? rng_.between(0, 2 * kMillis)
+                                               : rng_.between(1 * kMillis, params_.restart_max);
+      n->quick_restart = false;
       crash_node(*n, reason, power);
-      schedule_restart(*n, healed_ ? 1 * kMillis : rng_.between(1 * kMillis, params_.restart_max));
+      schedule_restart(*n, delay);
       continue;
     }
     observe(*n);
@@ -945,13 +1020,15 @@ std::string Sim::describe_nodes() {
 SimResult Sim::run() {
   trace(1,
         "seed {}: {} nodes ({} voters), faults for {} ms: partitions {} crashes {} disk loss {} "
-        "clocks {} slow disks {} storage faults {} membership {} transfers {}; loss {:.2f} dup "
-        "{:.2f} slow {:.2f} delay {}-{} us; drift {:.2f}",
+        "clocks {} slow disks {} storage faults {} membership {} transfers {} elections {}; "
+        "pre-vote {} check-quorum {}; max append bytes {} inflight {}; loss {:.2f} dup {:.2f} "
+        "slow {:.2f} delay {}-{} us; drift {:.2f}",
         options_.seed, params_.nodes, params_.voters, params_.fault_time / kMillis,
         params_.partitions, params_.crashes, params_.disk_loss, params_.clock_faults,
         params_.slow_disks, params_.storage_faults, params_.membership, params_.transfers,
-        params_.net.loss, params_.net.duplicate, params_.net.slow, params_.net.min_delay,
-        params_.net.max_delay, params_.drift);
+        params_.elections, params_.pre_vote, params_.check_quorum, params_.max_append_bytes,
+        params_.max_inflight, params_.net.loss, params_.net.duplicate, params_.net.slow,
+        params_.net.min_delay, params_.net.max_delay, params_.drift);
   for (int i = 1; i <= params_.nodes; ++i) {
     auto n = std::make_unique<Node>();
     n->id = i;
@@ -963,6 +1040,7 @@ SimResult Sim::run() {
     nodes_.push_back(std::move(n));
   }
   for (int i = 1; i <= params_.voters; ++i) initial_.voters.push_back(node(i).member());
+  initial_configs_ = fresh_state().configs;
   for (auto& n : nodes_) start_node(*n);
   for (auto& n : nodes_) {
     NodeId id = n->id;
