@@ -435,6 +435,7 @@ void Core::set_term(Term term) {
 
 void Core::become_follower(Term term, NodeId leader) {
   const bool changed = term != state_.term || leader != leader_;
+  const bool was_leader = role_ == Role::leader;
   if (term > state_.term) set_term(term);
   ORDO_ASSERT(term == state_.term);
   role_ = Role::follower;
@@ -449,7 +450,10 @@ void Core::become_follower(Term term, NodeId leader) {
     acked_end_ = -1;
   }
   if (leader != kNoNode) ticks_since_leader_contact_ = 0;
-  reset_election_timer();
+  // The election timer restarts on hearing from a leader (and on granting a vote), not on
+  // merely seeing a higher term: otherwise a candidate whose log is behind, timing out first
+  // again and again, keeps every replica that could win from ever campaigning.
+  if (leader != kNoNode || was_leader) reset_election_timer();
 }
 
 void Core::become_pre_candidate() {
@@ -898,8 +902,13 @@ void Core::send_append(Progress& p, bool /*after_reject*/) {
     r.prev_term = term_at(r.prev_end - 1);
     p.next = r.entries.back().end();
   }
-  ++p.inflight;
-  if (!p.replicating) p.probe_wait = options_.heartbeat_ticks;
+  if (p.replicating) {
+    ++p.inflight;
+  } else {
+    // A probe resent after probe_wait replaces one that was lost: one in flight at a time.
+    p.inflight = 1;
+    p.probe_wait = options_.heartbeat_ticks;
+  }
   send(p.member.id, std::move(r));
 }
 

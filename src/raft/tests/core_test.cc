@@ -568,6 +568,54 @@ TEST(RaftCore, AFollowerBehindTheLeadersLogStartRestartsFromIt) {
   EXPECT_EQ(c.core(3).config(), c.core(1).config());
 }
 
+// Found by the simulator: probes resent to a follower that never answers counted as more and
+// more requests in flight, past max_inflight (an assertion).
+TEST(RaftCore, ProbesToASilentFollowerStayWithinTheInflightBound) {
+  Options o;
+  o.max_inflight = 1;
+  Cluster c(3, o);
+  c.elect(1);
+  c.tick_all(2);
+  c.crash(3);
+  c.append(1, "a");
+  c.append(1, "b");
+  for (int i = 0; i < 200; ++i) c.tick_all(1);  // check_invariants runs after every input
+  for (const auto& p : c.core(1).status().progress) {
+    EXPECT_LE(p.inflight, 1);
+  }
+}
+
+// Found by the simulator: a higher term seen in a vote request restarted the election timer,
+// so a candidate with a short log that timed out first, again and again, kept the replicas that
+// could win from ever campaigning. Only hearing from a leader or granting a vote restarts it.
+TEST(RaftCore, SeeingAHigherTermDoesNotRestartTheElectionTimer) {
+  Options o;
+  o.pre_vote = false;
+  o.check_quorum = false;
+  Cluster c(3, o);
+  c.elect(1);
+  c.tick_all(2);
+  c.cut(1, 3);  // node 3 misses the next appends: its log is behind
+  for (int i = 0; i < 3; ++i) c.append(1, "x" + std::to_string(i));
+  c.deliver();
+  c.crash(1);
+  c.start(1);
+  c.heal();
+  // Node 3 campaigns every few ticks, before the others would time out; they refuse (its log
+  // is behind) and must still time out themselves.
+  for (int round = 0; round < 20 && !c.core(1).is_leader() && !c.core(2).is_leader(); ++round) {
+    c.core(3).campaign();
+    c.deliver();
+    for (int t = 0; t < 5; ++t) {
+      c.tick(1);
+      c.tick(2);
+      c.deliver();
+    }
+  }
+  EXPECT_FALSE(c.core(3).is_leader());
+  EXPECT_TRUE(c.core(1).is_leader() || c.core(2).is_leader());
+}
+
 TEST(RaftCore, OnLogStartAboveCommitIsABug) {
   Cluster c(1);
   c.elect(1);
