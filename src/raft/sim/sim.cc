@@ -78,7 +78,11 @@ struct Params {
   bool bootstrap = false;   // node 1 campaigns at once
   double commit_crash = 0;  // probability a leader crashes when its commit moves
   bool figure8 = false;     // the Figure 8 drill (draw_params)
-  bool pre_vote = true;     // the same on every replica, as a deployment sets it
+  bool retention = false;   // the log start moves (followers behind it restart from it)
+  // The replicas count writes durable before the sync (ReplicaOptions::write_caching): safe
+  // only while crashes keep the page cache, so every crash of such a seed is a process crash.
+  bool write_caching = false;
+  bool pre_vote = true;  // the same on every replica, as a deployment sets it
   bool check_quorum = true;
   NetworkFaults net;
 };
@@ -108,6 +112,8 @@ Params draw_params(Random& rng) {
   p.membership = rng.chance(0.5);
   p.transfers = rng.chance(0.4);
   p.elections = rng.chance(0.4);
+  p.retention = rng.chance(0.3);
+  p.write_caching = rng.chance(0.1);
   p.bootstrap = rng.chance(0.5);
   p.commit_crash = rng.chance(0.5) ? 0 : double(rng.below(10)) / 100;
   p.pre_vote = rng.chance(0.85);
@@ -537,7 +543,9 @@ void Sim::start_node(Node& n) {
         rec.restored.state.voted_for.id, rec.restored.log_start, rec.restored.log_end,
         rec.restored.state.configs.back().config.to_string(),
         rec.torn_entries ? fmt::format(", {} torn entries cut", rec.torn_entries) : "");
-  n.replica = std::make_unique<Replica>(o, rec.restored, n.storage.get(), n.transport.get());
+  ReplicaOptions ro;
+  ro.write_caching = params_.write_caching;
+  n.replica = std::make_unique<Replica>(o, rec.restored, n.storage.get(), n.transport.get(), ro);
   Node* np = &n;
   uint64_t life = n.life;
   n.replica->on_commit = [this, np, life](Offset commit) {
@@ -551,6 +559,7 @@ void Sim::start_node(Node& n) {
 
 void Sim::crash_node(Node& n, const std::string& reason, bool power_loss) {
   if (!n.up) return;
+  if (params_.write_caching) power_loss = false;
   n.replica.reset();
   n.up = false;
   n.crash_now = false;
@@ -734,7 +743,7 @@ void Sim::fault() {
   loop_.after(rng_.between(params_.fault_gap_min, params_.fault_gap_max), [this] { fault(); });
   Node& n = node(NodeId(rng_.between(1, params_.nodes)));
   Node* l = leader();
-  switch (rng_.below(10)) {
+  switch (rng_.below(11)) {
     case 0:
       if (params_.partitions) partition();
       break;
@@ -800,16 +809,45 @@ void Sim::fault() {
       if (r) stats_.transfers++;
       break;
     }
+    case 9: {
+      if (!params_.retention || !n.usable()) break;
+      // Retention: the log start moves up to the commit point.
+      const Core& core = n.replica->core();
+      if (core.commit() <= core.log_start()) break;
+      // On a batch boundary: the base of the batch holding a random committed offset.
+      Offset start = rng_.between(core.log_start() + 1, core.commit());
+      const DiskLog& w = n.disk->written();
+      size_t i = w.index_of(start);
+      if (i < w.entries.size()) start = w.entries[i].entry.base;
+      if (start <= core.log_start()) break;
+      trace(1, "node {}: log start moves to {}", n.id, start);
+      n.replica->on_log_start(start);
+      break;
+    }
     case 8: {
       if (!params_.elections) break;
       // Election timeouts that fire together: one or two nodes campaign now (split votes,
-      // two candidates in one term).
-      int count = int(rng_.between(1, 2));
-      for (int i = 0; i < count; ++i) {
-        Node& c = node(NodeId(rng_.between(1, params_.nodes)));
-        if (!c.usable()) continue;
-        trace(1, "node {}: campaigns now", c.id);
-        c.replica->campaign();
+      // two candidates in one term), sometimes right after the leader crashed, and sometimes
+      // a third node crashes right after granting its vote (it comes back within 2 ms, and
+      // the other candidate may ask it next).
+      std::vector<NodeId> ids;
+      for (auto& m : nodes_) {
+        if (m->usable()) ids.push_back(m->id);
+      }
+      for (size_t i = ids.size(); i > 1; --i) std::swap(ids[i - 1], ids[rng_.below(i)]);
+      if (l && ids.size() >= 4 && params_.crashes && rng_.chance(0.5)) {
+        crash_node(*l, "crashes (an election drill)", true);
+        schedule_restart(*l, rng_.between(1 * kMillis, params_.restart_max));
+        ids.erase(std::find(ids.begin(), ids.end(), l->id));
+      }
+      size_t count = std::min<size_t>(ids.size(), size_t(rng_.between(1, 2)));
+      if (ids.size() > count && params_.storage_faults && rng_.chance(0.5)) {
+        node(ids[count]).arm = Arm::after_vote;
+      }
+      for (size_t i = 0; i < count; ++i) {
+        trace(1, "node {}: campaigns now", ids[i]);
+        node(ids[i]).replica->campaign();
+        if (!node(ids[i]).usable()) break;
       }
       break;
     }
@@ -983,7 +1021,7 @@ void Sim::after_event() {
       bool power = n->crash_now ? n->power_loss : true;
       // A node that crashed right after a vote comes back at once, while the election that
       // asked for the vote is still running.
-      Time delay = healed_ || n->quick_restart ? rng_.between(0, 2 * kMillis)
+      Time delay = healed_ || n->quick_restart ? rng_.between(0, 200)
                                                : rng_.between(1 * kMillis, params_.restart_max);
       n->quick_restart = false;
       crash_node(*n, reason, power);
@@ -1019,16 +1057,19 @@ std::string Sim::describe_nodes() {
 
 SimResult Sim::run() {
   trace(1,
-        "seed {}: {} nodes ({} voters), faults for {} ms: partitions {} crashes {} disk loss {} "
+        "seed {}: {} nodes ({} voters), faults for {} ms{}{}{}: partitions {} crashes {} disk loss "
+        "{} "
         "clocks {} slow disks {} storage faults {} membership {} transfers {} elections {}; "
         "pre-vote {} check-quorum {}; max append bytes {} inflight {}; loss {:.2f} dup {:.2f} "
         "slow {:.2f} delay {}-{} us; drift {:.2f}",
         options_.seed, params_.nodes, params_.voters, params_.fault_time / kMillis,
-        params_.partitions, params_.crashes, params_.disk_loss, params_.clock_faults,
-        params_.slow_disks, params_.storage_faults, params_.membership, params_.transfers,
-        params_.elections, params_.pre_vote, params_.check_quorum, params_.max_append_bytes,
-        params_.max_inflight, params_.net.loss, params_.net.duplicate, params_.net.slow,
-        params_.net.min_delay, params_.net.max_delay, params_.drift);
+        params_.figure8 ? " (Figure 8 drill)" : "", params_.retention ? " (retention)" : "",
+        params_.write_caching ? " (write caching)" : "", params_.partitions, params_.crashes,
+        params_.disk_loss, params_.clock_faults, params_.slow_disks, params_.storage_faults,
+        params_.membership, params_.transfers, params_.elections, params_.pre_vote,
+        params_.check_quorum, params_.max_append_bytes, params_.max_inflight, params_.net.loss,
+        params_.net.duplicate, params_.net.slow, params_.net.min_delay, params_.net.max_delay,
+        params_.drift);
   for (int i = 1; i <= params_.nodes; ++i) {
     auto n = std::make_unique<Node>();
     n->id = i;
