@@ -10,6 +10,7 @@
 #include "raft/sim/disk.h"
 #include "raft/sim/event_loop.h"
 #include "raft/sim/network.h"
+#include "raft/sim/sim.h"
 
 namespace ordo::raft::sim {
 namespace {
@@ -288,6 +289,20 @@ TEST(Checker, WatermarksAndCommitsNeverMoveBack) {
   k.commit_reported(3, 1, 5);
   k.commit_reported(3, 1, 4);
   EXPECT_TRUE(k.failed());
+}
+
+TEST(Simulation, ASeedReplaysExactly) {
+  for (uint64_t seed : {1, 2, 3}) {
+    SimOptions o;
+    o.seed = seed;
+    SimResult a = run_simulation(o);
+    SimResult b = run_simulation(o);
+    EXPECT_EQ(a.ok, b.ok);
+    EXPECT_EQ(a.failure, b.failure);
+    EXPECT_EQ(a.stats.to_string(), b.stats.to_string());
+    EXPECT_GT(a.stats.events, 1000u);
+    EXPECT_GT(a.stats.acknowledged, 0u);
+  }
 }
 
 }  // namespace
