@@ -138,33 +138,50 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  // A broken variant: each seed in a child process, so that an assertion of the core (which
-  // aborts) is counted and the next seed runs.
+  // A broken variant: the seeds run in a child process, so that an assertion of the core
+  // (which aborts) stops only its seed: the child reports each seed before running it, and
+  // after an abort a new child goes on with the next seed.
   uint64_t aborted = 0;
+  uint64_t next = first;
+  const uint64_t end = first + seeds;
   std::fflush(stdout);
-  for (uint64_t s = first; s < first + seeds; ++s) {
-    g_current_seed = s;
+  while (next < end) {
+    int fds[2];
+    if (pipe(fds) != 0) {
+      std::perror("pipe");
+      return 2;
+    }
     pid_t pid = fork();
     if (pid < 0) {
       std::perror("fork");
       return 2;
     }
     if (pid == 0) {
+      close(fds[0]);
       if (verbose == 0) {
         // The core's assertion messages of the seeds that abort would drown the result.
         std::FILE* null = std::freopen("/dev/null", "w", stderr);
         (void)null;
       }
-      SimOptions o;
-      o.seed = s;
-      SimResult r = run_simulation(o);
-      if (!r.ok) {
-        fmt::print("seed {}: caught: {}", s, r.failure);
-        std::fflush(stdout);
-        _exit(3);
+      for (uint64_t s = next; s < end; ++s) {
+        g_current_seed = s;
+        if (write(fds[1], &s, sizeof s) != ssize_t(sizeof s)) _exit(2);
+        SimOptions o;
+        o.seed = s;
+        SimResult r = run_simulation(o);
+        if (!r.ok) {
+          fmt::print("seed {}: caught: {}", s, r.failure);
+          std::fflush(stdout);
+          _exit(3);
+        }
       }
       _exit(0);
     }
+    close(fds[1]);
+    uint64_t last = next;
+    uint64_t got = 0;
+    while (read(fds[0], &got, sizeof got) == ssize_t(sizeof got)) last = got;
+    close(fds[0]);
     int status = 0;
     if (waitpid(pid, &status, 0) < 0) {
       std::perror("waitpid");
@@ -174,15 +191,16 @@ int main(int argc, char** argv) {
       fmt::print(
           "broken variant {} caught by the checkers after {} seeds (seed {}; {} earlier seeds "
           "stopped on an assertion of the core)\nreplay: make sim SEED={} BROKEN={}\n",
-          broken_name(*broken), s - first + 1, s, aborted, s, broken_name(*broken));
+          broken_name(*broken), last - first + 1, last, aborted, last, broken_name(*broken));
       return 0;
     }
-    if (WIFSIGNALED(status)) {
-      ++aborted;
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      fmt::print("seed {}: the child exited with status {}\n", s, status);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) break;  // every seed passed
+    if (!WIFSIGNALED(status)) {
+      fmt::print("seed {}: the child exited with status {}\n", last, status);
       return 2;
     }
+    ++aborted;
+    next = last + 1;
   }
   fmt::print(
       "broken variant {} NOT caught by the checkers in {} seeds ({} stopped on an "

@@ -124,7 +124,7 @@ Params draw_params(Random& rng) {
   p.net.min_delay = rng.between(10, 500);
   p.net.max_delay = p.net.min_delay + rng.between(0, 10 * kMillis);
   p.net.slow_delay = rng.between(1, 200) * kMillis;
-  if (rng.chance(0.15)) {
+  if (rng.chance(0.25)) {
     // Figure 8 drills: leaders alternate between the two sides of a bridge partition, each
     // leaving an uncommitted tail, while entries travel one per request; leaders crash as
     // their commit moves.
