@@ -71,12 +71,27 @@ void Checker::acknowledged(NodeId node, const Entry& entry) {
 
 void Checker::high_watermark(NodeId node, uint64_t life, Term term, Offset hwm) {
   auto& w = hwm_[node];
+  if (w.life == life && w.term == term && hwm == w.value) return;  // nothing new
   if (w.life == life && w.term == term && hwm < w.value) {
     fail(fmt::format("node {}'s high watermark moved back in term {}: {} -> {}", node, term,
                      w.value, hwm));
     return;
   }
   w = Watermark{life, term, hwm};
+  // Across leaders: a leader shows a high watermark only once an entry of its own term is
+  // committed, which lies past everything committed before, so it is never below what a
+  // leader of an earlier term showed (a reader that follows the leader never sees it go back).
+  for (auto it = term_hwm_.begin(); it != term_hwm_.end() && it->first < term; ++it) {
+    if (hwm < it->second) {
+      fail(
+          fmt::format("node {}, leader of term {}, shows high watermark {} below the {} the "
+                      "leader of term {} showed",
+                      node, term, hwm, it->second, it->first));
+      return;
+    }
+  }
+  Offset& best = term_hwm_[term];
+  best = std::max(best, hwm);
 }
 
 void Checker::commit_reported(NodeId node, uint64_t life, Offset commit) {

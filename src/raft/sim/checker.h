@@ -8,8 +8,9 @@
 //    watermark passed the entry's end), the reference holds exactly that entry at its offset,
 //    and since the reference never changes and every replica's committed entries must match
 //    it, the entry stays committed forever;
-//  - a leader's high watermark never moves back within its term, and a replica's commit
-//    never moves back while its process lives (readers never see a record disappear).
+//  - a leader's high watermark never moves back within its term, nor below what a leader of
+//    an earlier term showed, and a replica's commit never moves back while its process lives
+//    (readers never see a record disappear).
 // The first violation is kept; the simulator stops there and prints it with the seed.
 
 #include <cstdint>
@@ -61,6 +62,7 @@ class Checker {
     Offset value = 0;
   };
   std::map<NodeId, Watermark> hwm_;
+  std::map<Term, Offset> term_hwm_;  // the highest high watermark a leader of each term showed
   std::map<NodeId, std::pair<uint64_t, Offset>> commit_;  // node -> (life, commit)
   uint64_t unverifiable_ = 0;  // committed entries past a gap in the reference
 };

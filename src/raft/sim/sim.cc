@@ -917,7 +917,11 @@ void Sim::membership() {
   }
   // 5. While the faults run: remove a random voter now and then.
   size_t min_voters = 0;
-  if (what.empty() && params_.membership && !healed_ && rng_.chance(0.2) && c.voters.size() >= 3 &&
+  // Not when both pre-vote and check-quorum are off: a removed voter that never learns of its
+  // removal then campaigns with ever higher terms and deposes every leader (Raft thesis
+  // 4.2.3: the disruption those two options exist to prevent).
+  if (what.empty() && params_.membership && !healed_ &&
+      (params_.pre_vote || params_.check_quorum) && rng_.chance(0.2) && c.voters.size() >= 3 &&
       !stale_anywhere(&min_voters)) {
     NodeId id = c.voters[rng_.below(c.voters.size())].id;
     remove(next.voters, id);

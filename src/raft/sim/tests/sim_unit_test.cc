@@ -275,11 +275,20 @@ TEST(Checker, WatermarksAndCommitsNeverMoveBack) {
   Checker c;
   c.high_watermark(1, 1, 3, 5);
   c.high_watermark(1, 1, 3, 7);
-  c.high_watermark(1, 1, 4, 6);  // a new term: its own watermark
-  c.high_watermark(1, 2, 4, 2);  // a new process life
+  c.high_watermark(1, 1, 4, 8);  // a new term: its own watermark
+  c.high_watermark(1, 2, 5, 9);  // a new process life
   EXPECT_FALSE(c.failed());
-  c.high_watermark(1, 2, 4, 1);
+  c.high_watermark(1, 2, 5, 8);
   EXPECT_TRUE(c.failed());
+  EXPECT_NE(c.failure().find("moved back in term 5"), std::string::npos);
+
+  Checker across;
+  across.high_watermark(1, 1, 3, 10);
+  across.high_watermark(2, 1, 5, 12);
+  across.high_watermark(3, 1, 4, 11);  // term 4 shown after term 5: behind it, allowed
+  EXPECT_FALSE(across.failed());
+  across.high_watermark(3, 1, 6, 11);  // a leader of term 6 below term 5's 12
+  EXPECT_TRUE(across.failed());
 
   Checker k;
   k.commit_reported(2, 1, 4);
