@@ -34,6 +34,8 @@ void Replica::campaign() {
 
 void Replica::on_log_start(Offset start) {
   if (failed_) return;
+  auto moved = storage_->advance_log_start(start);
+  if (!moved) return fail(moved.error());
   core_.on_log_start(start);
   drain();
 }
@@ -45,7 +47,10 @@ Result<Entry> Replica::append(Payload payload, int32_t records) {
   ORDO_ASSERT(!core_.has_ready());
   auto entry = storage_->append_leader(core_.term(), std::move(payload), records);
   if (!entry) {
-    fail(entry.error());
+    // The batch itself can be refused (idempotence, a malformed batch): that is the caller's
+    // answer. Anything else means the log can no longer be trusted.
+    const Errc code = entry.error().code;
+    if (code == Errc::io || code == Errc::corrupt || code == Errc::closed) fail(entry.error());
     return std::move(entry).error();
   }
   ORDO_ASSERT(entry->base == core_.log_end() && entry->term == core_.term());

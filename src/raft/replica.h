@@ -30,6 +30,13 @@ class Storage : public LogReader {
   virtual Result<Entry> append_leader(Term term, Payload payload, int32_t records) = 0;
   // Makes every write so far durable; done runs (later, on the replica's thread) when it is.
   virtual void sync(std::function<void(Result<void>)> done) = 0;
+  // Moves the log start forward (retention, DeleteRecords), at most to the commit point. A
+  // storage that cannot recover the term of the record before the new start from its log
+  // keeps it here. The Replica calls it before telling the core.
+  virtual Result<void> advance_log_start(Offset start) {
+    (void)start;
+    return ok();
+  }
 };
 
 class Transport {
@@ -55,11 +62,15 @@ class Replica {
   void tick();
   void receive(const Message& message);
   // Leader: appends one batch of `records` records; answers its offsets. Errors: not leader
-  // (not_found), transferring (busy), storage (io/corrupt: the replica stops).
+  // (not_found), transferring (busy), what the log refuses of the batch itself (a producer's
+  // duplicate, sequence or epoch error, a malformed batch: answered, nothing written), and
+  // storage failures (io/corrupt: the replica stops).
   Result<Entry> append(Payload payload, int32_t records);
   Result<void> propose_config(const Config& config) { return run(core_.propose_config(config)); }
   Result<void> transfer_leadership(NodeId to) { return run(core_.transfer_leadership(to)); }
   void campaign();
+  // Retention or DeleteRecords moved the log start to `start` (<= commit, asserted): the
+  // storage first (Storage::advance_log_start), then the core.
   void on_log_start(Offset start);
 
   const Core& core() const { return core_; }

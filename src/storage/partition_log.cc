@@ -20,6 +20,8 @@ namespace {
 constexpr std::string_view kStateFile = "partition.state";
 constexpr std::string_view kEpochFile = "leader-epoch-checkpoint";
 constexpr std::string_view kCleanShutdownFile = "clean-shutdown";
+// A replicated partition's Raft hard state, written by the cluster module (raft_storage.h).
+constexpr std::string_view kRaftStateFile = "raft.state";
 
 struct PartitionState {
   Offset recovery_point{0};
@@ -127,7 +129,7 @@ Result<void> PartitionLog::load(const OpenOptions& options) {
       ORDO_LOG_INFO("{}: removing unfinished temporary file {}", dir_, name);
       ORDO_TRY(remove_file(dir_ + "/" + name));
     } else if (name != kStateFile && name != kEpochFile && name != kCleanShutdownFile &&
-               name != kCleanerCheckpointFile) {
+               name != kCleanerCheckpointFile && name != kRaftStateFile) {
       ORDO_LOG_WARN("{}: ignoring unknown file {}", dir_, name);
     }
   }
@@ -684,6 +686,34 @@ Result<void> PartitionLog::truncate_to(Offset offset) {
     ORDO_TRY(write_cleaner_checkpoint(dir_, first_dirty_));
   }
   recovery_point_ = std::min(recovery_point_, active().base_offset());
+  ORDO_TRY(persist_state());
+  check_invariants();
+  return ok();
+}
+
+Result<void> PartitionLog::truncate_fully_and_start_at(Offset start) {
+  ORDO_ASSERT(!closed_);
+  ORDO_ASSERT(start >= Offset(0));
+  ++truncations_;
+  // The newest segments go first: a crash part way leaves a prefix of the log, whose epochs
+  // and offsets stay consistent, and the next open finds the state it describes.
+  while (!segments_.empty()) {
+    ORDO_TRY(segments_.rbegin()->second->remove());
+    segments_.erase(std::prev(segments_.end()));
+  }
+  segments_.emplace(start, ORDO_TRY(Segment::create(dir_, start, config_, clock_.now_ms())));
+  log_start_ = start;
+  ORDO_TRY(epochs_.truncate_from_end(Offset(0)));
+  producers_ = ProducerStateTable(kProducerStateOptions);
+  ORDO_TRY(remove_snapshots_after(dir_, Offset(-1)));
+  snapshot_at_.reset();
+  high_watermark_ = start;
+  flushed_ = start;
+  if (first_dirty_ != start) {
+    first_dirty_ = start;
+    ORDO_TRY(write_cleaner_checkpoint(dir_, first_dirty_));
+  }
+  recovery_point_ = start;
   ORDO_TRY(persist_state());
   check_invariants();
   return ok();

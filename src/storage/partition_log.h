@@ -137,6 +137,11 @@ class PartitionLog {
 
   // Removes every batch with offsets >= offset (whole batches: the batch holding offset goes).
   Result<void> truncate_to(Offset offset);
+  // Discards every batch and restarts the log empty at start (log start = log end = start),
+  // before or past the current log end: a Raft follower too far behind its leader's log start
+  // (Kafka's truncateFullyAndStartAt). The leader-epoch cache and the producer state are
+  // emptied. Durable when it returns.
+  Result<void> truncate_fully_and_start_at(Offset start);
   // DeleteRecords: moves the log start forward (not past the high watermark) and deletes
   // segments wholly below it.
   Result<void> advance_log_start_offset(Offset offset);

@@ -24,6 +24,7 @@ class FakeStorage : public Storage {
   std::deque<std::function<void(Result<void>)>> syncs;
   HardState state;
   bool fail_state = false;
+  std::optional<Errc> leader_append_error;
 
   Result<std::vector<Entry>> read(Offset from, size_t) override {
     std::vector<Entry> out;
@@ -57,6 +58,7 @@ class FakeStorage : public Storage {
     return ok();
   }
   Result<Entry> append_leader(Term term, Payload payload, int32_t records) override {
+    if (leader_append_error) return make_error(*leader_append_error, "refused");
     Entry e;
     e.term = term;
     e.base = log.empty() ? 0 : log.back().end();
@@ -239,6 +241,26 @@ TEST(RaftReplica, AStorageErrorStopsTheReplica) {
   r.tick();
   EXPECT_TRUE(transport.sent.empty());
   EXPECT_FALSE(r.append(nullptr, 1).has_value());
+}
+
+TEST(RaftReplica, ABatchTheLogRefusesIsAnsweredWithoutStoppingTheReplica) {
+  Journal j;
+  FakeStorage storage(&j);
+  FakeTransport transport(&j);
+  Restored rs;
+  rs.state.configs = {ConfigAt{-1, Config{{Member{1, 1}}, {}}}};
+  Replica r(options_for(1), rs, &storage, &transport);
+  r.campaign();
+  storage.complete_syncs();
+  ASSERT_TRUE(r.core().is_leader());
+  storage.leader_append_error = Errc::out_of_order_sequence;
+  auto refused = r.append(std::make_shared<std::vector<uint8_t>>(1, uint8_t(1)), 1);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, Errc::out_of_order_sequence);
+  EXPECT_FALSE(r.failed());
+  storage.leader_append_error = Errc::io;
+  EXPECT_FALSE(r.append(std::make_shared<std::vector<uint8_t>>(1, uint8_t(1)), 1).has_value());
+  EXPECT_TRUE(r.failed()) << "an I/O error stops it";
 }
 
 }  // namespace
