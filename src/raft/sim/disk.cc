@@ -101,6 +101,19 @@ void SimDisk::apply(DiskLog& log, const Op& op) {
       ORDO_ASSERT(op.entry.entry.base == log.end());
       log.entries.push_back(op.entry);
       break;
+    case OpKind::advance: {
+      // A durable view behind the written one may not reach the new start yet: it keeps what
+      // it has (a retention that did not reach the disk before a crash deletes nothing).
+      size_t keep_from = 0;
+      while (keep_from < log.entries.size() && log.entries[keep_from].entry.end() <= op.offset) {
+        ++keep_from;
+      }
+      if (keep_from == 0) break;
+      log.term_before = log.entries[keep_from - 1].entry.term;
+      log.start = log.entries[keep_from - 1].entry.end();
+      log.entries.erase(log.entries.begin(), log.entries.begin() + ptrdiff_t(keep_from));
+      break;
+    }
   }
 }
 
@@ -113,6 +126,13 @@ void SimDisk::reset(Offset start, Term term_before) {
 
 void SimDisk::truncate(Offset end) {
   Op op{OpKind::truncate, end, kNoTerm, {}};
+  apply(written_, op);
+  unsynced_.push_back(std::move(op));
+  ++ops_written_;
+}
+
+void SimDisk::advance_start(Offset start) {
+  Op op{OpKind::advance, start, kNoTerm, {}};
   apply(written_, op);
   unsynced_.push_back(std::move(op));
   ++ops_written_;

@@ -61,6 +61,8 @@ class SimDisk {
   void truncate(Offset end);
   // Appends one entry at the log end (asserted contiguous: the caller validates first).
   void append(const Entry& entry);
+  // Retention: the records below `start` (a batch boundary within the log) are deleted.
+  void advance_start(Offset start);
 
   // ---- syncs ----
   uint64_t ops_written() const { return ops_written_; }
@@ -91,7 +93,7 @@ class SimDisk {
   Result<std::vector<Entry>> read(Offset from, size_t max_bytes) const;
 
  private:
-  enum class OpKind : uint8_t { reset, truncate, append };
+  enum class OpKind : uint8_t { reset, truncate, append, advance };
   struct Op {
     OpKind kind;
     Offset offset = 0;

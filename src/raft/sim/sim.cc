@@ -216,6 +216,7 @@ class SimStorage final : public Storage {
   Result<void> save_state(const HardState& state) override;
   Result<void> reset(Offset start, Term term_before) override;
   Result<void> truncate(Offset end) override;
+  Result<void> advance_log_start(Offset start) override;
   Result<void> append(std::span<const Entry> entries) override;
   Result<Entry> append_leader(Term term, Payload payload, int32_t records) override;
   void sync(std::function<void(Result<void>)> done) override;
@@ -384,6 +385,22 @@ Result<void> SimStorage::truncate(Offset end) {
   if (end < w.end()) sim_->trace(1, "node {}: log truncated to {}", node_->id, end);
   node_->disk->truncate(end);
   node_->verified = std::min(node_->verified, end);
+  return {};
+}
+
+Result<void> SimStorage::advance_log_start(Offset start) {
+  if (auto e = fault(Arm::write)) return *e;
+  const DiskLog& w = node_->disk->written();
+  size_t i = w.index_of(start);
+  if (start < w.start || start > w.end() ||
+      (i < w.entries.size() && w.entries[i].entry.base != start)) {
+    sim_->checker().fail(
+        fmt::format("node {} moves its log start to {}: not a batch boundary "
+                    "of [{}, {})",
+                    node_->id, start, w.start, w.end()));
+    return make_error(Errc::invalid_argument, "bad log start");
+  }
+  node_->disk->advance_start(start);
   return {};
 }
 

@@ -170,6 +170,25 @@ TEST(SimDisk, RecoveryRebuildsTheEpochsAndKeepsTheHardState) {
   EXPECT_EQ(rec.restored.epochs, (std::vector<EpochStart>{{4, 9}, {5, 10}}));
 }
 
+TEST(SimDisk, RetentionMovesTheStartAndKeepsTheTermBefore) {
+  SimDisk disk(7);
+  disk.append(make_entry(1, 0, 1, "a"));
+  disk.append(make_entry(2, 2, 2, "b"));
+  disk.append(make_entry(3, 3, 3, "c"));
+  disk.make_durable(disk.ops_written());
+  disk.advance_start(3);
+  EXPECT_EQ(disk.written().start, 3);
+  EXPECT_EQ(disk.written().term_before, 2);
+  EXPECT_EQ(disk.durable().start, 0);  // not synced yet
+  disk.make_durable(disk.ops_written());
+  auto rec = disk.recover(fresh());
+  EXPECT_EQ(rec.restored.log_start, 3);
+  EXPECT_EQ(rec.restored.log_end, 4);
+  EXPECT_EQ(rec.restored.epochs, (std::vector<EpochStart>{{2, 2}, {3, 3}}));
+  EXPECT_FALSE(disk.read(2, 100));
+  EXPECT_TRUE(disk.read(3, 100));
+}
+
 TEST(SimDisk, SameEntryComparesEveryByte) {
   Entry a = make_entry(1, 0, 0, "abc");
   EXPECT_TRUE(same_entry(a, make_entry(1, 0, 0, "abc")));
