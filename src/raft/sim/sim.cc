@@ -269,7 +269,6 @@ class Sim {
     fmt::print(options_.out, "{} {}\n", fmt_time(loop_.now()),
                fmt::format(f, std::forward<Args>(args)...));
   }
-  int verbose() const { return options_.verbose; }
 
  private:
   Node& node(NodeId id) { return *nodes_[size_t(id - 1)]; }
@@ -311,7 +310,6 @@ class Sim {
   bool healed_ = false;
   Time heal_time_ = 0;
   std::optional<Time> live_at_;  // when an append issued after the heal was acknowledged
-  std::string recovery_problem_;
 };
 
 // ---- storage ----------------------------------------------------------------------------
