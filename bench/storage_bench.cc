@@ -63,6 +63,7 @@
 #include "base/file.h"
 #include "base/log.h"
 #include "base/random.h"
+#include "cluster/partitions.h"
 #include "model/record_batch.h"
 #include "storage/log_manager.h"
 
@@ -232,6 +233,10 @@ class BenchLog {
     opts.data_dir = dir.path();
     opts.shards = 1;
     opts.flush_threads = 2;
+    opts.high_watermark = [](const ordo::model::TopicPartition&,
+                             const ordo::storage::LogProgress& p) {
+      return ordo::cluster::LocalPartitions::decide_high_watermark(p);
+    };
     opts.default_config = config;
     if (shard_context) opts.shard_contexts = {shard_context};
     auto mgr = LogManager::open(opts);

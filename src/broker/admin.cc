@@ -1,11 +1,10 @@
 // Topic administration (create, delete, partitions, configs), DeleteRecords, DescribeCluster
-// and DescribeLogDirs. Changes to topics run on the controller thread, one at a time.
+// and DescribeLogDirs. Changes to topics run on the metadata thread, one at a time, through
+// the TopicAdmin (topic_admin.h).
 
-#include <sys/resource.h>
 #include <sys/statvfs.h>
 
 #include <filesystem>
-#include <future>
 
 #include "broker/groups.h"
 #include "broker/handlers.h"
@@ -34,7 +33,6 @@ namespace {
 
 constexpr int8_t kResourceTopic = 2;
 constexpr int8_t kResourceBroker = 4;
-constexpr int32_t kMaxPartitions = 100000;
 
 // DescribeConfigs config_source values.
 constexpr int8_t kSourceDynamicTopic = 1;
@@ -50,209 +48,7 @@ void set_outcome(Out& out, const Outcome& r) {
   if (r.first != ErrorCode::none) out.error_message = r.second;
 }
 
-std::string topic_error_name(const std::string& name) {
-  return fmt::format("'{}' is not a valid topic name (1-249 characters of [a-zA-Z0-9._-])", name);
-}
-
-// Descriptors this process has open (bounded by the open-file limit).
-int64_t open_descriptors() {
-  std::error_code ec;
-  int64_t n = 0;
-  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    ++n;
-  }
-  return n;
-}
-
 }  // namespace
-
-// Refuses `adding` more partitions when this broker cannot hold them, before anything is made:
-// max.partitions (all topics together), and the open-file limit (each partition keeps at least
-// its active segment open; a reserve stays free for connections and new segments).
-std::optional<Outcome> Broker::Handlers::check_partition_limits(Broker& b, int64_t adding) {
-  int64_t total = 0;
-  for (const auto& [n, t] : *b.topics_->snapshot()) total += t.partitions;
-  const int64_t max = b.config_.max_partitions;
-  if (max > 0 && total + adding > max) {
-    return Outcome{ErrorCode::policy_violation,
-                   fmt::format("{} more partitions would bring this broker to {}, above "
-                               "max.partitions={} (it holds {})",
-                               adding, total + adding, max, total)};
-  }
-  rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) {
-    const int64_t limit = int64_t(lim.rlim_cur);
-    const int64_t reserve = std::max<int64_t>(64, limit / 8);
-    const int64_t open = open_descriptors();
-    if (open + adding + reserve > limit) {
-      return Outcome{
-          ErrorCode::policy_violation,
-          fmt::format("{} more partitions need {} more open files: the broker has {} of its "
-                      "limit of {} open (RLIMIT_NOFILE) and keeps {} for connections and new "
-                      "segments, room for {} partitions; raise the limit (ulimit -n)",
-                      adding, adding, open, limit, reserve,
-                      std::max<int64_t>(0, limit - reserve - open))};
-    }
-  }
-  return std::nullopt;
-}
-
-// Makes partitions [from, to) of `name` all or nothing (docs/broker-metadata.md): the registry
-// records the creation first; every partition is made; the registry entry `done` publishes the
-// result and drops the record in one write. A failure removes what was made and drops the
-// record; a crash leaves the record, and the next start removes what was made.
-Outcome Broker::Handlers::create_partitions_atomically(Broker& b, const std::string& name,
-                                                       int32_t from, int32_t to,
-                                                       const storage::LogConfig& log,
-                                                       TopicInfo done) {
-  int step = 0;
-  auto next_step = [&]() -> Result<void> {
-    return b.create_step_hook_ ? b.create_step_hook_(step++) : ok();
-  };
-  if (auto r = next_step(); !r) return {ErrorCode::kafka_storage_error, r.error().message};
-  if (auto r = b.topics_->begin_create({name, from, to}); !r) {
-    return {ErrorCode::kafka_storage_error, r.error().message};
-  }
-  Result<void> failed = ok();
-  int32_t made = from;
-  for (; made < to; ++made) {
-    failed = next_step();
-    // Unsynced: one sync of the data dir below covers every partition made.
-    if (failed) failed = b.logs_->create_sync({name, made}, log, true);
-    if (!failed) break;
-  }
-  if (failed) failed = b.logs_->sync_data_dir();
-  if (failed) {
-    failed = next_step();
-    if (failed) failed = b.topics_->put(std::move(done));
-    if (failed) return {ErrorCode::none, {}};
-  }
-  // Undo: the partitions made are closed and removed (the one that failed left nothing).
-  bool undone = true;
-  for (int32_t i = from; i < made; ++i) {
-    auto r = b.logs_->remove_sync({name, i});
-    if (!r && r.error().code != Errc::not_found) {
-      ORDO_LOG_ERROR("topic {}: undoing a failed creation: {}", name, r.error().to_string());
-      undone = false;
-    }
-  }
-  if (undone) {
-    if (auto r = b.topics_->end_create(name); !r) {
-      ORDO_LOG_ERROR("topic {}: undoing a failed creation: {}", name, r.error().to_string());
-    }
-  }
-  std::string what = from == 0 ? fmt::format("creating topic '{}'", name)
-                               : fmt::format("adding partitions to '{}'", name);
-  std::string where = made < to ? fmt::format("partition {}", made) : std::string("sync");
-  ORDO_LOG_WARN("{}: failed at {} of [{}, {}) and undone: {}", what, where, from, to,
-                failed.error().to_string());
-  return {ErrorCode::kafka_storage_error,
-          fmt::format("{}: {}: {}; nothing was created", what, where, failed.error().message)};
-}
-
-// ---- controller-thread operations ----
-
-Broker::Handlers::CreateResult Broker::Handlers::create_topic(
-    Broker& b, const std::string& name, int32_t partitions,
-    const std::map<std::string, std::string>& configs, bool validate_only) {
-  CreateResult r;
-  if (!model::is_valid_topic_name(name)) {
-    return {ErrorCode::invalid_topic_exception, topic_error_name(name), {}};
-  }
-  if (b.topics_->find(*b.topics_->snapshot(), name)) {
-    return {ErrorCode::topic_already_exists, fmt::format("topic '{}' already exists", name), {}};
-  }
-  if (partitions < 1 || partitions > kMaxPartitions) {
-    return {ErrorCode::invalid_partitions,
-            fmt::format("number of partitions must be in [1, {}]", kMaxPartitions),
-            {}};
-  }
-  auto settings = resolve_topic_settings(b.config_, configs);
-  if (!settings) return {ErrorCode::invalid_config, settings.error().message, {}};
-  for (const auto& [k, v] : configs) {
-    if (auto c = validate_topic_config(k, v); !c) {
-      return {ErrorCode::invalid_config, c.error().message, {}};
-    }
-  }
-  if (auto limit = check_partition_limits(b, partitions)) {
-    return {limit->first, std::move(limit->second), {}};
-  }
-  r.topic = TopicInfo{name, random_topic_id(), partitions, configs};
-  if (validate_only) return r;
-  auto made = create_partitions_atomically(b, name, 0, partitions, settings->log, r.topic);
-  if (made.first != ErrorCode::none) return {made.first, std::move(made.second), {}};
-  return r;
-}
-
-Outcome Broker::Handlers::delete_topic(Broker& b, const std::string& name) {
-  const TopicInfo* t = b.topics_->find(*b.topics_->snapshot(), name);
-  if (!t) return {ErrorCode::unknown_topic_or_partition, fmt::format("no topic '{}'", name)};
-  if (name == kOffsetsTopic) {
-    return {ErrorCode::invalid_request, "__consumer_offsets is internal and cannot be deleted"};
-  }
-  int32_t partitions = t->partitions;
-  // The registry first (with a pending-delete mark), then the files, then the mark: a crash in
-  // between is finished by the next start.
-  if (auto r = b.topics_->begin_delete(name); !r) {
-    return {ErrorCode::kafka_storage_error, r.error().message};
-  }
-  for (int32_t i = 0; i < partitions; ++i) {
-    auto r = b.logs_->remove_sync({name, i});
-    if (!r && r.error().code != Errc::not_found) {
-      return {ErrorCode::kafka_storage_error, r.error().message};
-    }
-  }
-  if (auto r = b.topics_->end_delete(name); !r) {
-    return {ErrorCode::kafka_storage_error, r.error().message};
-  }
-  return {ErrorCode::none, {}};
-}
-
-Outcome Broker::Handlers::set_partitions(Broker& b, const std::string& name, int32_t count,
-                                         bool validate_only) {
-  const TopicInfo* found = b.topics_->find(*b.topics_->snapshot(), name);
-  if (!found) return {ErrorCode::unknown_topic_or_partition, fmt::format("no topic '{}'", name)};
-  TopicInfo t = *found;
-  if (count <= t.partitions) {
-    return {ErrorCode::invalid_partitions,
-            fmt::format("topic has {} partitions; the count can only grow", t.partitions)};
-  }
-  if (count > kMaxPartitions) {
-    return {ErrorCode::invalid_partitions, fmt::format("at most {} partitions", kMaxPartitions)};
-  }
-  if (auto limit = check_partition_limits(b, count - t.partitions)) return *limit;
-  if (validate_only) return {ErrorCode::none, {}};
-  auto settings = resolve_topic_settings(b.config_, t.configs);
-  if (!settings) return {ErrorCode::invalid_config, settings.error().message};
-  const int32_t from = t.partitions;
-  t.partitions = count;
-  return create_partitions_atomically(b, name, from, count, settings->log, std::move(t));
-}
-
-Outcome Broker::Handlers::set_topic_configs(Broker& b, const std::string& name,
-                                            std::map<std::string, std::string> configs,
-                                            bool validate_only) {
-  const TopicInfo* found = b.topics_->find(*b.topics_->snapshot(), name);
-  if (!found) return {ErrorCode::unknown_topic_or_partition, fmt::format("no topic '{}'", name)};
-  for (const auto& [k, v] : configs) {
-    if (auto c = validate_topic_config(k, v); !c)
-      return {ErrorCode::invalid_config, c.error().message};
-  }
-  auto settings = resolve_topic_settings(b.config_, configs);
-  if (!settings) return {ErrorCode::invalid_config, settings.error().message};
-  if (validate_only) return {ErrorCode::none, {}};
-  TopicInfo t = *found;
-  t.configs = std::move(configs);
-  if (auto p = b.topics_->put(t); !p) return {ErrorCode::kafka_storage_error, p.error().message};
-  for (int32_t i = 0; i < t.partitions; ++i) {
-    std::promise<Result<void>> done;
-    auto f = done.get_future();
-    b.logs_->set_config({name, i}, settings->log, [&done](Result<void> r) { done.set_value(r); });
-    if (auto r = f.get(); !r) return {ErrorCode::kafka_storage_error, r.error().message};
-  }
-  return {ErrorCode::none, {}};
-}
 
 // ---- CreateTopics ----
 
@@ -271,7 +67,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_topics(
       }
       configs[c.name] = *c.value;
     }
-    int32_t partitions = t.num_partitions == -1 ? b.config_.num_partitions : t.num_partitions;
+    int32_t partitions = t.num_partitions == -1 ? b.config().num_partitions : t.num_partitions;
     if (!t.assignments.empty()) {
       if (t.num_partitions != -1 || t.replication_factor != -1) {
         bad = Outcome{ErrorCode::invalid_request,
@@ -280,9 +76,10 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_topics(
       partitions = int32_t(t.assignments.size());
       for (size_t i = 0; i < t.assignments.size() && !bad; ++i) {
         const auto& a = t.assignments[i];
-        if (a.partition_index != int32_t(i) || a.broker_ids != std::vector{b.config_.node_id}) {
-          bad = Outcome{ErrorCode::invalid_replica_assignment,
-                        fmt::format("partitions 0..n-1 each on broker {} only", b.config_.node_id)};
+        if (a.partition_index != int32_t(i) || a.broker_ids != std::vector{b.config().node_id}) {
+          bad =
+              Outcome{ErrorCode::invalid_replica_assignment,
+                      fmt::format("partitions 0..n-1 each on broker {} only", b.config().node_id)};
         }
       }
     } else if (t.replication_factor != -1 && t.replication_factor != 1) {
@@ -298,9 +95,10 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_topics(
     }
     std::string name = t.name;
     bool validate_only = body.validate_only;
-    auto op0 = run_on<CreateResult>(controller(b), [&b, name, partitions, configs, validate_only] {
-      return create_topic(b, name, partitions, configs, validate_only);
-    });
+    auto op0 = run_on<TopicAdmin::CreateResult>(
+        metadata(b), [&b, name, partitions, configs, validate_only] {
+          return topic_admin(b).create_topic(name, partitions, configs, validate_only);
+        });
     auto r = co_await std::move(op0);
     out.error_code = code(r.error);
     if (r.error != ErrorCode::none) {
@@ -314,7 +112,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_topics(
         auto it = configs.find(std::string(d.name));
         bool set = it != configs.end();
         cs.push_back({std::string(d.name),
-                      set ? it->second : topic_config_default(b.config_, d.name),
+                      set ? it->second : topic_config_default(b.config(), d.name),
                       false,
                       set ? kSourceDynamicTopic : kSourceDefault,
                       false,
@@ -341,7 +139,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_topics(
     out.topic_id = w.topic_id;
     std::optional<std::string> name = w.name;
     if (!name) {
-      auto snap = b.topics_->snapshot();
+      auto snap = b.topics().snapshot();
       for (const auto& [n, t] : *snap) {
         if (t.id == w.topic_id) name = n;
       }
@@ -352,7 +150,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_topics(
       }
       out.name = name;
     }
-    auto op1 = run_on<Outcome>(controller(b), [&b, n = *name] { return delete_topic(b, n); });
+    auto op1 =
+        run_on<Outcome>(metadata(b), [&b, n = *name] { return topic_admin(b).delete_topic(n); });
     auto r = co_await std::move(op1);
     set_outcome(out, r);
     resp.responses.push_back(std::move(out));
@@ -371,19 +170,18 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_partitions(
     bool bad_assignment = false;
     if (t.assignments) {
       for (const auto& a : *t.assignments) {
-        if (a.broker_ids != std::vector{b.config_.node_id}) bad_assignment = true;
+        if (a.broker_ids != std::vector{b.config().node_id}) bad_assignment = true;
       }
     }
     Outcome r;
     if (bad_assignment) {
       r = {ErrorCode::invalid_replica_assignment,
-           fmt::format("new partitions can only be on broker {}", b.config_.node_id)};
+           fmt::format("new partitions can only be on broker {}", b.config().node_id)};
     } else {
       bool validate_only = body.validate_only;
-      auto op2 =
-          run_on<Outcome>(controller(b), [&b, name = t.name, count = t.count, validate_only] {
-            return set_partitions(b, name, count, validate_only);
-          });
+      auto op2 = run_on<Outcome>(metadata(b), [&b, name = t.name, count = t.count, validate_only] {
+        return topic_admin(b).set_partitions(name, count, validate_only);
+      });
       r = co_await std::move(op2);
     }
     set_outcome(out, r);
@@ -398,7 +196,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::describe_configs(
     Broker& b, Request& req, protocol::DescribeConfigsRequest& body) {
   using Entry = protocol::DescribeConfigsResponse::DescribeConfigsResourceResult;
   protocol::DescribeConfigsResponse resp;
-  auto snap = b.topics_->snapshot();
+  auto snap = b.topics().snapshot();
   auto wanted = [](const auto& keys, std::string_view name) {
     return !keys || keys->empty() || std::find(keys->begin(), keys->end(), name) != keys->end();
   };
@@ -407,7 +205,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::describe_configs(
     out.resource_type = r.resource_type;
     out.resource_name = r.resource_name;
     if (r.resource_type == kResourceTopic) {
-      const TopicInfo* t = b.topics_->find(*snap, r.resource_name);
+      const TopicInfo* t = b.topics().find(*snap, r.resource_name);
       if (!t) {
         out.error_code = code(ErrorCode::unknown_topic_or_partition);
         out.error_message = fmt::format("no topic '{}'", r.resource_name);
@@ -418,7 +216,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::describe_configs(
           e.name = std::string(d.name);
           auto it = t->configs.find(e.name);
           bool set = it != t->configs.end();
-          std::string def = topic_config_default(b.config_, d.name);
+          std::string def = topic_config_default(b.config(), d.name);
           e.value = set ? it->second : def;
           e.is_default = !set;
           e.config_source = set ? kSourceDynamicTopic : kSourceDefault;
@@ -432,12 +230,12 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::describe_configs(
         }
       }
     } else if (r.resource_type == kResourceBroker) {
-      if (!r.resource_name.empty() && r.resource_name != std::to_string(b.config_.node_id)) {
+      if (!r.resource_name.empty() && r.resource_name != std::to_string(b.config().node_id)) {
         out.error_code = code(ErrorCode::invalid_request);
         out.error_message =
-            fmt::format("broker {} is not this broker ({})", r.resource_name, b.config_.node_id);
+            fmt::format("broker {} is not this broker ({})", r.resource_name, b.config().node_id);
       } else {
-        for (const auto& s : describe_config(b.config_)) {
+        for (const auto& s : describe_config(b.config())) {
           if (!wanted(r.configuration_keys, s.name)) continue;
           Entry e;
           e.name = s.name;
@@ -488,8 +286,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::alter_configs(
       if (c.value) configs[c.name] = *c.value;
     }
     bool validate_only = body.validate_only;
-    auto op3 = run_on<Outcome>(controller(b), [&b, name = r.resource_name, configs, validate_only] {
-      return set_topic_configs(b, name, configs, validate_only);
+    auto op3 = run_on<Outcome>(metadata(b), [&b, name = r.resource_name, configs, validate_only] {
+      return topic_admin(b).set_topic_configs(name, configs, validate_only);
     });
     auto res = co_await std::move(op3);
     set_outcome(out, res);
@@ -512,9 +310,9 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::incremental_alter_configs(
     }
     bool validate_only = body.validate_only;
     auto ops = r.configs;
-    auto op4 = run_on<Outcome>(
-        controller(b), [&b, name = r.resource_name, ops, validate_only]() -> Outcome {
-          const TopicInfo* t = b.topics_->find(*b.topics_->snapshot(), name);
+    auto op4 =
+        run_on<Outcome>(metadata(b), [&b, name = r.resource_name, ops, validate_only]() -> Outcome {
+          const TopicInfo* t = b.topics().find(*b.topics().snapshot(), name);
           if (!t)
             return {ErrorCode::unknown_topic_or_partition, fmt::format("no topic '{}'", name)};
           auto configs = t->configs;
@@ -524,7 +322,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::incremental_alter_configs(
               return {ErrorCode::invalid_config, fmt::format("unknown topic config '{}'", op.name)};
             std::string current = configs.contains(op.name)
                                       ? configs[op.name]
-                                      : topic_config_default(b.config_, op.name);
+                                      : topic_config_default(b.config(), op.name);
             switch (op.config_operation) {
               case 0:  // SET
                 if (!op.value)
@@ -561,7 +359,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::incremental_alter_configs(
                         fmt::format("unknown config operation {}", op.config_operation)};
             }
           }
-          return set_topic_configs(b, name, configs, validate_only);
+          return topic_admin(b).set_topic_configs(name, configs, validate_only);
         });
     auto res = co_await std::move(op4);
     set_outcome(out, res);
@@ -576,11 +374,11 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_records(
     Broker& b, Request& req, protocol::DeleteRecordsRequest& body) {
   using PartResult = protocol::DeleteRecordsResponse::DeleteRecordsPartitionResult;
   protocol::DeleteRecordsResponse resp;
-  auto snap = b.topics_->snapshot();
+  auto snap = b.topics().snapshot();
   for (const auto& t : body.topics) {
     auto& tout = resp.topics.emplace_back();
     tout.name = t.name;
-    const TopicInfo* info = b.topics_->find(*snap, t.name);
+    const TopicInfo* info = b.topics().find(*snap, t.name);
     for (const auto& p : t.partitions) {
       PartResult out;
       out.partition_index = p.partition_index;
@@ -590,22 +388,23 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_records(
         tout.partitions.push_back(out);
         continue;
       }
-      int64_t target = p.offset;
-      auto op = with_partition_log(*b.logs_, {t.name, p.partition_index}, out,
-                                   [out, target](storage::PartitionLog& l) mutable {
-                                     int64_t hw = l.high_watermark().value();
-                                     int64_t to = target == -1 ? hw : target;
-                                     if (to < 0 || to > hw) {
-                                       out.error_code = code(ErrorCode::offset_out_of_range);
-                                     } else if (to > l.log_start_offset().value()) {
-                                       if (auto r = l.advance_log_start_offset(Offset(to)); !r) {
-                                         out.error_code = code(error_code_for(r.error()));
-                                       }
-                                     }
-                                     out.low_watermark = l.log_start_offset().value();
-                                     return out;
-                                   });
-      out = co_await std::move(op);
+      model::TopicPartition tp{t.name, p.partition_index};
+      cluster::PartitionService& parts = partitions(b);
+      if (auto le = parts.check_leader(tp)) {
+        out.error_code = code(error_code_for(*le));
+        tout.partitions.push_back(out);
+        continue;
+      }
+      const int64_t before = p.offset;
+      auto op = on_callback<Result<cluster::Truncation>>(
+          [&parts, &tp, before](auto done) { parts.delete_records(tp, before, done); });
+      Result<cluster::Truncation> r = co_await std::move(op);
+      if (!r) {
+        out.error_code = code(error_code_for(r.error()));
+      } else {
+        if (r->error) out.error_code = code(error_code_for(*r->error));
+        out.low_watermark = r->low_watermark;
+      }
       tout.partitions.push_back(out);
     }
   }
@@ -617,26 +416,26 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_records(
 asio::awaitable<HandlerOutcome> Broker::Handlers::describe_cluster(
     Broker& b, Request& req, protocol::DescribeClusterRequest& /*body: nothing in it matters*/) {
   protocol::DescribeClusterResponse resp;
-  resp.cluster_id = b.config_.cluster_id;
-  resp.controller_id = b.config_.node_id;
+  resp.cluster_id = b.config().cluster_id;
+  resp.controller_id = b.config().node_id;
   resp.brokers.push_back(
-      {b.config_.node_id, b.advertised_host_, int32_t(b.advertised_port_), std::nullopt, {}});
+      {b.config().node_id, advertised_host(b), int32_t(advertised_port(b)), std::nullopt, {}});
   co_return respond(req, resp);
 }
 
 asio::awaitable<HandlerOutcome> Broker::Handlers::describe_log_dirs(
     Broker& b, Request& req, protocol::DescribeLogDirsRequest& body) {
-  // status() blocks on the shards: run it on the controller thread, not a network thread.
-  auto op5 = run_on<std::vector<storage::PartitionStatus>>(controller(b),
-                                                           [&b] { return b.logs_->status(); });
+  // status() blocks on the shards: run it on the metadata thread, not a network thread.
+  auto op5 = run_on<std::vector<storage::PartitionStatus>>(metadata(b),
+                                                           [&b] { return partitions(b).status(); });
   auto status = co_await std::move(op5);
   protocol::DescribeLogDirsResponse resp;
   auto& dir = resp.results.emplace_back();
   std::error_code ec;
-  auto abs = std::filesystem::absolute(b.config_.data_dir, ec);
-  dir.log_dir = ec ? b.config_.data_dir : abs.lexically_normal().string();
+  auto abs = std::filesystem::absolute(b.config().data_dir, ec);
+  dir.log_dir = ec ? b.config().data_dir : abs.lexically_normal().string();
   struct statvfs fs;
-  if (::statvfs(b.config_.data_dir.c_str(), &fs) == 0) {
+  if (::statvfs(b.config().data_dir.c_str(), &fs) == 0) {
     dir.total_bytes = int64_t(fs.f_blocks) * int64_t(fs.f_frsize);
     dir.usable_bytes = int64_t(fs.f_bavail) * int64_t(fs.f_frsize);
   }

@@ -33,7 +33,7 @@ asio::awaitable<R> on_callback(Start start) {
       asio::use_awaitable);
 }
 
-// Runs fn() on another executor (e.g. the controller thread) and resumes with its result.
+// Runs fn() on another executor (e.g. the metadata thread) and resumes with its result.
 template <typename R, typename Executor, typename Fn>
 asio::awaitable<R> run_on(Executor target, Fn fn) {
   return on_callback<R>([target, fn = std::move(fn)](auto done) mutable {

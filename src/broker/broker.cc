@@ -81,13 +81,6 @@ const SupportedApi* find_supported(int16_t key) {
   return nullptr;
 }
 
-template <typename T>
-Result<T> wait_for(std::function<void(storage::LogManager::Callback<T>)> start) {
-  std::promise<Result<T>> p;
-  auto f = p.get_future();
-  start([&p](Result<T> r) { p.set_value(std::move(r)); });
-  return f.get();
-}
 }  // namespace
 
 std::span<const SupportedApi> supported_apis() {
@@ -205,8 +198,13 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
   std::string ids_name(ProducerIdAllocator::kFileName);
   o.reserved_names = {registry_name, registry_name + ".tmp", ids_name, ids_name + ".tmp"};
   PartitionWaiters* waiters = b->waiters_.get();
-  o.on_high_watermark = [waiters](const TopicPartition& tp, Offset) { waiters->notify(tp); };
+  b->table_ = std::make_unique<cluster::PartitionTable>();
+  // The partitions' owner (one node) decides their high watermarks and wakes long polls.
+  b->partitions_ = std::make_unique<cluster::LocalPartitions>(
+      c.node_id, *b->table_, [waiters](const TopicPartition& tp) { waiters->notify(tp); });
+  o.high_watermark = b->partitions_->high_watermark_policy();
   b->logs_ = ORDO_TRY(storage::LogManager::open(o));
+  b->partitions_->attach(*b->logs_);
   b->topics_ = ORDO_TRY(TopicRegistry::open(c.data_dir));
   b->producer_ids_ =
       std::make_unique<ProducerIdAllocator>(ORDO_TRY(ProducerIdAllocator::open(c.data_dir)));
@@ -257,25 +255,39 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
     ORDO_TRY(b->topics_->put(TopicInfo{name, random_topic_id(), n, {}}));
   }
 
-  // Every registered partition exists and runs with its topic's settings.
-  std::set<TopicPartition> present;
-  for (const auto& p : on_disk) present.insert(p.tp);
+  // The partition table from the registry; then the reconciler makes every registered
+  // partition exist and run with its topic's settings. It is given the logs on disk that the
+  // table has: others (partitions beyond a topic's count, invalid names) are left alone.
+  std::vector<cluster::Command> commands;
   for (const auto& [name, t] : *b->topics_->snapshot()) {
     auto settings = resolve_topic_settings(c, t.configs);
     if (!settings) {
       return make_error(Errc::corrupt, "topic {}: {}", name, settings.error().message);
     }
-    for (int32_t i = 0; i < t.partitions; ++i) {
-      TopicPartition tp{name, i};
-      if (!present.contains(tp)) {
-        ORDO_LOG_WARN("partition {} was missing; created empty", tp.to_string());
-        ORDO_TRY(logs.create_sync(tp, settings->log));
-      } else {
-        auto r = wait_for<void>([&](auto done) { logs.set_config(tp, settings->log, done); });
-        if (!r) ORDO_LOG_ERROR("partition {}: {}", tp.to_string(), r.error().to_string());
-      }
+    commands.push_back(TopicAdmin::create_command(c.node_id, t, settings->log));
+  }
+  ORDO_TRY(b->table_->apply_all(commands));
+  std::vector<TopicPartition> local;
+  {
+    auto table = b->table_->snapshot();
+    for (const auto& p : on_disk) {
+      if (table->find(p.tp)) local.push_back(p.tp);
     }
   }
+  b->reconciler_ = std::make_unique<cluster::Reconciler>(c.node_id, logs, local);
+  {
+    cluster::Reconciler::Report report;
+    auto r = b->reconciler_->reconcile(*b->table_->snapshot(), report);
+    for (const auto& tp : report.created) {
+      ORDO_LOG_WARN("partition {} was missing; created empty", tp.to_string());
+    }
+    for (const auto& [tp, e] : report.config_errors) {
+      ORDO_LOG_ERROR("partition {}: {}", tp.to_string(), e.to_string());
+    }
+    ORDO_TRY(r);
+  }
+  b->admin_ = std::make_unique<TopicAdmin>(c, *b->topics_, *b->table_, *b->reconciler_,
+                                           b->create_step_hook_);
 
   // Consumer groups: __consumer_offsets exists (compacted), then its records are replayed.
   {
@@ -283,11 +295,11 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
     const TopicInfo* offsets = b->topics_->find(*topics, kOffsetsTopic);
     int32_t partitions = c.offsets_topic_num_partitions;
     if (offsets == nullptr) {
-      auto r =
-          Handlers::create_topic(*b, kOffsetsTopic, partitions,
-                                 {{"cleanup.policy", "compact"},
-                                  {"segment.bytes", std::to_string(c.offsets_topic_segment_bytes)}},
-                                 false);
+      auto r = b->admin_->create_topic(
+          kOffsetsTopic, partitions,
+          {{"cleanup.policy", "compact"},
+           {"segment.bytes", std::to_string(c.offsets_topic_segment_bytes)}},
+          false);
       if (r.error != ErrorCode::none) {
         return make_error(Errc::io, "creating {}: {}", kOffsetsTopic, r.message);
       }
@@ -305,11 +317,11 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
     go.retention_ms = c.offsets_retention_minutes * 60'000;
     go.retention_check_interval_ms = c.offsets_retention_check_interval_ms;
     go.metadata_max_bytes = c.offset_metadata_max_bytes;
-    b->groups_ = ORDO_TRY(GroupService::open(go, logs));
+    b->groups_ = ORDO_TRY(GroupService::open(go, *b->partitions_));
   }
 
-  b->controller_work_.emplace(b->controller_.get_executor());
-  b->controller_thread_ = std::thread([ctx = &b->controller_] { ctx->run(); });
+  b->metadata_work_.emplace(b->metadata_.get_executor());
+  b->metadata_thread_ = std::thread([ctx = &b->metadata_] { ctx->run(); });
   return b;
 }
 
@@ -335,9 +347,9 @@ Result<void> Broker::close() {
     ORDO_ASSERT_MSG(!ctx->get_executor().running_in_this_thread(),
                     "Broker::close() on a network thread would wait for itself");
   }
-  if (controller_work_) {
-    controller_work_.reset();
-    controller_thread_.join();
+  if (metadata_work_) {
+    metadata_work_.reset();
+    metadata_thread_.join();
   }
   // Group appends in flight finish first (the group thread posts their answers); then the
   // logs close while the network threads run (they may be the shards), then those stop.
@@ -408,9 +420,9 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::api_versions(Broker&, Request&
 // ---- Metadata ----
 
 asio::awaitable<void> Broker::Handlers::auto_create(Broker& b, std::vector<std::string> names) {
-  auto op0 = run_on<int>(controller(b), [&b, names] {
+  auto op0 = run_on<int>(metadata(b), [&b, names] {
     for (const auto& name : names) {
-      auto r = create_topic(b, name, b.config_.num_partitions, {}, false);
+      auto r = topic_admin(b).create_topic(name, b.config_.num_partitions, {}, false);
       if (r.error == ErrorCode::none) {
         ORDO_LOG_INFO("topic {}: auto-created with {} partitions", name, r.topic.partitions);
       }
@@ -446,6 +458,10 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::metadata(Broker& b, Request& r
       {b.config_.node_id, b.advertised_host_, int32_t(b.advertised_port_), std::nullopt, {}});
   resp.cluster_id = b.config_.cluster_id;
   resp.controller_id = b.config_.node_id;
+  // Leaders, epochs and replicas from the partition table. It changes before the registry
+  // publishes a topic and after the registry drops one, so it holds every registered
+  // partition, except that a topic deleted between the two snapshots has no leader.
+  auto table = b.table_->snapshot();
   auto describe = [&](const TopicInfo& t) {
     protocol::MetadataResponse::MetadataResponseTopic out;
     out.name = t.name;
@@ -453,10 +469,16 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::metadata(Broker& b, Request& r
     for (int32_t i = 0; i < t.partitions; ++i) {
       protocol::MetadataResponse::MetadataResponsePartition p;
       p.partition_index = i;
-      p.leader_id = b.config_.node_id;
-      p.leader_epoch = 0;
-      p.replica_nodes = {b.config_.node_id};
-      p.isr_nodes = {b.config_.node_id};
+      if (const cluster::PartitionAssignment* a = table->find(TopicPartition{t.name, i})) {
+        p.leader_id = a->leader;
+        p.leader_epoch = a->leader_epoch;
+        p.replica_nodes = a->replicas;
+        p.isr_nodes = a->replicas;  // one node: every replica is in sync
+      } else {
+        p.error_code = code(ErrorCode::leader_not_available);
+        p.leader_id = cluster::kNoLeader;
+        p.leader_epoch = -1;
+      }
       out.partitions.push_back(std::move(p));
     }
     out.is_internal = t.name == kOffsetsTopic;

@@ -4,16 +4,19 @@
 //
 // Threads. The broker owns the network threads: network.threads io_contexts, each run by one
 // thread from open() until close(). The Server runs its listener and connections on them;
-// handle() runs on the calling connection's executor. Partition reads and writes go to the
-// LogManager's shards (the single writer of each partition): with storage.shard.mode =
+// handle() runs on the calling connection's executor. Partition reads and writes go through
+// the partition seam (cluster::PartitionService; single node: cluster::LocalPartitions, which
+// also decides the high watermarks) to the LogManager's shards (the single writer of each
+// partition): with storage.shard.mode =
 // network the shards ARE the network threads (a partition's work runs inline when the
 // request is on its thread, and is posted to the owning network thread otherwise); with
 // dedicated they are the LogManager's own threads. Topic changes (create, delete,
-// partitions, configs) run one at a time on the broker's controller thread, which persists
-// them in the TopicRegistry before they are seen.
+// partitions, configs) run one at a time on the broker's metadata thread (TopicAdmin), which
+// persists them in the TopicRegistry before they are seen and applies them to the partition
+// table, whose reconciler makes the local logs match.
 //
 // Shutdown order: Server::stop() (stop accepting and reading, finish in-flight requests),
-// then close(): the controller thread, then the logs (while the network threads still run:
+// then close(): the metadata thread, then the logs (while the network threads still run:
 // they may be the shards), then the network threads.
 
 #include <atomic>
@@ -34,6 +37,9 @@
 #include "broker/async.h"
 #include "broker/config.h"
 #include "broker/topics.h"
+#include "cluster/partition_table.h"
+#include "cluster/partitions.h"
+#include "cluster/reconciler.h"
 #include "protocol/codec.h"
 #include "storage/log_manager.h"
 
@@ -66,6 +72,7 @@ struct ConnectionState {
 class PartitionWaiters;
 class GroupService;
 class ProducerIdAllocator;
+class TopicAdmin;
 
 class Broker {
  public:
@@ -87,7 +94,7 @@ class Broker {
   void begin_shutdown();
   bool stopping() const { return stopping_.load(); }
 
-  // Stops the controller thread and the group coordinator's thread, closes every log cleanly
+  // Stops the metadata thread and the group coordinator's thread, closes every log cleanly
   // and stops the network threads (after the server has finished its in-flight requests).
   // Idempotent; not from a network thread.
   Result<void> close();
@@ -96,12 +103,14 @@ class Broker {
   // The network threads' contexts (network.threads of them), running from open() to close().
   std::vector<asio::io_context*> network_contexts() const;
   storage::LogManager& logs() { return *logs_; }
+  cluster::PartitionService& partitions() { return *partitions_; }
+  const cluster::PartitionTable& partition_table() const { return *table_; }
   TopicRegistry& topics() { return *topics_; }
 
   // Tests (fault injection, crash tests): called with 0, 1, ... before each step of a topic or
   // partition creation (0: before the registry records it; 1..n: before partition from+k-1;
   // n+1: before the registry publishes it). An error fails the creation at that step as a real
-  // failure would. Set before requests arrive; runs on the controller thread.
+  // failure would. Set before requests arrive; runs on the metadata thread.
   void set_create_step_hook(std::function<Result<void>(int step)> hook) {
     create_step_hook_ = std::move(hook);
   }
@@ -120,13 +129,21 @@ class Broker {
   std::unique_ptr<TopicRegistry> topics_;
   std::unique_ptr<PartitionWaiters> waiters_;
   std::atomic<bool> stopping_{false};
+  // The control plane: the partition table (mirrors the topic registry; changed only by the
+  // metadata thread, always before the registry publishes a change), the partition seam the
+  // handlers use (it decides the high watermark: declared before the logs, which call it)
+  // and the reconciler that makes the local logs match the table (metadata thread).
+  std::unique_ptr<cluster::PartitionTable> table_;
+  std::unique_ptr<cluster::LocalPartitions> partitions_;
   std::unique_ptr<storage::LogManager> logs_;
+  std::unique_ptr<cluster::Reconciler> reconciler_;
+  std::unique_ptr<TopicAdmin> admin_;  // topic changes, on the metadata thread
   std::unique_ptr<GroupService> groups_;
   std::unique_ptr<ProducerIdAllocator> producer_ids_;
   std::function<Result<void>(int)> create_step_hook_;
-  asio::io_context controller_;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> controller_work_;
-  std::thread controller_thread_;
+  asio::io_context metadata_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> metadata_work_;
+  std::thread metadata_thread_;
   // Declared last, so destroyed first: handlers still queued on them (coroutine frames) are
   // destroyed while everything they refer to exists.
   std::vector<std::unique_ptr<asio::io_context>> network_;

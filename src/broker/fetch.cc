@@ -19,12 +19,13 @@ struct FetchItem {
   model::TopicPartition tp;
   int64_t offset = 0;
   int32_t max_bytes = 0;
-  bool known = false;
+  bool known = false;  // an existing partition this node leads: read
+  std::optional<cluster::LeaderError> not_led;
   Result<storage::ReadResult> result = make_error(Errc::not_found, "not read");
 };
 
 // Reads every known partition at once (each on its shard) and resumes when all are back.
-asio::awaitable<void> read_all(storage::LogManager& logs, std::vector<FetchItem>& items,
+asio::awaitable<void> read_all(cluster::PartitionService& parts, std::vector<FetchItem>& items,
                                int8_t isolation_level) {
   (void)isolation_level;  // no transactions yet: the last stable offset is the high watermark
   co_await on_callback<int>([&](auto done) {
@@ -39,7 +40,7 @@ asio::awaitable<void> read_all(storage::LogManager& logs, std::vector<FetchItem>
       o.start = Offset(item.offset);
       o.max_bytes = item.max_bytes;
       o.min_one_batch = true;
-      logs.read(item.tp, o, [&item, finish_one](Result<storage::ReadResult> r) mutable {
+      parts.read(item.tp, o, [&item, finish_one](Result<storage::ReadResult> r) mutable {
         item.result = std::move(r);
         finish_one();
       });
@@ -50,13 +51,14 @@ asio::awaitable<void> read_all(storage::LogManager& logs, std::vector<FetchItem>
 
 // Reads one partition again with a smaller limit and no first-batch exception: the batches
 // that fit in what is left of the response's max_bytes.
-asio::awaitable<void> read_within(storage::LogManager& logs, FetchItem& item, int64_t max_bytes) {
+asio::awaitable<void> read_within(cluster::PartitionService& parts, FetchItem& item,
+                                  int64_t max_bytes) {
   co_await on_callback<int>([&](auto done) {
     storage::ReadOptions o;
     o.start = Offset(item.offset);
     o.max_bytes = max_bytes;
     o.min_one_batch = false;
-    logs.read(item.tp, o, [&item, done](Result<storage::ReadResult> r) mutable {
+    parts.read(item.tp, o, [&item, done](Result<storage::ReadResult> r) mutable {
       item.result = std::move(r);
       done(0);
     });
@@ -75,11 +77,12 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
     co_return respond(req, resp);
   }
 
-  auto topics = b.topics_->snapshot();
+  cluster::PartitionService& parts = partitions(b);
+  auto topics = b.topics().snapshot();
   std::vector<FetchItem> items;
   for (size_t ti = 0; ti < body.topics.size(); ++ti) {
     const auto& t = body.topics[ti];
-    const TopicInfo* info = b.topics_->find(*topics, t.topic);
+    const TopicInfo* info = b.topics().find(*topics, t.topic);
     for (const auto& p : t.partitions) {
       FetchItem item;
       item.topic_index = ti;
@@ -87,14 +90,17 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
       item.offset = p.fetch_offset;
       // No partition can contribute more than the whole response may hold.
       item.max_bytes = std::clamp(p.partition_max_bytes, 0, std::max(body.max_bytes, 0));
-      item.known = has_partition(info, p.partition);
+      if (has_partition(info, p.partition)) {
+        item.not_led = parts.check_leader(item.tp, p.current_leader_epoch);
+        item.known = !item.not_led;
+      }
       items.push_back(std::move(item));
     }
   }
 
   const auto deadline =
       std::chrono::steady_clock::now() +
-      std::chrono::milliseconds(std::clamp(body.max_wait_ms, 0, b.config_.fetch_max_wait_ms));
+      std::chrono::milliseconds(std::clamp(body.max_wait_ms, 0, b.config().fetch_max_wait_ms));
   const int64_t max_bytes = std::max(body.max_bytes, 0);
   auto executor = co_await asio::this_coro::executor;
   while (true) {
@@ -103,7 +109,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
     for (const auto& item : items) {
       if (item.known) waiters(b).add(item.tp, waiter);
     }
-    co_await read_all(*b.logs_, items, body.isolation_level);
+    co_await read_all(parts, items, body.isolation_level);
     int64_t total = 0;
     bool error = false;
     for (const auto& item : items) {
@@ -135,7 +141,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
   for (auto& item : items) {
     if (used > 0 && item.known && item.result && item.result->slice.size > max_bytes - used) {
       if (max_bytes - used > 0) {
-        co_await read_within(*b.logs_, item, max_bytes - used);
+        co_await read_within(parts, item, max_bytes - used);
       } else {
         item.result->slice = {};
       }
@@ -144,7 +150,10 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
     out.partition_index = item.tp.partition;
     // Never null: librdkafka cannot parse a -1 record set size, even next to an error.
     out.records = protocol::Records::owned({});
-    if (!item.known) {
+    if (item.not_led) {
+      set_leader_error(out, *item.not_led);
+      out.high_watermark = -1;
+    } else if (!item.known) {
       out.error_code = code(ErrorCode::unknown_topic_or_partition);
       out.high_watermark = -1;
     } else if (!item.result) {
@@ -174,11 +183,12 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::list_offsets(Broker& b, Reques
                                                                protocol::ListOffsetsRequest& body) {
   using PartResp = protocol::ListOffsetsResponse::ListOffsetsPartitionResponse;
   protocol::ListOffsetsResponse resp;
-  auto topics = b.topics_->snapshot();
+  cluster::PartitionService& parts = partitions(b);
+  auto topics = b.topics().snapshot();
   for (const auto& t : body.topics) {
     auto& tout = resp.topics.emplace_back();
     tout.name = t.name;
-    const TopicInfo* info = b.topics_->find(*topics, t.name);
+    const TopicInfo* info = b.topics().find(*topics, t.name);
     for (const auto& p : t.partitions) {
       PartResp out;
       out.partition_index = p.partition_index;
@@ -187,31 +197,26 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::list_offsets(Broker& b, Reques
         tout.partitions.push_back(std::move(out));
         continue;
       }
-      const int64_t target = p.timestamp;
       model::TopicPartition tp{t.name, p.partition_index};
-      auto op =
-          with_partition_log(*b.logs_, tp, out, [out, target](storage::PartitionLog& l) mutable {
-            const int64_t hw = l.high_watermark().value();
-            if (target == -2) {  // earliest
-              out.offset = l.log_start_offset().value();
-            } else if (target == -1) {  // latest (the last stable offset: no transactions yet)
-              out.offset = hw;
-            } else if (target < 0 && target != -3) {
-              out.error_code = code(ErrorCode::invalid_request);
-            } else {  // by timestamp, or -3: the record with the largest timestamp
-              auto m = target == -3 ? l.max_timestamp_offset() : l.offset_for_timestamp(target);
-              if (!m) {
-                out.error_code = code(error_code_for(m.error()));
-              } else if (*m && (*m)->offset.value() < hw) {
-                out.offset = (*m)->offset.value();
-                out.timestamp = (*m)->timestamp;
-              }
-            }
-            return out;
-          });
-      out = co_await std::move(op);
-      if (out.error_code == 0) {
-        out.leader_epoch = 0;
+      if (auto le = parts.check_leader(tp, p.current_leader_epoch)) {
+        out.error_code = code(error_code_for(*le));
+        tout.partitions.push_back(std::move(out));
+        continue;
+      }
+      // -1 latest (the last stable offset: no transactions yet), -2 earliest, -3 the record
+      // with the largest timestamp, or a timestamp.
+      const int64_t which = p.timestamp;
+      auto op = on_callback<Result<cluster::OffsetAnswer>>(
+          [&parts, &tp, which](auto done) { parts.list_offset(tp, which, done); });
+      Result<cluster::OffsetAnswer> found = co_await std::move(op);
+      if (!found) {
+        out.error_code = code(found.error().code == Errc::invalid_argument
+                                  ? ErrorCode::invalid_request  // no such offset spec
+                                  : error_code_for(found.error()));
+      } else {
+        out.offset = found->offset;
+        out.timestamp = found->timestamp;
+        out.leader_epoch = found->leader_epoch;
         if (req.version == 0) {
           // v0 answers with a list of offsets; an offset of -1 means none.
           if (out.offset >= 0 && p.max_num_offsets > 0) out.old_style_offsets = {out.offset};

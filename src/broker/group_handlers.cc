@@ -91,7 +91,7 @@ const char* state_name_for_listing(GroupState s) {
 
 asio::awaitable<HandlerOutcome> Broker::Handlers::find_coordinator(
     Broker& b, Request& req, protocol::FindCoordinatorRequest& body) {
-  GroupService& gs = *b.groups_;
+  GroupService& gs = groups(b);
   auto answer = [&](int8_t key_type, const std::string& key) {
     protocol::FindCoordinatorResponse::Coordinator c;
     c.key = key;
@@ -102,9 +102,9 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::find_coordinator(
       c.error_code = code(e);
       c.error_message = "the group's partition of __consumer_offsets is not available";
     } else {
-      c.node_id = b.config_.node_id;
-      c.host = b.advertised_host_;
-      c.port = int32_t(b.advertised_port_);
+      c.node_id = b.config().node_id;
+      c.host = advertised_host(b);
+      c.port = int32_t(advertised_port(b));
     }
     if (c.error_code != 0) c.node_id = -1;
     return c;
@@ -142,7 +142,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::join_group(Broker& b, Request&
   for (auto& p : body.protocols) jr.protocols.push_back({p.name, std::move(p.metadata)});
 
   auto op = on_groups_async<coordinator::JoinResponse>(
-      *b.groups_, [jr = std::move(jr)](GroupService& gs, auto done) mutable {
+      groups(b), [jr = std::move(jr)](GroupService& gs, auto done) mutable {
         if (ErrorCode e = gs.availability(jr.group_id); e != ErrorCode::none) {
           coordinator::JoinResponse r;
           r.error = e;
@@ -187,7 +187,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::sync_group(Broker& b, Request&
     sr.assignments.emplace_back(a.member_id, std::move(a.assignment));
 
   auto op = on_groups_async<coordinator::SyncResponse>(
-      *b.groups_, [sr = std::move(sr)](GroupService& gs, auto done) mutable {
+      groups(b), [sr = std::move(sr)](GroupService& gs, auto done) mutable {
         if (ErrorCode e = gs.availability(sr.group_id); e != ErrorCode::none) {
           return done(coordinator::SyncResponse{.error = e});
         }
@@ -209,7 +209,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::heartbeat(Broker& b, Request& 
                                                             protocol::HeartbeatRequest& body) {
   coordinator::HeartbeatRequest hr{body.group_id, body.generation_id, body.member_id,
                                    body.group_instance_id};
-  auto op = on_groups<ErrorCode>(*b.groups_, [hr = std::move(hr)](GroupService& gs) {
+  auto op = on_groups<ErrorCode>(groups(b), [hr = std::move(hr)](GroupService& gs) {
     if (ErrorCode e = gs.availability(hr.group_id); e != ErrorCode::none) return e;
     return gs.coordinator().heartbeat(hr);
   });
@@ -230,7 +230,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::leave_group(Broker& b, Request
   } else {
     for (const auto& m : body.members) lr.members.push_back({m.member_id, m.group_instance_id});
   }
-  auto op = on_groups<coordinator::LeaveResponse>(*b.groups_, [lr](GroupService& gs) {
+  auto op = on_groups<coordinator::LeaveResponse>(groups(b), [lr](GroupService& gs) {
     if (ErrorCode e = gs.availability(lr.group_id); e != ErrorCode::none) {
       return coordinator::LeaveResponse{e, {}};
     }
@@ -257,9 +257,9 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::leave_group(Broker& b, Request
 asio::awaitable<HandlerOutcome> Broker::Handlers::offset_commit(
     Broker& b, Request& req, protocol::OffsetCommitRequest& body) {
   const int16_t v = req.version;
-  GroupService& gs = *b.groups_;
+  GroupService& gs = groups(b);
   int64_t now = gs.options().clock->now_ms();
-  auto topics = b.topics_->snapshot();
+  auto topics = b.topics().snapshot();
 
   protocol::OffsetCommitResponse resp;
   std::vector<GroupService::Commit> commits;
@@ -268,7 +268,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::offset_commit(
   for (auto& t : body.topics) resp.topics.push_back({t.name, {}, {}});
   for (size_t ti = 0; ti < body.topics.size(); ++ti) {
     auto& t = body.topics[ti];
-    const TopicInfo* info = b.topics_->find(*topics, t.name);
+    const TopicInfo* info = b.topics().find(*topics, t.name);
     for (auto& p : t.partitions) {
       resp.topics[ti].partitions.push_back({p.partition_index, 0, {}});
     }
@@ -366,7 +366,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::offset_fetch(Broker& b, Reques
                                                                protocol::OffsetFetchRequest& body) {
   using Resp = protocol::OffsetFetchResponse;
   const int16_t v = req.version;
-  auto op = on_groups<Resp>(*b.groups_, [v, body = std::move(body)](GroupService& gs) {
+  auto op = on_groups<Resp>(groups(b), [v, body = std::move(body)](GroupService& gs) {
     Resp resp;
     if (v >= 8) {
       for (const auto& g : body.groups) {
@@ -404,7 +404,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::offset_fetch(Broker& b, Reques
 asio::awaitable<HandlerOutcome> Broker::Handlers::list_groups(Broker& b, Request& req,
                                                               protocol::ListGroupsRequest& body) {
   using Resp = protocol::ListGroupsResponse;
-  auto op = on_groups<Resp>(*b.groups_, [filter = body.states_filter](GroupService& gs) {
+  auto op = on_groups<Resp>(groups(b), [filter = body.states_filter](GroupService& gs) {
     Resp resp;
     auto wanted = [&](const std::string& state) {
       if (filter.empty()) return true;
@@ -432,7 +432,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::describe_groups(
     Broker& b, Request& req, protocol::DescribeGroupsRequest& body) {
   using Resp = protocol::DescribeGroupsResponse;
   bool ops = req.version >= 3 && body.include_authorized_operations;
-  auto op = on_groups<Resp>(*b.groups_, [ops, groups = body.groups](GroupService& gs) {
+  auto op = on_groups<Resp>(groups(b), [ops, groups = body.groups](GroupService& gs) {
     Resp resp;
     for (const auto& id : groups) {
       Resp::DescribedGroup out;
@@ -474,7 +474,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_groups(
     Broker& b, Request& req, protocol::DeleteGroupsRequest& body) {
   protocol::DeleteGroupsResponse resp;
   for (const auto& id : body.groups_names) {
-    auto op = on_groups_async<ErrorCode>(*b.groups_, [id](GroupService& gs, auto done) mutable {
+    auto op = on_groups_async<ErrorCode>(groups(b), [id](GroupService& gs, auto done) mutable {
       if (ErrorCode e = gs.availability(id); e != ErrorCode::none) return done(e);
       gs.delete_group(id, [done](ErrorCode e) mutable { done(e); });
     });
@@ -489,7 +489,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_groups(
 asio::awaitable<HandlerOutcome> Broker::Handlers::offset_delete(
     Broker& b, Request& req, protocol::OffsetDeleteRequest& body) {
   using Resp = protocol::OffsetDeleteResponse;
-  auto topics = b.topics_->snapshot();
+  auto topics = b.topics().snapshot();
   Resp resp;
   for (const auto& t : body.topics) {
     Resp::OffsetDeleteResponseTopic out{t.name, {}, {}};
@@ -501,7 +501,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::offset_delete(
     std::set<std::string> subscribed;  // topics a member of a non-empty consumer group reads
   };
   std::string group_id = body.group_id;
-  auto plan_op = on_groups<Plan>(*b.groups_, [group_id](GroupService& gs) {
+  auto plan_op = on_groups<Plan>(groups(b), [group_id](GroupService& gs) {
     Plan plan;
     plan.group_error = gs.availability(group_id);
     if (plan.group_error != ErrorCode::none) return plan;
@@ -534,7 +534,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::offset_delete(
   std::vector<GroupService::TopicPartition> doomed;
   std::vector<Resp::OffsetDeleteResponsePartition*> slots;
   for (auto& t : resp.topics) {
-    const TopicInfo* info = b.topics_->find(*topics, t.name);
+    const TopicInfo* info = b.topics().find(*topics, t.name);
     for (auto& p : t.partitions) {
       if (!has_partition(info, p.partition_index)) {
         p.error_code = code(ErrorCode::unknown_topic_or_partition);
@@ -548,7 +548,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::offset_delete(
   }
   if (!doomed.empty()) {
     auto op = on_groups_async<ErrorCode>(
-        *b.groups_, [group_id, doomed = std::move(doomed)](GroupService& gs, auto done) mutable {
+        groups(b), [group_id, doomed = std::move(doomed)](GroupService& gs, auto done) mutable {
           gs.delete_offsets(group_id, std::move(doomed), [done](ErrorCode e) mutable { done(e); });
         });
     ErrorCode e = co_await std::move(op);

@@ -1,6 +1,7 @@
 #include "broker/groups.h"
 
 #include <chrono>
+#include <future>
 
 #include <asio/post.hpp>
 
@@ -59,9 +60,9 @@ int32_t java_string_hash(const std::string& utf8) {
   return int32_t(h);
 }
 
-GroupService::GroupService(GroupServiceOptions options, storage::LogManager& logs)
+GroupService::GroupService(GroupServiceOptions options, cluster::PartitionService& partitions)
     : options_(options),
-      logs_(logs),
+      partitions_(partitions),
       tick_timer_(ctx_),
       coordinator_(options.group, *options.clock,
                    uint64_t(std::chrono::steady_clock::now().time_since_epoch().count())) {}
@@ -78,9 +79,9 @@ int32_t GroupService::partition_for(const std::string& group_id) const {
 }
 
 Result<std::unique_ptr<GroupService>> GroupService::open(GroupServiceOptions options,
-                                                         storage::LogManager& logs) {
+                                                         cluster::PartitionService& partitions) {
   ORDO_ASSERT(options.partitions > 0);
-  auto s = std::unique_ptr<GroupService>(new GroupService(options, logs));
+  auto s = std::unique_ptr<GroupService>(new GroupService(options, partitions));
   s->failed_partitions_.assign(size_t(options.partitions), false);
   coordinator::GroupStateSnapshot snapshot;
   for (int32_t p = 0; p < options.partitions; ++p) {
@@ -116,13 +117,19 @@ Result<std::unique_ptr<GroupService>> GroupService::open(GroupServiceOptions opt
 Result<void> GroupService::load_partition(int32_t partition,
                                           coordinator::GroupStateSnapshot& snapshot) {
   model::TopicPartition tp{kOffsetsTopic, partition};
-  auto first = ORDO_TRY(logs_.read_sync(tp, storage::ReadOptions{.start = Offset(0)}));
+  // Blocking reads: open() runs before the broker serves, on a thread that is no shard.
+  auto read_sync = [this](const model::TopicPartition& tp, storage::ReadOptions o) {
+    std::promise<Result<storage::ReadResult>> p;
+    auto f = p.get_future();
+    partitions_.read(tp, o, [&p](Result<storage::ReadResult> r) { p.set_value(std::move(r)); });
+    return f.get();
+  };
+  auto first = ORDO_TRY(read_sync(tp, storage::ReadOptions{.start = Offset(0)}));
   Offset next = first.log_start_offset;
   Offset end = first.high_watermark;
   std::vector<uint8_t> buf;
   while (next < end) {
-    auto r =
-        ORDO_TRY(logs_.read_sync(tp, storage::ReadOptions{.start = next, .max_bytes = 1 << 20}));
+    auto r = ORDO_TRY(read_sync(tp, storage::ReadOptions{.start = next, .max_bytes = 1 << 20}));
     if (r.slice.size == 0) break;
     buf.resize(size_t(r.slice.size));
     ORDO_TRY(r.slice.file->pread_exact(buf, r.slice.position));
@@ -188,15 +195,16 @@ void GroupService::append(const std::string& group_id, RecordList records,
   }
   model::TopicPartition tp{kOffsetsTopic, partition_for(group_id)};
   auto ex = executor();
-  logs_.append(tp, builder.build(), storage::AppendOptions{},
-               [ex, done = std::move(done), tp](Result<storage::AppendResult> r) mutable {
-                 ErrorCode e = ErrorCode::none;
-                 if (!r) {
-                   ORDO_LOG_ERROR("{}: append failed: {}", tp.to_string(), r.error().to_string());
-                   e = ErrorCode::coordinator_not_available;
-                 }
-                 asio::post(ex, [done = std::move(done), e] { done(e); });
-               });
+  partitions_.append(tp, builder.build(), cluster::Consistency::quorum, storage::AppendOptions{},
+                     [ex, done = std::move(done), tp](Result<storage::AppendResult> r) mutable {
+                       ErrorCode e = ErrorCode::none;
+                       if (!r) {
+                         ORDO_LOG_ERROR("{}: append failed: {}", tp.to_string(),
+                                        r.error().to_string());
+                         e = ErrorCode::coordinator_not_available;
+                       }
+                       asio::post(ex, [done = std::move(done), e] { done(e); });
+                     });
 }
 
 void GroupService::commit(const std::string& group_id, std::vector<Commit> commits,

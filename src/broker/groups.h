@@ -13,8 +13,9 @@
 // group comes back with an older generation, and its members rejoin.
 //
 // Threads: every method below except open(), executor(), partition_for(), availability(),
-// begin_shutdown() and stop() must run on executor(). LogManager callbacks come back on shard
-// threads and are posted here.
+// begin_shutdown() and stop() must run on executor(). Partition callbacks come back on shard
+// threads and are posted here. It reads and appends through the partition seam, as leader
+// (cluster::PartitionService: the appends wait for the quorum, one node's durable sync).
 
 #include <atomic>
 #include <cstdint>
@@ -31,9 +32,9 @@
 
 #include "base/clock.h"
 #include "base/result.h"
+#include "cluster/partitions.h"
 #include "coordinator/group_coordinator.h"
 #include "coordinator/group_records.h"
-#include "storage/log_manager.h"
 
 namespace ordo::broker {
 
@@ -62,7 +63,7 @@ class GroupService {
   // thread. A partition whose records do not decode is reported and its groups are answered
   // with COORDINATOR_NOT_AVAILABLE (nothing is guessed).
   static Result<std::unique_ptr<GroupService>> open(GroupServiceOptions options,
-                                                    storage::LogManager& logs);
+                                                    cluster::PartitionService& partitions);
   ~GroupService();
   GroupService(const GroupService&) = delete;
   GroupService& operator=(const GroupService&) = delete;
@@ -108,7 +109,7 @@ class GroupService {
   void stop();
 
  private:
-  explicit GroupService(GroupServiceOptions options, storage::LogManager& logs);
+  explicit GroupService(GroupServiceOptions options, cluster::PartitionService& partitions);
   Result<void> load_partition(int32_t partition, coordinator::GroupStateSnapshot& snapshot);
   using RecordList =
       std::vector<std::pair<coordinator::RecordBytes, std::optional<coordinator::RecordBytes>>>;
@@ -119,7 +120,7 @@ class GroupService {
   void schedule_tick();
 
   GroupServiceOptions options_;
-  storage::LogManager& logs_;
+  cluster::PartitionService& partitions_;
   asio::io_context ctx_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::thread thread_;

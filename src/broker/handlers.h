@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "broker/async.h"
 #include "broker/broker.h"
+#include "broker/topic_admin.h"
 #include "protocol/api.h"
 #include "protocol/errors.h"
 #include "protocol/header.h"
@@ -105,23 +106,20 @@ std::optional<ResponseFrame> unsupported_version_response(int16_t api_key, int16
 // Storage errors as Kafka error codes.
 ErrorCode error_code_for(const Error& e);
 
-// Runs fn(PartitionLog&) -> R on the partition's shard thread (its single writer) and resumes
-// with the result; when the log cannot be used, `failed` comes back with the storage error's
-// code in its error_code. Call as `auto op = with_partition_log(...); co_await std::move(op);`
-// (g++ 12 mishandles temporaries with destructors inside a co_await expression).
-template <typename R, typename Fn>
-asio::awaitable<R> with_partition_log(storage::LogManager& logs, model::TopicPartition tp, R failed,
-                                      Fn fn) {
-  return on_callback<R>([&logs, tp = std::move(tp), failed = std::move(failed),
-                         fn = std::move(fn)](auto done) mutable {
-    logs.with_log(tp, [failed, fn, done](Result<storage::PartitionLog*> log) mutable {
-      if (!log) {
-        failed.error_code = code(error_code_for(log.error()));
-        return done(std::move(failed));
-      }
-      done(fn(**log));
-    });
-  });
+// A leadership error of the partition seam as its Kafka error code (the numbers are Kafka's).
+inline ErrorCode error_code_for(const cluster::LeaderError& e) {
+  return ErrorCode(static_cast<int16_t>(e.code));
+}
+
+// Copies a leadership error into a partition response: its code, and the current leader into
+// the CurrentLeader field where the response has one (encoded from the version that has it).
+template <typename Out>
+void set_leader_error(Out& out, const cluster::LeaderError& e) {
+  out.error_code = code(error_code_for(e));
+  if constexpr (requires { out.current_leader.leader_id; }) {
+    out.current_leader.leader_id = e.leader_id;
+    out.current_leader.leader_epoch = e.leader_epoch;
+  }
 }
 
 // Wakes long-polling fetches when a partition's high watermark moves. notify() runs on shard
@@ -200,33 +198,19 @@ struct Broker::Handlers {
   static asio::awaitable<HandlerOutcome> offset_delete(Broker& b, Request& req,
                                                        protocol::OffsetDeleteRequest& body);
 
-  // Controller-thread operations (blocking; run through run_on(controller)).
-  struct CreateResult {
-    ErrorCode error = ErrorCode::none;
-    std::string message;
-    TopicInfo topic;
-  };
-  static CreateResult create_topic(Broker& b, const std::string& name, int32_t partitions,
-                                   const std::map<std::string, std::string>& configs,
-                                   bool validate_only);
-  static std::pair<ErrorCode, std::string> delete_topic(Broker& b, const std::string& name);
-  // Refuses `adding` partitions beyond max.partitions or the open-file limit (nullopt: fine).
-  static std::optional<std::pair<ErrorCode, std::string>> check_partition_limits(Broker& b,
-                                                                                 int64_t adding);
-  // Partitions [from, to) of a topic, all or nothing; `done` is the registry entry to publish.
-  static std::pair<ErrorCode, std::string> create_partitions_atomically(
-      Broker& b, const std::string& name, int32_t from, int32_t to, const storage::LogConfig& log,
-      TopicInfo done);
-  static std::pair<ErrorCode, std::string> set_partitions(Broker& b, const std::string& name,
-                                                          int32_t count, bool validate_only);
-  static std::pair<ErrorCode, std::string> set_topic_configs(
-      Broker& b, const std::string& name, std::map<std::string, std::string> configs,
-      bool validate_only);
-
-  // Ensures the named topics exist (auto-creation from Metadata); on the controller thread.
+  // Ensures the named topics exist (auto-creation from Metadata); on the metadata thread.
   static asio::awaitable<void> auto_create(Broker& b, std::vector<std::string> names);
-  static asio::any_io_executor controller(Broker& b) { return b.controller_.get_executor(); }
+
+  // What the handlers may use of the Broker besides its public interface (config(),
+  // topics()): the one place outside broker.cc that reaches its members. Partitions only
+  // through the seam; topic changes only through the TopicAdmin, on the metadata thread
+  // (blocking: run them through run_on(metadata(b), ...)).
+  static cluster::PartitionService& partitions(Broker& b) { return *b.partitions_; }
+  static TopicAdmin& topic_admin(Broker& b) { return *b.admin_; }
+  static asio::any_io_executor metadata(Broker& b) { return b.metadata_.get_executor(); }
   static PartitionWaiters& waiters(Broker& b) { return *b.waiters_; }
+  static GroupService& groups(Broker& b) { return *b.groups_; }
+  static ProducerIdAllocator& producer_ids(Broker& b) { return *b.producer_ids_; }
   static const std::string& advertised_host(Broker& b) { return b.advertised_host_; }
   static uint16_t advertised_port(Broker& b) { return b.advertised_port_; }
 };

@@ -41,6 +41,12 @@ void fail(PartitionWork& w, ErrorCode e, std::string message) {
   w.response.error_message = std::move(message);
 }
 
+// This node does not lead the partition (CurrentLeader is in the response from v10 on).
+void fail(PartitionWork& w, const cluster::LeaderError& e) {
+  set_leader_error(w.response, e);
+  w.response.base_offset = -1;
+}
+
 constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
 
 // message.timestamp.before.max.ms / after.max.ms (Kafka's check of every record of a
@@ -192,13 +198,14 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
   const int64_t now = SystemClock::instance().now_ms();
 
   std::vector<PartitionWork> work;
-  auto topics = b.topics_->snapshot();
+  cluster::PartitionService& parts = partitions(b);
+  auto topics = b.topics().snapshot();
   for (size_t ti = 0; ti < body.topic_data.size(); ++ti) {
     const auto& t = body.topic_data[ti];
-    const TopicInfo* info = b.topics_->find(*topics, t.name);
+    const TopicInfo* info = b.topics().find(*topics, t.name);
     std::optional<TopicSettings> settings;
     if (info) {
-      auto s = resolve_topic_settings(b.config_, info->configs);
+      auto s = resolve_topic_settings(b.config(), info->configs);
       if (s) settings = std::move(*s);
     }
     for (const auto& p : t.partition_data) {
@@ -213,6 +220,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
              model::is_valid_topic_name(t.name) ? ErrorCode::unknown_topic_or_partition
                                                 : ErrorCode::invalid_topic_exception,
              "unknown topic or partition");
+      } else if (auto le = parts.check_leader(w.tp)) {
+        fail(w, *le);
       } else if (t.name == kOffsetsTopic) {
         // Only the group coordinator writes there (Kafka refuses it the same way).
         fail(w, ErrorCode::invalid_topic_exception, "__consumer_offsets is internal");
@@ -236,9 +245,10 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
   while (conn.produce_turn != ticket) co_await conn.produce_wakeup->wait();
 
   storage::AppendOptions options;
-  options.leader_epoch = 0;
   options.verify_crc = false;  // validate() did
-  options.wait_for_flush = acks == -1;
+  // acks=-1: every in-sync replica (one node: durable under the topic's flush policy).
+  const cluster::Consistency consistency =
+      acks == -1 ? cluster::Consistency::quorum : cluster::Consistency::leader;
   co_await on_callback<int>([&](auto done) {
     auto remaining = std::make_shared<std::atomic<size_t>>(1);
     auto finish_one = [remaining, done]() mutable {
@@ -249,16 +259,19 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
       remaining->fetch_add(1);
       // Borrowed: on the partition's own thread the log writes the frame's bytes before this
       // returns; elsewhere it copies them.
-      b.logs_->append_borrowed(w.tp, w.batches(), options,
-                               [&w, finish_one](Result<storage::AppendResult> r) mutable {
-                                 if (r) {
-                                   w.response.base_offset = r->first_offset.value();
-                                   w.response.log_start_offset = r->log_start_offset.value();
-                                 } else {
-                                   fail(w, error_code_for(r.error()), r.error().message);
-                                 }
-                                 finish_one();
-                               });
+      parts.append(w.tp, w.batches(), consistency, options,
+                   [&w, &parts, finish_one](Result<storage::AppendResult> r) mutable {
+                     if (r) {
+                       w.response.base_offset = r->first_offset.value();
+                       w.response.log_start_offset = r->log_start_offset.value();
+                     } else if (auto le = parts.check_leader(w.tp)) {
+                       fail(w, *le);  // the leadership moved (or the partition went)
+                       w.response.error_message = r.error().message;
+                     } else {
+                       fail(w, error_code_for(r.error()), r.error().message);
+                     }
+                     finish_one();
+                   });
     }
     // Every append of this request is queued at its writer: the next request may go.
     ++conn.produce_turn;
@@ -302,7 +315,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::init_producer_id(
   }
   // An idempotent producer (no transactional id) gets a new id with epoch 0, also when it asks
   // to bump the epoch of its old one (v3+), as Kafka does: the sequences start over.
-  auto op = run_on<Result<int64_t>>(controller(b), [&b] { return b.producer_ids_->next(); });
+  auto op = run_on<Result<int64_t>>(metadata(b), [&b] { return producer_ids(b).next(); });
   Result<int64_t> id = co_await std::move(op);
   if (!id) {
     ORDO_LOG_ERROR("InitProducerId: {}", id.error().to_string());

@@ -3,7 +3,7 @@
 // in <data_dir>/topics, and the topic configs the broker understands.
 //
 // The registry is read by every network thread (snapshot(): an immutable map, swapped whole on
-// each change) and changed by one thread at a time (the broker's controller thread). Every
+// each change) and changed by one thread at a time (the broker's metadata thread). Every
 // change is written to disk (write_file_atomic: temp file, fsync, rename, fsync dir) before the
 // new snapshot is published. Format: docs/broker-metadata.md.
 

@@ -119,6 +119,8 @@ std::vector<uint8_t> encode_state_file(const RaftStateFile& file) {
     put64(body, uint64_t(c.offset));
     put_config(body, c.config);
   }
+  put64(body, uint64_t(file.state.reset_start));
+  put32(body, uint32_t(file.state.reset_term));
   ORDO_ASSERT(body.size() <= kMaxStateBody);
   std::vector<uint8_t> out;
   out.reserve(kStateHeader + body.size());
@@ -184,8 +186,11 @@ Result<RaftStateFile> decode_state_file(std::span<const uint8_t> bytes) {
     at.config = std::move(*config);
     f.state.configs.push_back(std::move(at));
   }
+  f.state.reset_start = int64_t(in.u64());
+  f.state.reset_term = int32_t(in.u32());
+  if (!in.ok()) return make_error(Errc::corrupt, "raft state file: truncated");
   if (!in.done()) return make_error(Errc::corrupt, "raft state file: trailing bytes");
-  if (f.incarnation == 0 || f.state.term < 0 || f.base_before < -1) {
+  if (f.incarnation == 0 || f.state.term < 0 || f.base_before < -1 || f.state.reset_start < -1) {
     return make_error(Errc::corrupt, "raft state file: incarnation {} term {} base_before {}",
                       f.incarnation, f.state.term, f.base_before);
   }

@@ -51,6 +51,8 @@ enum class ErrorCode : int16_t {
   group_id_not_found = 69,
   fetch_session_id_not_found = 70,
   invalid_fetch_session_epoch = 71,
+  fenced_leader_epoch = 74,
+  unknown_leader_epoch = 75,
   unsupported_compression_type = 76,
   offset_not_available = 78,
   member_id_required = 79,

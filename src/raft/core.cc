@@ -28,6 +28,20 @@ Core::Core(Options options, Restored restored, LogReader* reader)
   ORDO_ASSERT(0 <= log_start_ && log_start_ <= log_end_);
   ORDO_ASSERT_MSG(!state_.configs.empty(), "a replica starts with its group's configuration");
   ORDO_ASSERT(state_.voted_for.id == kNoNode || state_.term > 0);
+  if (state_.reset_start > log_start_) {
+    // The state of a reset was saved but the reset itself did not reach the disk before the
+    // crash: the recovered log is the old one, which the saved configuration does not describe.
+    // Redo the reset (the first Ready carries it out again).
+    const Offset start = state_.reset_start;
+    log_start_ = log_end_ = durable_end_ = storage_end_ = commit_ = start;
+    epochs_.clear();
+    if (state_.reset_term != kNoTerm && start > 0) {
+      epochs_.push_back(EpochStart{state_.reset_term, start - 1});
+    }
+    ready_.reset_to = start;
+    ready_.reset_term = state_.reset_term;
+    note_write();
+  }
   // A configuration whose entry did not survive the crash is not in force. The first one is
   // committed and durable (trim_configs keeps it so), but keep at least one in any case.
   while (state_.configs.size() > 1 && state_.configs.back().offset >= log_end_) {
@@ -695,6 +709,8 @@ void Core::on_append(const Message& m, const AppendRequest& r) {
     }
     reset_log(r.prev_end, r.prev_term);
     state_.configs.assign(1, ConfigAt{r.prev_end - 1, *r.start_config});
+    state_.reset_start = r.prev_end;
+    state_.reset_term = r.prev_term;
     persist_state();
   }
 

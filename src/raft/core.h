@@ -77,6 +77,12 @@ struct HardState {
   // Configurations from the newest one at or below the commit point on: the config of the
   // group is the last one. Written before the config entry itself reaches the log.
   std::vector<ConfigAt> configs;
+  // The last reset of the log (a follower restarted empty at the leader's log start): the
+  // state is saved before the reset reaches the disk, so a log recovered with its start below
+  // reset_start missed it, and the core resets it again at start (reset_term: the term of the
+  // record before). -1: never reset.
+  Offset reset_start = -1;
+  Term reset_term = kNoTerm;
   bool operator==(const HardState&) const = default;
 };
 

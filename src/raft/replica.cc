@@ -12,6 +12,7 @@ Replica::Replica(Options options, Restored restored, Storage* storage, Transport
       replica_options_(replica_options) {
   ORDO_ASSERT(storage_ != nullptr && transport_ != nullptr);
   reported_commit_ = core_.commit();
+  drain();  // recovery may have work for the storage (a reset to redo)
 }
 
 void Replica::tick() {

@@ -79,6 +79,7 @@ struct LogConfig {
   int64_t max_compaction_lag_ms = INT64_MAX;
 
   Result<void> validate() const;
+  bool operator==(const LogConfig&) const = default;
 };
 
 }  // namespace ordo::storage

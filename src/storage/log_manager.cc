@@ -120,15 +120,13 @@ struct LogManager::Impl {
     return it->second.get();
   }
 
+  // Reports the partition's progress to its owner, which decides the high watermark.
   void set_hw(Partition& p) {
-    if (!opts.auto_high_watermark) return;
+    if (!opts.high_watermark) return;
     PartitionLog& log = *p.log;
-    Offset before = log.high_watermark();
-    log.set_high_watermark(log.config().flush_mode == FlushMode::durable ? log.flushed_offset()
-                                                                         : log.log_end_offset());
-    if (log.high_watermark() != before && opts.on_high_watermark) {
-      opts.on_high_watermark(p.tp, log.high_watermark());
-    }
+    LogProgress progress{log.log_end_offset(), log.flushed_offset(), log.config().flush_mode,
+                         log.high_watermark()};
+    if (auto hw = opts.high_watermark(p.tp, progress)) log.set_high_watermark(*hw);
   }
 
   // An append that failed in a system call (a full disk, an I/O error): the client gets

@@ -44,6 +44,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -78,6 +79,21 @@ struct CleanerThreadOptions {
   std::function<void(const model::TopicPartition&)> before_commit;
 };
 
+// What storage tells a partition's owner after each append and each completed sync: how far
+// the log is written and how far it is durable. The owner answers with the high watermark
+// (what readers may see and retention may delete up to), or nullopt to leave it where it is.
+// A single node follows its own flush policy (cluster::LocalPartitions); a replicated
+// partition follows its quorum. Runs on the partition's shard thread, before the append's
+// callback; must not block. The answer is clamped to [log start, log end].
+struct LogProgress {
+  Offset appended;  // the log end offset: everything below it is written
+  Offset durable;   // the flushed offset: everything below it is fsynced
+  FlushMode flush_mode = FlushMode::durable;
+  Offset high_watermark;  // the current one
+};
+using HighWatermarkPolicy =
+    std::function<std::optional<Offset>(const model::TopicPartition&, const LogProgress&)>;
+
 struct LogManagerOptions {
   std::string data_dir;
   int shards = 1;
@@ -86,16 +102,13 @@ struct LogManagerOptions {
   const Clock* clock = &SystemClock::instance();
   // See OpenOptions::truncate_corrupt.
   bool truncate_corrupt = false;
-  // Single node: the high watermark follows the flushed offset (durable) or the log end.
-  // Replication turns this off and sets it itself.
-  bool auto_high_watermark = true;
+  // Who decides the high watermark: the partition's owner, not storage (see
+  // HighWatermarkPolicy). Empty: storage never moves it.
+  HighWatermarkPolicy high_watermark;
   // How often each shard checks interval flushes; retention and segment.ms checks run every
   // retention_check_interval_ms.
   int64_t tick_ms = 20;
   int64_t retention_check_interval_ms = 5 * 60 * 1000;
-  // Called on the shard thread whenever a partition's high watermark moves (after appends in
-  // page-cache modes, after a sync in durable mode, on truncation). Must not block.
-  std::function<void(const model::TopicPartition&, Offset)> on_high_watermark;
   // Entries of the data dir that belong to someone else (e.g. the broker's topic registry):
   // skipped without a warning when the partitions are opened.
   std::vector<std::string> reserved_names;

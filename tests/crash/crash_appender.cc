@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "cluster/partitions.h"
 #include "storage/log_manager.h"
 #include "tests/crash/crash_batch.h"
 
@@ -31,6 +32,9 @@ int main(int argc, char** argv) {
   o.data_dir = dir;
   o.shards = 1;
   o.flush_threads = 2;
+  o.high_watermark = [](const ordo::model::TopicPartition&, const ordo::storage::LogProgress& p) {
+    return ordo::cluster::LocalPartitions::decide_high_watermark(p);
+  };
   o.default_config.flush_mode = storage::FlushMode::durable;
   o.default_config.segment_bytes = 512 * 1024;  // many rolls
   o.default_config.index_interval_bytes = 1024;

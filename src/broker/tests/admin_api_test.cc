@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cluster/partitions.h"
 #include "storage/tests/test_util.h"
 
 namespace ordo::broker {
@@ -108,6 +109,9 @@ TEST(AdminApi, ServesTheLogsStatusOverHttp) {
   storage::testing::TempDir dir;
   storage::LogManagerOptions o;
   o.data_dir = dir.path();
+  o.high_watermark = [](const ordo::model::TopicPartition&, const ordo::storage::LogProgress& p) {
+    return ordo::cluster::LocalPartitions::decide_high_watermark(p);
+  };
   auto logs = storage::LogManager::open(o);
   ASSERT_TRUE(logs);
   storage::LogConfig compact;

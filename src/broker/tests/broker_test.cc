@@ -702,6 +702,48 @@ TEST_F(BrokerTest, AcksZeroErrorsCloseTheConnection) {
   EXPECT_FALSE(out.response);
 }
 
+TEST_F(BrokerTest, FetchAndListOffsetsCheckTheClientsLeaderEpochAgainstThePartitionTable) {
+  // The partition seam answers for the leader at its epoch (0 on one node): a client that
+  // names another epoch is told so, with the current leader in Fetch's CurrentLeader.
+  ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
+  produce("t", 0, storage::testing::make_batch(2, "e"));
+  for (int32_t epoch : {-1, 0}) {
+    auto req = fetch_req("t", 0, 0);
+    req.topics[0].partitions[0].current_leader_epoch = epoch;
+    auto resp = call<protocol::FetchResponse>(req, 12);
+    const auto& p = resp.responses.at(0).partitions.at(0);
+    EXPECT_EQ(p.error_code, 0) << epoch;
+    EXPECT_EQ(values(p).size(), 2u) << epoch;
+  }
+  auto req = fetch_req("t", 0, 0);
+  req.topics[0].partitions[0].current_leader_epoch = 3;
+  auto resp = call<protocol::FetchResponse>(req, 12);
+  const auto& p = resp.responses.at(0).partitions.at(0);
+  EXPECT_EQ(p.error_code, ec(ErrorCode::unknown_leader_epoch));
+  EXPECT_EQ(p.high_watermark, -1);
+  EXPECT_EQ(p.current_leader.leader_id, broker->config().node_id);
+  EXPECT_EQ(p.current_leader.leader_epoch, 0);
+  EXPECT_TRUE(values(p).empty());
+
+  protocol::ListOffsetsRequest lo;
+  lo.replica_id = -1;
+  protocol::ListOffsetsRequest::ListOffsetsTopic t;
+  t.name = "t";
+  protocol::ListOffsetsRequest::ListOffsetsPartition lp;
+  lp.partition_index = 0;
+  lp.timestamp = -1;
+  lp.current_leader_epoch = 3;
+  t.partitions.push_back(lp);
+  lo.topics.push_back(t);
+  auto lresp = call<protocol::ListOffsetsResponse>(lo, 7);
+  EXPECT_EQ(lresp.topics.at(0).partitions.at(0).error_code, ec(ErrorCode::unknown_leader_epoch));
+  lo.topics[0].partitions[0].current_leader_epoch = 0;
+  lresp = call<protocol::ListOffsetsResponse>(lo, 7);
+  EXPECT_EQ(lresp.topics.at(0).partitions.at(0).error_code, 0);
+  EXPECT_EQ(lresp.topics.at(0).partitions.at(0).offset, 2);
+  EXPECT_EQ(lresp.topics.at(0).partitions.at(0).leader_epoch, 0);
+}
+
 TEST_F(BrokerTest, FetchWithASessionIdIsRefused) {
   auto req = fetch_req("t", 0, 0);
   req.session_id = 42;

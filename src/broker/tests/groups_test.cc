@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <asio/post.hpp>
 
+#include "cluster/partitions.h"
 #include "model/record_batch.h"
 #include "storage/tests/test_util.h"
 
@@ -25,9 +26,17 @@ class GroupServiceTest : public ::testing::Test {
     storage::LogManagerOptions o;
     o.data_dir = dir_.path();
     o.default_config.flush_mode = storage::FlushMode::durable;
+    // The group service reaches its partitions through the seam: this node leads them.
+    cluster::CreateTopic offsets;
+    offsets.name = kOffsetsTopic;
+    offsets.log = o.default_config;
+    offsets.replicas.assign(kPartitions, {0});
+    ASSERT_TRUE(table_.apply(offsets));
+    o.high_watermark = partitions_.high_watermark_policy();
     auto logs = storage::LogManager::open(o);
     ASSERT_TRUE(logs) << logs.error().to_string();
     logs_ = std::move(*logs);
+    partitions_.attach(*logs_);
     for (int32_t p = 0; p < kPartitions; ++p) {
       ASSERT_TRUE(logs_->create_sync({kOffsetsTopic, p}, o.default_config));
     }
@@ -42,7 +51,7 @@ class GroupServiceTest : public ::testing::Test {
     o.retention_check_interval_ms = int64_t(1) << 40;  // only when the test asks
     o.group.initial_rebalance_delay_ms = 0;
     o.clock = &clock_;
-    auto s = GroupService::open(o, *logs_);
+    auto s = GroupService::open(o, partitions_);
     ASSERT_TRUE(s) << s.error().to_string();
     service_ = std::move(*s);
   }
@@ -85,6 +94,8 @@ class GroupServiceTest : public ::testing::Test {
 
   storage::testing::TempDir dir_;
   ManualClock clock_{1'700'000'000'000};
+  cluster::PartitionTable table_;
+  cluster::LocalPartitions partitions_{0, table_, nullptr};
   std::unique_ptr<storage::LogManager> logs_;
   std::unique_ptr<GroupService> service_;
 };

@@ -32,8 +32,19 @@ using testing::read_slice_bytes;
 using testing::TempDir;
 using testing::values_of;
 
+// The tests play the partition's owner: a single node's high watermark follows what the
+// flush policy makes visible (cluster::LocalPartitions decides the same in the broker).
+std::optional<Offset> follow_flush_policy(const LogProgress& p) {
+  Offset hw = p.flush_mode == FlushMode::durable ? p.durable : p.appended;
+  if (hw == p.high_watermark) return std::nullopt;
+  return hw;
+}
+
 LogManagerOptions options_for(const std::string& dir, FlushMode mode) {
   LogManagerOptions o;
+  o.high_watermark = [](const TopicPartition&, const LogProgress& p) {
+    return follow_flush_policy(p);
+  };
   o.data_dir = dir;
   o.shards = 2;
   o.default_config.flush_mode = mode;
@@ -61,16 +72,20 @@ std::vector<std::string> consume_all(LogManager& mgr, const TopicPartition& tp) 
 
 TEST(LogManager, DurableAppendWithoutWaitingIsSyncedRightAfterAndMovesTheHighWatermark) {
   // acks=1 on a durable log: the append completes once written; the sync follows on its own
-  // and moves the high watermark, which the on_high_watermark callback reports.
+  // and reports the progress to the owner, whose decision moves the high watermark.
   TempDir dir;
   auto o = options_for(dir.path(), FlushMode::durable);
   std::mutex mu;
   std::condition_variable cv;
   std::vector<int64_t> reported;
-  o.on_high_watermark = [&](const TopicPartition&, Offset hw) {
-    std::lock_guard lock(mu);
-    reported.push_back(hw.value());
-    cv.notify_all();
+  o.high_watermark = [&](const TopicPartition&, const LogProgress& p) {
+    auto hw = follow_flush_policy(p);
+    if (hw) {
+      std::lock_guard lock(mu);
+      reported.push_back(hw->value());
+      cv.notify_all();
+    }
+    return hw;
   };
   o.reserved_names = {"not-a-partition"};
   std::filesystem::create_directories(dir.path());
@@ -99,6 +114,61 @@ TEST(LogManager, DurableAppendWithoutWaitingIsSyncedRightAfterAndMovesTheHighWat
   EXPECT_EQ(consume_all(**mgr, tp).size(), 10u);
   ASSERT_TRUE((*mgr)->close());
   EXPECT_TRUE(std::filesystem::exists(dir.path() + "/not-a-partition"));
+}
+
+TEST(LogManager, TheHighWatermarkMovesOnlyWhereThePartitionsOwnerSaysSo) {
+  // Storage reports what is written and what is durable; the owner decides. Here an owner
+  // that holds the high watermark one offset behind the log end, then one that says nothing.
+  TempDir dir;
+  auto o = options_for(dir.path(), FlushMode::none);
+  std::atomic<bool> decide{true};
+  std::vector<std::pair<int64_t, int64_t>> seen;  // (appended, durable), on the shard thread
+  std::mutex mu;
+  o.high_watermark = [&](const TopicPartition&, const LogProgress& p) -> std::optional<Offset> {
+    std::lock_guard lock(mu);
+    seen.emplace_back(p.appended.value(), p.durable.value());
+    if (!decide.load()) return std::nullopt;
+    return Offset(p.appended.value() - 1);
+  };
+  auto mgr = LogManager::open(o);
+  ASSERT_TRUE(mgr) << mgr.error().to_string();
+  TopicPartition tp{"owned", 0};
+  ASSERT_TRUE((*mgr)->create_sync(tp, (*mgr)->options().default_config));
+  ASSERT_TRUE((*mgr)->append_sync(tp, make_batch(3, "a")));
+  auto r = (*mgr)->read_sync(tp, {.start = Offset(0)});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->log_end_offset, Offset(3));
+  EXPECT_EQ(r->high_watermark, Offset(2));
+  decide = false;
+  ASSERT_TRUE((*mgr)->append_sync(tp, make_batch(3, "b")));
+  r = (*mgr)->read_sync(tp, {.start = Offset(0)});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->log_end_offset, Offset(6));
+  EXPECT_EQ(r->high_watermark, Offset(2));  // reported, not decided: unchanged
+  {
+    std::lock_guard lock(mu);
+    ASSERT_GE(seen.size(), 2u);
+    EXPECT_EQ(seen[0].first, 3);
+    EXPECT_EQ(seen[1].first, 6);
+  }
+  ASSERT_TRUE((*mgr)->close());
+}
+
+TEST(LogManager, WithoutAnOwnerThatDecidesTheHighWatermarkStaysAtTheStart) {
+  TempDir dir;
+  auto o = options_for(dir.path(), FlushMode::durable);
+  o.high_watermark = nullptr;
+  auto mgr = LogManager::open(o);
+  ASSERT_TRUE(mgr) << mgr.error().to_string();
+  TopicPartition tp{"unowned", 0};
+  ASSERT_TRUE((*mgr)->create_sync(tp, (*mgr)->options().default_config));
+  auto a = (*mgr)->append_sync(tp, make_batch(2, "x"));  // waits for its sync
+  ASSERT_TRUE(a) << a.error().to_string();
+  auto st = (*mgr)->status();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].flushed_offset, Offset(2));
+  EXPECT_EQ(st[0].high_watermark, Offset(0));
+  ASSERT_TRUE((*mgr)->close());
 }
 
 TEST(LogManager, DurableAppendsFromManyThreadsShareSyncs) {
