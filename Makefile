@@ -13,7 +13,7 @@ CMAKE_FLAGS ?=
 
 .PHONY: all deps configure build run test test-release test-sanitize bench bench-broker \
         bench-groups bench-cleaner bench-cdc bench-sinks bench-startstop example-mailbox fuzz \
-        format format-check clean
+        sim format format-check clean
 
 all: build
 
@@ -102,6 +102,21 @@ fuzz: deps
 	$(FUZZ_DIR)/tests/fuzz/fuzz_$(FUZZ_TARGET) -max_total_time=$(FUZZ_SECONDS) \
 	  -artifact_prefix=$(FUZZ_DIR)/ \
 	  $(FUZZ_DIR)/corpus-$(FUZZ_TARGET) tests/fuzz/corpus/$(FUZZ_TARGET)
+
+# The deterministic Raft simulator (docs/replication-sim.md). SEED=N replays one seed with a
+# trace of every fault, role change, append and acknowledgement (SIM_FLAGS=-vv adds every
+# message); SEEDS=N runs seeds FIRST.. FIRST+N-1 (default 100000: long). BROKEN=<variant>
+# runs a deliberately broken variant (src/raft/broken.h) instead of the real core.
+SEEDS ?= 100000
+FIRST ?= 1
+SIM_FLAGS ?=
+sim: configure
+	cmake --build $(BUILD_DIR) --target raft_sim
+ifneq ($(SEED),)
+	$(BUILD_DIR)/src/raft/sim/raft_sim --seed $(SEED) $(if $(BROKEN),--broken $(BROKEN)) $(if $(SIM_FLAGS),$(SIM_FLAGS),-v)
+else
+	$(BUILD_DIR)/src/raft/sim/raft_sim --seeds $(SEEDS) --first $(FIRST) $(if $(BROKEN),--broken $(BROKEN)) $(SIM_FLAGS)
+endif
 
 FORMAT_FILES = $(shell git ls-files '*.cc' '*.h')
 format:
