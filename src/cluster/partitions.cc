@@ -49,10 +49,15 @@ std::optional<LeaderError> LocalPartitions::check_leader(const model::TopicParti
   return std::nullopt;
 }
 
-storage::AppendOptions LocalPartitions::leader_options(const model::TopicPartition&,
-                                                       Consistency consistency,
-                                                       storage::AppendOptions options) const {
+Result<storage::AppendOptions> LocalPartitions::leader_options(
+    const model::TopicPartition& tp, Consistency consistency,
+    storage::AppendOptions options) const {
+  auto snap = table_.snapshot();
+  const PartitionAssignment* a = snap->find(tp);
+  if (!a) return make_error(Errc::not_found, "no partition {}", tp.to_string());
+  if (a->leader != self_) return lost_leadership(tp);
   options.assign_offsets = true;
+  options.leader_epoch = a->leader_epoch;
   // One node: the quorum is this node, and its acknowledgement is the flush policy's (durable:
   // after the fsync). Leader-only appends complete once written.
   options.wait_for_flush = consistency == Consistency::quorum;
@@ -62,25 +67,17 @@ storage::AppendOptions LocalPartitions::leader_options(const model::TopicPartiti
 void LocalPartitions::append(const model::TopicPartition& tp, std::span<uint8_t> batches,
                              Consistency consistency, storage::AppendOptions options,
                              Callback<storage::AppendResult> done) {
-  auto snap = table_.snapshot();
-  const PartitionAssignment* a = snap->find(tp);
-  if (!a) return done(make_error(Errc::not_found, "no partition {}", tp.to_string()));
-  if (a->leader != self_) return done(lost_leadership(tp));
-  options = leader_options(tp, consistency, options);
-  options.leader_epoch = a->leader_epoch;
-  logs_->append_borrowed(tp, batches, options, std::move(done));
+  auto leader = leader_options(tp, consistency, options);
+  if (!leader) return done(std::move(leader).error());
+  logs_->append_borrowed(tp, batches, *leader, std::move(done));
 }
 
 void LocalPartitions::append(const model::TopicPartition& tp, std::vector<uint8_t> batches,
                              Consistency consistency, storage::AppendOptions options,
                              Callback<storage::AppendResult> done) {
-  auto snap = table_.snapshot();
-  const PartitionAssignment* a = snap->find(tp);
-  if (!a) return done(make_error(Errc::not_found, "no partition {}", tp.to_string()));
-  if (a->leader != self_) return done(lost_leadership(tp));
-  options = leader_options(tp, consistency, options);
-  options.leader_epoch = a->leader_epoch;
-  logs_->append(tp, std::move(batches), options, std::move(done));
+  auto leader = leader_options(tp, consistency, options);
+  if (!leader) return done(std::move(leader).error());
+  logs_->append(tp, std::move(batches), *leader, std::move(done));
 }
 
 void LocalPartitions::read(const model::TopicPartition& tp, storage::ReadOptions options,

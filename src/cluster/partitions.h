@@ -130,8 +130,10 @@ class LocalPartitions final : public PartitionService {
   std::vector<storage::PartitionStatus> status() override;
 
  private:
-  storage::AppendOptions leader_options(const model::TopicPartition& tp, Consistency consistency,
-                                        storage::AppendOptions options) const;
+  // The options of an append to `tp` as its leader, or why it cannot be appended here.
+  Result<storage::AppendOptions> leader_options(const model::TopicPartition& tp,
+                                                Consistency consistency,
+                                                storage::AppendOptions options) const;
 
   NodeId self_;
   const PartitionTable& table_;

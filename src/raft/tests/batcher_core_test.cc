@@ -11,27 +11,12 @@
 
 #include "raft/batcher.h"
 #include "raft/core.h"
+#include "raft/tests/mem_log.h"
 
 namespace ordo::raft {
 namespace {
 
-class MemLog : public LogReader {
- public:
-  std::vector<Entry> entries;
-  Offset start = 0;
-  Offset end() const { return entries.empty() ? start : entries.back().end(); }
-  Result<std::vector<Entry>> read(Offset from, size_t max_bytes) override {
-    std::vector<Entry> out;
-    size_t bytes = 0;
-    for (const Entry& e : entries) {
-      if (e.end() <= from) continue;
-      if (!out.empty() && bytes + e.size_bytes() > max_bytes) break;
-      bytes += e.size_bytes();
-      out.push_back(e);
-    }
-    return out;
-  }
-};
+using testing::MemLog;
 
 struct Replica {
   MemLog log;

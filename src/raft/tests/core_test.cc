@@ -3,6 +3,7 @@
 // over an in-memory log and a network the test delivers by hand.
 
 #include "raft/core.h"
+#include "raft/tests/mem_log.h"
 
 #include "raft/broken.h"
 
@@ -22,29 +23,7 @@ Payload bytes(const std::string& s) {
   return std::make_shared<std::vector<uint8_t>>(s.begin(), s.end());
 }
 
-class MemLog : public LogReader {
- public:
-  std::vector<Entry> entries;
-  Offset start = 0;
-  int reads = 0;
-
-  Offset end() const { return entries.empty() ? start : entries.back().end(); }
-  Result<std::vector<Entry>> read(Offset from, size_t max_bytes) override {
-    ++reads;
-    std::vector<Entry> out;
-    size_t bytes = 0;
-    for (const auto& e : entries) {
-      if (e.end() <= from) continue;
-      if (!out.empty() && bytes + e.size_bytes() > max_bytes) break;
-      bytes += e.size_bytes();
-      out.push_back(e);
-    }
-    return out;
-  }
-  void truncate(Offset to) {
-    while (!entries.empty() && entries.back().base >= to) entries.pop_back();
-  }
-};
+using testing::MemLog;
 
 struct Node {
   NodeId id = 0;
