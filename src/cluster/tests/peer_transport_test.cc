@@ -42,7 +42,8 @@ bool eventually(const std::function<bool()>& cond) {
 }
 
 struct Node {
-  Node(NodeId id, std::string cluster = "c1", uint16_t port = 0, size_t max_queue = 64u << 20) {
+  Node(NodeId id, std::string cluster = "c1", uint16_t port = 0, size_t max_queue = 64u << 20,
+       int64_t idle_ms = 3000) {
     PeerTransportOptions o;
     o.self.id = id;
     o.self.incarnation = 100 + uint64_t(id);
@@ -50,6 +51,8 @@ struct Node {
     o.self.peer_host = "127.0.0.1";
     o.listen_port = port;
     o.max_queue_bytes = max_queue;
+    o.idle_timeout_ms = idle_ms;
+    o.keepalive_ms = std::min<int64_t>(1000, idle_ms / 3);
     t = std::make_unique<PeerTransport>(ctx, o);
     t->on_frame = [this](NodeId from, std::span<const uint8_t> bytes) {
       auto f = wire::decode_frame(bytes);
@@ -304,6 +307,15 @@ TEST(PeerTransportTest, BadCrcOrForeignClusterClosesOnlyThatConnection) {
   for (int i = 1; i < 5; i++) a.t->send(2, frame(1, 2, std::to_string(i)));
   ASSERT_TRUE(eventually([&] { return b.from(1).size() == 5; }));
   EXPECT_EQ(b.from(1), numbered(0, 5));
+}
+
+TEST(PeerTransportTest, SilentConnectionIsClosedByTheIdleTimeout) {
+  Node a(1, "c1", 0, 64u << 20, /*idle_ms=*/300);
+  Hello nine{9, 1, "c1", "127.0.0.1", 1};
+  // Says hello, then nothing: a's keep-alives arrive, then a closes it.
+  EXPECT_TRUE(closed_after(a.port, encode_hello(nine).value()));
+  ASSERT_TRUE(eventually([&] { return !a.peer(9).connected && a.t->stats().open_sockets == 0; }));
+  EXPECT_EQ(a.peer(9).bad_frames, 0u);
 }
 
 TEST(PeerTransportTest, BlockedPeerDropsTrafficBothWays) {
