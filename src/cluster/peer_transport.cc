@@ -145,6 +145,7 @@ struct Peer {
   bool blocked = false;
   bool was_up = false;
   asio::steady_timer retry;
+  std::shared_ptr<Conn> connecting;  // the socket of a dial in progress (stop() closes it)
   PeerStats stats;
 };
 
@@ -221,12 +222,14 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
     }
     auto c = std::make_shared<Conn>(self->ctx, 0, true);
     c->peer = p->stats.id;
+    p->connecting = c;
     tcp::resolver resolver(self->ctx);
     auto endpoints = co_await resolver.async_resolve(p->addr.host, std::to_string(p->addr.port),
                                                      asio::redirect_error(asio::use_awaitable, ec));
     if (!ec)
       co_await asio::async_connect(c->socket, endpoints,
                                    asio::redirect_error(asio::use_awaitable, ec));
+    p->connecting.reset();
     if (self->stopped) {
       c->socket.close(ec);
       co_return;
@@ -463,6 +466,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
     for (auto& c : all) close(c);
     for (auto& [id, p] : peers) {
       p->retry.cancel();
+      if (p->connecting) p->connecting->socket.close(ec);
       p->conn.reset();
       p->stats.connected = false;
     }
