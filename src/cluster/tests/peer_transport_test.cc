@@ -10,15 +10,20 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
 #include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 #include <chrono>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <string>
 #include <thread>
 
 #include "base/coding.h"
+#include "raft/batcher.h"
+#include "raft/replica.h"
 #include "raft/wire.h"
 
 namespace ordo::cluster {
@@ -333,6 +338,155 @@ TEST(PeerTransportTest, BlockedPeerDropsTrafficBothWays) {
   ASSERT_TRUE(eventually([&] { return b.from(1).size() == 2 && a.from(2).size() == 1; }));
   EXPECT_EQ(b.from(1), numbered(0, 2));
   EXPECT_EQ(a.from(2), std::vector<std::string>{"1"});
+}
+
+// ---- end to end: three raft::Replicas over three PeerTransports and raft::Batchers --------
+
+// In-memory storage; syncs complete on the next turn of the node's thread.
+class MemStorage : public raft::Storage {
+ public:
+  explicit MemStorage(asio::io_context& ctx) : ctx_(ctx) {}
+  Result<std::vector<raft::Entry>> read(raft::Offset from, size_t) override {
+    std::vector<raft::Entry> out;
+    for (const auto& e : log_) {
+      if (e.end() > from) out.push_back(e);
+    }
+    return out;
+  }
+  Result<void> save_state(const raft::HardState&) override { return ok(); }
+  Result<void> reset(raft::Offset, raft::Term) override {
+    log_.clear();
+    return ok();
+  }
+  Result<void> truncate(raft::Offset end) override {
+    while (!log_.empty() && log_.back().base >= end) log_.pop_back();
+    return ok();
+  }
+  Result<void> append(std::span<const raft::Entry> entries) override {
+    log_.insert(log_.end(), entries.begin(), entries.end());
+    return ok();
+  }
+  Result<raft::Entry> append_leader(raft::Term term, raft::Payload payload,
+                                    int32_t records) override {
+    raft::Entry e;
+    e.term = term;
+    e.base = log_.empty() ? 0 : log_.back().end();
+    e.last = e.base + records - 1;
+    e.payload = std::move(payload);
+    log_.push_back(e);
+    return e;
+  }
+  void sync(std::function<void(Result<void>)> done) override {
+    asio::post(ctx_, [done = std::move(done)] { done(ok()); });
+  }
+
+ private:
+  asio::io_context& ctx_;
+  std::vector<raft::Entry> log_;
+};
+
+// One node: its thread runs the transport, the Batcher, the Replica and its tick timer.
+struct RaftNode : raft::Transport {
+  explicit RaftNode(NodeId id) : batcher(id), storage(ctx), tick_timer(ctx) {
+    PeerTransportOptions o;
+    o.self = Hello{id, 1, "raft", "127.0.0.1", 0};
+    net = std::make_unique<PeerTransport>(ctx, o);
+    net->on_frame = [this](NodeId, std::span<const uint8_t> bytes) {
+      auto received = batcher.receive(bytes);
+      if (!received) return;
+      for (const auto& m : received->messages) replica->receive(m);
+    };
+    port = net->start().value();
+    raft::Options ro;
+    ro.self = raft::Member{id, 1};
+    ro.seed = uint64_t(id) * 7919;
+    raft::Restored r;
+    raft::Config c;
+    for (NodeId v : {1, 2, 3}) c.voters.push_back(raft::Member{v, 1});
+    r.state.configs = {raft::ConfigAt{-1, c}};
+    replica = std::make_unique<raft::Replica>(ro, r, &storage, this);
+    tick();
+    thread = std::thread([this] { ctx.run(); });
+  }
+  ~RaftNode() override {
+    net->stop();
+    asio::post(ctx, [this] {
+      stopped = true;
+      tick_timer.cancel();
+    });
+    guard.reset();
+    thread.join();
+  }
+  void send(raft::Message message) override {  // raft::Transport, on this node's thread
+    batcher.add(std::move(message));
+    if (flush_posted) return;
+    flush_posted = true;
+    asio::post(ctx, [this] {
+      flush_posted = false;
+      for (auto& f : batcher.flush()) net->send(f.to, std::move(f.bytes));
+    });
+  }
+  void tick() {
+    tick_timer.expires_after(std::chrono::milliseconds(10));
+    tick_timer.async_wait([this](std::error_code ec) {
+      if (ec || stopped) return;
+      replica->tick();
+      tick();
+    });
+  }
+  template <typename F>
+  auto on_thread(F f) {  // runs f on the node's thread, waits for its answer
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto answer = task.get_future();
+    asio::post(ctx, [&task] { task(); });
+    return answer.get();
+  }
+
+  asio::io_context ctx;
+  asio::executor_work_guard<asio::io_context::executor_type> guard{ctx.get_executor()};
+  raft::Batcher batcher;
+  MemStorage storage;
+  asio::steady_timer tick_timer;
+  std::unique_ptr<PeerTransport> net;
+  std::unique_ptr<raft::Replica> replica;
+  uint16_t port = 0;
+  bool flush_posted = false;
+  bool stopped = false;
+  std::thread thread;
+};
+
+TEST(PeerTransportRaftTest, ThreeReplicasElectALeaderAndCommitAppends) {
+  std::vector<std::unique_ptr<RaftNode>> nodes;
+  for (NodeId id : {1, 2, 3}) nodes.push_back(std::make_unique<RaftNode>(id));
+  std::vector<PeerAddress> peers;
+  for (NodeId id : {1, 2, 3}) peers.push_back({id, "127.0.0.1", nodes[size_t(id - 1)]->port});
+  for (auto& n : nodes) n->net->set_peers(peers);
+
+  int appended = 0;
+  ASSERT_TRUE(eventually([&] {
+    for (auto& n : nodes) {
+      appended += n->on_thread([&] {
+        int done = 0;
+        while (appended + done < 100 && n->replica->core().is_leader()) {
+          auto payload = std::make_shared<const std::vector<uint8_t>>(8, uint8_t(appended + done));
+          if (!n->replica->append(payload, 1)) break;
+          done++;
+        }
+        return done;
+      });
+    }
+    return appended == 100;
+  }));
+  // Every replica commits everything the leader wrote (the 100 records and its term's entry).
+  ASSERT_TRUE(eventually([&] {
+    raft::Offset leader_end = -1;
+    std::vector<raft::Offset> commits;
+    for (auto& n : nodes) {
+      commits.push_back(n->on_thread([&] { return n->replica->core().commit(); }));
+      leader_end = std::max(leader_end, commits.back());
+    }
+    return leader_end >= 100 && std::count(commits.begin(), commits.end(), leader_end) == 3;
+  }));
 }
 
 }  // namespace
