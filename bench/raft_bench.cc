@@ -266,20 +266,25 @@ void BM_CoreReplicate(benchmark::State& state) {
 }
 BENCHMARK(BM_CoreReplicate)->Name("core/replicate")->Unit(benchmark::kNanosecond);
 
+// Elects a leader in every group, spread over the three nodes (group g on node g % 3 + 1), and
+// ticks until the no-ops are committed everywhere: the idle state the benchmarks measure.
+void elect_spread(MemNet& net, int groups) {
+  for (int g = 0; g < groups; ++g) {
+    MemNode& n = net.node(g, g % 3 + 1);
+    n.core->campaign();
+    net.drain(n);
+  }
+  net.deliver();
+  for (int i = 0; i < 200; ++i) net.tick_all();
+}
+
 void BM_IdleGroups(benchmark::State& state) {
   const int groups = int(state.range(0));
   constexpr int kTicks = 100;
   for (auto _ : state) {
     state.PauseTiming();
     MemNet net(groups, raft::Options{});
-    for (int g = 0; g < groups; ++g) {
-      MemNode& n = net.node(g, g % 3 + 1);
-      n.core->campaign();
-      net.drain(n);
-    }
-    net.deliver();
-    // Until every group has its leader and the no-ops are committed everywhere.
-    for (int i = 0; i < 200; ++i) net.tick_all();
+    elect_spread(net, groups);
     int leaders[4] = {0, 0, 0, 0};
     for (int g = 0; g < groups; ++g) {
       for (int id = 1; id <= 3; ++id) leaders[id] += net.node(g, id).core->is_leader();
@@ -328,13 +333,7 @@ void BM_IdleGroupsBatched(benchmark::State& state) {
   for (auto _ : state) {
     state.PauseTiming();
     MemNet net(groups, raft::Options{});
-    for (int g = 0; g < groups; ++g) {
-      MemNode& n = net.node(g, g % 3 + 1);
-      n.core->campaign();
-      net.drain(n);
-    }
-    net.deliver();
-    for (int i = 0; i < 200; ++i) net.tick_all();
+    elect_spread(net, groups);
     net.use_batchers();
     for (int i = 0; i < 10; ++i) net.round();
     const uint64_t messages_before = net.messages();

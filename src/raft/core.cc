@@ -92,10 +92,6 @@ bool Core::can_append() const {
   return role_ == Role::leader && !transfer_to_.has_value();
 }
 
-const Member* Core::self_in_config() const {
-  return config().find(options_.self.id);
-}
-
 bool Core::self_is_voter() const {
   return config().is_voter(options_.self);
 }
@@ -573,11 +569,10 @@ bool Core::log_up_to_date(Term last_term_of_candidate, Offset candidate_end) con
 
 void Core::on_vote_request(const Message& m, const VoteRequest& r) {
   if (r.pre_vote) {
-    // Granted when the candidate's term is ahead, its log is at least as up to date and no
-    // leader is heard from (the lease was checked in step()); nothing here changes.
-    const bool in_lease = options_.check_quorum && leader_ != kNoNode &&
-                          ticks_since_leader_contact_ < options_.election_ticks;
-    const bool grant = m.term > state_.term && !in_lease && log_up_to_date(r.last_term, r.log_end);
+    // Granted when the candidate's term is ahead and its log is at least as up to date (a
+    // request of a higher term that arrives while a leader is heard from was refused in
+    // step()); nothing here changes.
+    const bool grant = m.term > state_.term && log_up_to_date(r.last_term, r.log_end);
     Message out;
     out.group = options_.group;
     out.term = grant ? m.term : state_.term;
@@ -806,7 +801,7 @@ void Core::on_append_response(const Message& m, const AppendResponse& r) {
   p->replicating = false;
   p->inflight = 0;
   p->probe_wait = 0;
-  send_append(*p, true);
+  send_append(*p);
 }
 
 void Core::on_heartbeat_response(const Message& m) {
@@ -860,11 +855,11 @@ void Core::maybe_send_appends() {
     if (p.replicating) {
       while (p.next < log_end_ && p.inflight < options_.max_inflight) {
         const Offset before = p.next;
-        send_append(p, false);
+        send_append(p);
         if (p.next == before) break;  // nothing could be read now
       }
     } else if (p.probe_wait == 0 && (p.next < log_end_ || p.match_end < log_end_)) {
-      send_append(p, false);
+      send_append(p);
     }
   }
 }
@@ -895,7 +890,7 @@ Result<std::vector<Entry>> Core::read_entries(Offset from, size_t max_bytes) {
   return out;
 }
 
-void Core::send_append(Progress& p, bool /*after_reject*/) {
+void Core::send_append(Progress& p) {
   AppendRequest r;
   r.commit = commit_;
   r.log_start = log_start_;

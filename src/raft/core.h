@@ -247,7 +247,7 @@ class Core {
 
   // leader
   void broadcast_heartbeat();
-  void send_append(Progress& p, bool probe_even_if_waiting);
+  void send_append(Progress& p);
   void maybe_commit();
   void maybe_send_appends();
   void check_transfer();
@@ -273,7 +273,6 @@ class Core {
   void send_ack(bool force);
   void set_commit(Offset commit);
   void persist_state() { ready_.state = state_; }
-  const Member* self_in_config() const;
   bool self_is_voter() const;
   bool pending_config_change() const;
 

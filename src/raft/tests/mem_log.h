@@ -12,11 +12,9 @@ class MemLog : public LogReader {
  public:
   std::vector<Entry> entries;
   Offset start = 0;
-  int reads = 0;
 
   Offset end() const { return entries.empty() ? start : entries.back().end(); }
   Result<std::vector<Entry>> read(Offset from, size_t max_bytes) override {
-    ++reads;
     std::vector<Entry> out;
     size_t bytes = 0;
     for (const auto& e : entries) {
