@@ -204,6 +204,23 @@ Setting endpoint(std::string_view name, Field<std::string> host, Field<uint16_t>
           }};
 }
 
+// Text that may be empty; `check` (may be null) validates a non-empty value.
+Setting optional_text(std::string_view name, Field<std::string> f,
+                      Result<void> (*check)(std::string_view), std::string_view description) {
+  return {name, Kind::text, description,
+          [f, check](BrokerConfig& c, std::string_view v) -> Result<void> {
+            if (!v.empty() && check != nullptr) ORDO_TRY(check(v));
+            f.of(c) = std::string(v);
+            return ok();
+          },
+          [f](const BrokerConfig& c) { return f.of(c); }};
+}
+
+Result<void> check_voters(std::string_view v) {
+  ORDO_TRY(parse_voters(v));
+  return ok();
+}
+
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 
@@ -224,7 +241,42 @@ const std::vector<Setting>& settings() {
                "metrics); empty: no admin API; port 0 picks a free port"),
       integer("node.id", broker_field(&B::node_id), 0, kInt32Max,
               "This broker's id in metadata responses"),
-      text("cluster.id", broker_field(&B::cluster_id), "Cluster id reported to clients"),
+      text("cluster.id", broker_field(&B::cluster_id),
+           "Cluster id reported to clients; in cluster mode every node's must match"),
+      optional_text("cluster.voters", broker_field(&B::cluster_voters), &check_voters,
+                    "Cluster mode: the controller quorum's voters, ID@HOST:PORT,... (their peer "
+                    "addresses); empty: a single node"),
+      endpoint("cluster.listen", broker_field(&B::cluster_listen_host),
+               broker_field(&B::cluster_listen_port), true,
+               "Cluster mode: HOST:PORT of this node's peer listener (replication and control "
+               "traffic); empty: its address in cluster.voters"),
+      boolean("cluster.bootstrap", broker_field(&B::cluster_bootstrap),
+              "Cluster mode: an empty data dir forms a new cluster with cluster.voters (give it "
+              "on each voter's first start only)"),
+      optional_text("broker.rack", broker_field(&B::broker_rack), nullptr,
+                    "Rack of this broker; replicas of a partition are spread over racks"),
+      integer("default.replication.factor", broker_field(&B::default_replication_factor), 1, 32767,
+              "Cluster mode: replicas of a partition when a create does not say"),
+      integer("offsets.topic.replication.factor",
+              broker_field(&B::offsets_topic_replication_factor), 1, 32767,
+              "Cluster mode: replicas of each __consumer_offsets partition"),
+      integer("min.insync.replicas", broker_field(&B::min_insync_replicas), 1, 32767,
+              "Default min.insync.replicas: replicas that must be in sync for an acks=all "
+              "produce to be taken"),
+      integer("raft.tick.ms", broker_field(&B::raft_tick_ms), 1, 60000,
+              "Cluster mode: the Raft clock's period"),
+      integer("raft.election.ticks", broker_field(&B::raft_election_ticks), 2, 100000,
+              "Cluster mode: ticks without a leader before a follower campaigns (randomised up "
+              "to twice as many)"),
+      integer("raft.heartbeat.ticks", broker_field(&B::raft_heartbeat_ticks), 1, 100000,
+              "Cluster mode: ticks between a leader's heartbeats; less than raft.election.ticks"),
+      boolean("raft.write.caching", broker_field(&B::raft_write_caching),
+              "Cluster mode: count a replica's writes as durable once in the page cache (an "
+              "acknowledged write is lost if a majority loses power before its sync)"),
+      integer("broker.heartbeat.interval.ms", broker_field(&B::broker_heartbeat_interval_ms), 1,
+              kInt32Max, "Cluster mode: how often a broker heartbeats to the controller"),
+      integer("broker.session.timeout.ms", broker_field(&B::broker_session_timeout_ms), 1,
+              kInt32Max, "Cluster mode: a broker silent for this long is fenced"),
       integer("network.threads", broker_field(&B::network_threads), 1, 64,
               "Threads that run client connections"),
       integer("shards", broker_field(&B::shards), 1, 256,
@@ -528,7 +580,60 @@ Result<void> BrokerConfig::validate() const {
                       group_min_session_timeout_ms, group_max_session_timeout_ms);
   }
   if (auto r = log.validate(); !r) return with_source("log", r.error());
+  if (raft_heartbeat_ticks >= raft_election_ticks) {
+    return make_error(Errc::invalid_argument,
+                      "raft.heartbeat.ticks ({}) must be less than raft.election.ticks ({})",
+                      raft_heartbeat_ticks, raft_election_ticks);
+  }
+  if (cluster_mode()) {
+    auto voters = ORDO_TRY(parse_voters(cluster_voters));
+    bool listed = false;
+    for (const auto& v : voters) listed = listed || v.id == node_id;
+    if (!listed && cluster_bootstrap) {
+      return make_error(Errc::invalid_argument,
+                        "cluster.bootstrap: node.id {} is not one of cluster.voters ({})", node_id,
+                        cluster_voters);
+    }
+    if (!listed && cluster_listen_port == 0) {
+      return make_error(Errc::invalid_argument,
+                        "cluster.listen: required for a node that is not in cluster.voters");
+    }
+  }
   return ok();
+}
+
+Result<std::vector<VoterAddress>> parse_voters(std::string_view s) {
+  std::vector<VoterAddress> out;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t comma = s.find(',', pos);
+    std::string_view item = s.substr(pos, comma == std::string_view::npos ? s.npos : comma - pos);
+    size_t at = item.find('@');
+    if (at == std::string_view::npos || at == 0) {
+      return make_error(Errc::invalid_argument, "'{}' is not ID@HOST:PORT", item);
+    }
+    int64_t id = -1;
+    std::string_view id_text = item.substr(0, at);
+    auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+    if (ec != std::errc{} || end != id_text.data() + id_text.size() || id < 0 ||
+        id > std::numeric_limits<int32_t>::max()) {
+      return make_error(Errc::invalid_argument, "'{}' is not a node id", id_text);
+    }
+    Endpoint e = ORDO_TRY(parse_endpoint(item.substr(at + 1)));
+    if (e.port == 0) return make_error(Errc::invalid_argument, "voter {}: port 0", id);
+    out.push_back({int32_t(id), std::move(e.host), e.port});
+    if (out.size() > 64) return make_error(Errc::invalid_argument, "more than 64 voters");
+    if (comma == std::string_view::npos) break;
+    pos = comma + 1;
+  }
+  std::sort(out.begin(), out.end(),
+            [](const VoterAddress& a, const VoterAddress& b) { return a.id < b.id; });
+  for (size_t i = 1; i < out.size(); ++i) {
+    if (out[i].id == out[i - 1].id) {
+      return make_error(Errc::invalid_argument, "voter {} is listed twice", out[i].id);
+    }
+  }
+  return out;
 }
 
 Result<BrokerConfig> load_config(std::string_view path,

@@ -34,8 +34,26 @@ struct BrokerConfig {
   uint16_t advertised_port = 0;          // 0: the bound port
   std::string admin_host = "127.0.0.1";  // admin.listen = "HOST:PORT"; empty: off
   uint16_t admin_port = 9644;
-  int32_t node_id = 0;                        // node.id
-  std::string cluster_id = "ordo-cluster";    // cluster.id
+  int32_t node_id = 0;                      // node.id
+  std::string cluster_id = "ordo-cluster";  // cluster.id
+  // Cluster mode (docs/cluster.md): on when cluster_voters is not empty. The voters of the
+  // controller quorum, "ID@HOST:PORT,..." (peer addresses); this node's peer listener; whether
+  // a fresh data dir may form a new cluster with those voters (first start only).
+  std::string cluster_voters;                    // cluster.voters
+  std::string cluster_listen_host;               // cluster.listen = "HOST:PORT"
+  uint16_t cluster_listen_port = 0;              //
+  bool cluster_bootstrap = false;                // cluster.bootstrap
+  std::string broker_rack;                       // broker.rack; empty: none
+  int32_t default_replication_factor = 3;        // default.replication.factor
+  int32_t offsets_topic_replication_factor = 3;  // offsets.topic.replication.factor
+  int32_t min_insync_replicas = 1;               // min.insync.replicas
+  int64_t raft_tick_ms = 50;                     // raft.tick.ms
+  int32_t raft_election_ticks = 10;              // raft.election.ticks
+  int32_t raft_heartbeat_ticks = 2;              // raft.heartbeat.ticks
+  bool raft_write_caching = false;               // raft.write.caching
+  int64_t broker_heartbeat_interval_ms = 500;    // broker.heartbeat.interval.ms
+  int64_t broker_session_timeout_ms = 6000;      // broker.session.timeout.ms
+  bool cluster_mode() const { return !cluster_voters.empty(); }
   int network_threads = 1;                    // network.threads
   int shards = 1;                             // shards (storage.shard.mode dedicated)
   ShardMode shard_mode = ShardMode::network;  // storage.shard.mode
@@ -82,6 +100,16 @@ struct BrokerConfig {
 
   Result<void> validate() const;
 };
+
+// One voter of cluster.voters: its node id and peer address.
+struct VoterAddress {
+  int32_t id = 0;
+  std::string host;
+  uint16_t port = 0;
+  bool operator==(const VoterAddress&) const = default;
+};
+// "ID@HOST:PORT,..." -> voters sorted by id; ids distinct, at least one.
+Result<std::vector<VoterAddress>> parse_voters(std::string_view s);
 
 // name=value pairs from the command line (--set name=value), applied last.
 using ConfigOverrides = std::vector<std::pair<std::string, std::string>>;

@@ -58,6 +58,11 @@ int main(int argc, char** argv) {
       {"--shards", "shards", "Log writer threads"},
       {"--network-threads", "network.threads", "Network threads"},
       {"--num-partitions", "num.partitions", "Partitions of auto-created topics"},
+      {"--node-id", "node.id", "This broker's id (node.id)"},
+      {"--cluster", "cluster.voters",
+       "Cluster mode: the controller voters, ID@HOST:PORT,... (cluster.voters)"},
+      {"--cluster-listen", "cluster.listen", "HOST:PORT of the peer listener (cluster.listen)"},
+      {"--rack", "broker.rack", "This broker's rack (broker.rack)"},
   };
   for (const auto& sh : shorthands) {
     serve_cmd->add_option_function<std::string>(
@@ -70,6 +75,11 @@ int main(int argc, char** argv) {
       [&serve](int64_t) { serve.overrides.emplace_back("log.truncate.corrupt", "true"); },
       "After a crash, cut logs at corrupt batches even when valid data follows (that data is "
       "dropped) instead of keeping those partitions offline");
+  serve_cmd->add_flag_function(
+      "--bootstrap",
+      [&serve](int64_t) { serve.overrides.emplace_back("cluster.bootstrap", "true"); },
+      "Cluster mode: a fresh data dir forms a new cluster with the voters of --cluster (on "
+      "each voter's first start only; cluster.bootstrap)");
   serve_cmd->add_option_function<std::vector<std::string>>(
       "--set",
       [&serve](const std::vector<std::string>& items) {

@@ -55,6 +55,19 @@ const std::vector<std::pair<std::string, std::string>> kSamples = {
     {"admin.listen", "0.0.0.0:19644"},
     {"node.id", "7"},
     {"cluster.id", "prod-east"},
+    {"cluster.voters", "7@127.0.0.1:9100,8@127.0.0.1:9101"},
+    {"cluster.listen", "127.0.0.1:9100"},
+    {"cluster.bootstrap", "true"},
+    {"broker.rack", "rack-a"},
+    {"default.replication.factor", "2"},
+    {"offsets.topic.replication.factor", "1"},
+    {"min.insync.replicas", "2"},
+    {"raft.tick.ms", "20"},
+    {"raft.election.ticks", "20"},
+    {"raft.heartbeat.ticks", "3"},
+    {"raft.write.caching", "true"},
+    {"broker.heartbeat.interval.ms", "250"},
+    {"broker.session.timeout.ms", "3000"},
     {"network.threads", "4"},
     {"shards", "8"},
     {"storage.shard.mode", "dedicated"},
@@ -447,6 +460,35 @@ TEST(BrokerConfig, DocsListEverySettingWithEnvAndDefault) {
     std::string shown = s.value.empty() ? "(empty)" : "`" + s.value + "`";
     EXPECT_NE(row.find(shown), std::string::npos) << row << " lacks the default " << shown;
   }
+}
+
+TEST(BrokerConfig, ClusterVotersParseAndValidate) {
+  auto v = parse_voters("3@h3:9003,1@127.0.0.1:9001,2@[::1]:9002");
+  ASSERT_TRUE(v) << v.error().to_string();
+  ASSERT_EQ(v->size(), 3u);
+  EXPECT_EQ((*v)[0], (VoterAddress{1, "127.0.0.1", 9001}));
+  EXPECT_EQ((*v)[2], (VoterAddress{3, "h3", 9003}));
+  for (const char* bad : {"", "1@h", "x@h:1", "1@h:0", "1@h:1,1@h:2", "@h:1", "1@h:1,", "-1@h:1"}) {
+    EXPECT_FALSE(parse_voters(bad)) << bad;
+  }
+  // Cluster mode is on with voters; a bootstrapping node must be one of them, and a node that
+  // is not one needs its own listener.
+  auto c = load_config(
+      "", {},
+      {{"cluster.voters", "1@127.0.0.1:9001"}, {"node.id", "1"}, {"cluster.bootstrap", "true"}});
+  ASSERT_TRUE(c) << c.error().to_string();
+  EXPECT_TRUE(c->cluster_mode());
+  EXPECT_FALSE(load_config(
+      "", {},
+      {{"cluster.voters", "1@127.0.0.1:9001"}, {"node.id", "2"}, {"cluster.bootstrap", "true"}}));
+  EXPECT_FALSE(load_config("", {}, {{"cluster.voters", "1@127.0.0.1:9001"}, {"node.id", "2"}}));
+  EXPECT_TRUE(load_config("", {},
+                          {{"cluster.voters", "1@127.0.0.1:9001"},
+                           {"node.id", "2"},
+                           {"cluster.listen", "127.0.0.1:9002"}}));
+  EXPECT_FALSE(load_config("", {}, {{"cluster.voters", "1@x"}}));
+  EXPECT_FALSE(load_config("", {}, {{"raft.heartbeat.ticks", "10"}}));
+  EXPECT_FALSE(BrokerConfig{}.cluster_mode());
 }
 
 TEST(BrokerConfig, OrdoEnvironmentReadsOnlyOrdoVariables) {
