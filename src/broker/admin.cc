@@ -417,9 +417,11 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::describe_cluster(
     Broker& b, Request& req, protocol::DescribeClusterRequest& /*body: nothing in it matters*/) {
   protocol::DescribeClusterResponse resp;
   resp.cluster_id = b.config().cluster_id;
-  resp.controller_id = b.config().node_id;
-  resp.brokers.push_back(
-      {b.config().node_id, advertised_host(b), int32_t(advertised_port(b)), std::nullopt, {}});
+  const ClusterView& cluster = view(b);
+  resp.controller_id = cluster.controller();
+  for (auto& e : cluster.brokers()) {
+    resp.brokers.push_back({e.id, std::move(e.host), e.port, std::move(e.rack), {}});
+  }
   co_return respond(req, resp);
 }
 

@@ -158,6 +158,27 @@ void PartitionWaiters::notify_all() {
 
 // ---- open / close ----
 
+// This node alone: the only broker and the controller; every partition led here as the table
+// says, every replica in sync.
+class LocalClusterView final : public ClusterView {
+ public:
+  explicit LocalClusterView(const Broker& b) : b_(b) {}
+  std::vector<BrokerEndpoint> brokers() const override {
+    auto [host, port] = b_.advertised();
+    return {{b_.config().node_id, std::move(host), int32_t(port), std::nullopt}};
+  }
+  int32_t controller() const override { return b_.config().node_id; }
+  std::optional<PartitionState> partition(const cluster::TableSnapshot& table,
+                                          const TopicPartition& tp) const override {
+    const cluster::PartitionAssignment* a = table.find(tp);
+    if (a == nullptr) return std::nullopt;
+    return PartitionState{a->leader, a->leader_epoch, a->replicas, a->replicas, {}};
+  }
+
+ private:
+  const Broker& b_;
+};
+
 Broker::Broker(BrokerConfig config) : config_(std::move(config)) {}
 
 Broker::~Broker() {
@@ -200,11 +221,13 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
   PartitionWaiters* waiters = b->waiters_.get();
   b->table_ = std::make_unique<cluster::PartitionTable>();
   // The partitions' owner (one node) decides their high watermarks and wakes long polls.
-  b->partitions_ = std::make_unique<cluster::LocalPartitions>(
+  auto local_partitions = std::make_unique<cluster::LocalPartitions>(
       c.node_id, *b->table_, [waiters](const TopicPartition& tp) { waiters->notify(tp); });
-  o.high_watermark = b->partitions_->high_watermark_policy();
+  o.high_watermark = local_partitions->high_watermark_policy();
   b->logs_ = ORDO_TRY(storage::LogManager::open(o));
-  b->partitions_->attach(*b->logs_);
+  local_partitions->attach(*b->logs_);
+  b->partitions_ = std::move(local_partitions);
+  b->view_ = std::make_unique<LocalClusterView>(*b);
   b->topics_ = ORDO_TRY(TopicRegistry::open(c.data_dir));
   b->producer_ids_ =
       std::make_unique<ProducerIdAllocator>(ORDO_TRY(ProducerIdAllocator::open(c.data_dir)));
@@ -332,8 +355,14 @@ void Broker::begin_shutdown() {
 }
 
 void Broker::set_advertised(std::string host, uint16_t port) {
+  std::lock_guard lock(advertised_mu_);
   advertised_host_ = std::move(host);
   advertised_port_ = port;
+}
+
+std::pair<std::string, uint16_t> Broker::advertised() const {
+  std::lock_guard lock(advertised_mu_);
+  return {advertised_host_, advertised_port_};
 }
 
 std::vector<asio::io_context*> Broker::network_contexts() const {
@@ -454,13 +483,16 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::metadata(Broker& b, Request& r
   }
 
   protocol::MetadataResponse resp;
-  resp.brokers.push_back(
-      {b.config_.node_id, b.advertised_host_, int32_t(b.advertised_port_), std::nullopt, {}});
+  const ClusterView& cluster = view(b);
+  for (auto& e : cluster.brokers()) {
+    resp.brokers.push_back({e.id, std::move(e.host), e.port, std::move(e.rack), {}});
+  }
   resp.cluster_id = b.config_.cluster_id;
-  resp.controller_id = b.config_.node_id;
-  // Leaders, epochs and replicas from the partition table. It changes before the registry
-  // publishes a topic and after the registry drops one, so it holds every registered
-  // partition, except that a topic deleted between the two snapshots has no leader.
+  resp.controller_id = cluster.controller();
+  // Leaders, epochs and replicas: the partition table's as the cluster view sees them. The
+  // table changes before the registry publishes a topic and after the registry drops one, so
+  // it holds every registered partition, except that a topic deleted between the two
+  // snapshots has no leader.
   auto table = b.table_->snapshot();
   auto describe = [&](const TopicInfo& t) {
     protocol::MetadataResponse::MetadataResponseTopic out;
@@ -469,11 +501,20 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::metadata(Broker& b, Request& r
     for (int32_t i = 0; i < t.partitions; ++i) {
       protocol::MetadataResponse::MetadataResponsePartition p;
       p.partition_index = i;
-      if (const cluster::PartitionAssignment* a = table->find(TopicPartition{t.name, i})) {
-        p.leader_id = a->leader;
-        p.leader_epoch = a->leader_epoch;
-        p.replica_nodes = a->replicas;
-        p.isr_nodes = a->replicas;  // one node: every replica is in sync
+      auto state = cluster.partition(*table, TopicPartition{t.name, i});
+      if (state && state->leader != cluster::kNoLeader) {
+        p.leader_id = state->leader;
+        p.leader_epoch = state->leader_epoch;
+        p.replica_nodes = std::move(state->replicas);
+        p.isr_nodes = std::move(state->isr);
+        p.offline_replicas = std::move(state->offline);
+      } else if (state) {  // a partition without a leader right now (an election)
+        p.error_code = code(ErrorCode::leader_not_available);
+        p.leader_id = cluster::kNoLeader;
+        p.leader_epoch = state->leader_epoch;
+        p.replica_nodes = std::move(state->replicas);
+        p.isr_nodes = std::move(state->isr);
+        p.offline_replicas = std::move(state->offline);
       } else {
         p.error_code = code(ErrorCode::leader_not_available);
         p.leader_id = cluster::kNoLeader;

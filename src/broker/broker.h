@@ -24,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -35,6 +36,7 @@
 
 #include "base/result.h"
 #include "broker/async.h"
+#include "broker/cluster_view.h"
 #include "broker/config.h"
 #include "broker/topics.h"
 #include "cluster/partition_table.h"
@@ -86,6 +88,8 @@ class Broker {
   // Where clients are told to connect (Metadata, DescribeCluster); set by the server once it
   // has bound its port.
   void set_advertised(std::string host, uint16_t port);
+  // The address set last (any thread).
+  std::pair<std::string, uint16_t> advertised() const;
 
   asio::awaitable<HandlerOutcome> handle(std::vector<uint8_t> frame, ConnectionState& conn);
 
@@ -124,6 +128,7 @@ class Broker {
   friend struct Handlers;
 
   BrokerConfig config_;
+  mutable std::mutex advertised_mu_;
   std::string advertised_host_;
   uint16_t advertised_port_ = 0;
   std::unique_ptr<TopicRegistry> topics_;
@@ -134,7 +139,9 @@ class Broker {
   // handlers use (it decides the high watermark: declared before the logs, which call it)
   // and the reconciler that makes the local logs match the table (metadata thread).
   std::unique_ptr<cluster::PartitionTable> table_;
-  std::unique_ptr<cluster::LocalPartitions> partitions_;
+  std::unique_ptr<cluster::PartitionService> partitions_;
+  // What Metadata and DescribeCluster say of the cluster (this node alone, or the cluster).
+  std::unique_ptr<ClusterView> view_;
   std::unique_ptr<storage::LogManager> logs_;
   std::unique_ptr<cluster::Reconciler> reconciler_;
   std::unique_ptr<TopicAdmin> admin_;  // topic changes, on the metadata thread

@@ -207,6 +207,7 @@ struct Broker::Handlers {
   // (blocking: run them through run_on(metadata(b), ...)).
   static cluster::PartitionService& partitions(Broker& b) { return *b.partitions_; }
   static TopicAdmin& topic_admin(Broker& b) { return *b.admin_; }
+  static const ClusterView& view(Broker& b) { return *b.view_; }
   static asio::any_io_executor metadata(Broker& b) { return b.metadata_.get_executor(); }
   static PartitionWaiters& waiters(Broker& b) { return *b.waiters_; }
   static GroupService& groups(Broker& b) { return *b.groups_; }
