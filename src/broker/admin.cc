@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "broker/cluster_node.h"
 #include "broker/groups.h"
 #include "broker/handlers.h"
 #include "protocol/messages/alter_configs_request.h"
@@ -67,8 +68,44 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_topics(
       }
       configs[c.name] = *c.value;
     }
+    if (ClusterNode* node = cluster_node(b); node != nullptr && !bad) {
+      // Cluster mode: the controller checks, places and records it.
+      CreateTopicSpec spec;
+      spec.name = t.name;
+      spec.partitions = t.num_partitions;
+      spec.replication_factor = t.replication_factor;
+      if (!t.assignments.empty() && (t.num_partitions != -1 || t.replication_factor != -1)) {
+        bad = Outcome{ErrorCode::invalid_request,
+                      "assignments need num_partitions and replication_factor of -1"};
+      }
+      for (size_t i = 0; i < t.assignments.size() && !bad; ++i) {
+        if (t.assignments[i].partition_index != int32_t(i)) {
+          bad = Outcome{ErrorCode::invalid_replica_assignment,
+                        "assignments must name partitions 0..n-1 in order"};
+        }
+        spec.assignment.push_back(t.assignments[i].broker_ids);
+      }
+      spec.configs = configs;
+      spec.validate_only = body.validate_only;
+      if (!bad) {
+        auto op = run_on<TopicChangeResult>(metadata(b),
+                                            [node, spec] { return node->create_topic(spec); });
+        auto r = co_await std::move(op);
+        out.error_code = code(r.error);
+        if (r.error != ErrorCode::none) {
+          out.error_message = r.message;
+        } else {
+          out.topic_id = r.topic.id;
+          out.num_partitions = r.topic.partitions;
+          out.replication_factor = int16_t(r.replication_factor);
+        }
+        resp.topics.push_back(std::move(out));
+        continue;
+      }
+    }
     int32_t partitions = t.num_partitions == -1 ? b.config().num_partitions : t.num_partitions;
-    if (!t.assignments.empty()) {
+    if (bad) {
+    } else if (!t.assignments.empty()) {
       if (t.num_partitions != -1 || t.replication_factor != -1) {
         bad = Outcome{ErrorCode::invalid_request,
                       "assignments need num_partitions and replication_factor of -1"};
@@ -150,8 +187,13 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::delete_topics(
       }
       out.name = name;
     }
-    auto op1 =
-        run_on<Outcome>(metadata(b), [&b, n = *name] { return topic_admin(b).delete_topic(n); });
+    auto op1 = run_on<Outcome>(metadata(b), [&b, n = *name]() -> Outcome {
+      if (ClusterNode* node = cluster_node(b)) {
+        auto r = node->delete_topic(n);
+        return {r.error, r.message};
+      }
+      return topic_admin(b).delete_topic(n);
+    });
     auto r = co_await std::move(op1);
     set_outcome(out, r);
     resp.responses.push_back(std::move(out));
@@ -167,6 +209,21 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::create_partitions(
   for (const auto& t : body.topics) {
     protocol::CreatePartitionsResponse::CreatePartitionsTopicResult out;
     out.name = t.name;
+    if (ClusterNode* node = cluster_node(b)) {
+      std::vector<std::vector<int32_t>> assignment;
+      if (t.assignments) {
+        for (const auto& a : *t.assignments) assignment.push_back(a.broker_ids);
+      }
+      auto op = run_on<TopicChangeResult>(
+          metadata(b),
+          [node, name = t.name, count = t.count, assignment, validate_only = body.validate_only] {
+            return node->set_partitions(name, count, assignment, validate_only);
+          });
+      auto r = co_await std::move(op);
+      set_outcome(out, Outcome{r.error, r.message});
+      resp.results.push_back(std::move(out));
+      continue;
+    }
     bool bad_assignment = false;
     if (t.assignments) {
       for (const auto& a : *t.assignments) {
@@ -286,9 +343,14 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::alter_configs(
       if (c.value) configs[c.name] = *c.value;
     }
     bool validate_only = body.validate_only;
-    auto op3 = run_on<Outcome>(metadata(b), [&b, name = r.resource_name, configs, validate_only] {
-      return topic_admin(b).set_topic_configs(name, configs, validate_only);
-    });
+    auto op3 = run_on<Outcome>(
+        metadata(b), [&b, name = r.resource_name, configs, validate_only]() -> Outcome {
+          if (ClusterNode* node = cluster_node(b)) {
+            auto r = node->set_topic_configs(name, configs, validate_only);
+            return {r.error, r.message};
+          }
+          return topic_admin(b).set_topic_configs(name, configs, validate_only);
+        });
     auto res = co_await std::move(op3);
     set_outcome(out, res);
     resp.responses.push_back(std::move(out));
@@ -358,6 +420,10 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::incremental_alter_configs(
                 return {ErrorCode::invalid_request,
                         fmt::format("unknown config operation {}", op.config_operation)};
             }
+          }
+          if (ClusterNode* node = cluster_node(b)) {
+            auto r = node->set_topic_configs(name, configs, validate_only);
+            return {r.error, r.message};
           }
           return topic_admin(b).set_topic_configs(name, configs, validate_only);
         });

@@ -129,12 +129,18 @@ http::Response admin_route(const http::Request& req,
 }
 
 Result<std::unique_ptr<AdminApi>> AdminApi::start(storage::LogManager& logs,
-                                                  const std::string& host, uint16_t port) {
+                                                  const std::string& host, uint16_t port,
+                                                  std::function<std::string()> cluster_status) {
   http::ServerOptions o;
   o.host = host;
   o.port = port;
   auto server = ORDO_TRY(http::Server::start(
-      o, [&logs](const http::Request& req) { return admin_route(req, logs.status()); }));
+      o, [&logs, cluster_status = std::move(cluster_status)](const http::Request& req) {
+        if (req.path == "/v1/cluster" && cluster_status) {
+          return http::Response{200, "application/json", cluster_status()};
+        }
+        return admin_route(req, logs.status());
+      }));
   return std::unique_ptr<AdminApi>(new AdminApi(std::move(server)));
 }
 

@@ -9,7 +9,9 @@
 // The server runs on its own thread (http::Server); each request asks the storage shards for
 // their status (LogManager::status, which waits for them: never on a shard thread).
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "base/result.h"
@@ -25,8 +27,11 @@ http::Response admin_route(const http::Request& req,
 class AdminApi {
  public:
   // Serves logs' status on host:port (0: a free port). logs must outlive the AdminApi.
+  // cluster_status (may be empty): the JSON of GET /v1/cluster (cluster mode); without it
+  // that path answers 404.
   static Result<std::unique_ptr<AdminApi>> start(storage::LogManager& logs, const std::string& host,
-                                                 uint16_t port);
+                                                 uint16_t port,
+                                                 std::function<std::string()> cluster_status = {});
   uint16_t port() const { return server_->port(); }
   void stop() { server_->stop(); }
 

@@ -1,12 +1,16 @@
 #include "broker/broker.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <future>
 #include <set>
 
+#include "broker/cluster_node.h"
 #include "broker/groups.h"
 #include "broker/handlers.h"
+#include "broker/node_meta.h"
 #include "broker/producer_ids.h"
+#include "cluster/raft_partitions.h"
 #include "protocol/messages/alter_configs_request.h"
 #include "protocol/messages/api_versions_request.h"
 #include "protocol/messages/api_versions_response.h"
@@ -204,6 +208,11 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
     b->network_threads_.emplace_back([ctx = ctx.get()] { ctx->run(); });
   }
 
+  if (c.cluster_mode()) {
+    ORDO_TRY(open_cluster(*b));
+    return b;
+  }
+
   storage::LogManagerOptions o;
   o.data_dir = c.data_dir;
   o.shards = c.shards;
@@ -227,7 +236,8 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
   b->logs_ = ORDO_TRY(storage::LogManager::open(o));
   local_partitions->attach(*b->logs_);
   b->partitions_ = std::move(local_partitions);
-  b->view_ = std::make_unique<LocalClusterView>(*b);
+  b->local_view_ = std::make_unique<LocalClusterView>(*b);
+  b->view_ = b->local_view_.get();
   b->topics_ = ORDO_TRY(TopicRegistry::open(c.data_dir));
   b->producer_ids_ =
       std::make_unique<ProducerIdAllocator>(ORDO_TRY(ProducerIdAllocator::open(c.data_dir)));
@@ -348,6 +358,81 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
   return b;
 }
 
+// Cluster mode: the partitions are Raft groups (RaftPartitions), topics come from the
+// controller's log (ClusterNode), the registry is its in-memory view.
+Result<void> Broker::open_cluster(Broker& b) {
+  const BrokerConfig& c = b.config_;
+  std::error_code ec;
+  std::filesystem::create_directories(c.data_dir, ec);
+  if (ec) return make_error(Errc::io, "data.dir {}: {}", c.data_dir, ec.message());
+  auto meta = ORDO_TRY(load_or_create_node_meta(c.data_dir, c.node_id, c.cluster_id));
+  if (meta.created) {
+    ORDO_LOG_INFO("node {}: new data dir {} (incarnation {:016x})", c.node_id, c.data_dir,
+                  meta.incarnation);
+  }
+
+  storage::LogManagerOptions o;
+  o.data_dir = c.data_dir;
+  o.shards = c.shards;
+  if (c.shard_mode == ShardMode::network) o.shard_contexts = b.network_contexts();
+  o.flush_threads = c.flush_threads;
+  o.default_config = c.log;
+  o.truncate_corrupt = c.truncate_corrupt;
+  // Compaction leaves offset gaps, which a Raft log cannot have: no cleaner in cluster mode
+  // yet (docs/cluster.md, "Not yet").
+  o.cleaner.enabled = false;
+  std::string meta_name(kNodeMetaFileName);
+  o.reserved_names = {meta_name, meta_name + ".tmp", std::string(kControllerDirName)};
+  PartitionWaiters* waiters = b.waiters_.get();
+  b.table_ = std::make_unique<cluster::PartitionTable>();
+  auto sink = std::make_shared<FrameSink>();
+  cluster::RaftPartitionsOptions ro;
+  ro.self = c.node_id;
+  ro.incarnation = meta.incarnation;
+  ro.core.election_ticks = c.raft_election_ticks;
+  ro.core.heartbeat_ticks = c.raft_heartbeat_ticks;
+  ro.tick_ms = c.raft_tick_ms;
+  ro.write_caching = c.raft_write_caching;
+  ro.send = [sink](std::vector<raft::OutFrame> frames) { sink->send(std::move(frames)); };
+  ro.on_high_watermark = [waiters](const TopicPartition& tp) { waiters->notify(tp); };
+  ro.on_leader = [](const TopicPartition& tp, cluster::NodeId leader, int32_t term) {
+    ORDO_LOG_DEBUG("partition {}: leader {} (epoch {})", tp.to_string(), leader, term);
+  };
+  auto raft = std::make_unique<cluster::RaftPartitions>(std::move(ro), *b.table_);
+  o.high_watermark = raft->high_watermark_policy();
+  b.logs_ = ORDO_TRY(storage::LogManager::open(o));
+  raft->attach(*b.logs_);
+  b.topics_ = TopicRegistry::in_memory();
+  std::vector<TopicPartition> on_disk;
+  for (const auto& p : b.logs_->status()) on_disk.push_back(p.tp);
+  Broker* self = &b;
+  b.cluster_ = ORDO_TRY(ClusterNode::open(
+      ClusterNodeDeps{c, meta, *b.network_[0], *b.logs_, *b.table_, *raft, *b.topics_,
+                      [self] { return self->advertised(); }, std::move(on_disk), sink}));
+  b.partitions_ = std::move(raft);
+  b.view_ = b.cluster_.get();
+
+  // Consumer groups need __consumer_offsets led here: not in cluster mode yet. The service
+  // runs over one partition that does not exist, so every group answers
+  // COORDINATOR_NOT_AVAILABLE (docs/cluster.md, "Not yet").
+  GroupServiceOptions go;
+  go.partitions = 1;
+  b.groups_ = ORDO_TRY(GroupService::open(go, *b.partitions_));
+  b.metadata_work_.emplace(b.metadata_.get_executor());
+  b.metadata_thread_ = std::thread([ctx = &b.metadata_] { ctx->run(); });
+  return ok();
+}
+
+std::function<std::string()> Broker::cluster_status() {
+  if (!cluster_) return {};
+  return [node = cluster_.get()] { return node->status_json(); };
+}
+
+Result<int64_t> Broker::Handlers::next_producer_id(Broker& b) {
+  if (b.cluster_) return b.cluster_->next_producer_id();
+  return b.producer_ids_->next();
+}
+
 void Broker::begin_shutdown() {
   stopping_.store(true);
   waiters_->notify_all();
@@ -383,6 +468,10 @@ Result<void> Broker::close() {
   // Group appends in flight finish first (the group thread posts their answers); then the
   // logs close while the network threads run (they may be the shards), then those stop.
   if (groups_) groups_->stop();
+  // Cluster mode: the controller and the transport stop, then the partitions' groups (their
+  // pending acknowledgements fail), then the logs close.
+  if (cluster_) cluster_->stop();
+  if (auto* raft = dynamic_cast<cluster::RaftPartitions*>(partitions_.get())) raft->stop();
   Result<void> closed = ok();
   if (logs_) closed = logs_->close();
   network_work_.clear();
@@ -451,6 +540,14 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::api_versions(Broker&, Request&
 asio::awaitable<void> Broker::Handlers::auto_create(Broker& b, std::vector<std::string> names) {
   auto op0 = run_on<int>(metadata(b), [&b, names] {
     for (const auto& name : names) {
+      if (ClusterNode* node = cluster_node(b)) {
+        // Only the controller creates (elsewhere: NOT_CONTROLLER, and the client retries).
+        auto r = node->create_topic(CreateTopicSpec{.name = name});
+        if (r.error == ErrorCode::none) {
+          ORDO_LOG_INFO("topic {}: auto-created with {} partitions", name, r.topic.partitions);
+        }
+        continue;
+      }
       auto r = topic_admin(b).create_topic(name, b.config_.num_partitions, {}, false);
       if (r.error == ErrorCode::none) {
         ORDO_LOG_INFO("topic {}: auto-created with {} partitions", name, r.topic.partitions);

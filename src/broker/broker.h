@@ -72,6 +72,7 @@ struct ConnectionState {
 };
 
 class PartitionWaiters;
+class ClusterNode;
 class GroupService;
 class ProducerIdAllocator;
 class TopicAdmin;
@@ -110,6 +111,9 @@ class Broker {
   cluster::PartitionService& partitions() { return *partitions_; }
   const cluster::PartitionTable& partition_table() const { return *table_; }
   TopicRegistry& topics() { return *topics_; }
+  // Cluster mode: GET /v1/cluster's JSON (brokers, controller, partitions); empty function on a
+  // single node.
+  std::function<std::string()> cluster_status();
 
   // Tests (fault injection, crash tests): called with 0, 1, ... before each step of a topic or
   // partition creation (0: before the registry records it; 1..n: before partition from+k-1;
@@ -140,11 +144,19 @@ class Broker {
   // and the reconciler that makes the local logs match the table (metadata thread).
   std::unique_ptr<cluster::PartitionTable> table_;
   std::unique_ptr<cluster::PartitionService> partitions_;
-  // What Metadata and DescribeCluster say of the cluster (this node alone, or the cluster).
-  std::unique_ptr<ClusterView> view_;
+  // What Metadata and DescribeCluster say of the cluster: this node alone (local_view_) or
+  // the cluster (cluster_).
+  std::unique_ptr<ClusterView> local_view_;
+  const ClusterView* view_ = nullptr;
   std::unique_ptr<storage::LogManager> logs_;
   std::unique_ptr<cluster::Reconciler> reconciler_;
-  std::unique_ptr<TopicAdmin> admin_;  // topic changes, on the metadata thread
+  std::unique_ptr<TopicAdmin> admin_;  // topic changes, on the metadata thread (one node)
+  // Cluster mode (config_.cluster_mode()): the node's cluster side; topic changes go to it
+  // instead of admin_. Destroyed after the logs are closed (its transport carries the
+  // partitions' frames).
+  std::unique_ptr<ClusterNode> cluster_;
+  // Opens the cluster-mode side of open() (after the network threads).
+  static Result<void> open_cluster(Broker& b);
   std::unique_ptr<GroupService> groups_;
   std::unique_ptr<ProducerIdAllocator> producer_ids_;
   std::function<Result<void>(int)> create_step_hook_;

@@ -208,6 +208,10 @@ struct Broker::Handlers {
   static cluster::PartitionService& partitions(Broker& b) { return *b.partitions_; }
   static TopicAdmin& topic_admin(Broker& b) { return *b.admin_; }
   static const ClusterView& view(Broker& b) { return *b.view_; }
+  // Cluster mode: the node (topic changes go to it); null on a single node.
+  static ClusterNode* cluster_node(Broker& b) { return b.cluster_.get(); }
+  // InitProducerId: a producer id no one else hands out (blocking: the metadata thread).
+  static Result<int64_t> next_producer_id(Broker& b);
   static asio::any_io_executor metadata(Broker& b) { return b.metadata_.get_executor(); }
   static PartitionWaiters& waiters(Broker& b) { return *b.waiters_; }
   static GroupService& groups(Broker& b) { return *b.groups_; }

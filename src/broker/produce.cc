@@ -315,11 +315,13 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::init_producer_id(
   }
   // An idempotent producer (no transactional id) gets a new id with epoch 0, also when it asks
   // to bump the epoch of its old one (v3+), as Kafka does: the sequences start over.
-  auto op = run_on<Result<int64_t>>(metadata(b), [&b] { return producer_ids(b).next(); });
+  auto op = run_on<Result<int64_t>>(metadata(b), [&b] { return next_producer_id(b); });
   Result<int64_t> id = co_await std::move(op);
   if (!id) {
     ORDO_LOG_ERROR("InitProducerId: {}", id.error().to_string());
-    resp.error_code = code(ErrorCode::kafka_storage_error);
+    // busy: cluster mode without a reachable controller (retriable).
+    resp.error_code = code(id.error().code == Errc::busy ? ErrorCode::coordinator_not_available
+                                                         : ErrorCode::kafka_storage_error);
     co_return respond(req, resp);
   }
   resp.producer_id = *id;

@@ -526,11 +526,17 @@ std::vector<PendingCreate> TopicRegistry::pending_creates() const {
   return creating_;
 }
 
+std::unique_ptr<TopicRegistry> TopicRegistry::in_memory() {
+  return std::unique_ptr<TopicRegistry>(new TopicRegistry(std::string()));
+}
+
 Result<void> TopicRegistry::store(std::shared_ptr<const TopicMap> next,
                                   std::vector<std::string> deleting,
                                   std::vector<PendingCreate> creating) {
-  std::string text = encode(*next, deleting, creating);
-  ORDO_TRY(write_file_atomic(path_, text));
+  if (!path_.empty()) {
+    std::string text = encode(*next, deleting, creating);
+    ORDO_TRY(write_file_atomic(path_, text));
+  }
   std::lock_guard lock(mu_);
   topics_ = std::move(next);
   deleting_ = std::move(deleting);

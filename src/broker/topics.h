@@ -109,6 +109,9 @@ class TopicRegistry {
   // its checksum or does not parse is an error: the broker refuses to start rather than forget
   // topics.
   static Result<std::unique_ptr<TopicRegistry>> open(const std::string& data_dir);
+  // A registry kept in memory only (cluster mode: the controller's log is the record, and the
+  // registry is rebuilt from it at each start).
+  static std::unique_ptr<TopicRegistry> in_memory();
 
   std::shared_ptr<const TopicMap> snapshot() const;
   const TopicInfo* find(const TopicMap& m, std::string_view name) const;

@@ -91,7 +91,8 @@ int serve(const ServeArgs& args) {
           : fmt::format("{} dedicated shard threads", config->shards));
   std::unique_ptr<broker::AdminApi> admin;
   if (!config->admin_host.empty()) {
-    auto a = broker::AdminApi::start(brk.logs(), config->admin_host, config->admin_port);
+    auto a = broker::AdminApi::start(brk.logs(), config->admin_host, config->admin_port,
+                                     brk.cluster_status());
     if (!a) {
       ORDO_LOG_ERROR("{}", a.error().to_string());
       server.stop();
