@@ -8,3 +8,12 @@ ordo_test(peer_rpc_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/peer_rpc_test.cc
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
   target_compile_options(peer_rpc_test PRIVATE -Wno-mismatched-new-delete)
 endif()
+
+add_library(ordo_controller_group ${CMAKE_CURRENT_LIST_DIR}/controller_group.cc)
+target_link_libraries(ordo_controller_group PUBLIC ordo_cluster_raft ordo_raft_wire ordo_raft
+                                                   ordo_storage ordo_model)
+
+ordo_test(controller_group_test
+          SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/controller_group_test.cc
+                  ${CMAKE_SOURCE_DIR}/src/storage/tests/test_util.cc
+          LIBS ordo_controller_group)
