@@ -217,7 +217,7 @@ PeerRpc::PeerRpc(asio::io_context& transport_ctx, NodeId self,
 
 PeerRpc::~PeerRpc() {
   // Handlers already posted keep the state alive; they find it stopped.
-  impl_->stopped = true;
+  stop();
 }
 
 void PeerRpc::handle(uint16_t type, Handler fn) {

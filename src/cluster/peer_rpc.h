@@ -38,9 +38,9 @@
 // gives its slot back (the caller's timeout covers the call).
 //
 // Lifetime: stop() fails the waiting calls with Errc::closed and stops handling requests; the
-// object may then be destroyed (handlers posted before hold its state, not the object). A
-// Reply may outlive the PeerRpc (it then does nothing) but not the transport that `send`
-// reaches.
+// object may then be destroyed (handlers posted before hold its state, not the object; the
+// destructor stops it too), before the io_context is. A Reply may outlive the PeerRpc (it then
+// does nothing) but not the transport that `send` reaches.
 
 #include <cstdint>
 #include <functional>
