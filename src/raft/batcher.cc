@@ -136,6 +136,12 @@ Result<Received> Batcher::receive(std::span<const uint8_t> frame) {
     return make_error(Errc::invalid_argument, "a frame for node {} received by node {}", f.to,
                       self_);
   }
+  if (f.kind == wire::FrameKind::control) {
+    // Control frames belong to the node-to-node RPC (cluster::PeerRpc): the receiver routes
+    // kind 4 by the header before the Batcher, so one arriving here is refused, not stepped.
+    ++stats_.rejected;
+    return make_error(Errc::invalid_argument, "a control frame (kind 4) is not for the Batcher");
+  }
   ++stats_.frames_in;
   Received r;
   if (f.kind == wire::FrameKind::error) {

@@ -73,8 +73,9 @@ class Batcher {
   size_t pending() const { return pending_.size(); }
 
   // Decodes a frame received from a peer. Errors (Errc::corrupt, or invalid_argument for a
-  // frame addressed to another node) mean the frame was dropped; a frame of a version this
-  // node does not read is not an error: its answer is in Received::reply.
+  // frame addressed to another node or a control frame, which is PeerRpc's) mean the frame was
+  // dropped; a frame of a version this node does not read is not an error: its answer is in
+  // Received::reply.
   Result<Received> receive(std::span<const uint8_t> frame);
 
   const BatcherStats& stats() const { return stats_; }

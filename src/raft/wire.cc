@@ -24,6 +24,8 @@ constexpr uint8_t kGrantedPreVote = 2;
 constexpr uint8_t kAppendReset = 1;
 constexpr uint8_t kAppendStartConfig = 2;  // a start_config follows the flags
 constexpr uint8_t kAppendSuccess = 1;
+constexpr uint8_t kControlResponse = 1;
+constexpr uint8_t kControlError = 2;  // responses only: the body is an error code and message
 
 // Error frames are written in version 1 whatever the sender's newest version: every version
 // reads them.
@@ -490,6 +492,41 @@ Result<void> get_error(Reader& r, Frame& f) {
   return ok();
 }
 
+Result<void> get_control(Reader& r, Frame& f) {
+  Control& c = f.control;
+  uint8_t flags;
+  uint16_t type;
+  uint32_t len;
+  const uint8_t* p;
+  WIRE_READ(r.u64(c.correlation), "correlation");
+  WIRE_READ(r.u8(flags), "control flags");
+  WIRE_READ(r.u16(type), "control type");
+  WIRE_READ(r.u32(len), "control body length");
+  if ((flags & ~(kControlResponse | kControlError)) != 0) {
+    return corrupt("unknown control flags {:#04x}", flags);
+  }
+  c.response = (flags & kControlResponse) != 0;
+  c.error = (flags & kControlError) != 0;
+  c.type = type;
+  if (c.error && !c.response) return corrupt("an error flag on a control request");
+  if (len > kMaxControlBodyBytes) {
+    return corrupt("control body of {} bytes, at most {}", len, kMaxControlBodyBytes);
+  }
+  if (len != r.left()) return corrupt("control body of {} bytes, {} bytes left", len, r.left());
+  if (!c.error) {
+    WIRE_READ(r.bytes(len, p), "control body");
+    c.body.assign(p, p + len);
+    return ok();
+  }
+  WIRE_READ(r.u16(c.error_code), "control error code");
+  if (c.error_code == 0) return corrupt("control error code 0");
+  const size_t msg = len - 2;
+  if (msg > kMaxErrorMessageBytes) return corrupt("control error message of {} bytes", msg);
+  WIRE_READ(r.bytes(msg, p), "control error message");
+  c.error_message.assign(reinterpret_cast<const char*>(p), msg);
+  return ok();
+}
+
 #undef WIRE_READ
 
 Result<void> check_ends(NodeId from, NodeId to) {
@@ -579,7 +616,7 @@ Result<Frame> decode_frame(std::span<const uint8_t> in) {
   if (!readable) {
     return invalid("frame version {}, this node reads {} to {}", h.version, kMinVersion, kVersion);
   }
-  if (h.kind < uint8_t(FrameKind::messages) || h.kind > uint8_t(FrameKind::error)) {
+  if (h.kind < uint8_t(FrameKind::messages) || h.kind > uint8_t(FrameKind::control)) {
     return corrupt("unknown frame kind {}", h.kind);
   }
 
@@ -601,6 +638,9 @@ Result<Frame> decode_frame(std::span<const uint8_t> in) {
       break;
     case FrameKind::error:
       ORDO_TRY(get_error(r, f));
+      break;
+    case FrameKind::control:
+      ORDO_TRY(get_control(r, f));
       break;
   }
   if (r.left() != 0) return corrupt("{} bytes after the frame's body", r.left());
@@ -694,6 +734,43 @@ Result<std::vector<uint8_t>> encode_error(NodeId from, NodeId to, const ErrorInf
   return w.finish(size);
 }
 
+Result<std::vector<uint8_t>> encode_control(NodeId from, NodeId to, const Control& c) {
+  ORDO_TRY(check_ends(from, to));
+  if (c.error && !c.response) return invalid("an error flag on a control request");
+  if (c.error && (!c.body.empty() || c.error_code == 0)) {
+    return invalid("a control error carries a non-zero code and no body");
+  }
+  if (!c.error && (c.error_code != 0 || !c.error_message.empty())) {
+    return invalid("an error code or message on a control frame that is not an error");
+  }
+  if (c.body.size() > kMaxControlBodyBytes || c.error_message.size() > kMaxErrorMessageBytes) {
+    return make_error(Errc::too_large, "control body of {} bytes, message of {}", c.body.size(),
+                      c.error_message.size());
+  }
+  const size_t body = c.error ? 2 + c.error_message.size() : c.body.size();
+  const size_t size = kHeaderBytes + kControlHeaderBytes + body;
+  Writer w(size);
+  w.header(kVersion, FrameKind::control, from, to);
+  w.u64(c.correlation);
+  w.u8(uint8_t((c.response ? kControlResponse : 0) | (c.error ? kControlError : 0)));
+  w.u16(c.type);
+  w.u32(uint32_t(body));
+  if (c.error) {
+    w.u16(c.error_code);
+    w.bytes(reinterpret_cast<const uint8_t*>(c.error_message.data()), c.error_message.size());
+  } else {
+    w.bytes(c.body.data(), c.body.size());
+  }
+  return w.finish(size);
+}
+
+Result<Frame> decode_control(std::span<const uint8_t> in) {
+  Frame f = ORDO_TRY(decode_frame(in));
+  if (f.kind != FrameKind::control)
+    return corrupt("frame kind {}, not a control frame", int(f.kind));
+  return f;
+}
+
 Result<std::vector<uint8_t>> encode_frame(const Frame& frame) {
   uint8_t want = frame.kind == FrameKind::error ? kErrorFrameVersion : kVersion;
   if (frame.version != want) return invalid("cannot write version {}", frame.version);
@@ -704,6 +781,8 @@ Result<std::vector<uint8_t>> encode_frame(const Frame& frame) {
       return encode_heartbeats(frame.from, frame.to, frame.messages);
     case FrameKind::error:
       return encode_error(frame.from, frame.to, frame.error);
+    case FrameKind::control:
+      return encode_control(frame.from, frame.to, frame.control);
   }
   return invalid("unknown frame kind {}", int(frame.kind));
 }

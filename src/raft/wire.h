@@ -8,6 +8,9 @@
 //   heartbeats  the Heartbeat and HeartbeatResponse messages of one round between one pair of
 //               nodes, 28 bytes per group, fixed width
 //   error       a refusal: the receiver does not speak the frame's version
+//   control     one request or response of cluster::PeerRpc (correlation id, type, opaque body
+//               of at most 1 MiB); never given to the Batcher: the receiver routes kind 4
+//               frames to its PeerRpc by the header's kind
 //
 // Every frame starts with the same 20-byte header in every version (length, CRC-32C of what
 // follows it, magic, version, kind, sender node, destination node), so a node can check any
@@ -46,7 +49,7 @@ constexpr size_t kKindAt = 11;
 constexpr size_t kFromAt = 12;
 constexpr size_t kToAt = 16;
 
-enum class FrameKind : uint8_t { messages = 1, heartbeats = 2, error = 3 };
+enum class FrameKind : uint8_t { messages = 1, heartbeats = 2, error = 3, control = 4 };
 
 // ---- bounds (checked by both the encoder and the decoder) -----------------------------------
 
@@ -56,12 +59,14 @@ constexpr size_t kMaxMessagesPerFrame = 1u << 16;  // messages in a messages fra
 constexpr size_t kMaxEntriesPerFrame = 1u << 18;   // entries of all messages of a frame
 constexpr size_t kMaxHeartbeatGroups = 1u << 18;   // heartbeats + responses in one frame
 constexpr size_t kMaxConfigMembers = 256;          // voters, and learners, of one Config
-constexpr size_t kMaxErrorMessageBytes = 1024;
+constexpr size_t kMaxErrorMessageBytes = 1024;     // an error frame's, and a control error's
+constexpr size_t kMaxControlBodyBytes = 1u << 20;  // a control frame's body
 
 // Fixed sizes, for callers that plan frames.
 constexpr size_t kMessageHeaderBytes = 21;  // group, term, incarnation, body kind
 constexpr size_t kEntryHeaderBytes = 25;    // term, base, last, kind, payload length
 constexpr size_t kHeartbeatItemBytes = 28;  // group, term, incarnation, commit / match
+constexpr size_t kControlHeaderBytes = 15;  // correlation, flags, type, body length
 
 // ---- frames ---------------------------------------------------------------------------------
 
@@ -78,6 +83,21 @@ struct ErrorInfo {
   bool operator==(const ErrorInfo&) const = default;
 };
 
+// The content of a control frame (kind 4): one request or response of the node-to-node RPC.
+// A request (response false) carries `type` and `body`; a response echoes the request's
+// correlation and type and carries either a body or (error) an error code and message. The
+// code is the responder's Errc value (PeerRpc maps it back), never 0.
+struct Control {
+  uint64_t correlation = 0;
+  bool response = false;
+  bool error = false;  // responses only
+  uint16_t type = 0;
+  std::vector<uint8_t> body;  // at most kMaxControlBodyBytes; empty when error
+  uint16_t error_code = 0;    // error only, != 0
+  std::string error_message;  // error only, at most kMaxErrorMessageBytes
+  bool operator==(const Control&) const = default;
+};
+
 struct Frame {
   uint8_t version = kVersion;
   FrameKind kind = FrameKind::messages;
@@ -88,6 +108,7 @@ struct Frame {
   // in the order they were encoded.
   std::vector<Message> messages;
   ErrorInfo error;  // error frames
+  Control control;  // control frames
 };
 
 // The fixed header, readable in every version.
@@ -123,6 +144,13 @@ Result<std::vector<uint8_t>> encode_messages(NodeId from, NodeId to,
 Result<std::vector<uint8_t>> encode_heartbeats(NodeId from, NodeId to,
                                                std::span<const Message> messages);
 Result<std::vector<uint8_t>> encode_error(NodeId from, NodeId to, const ErrorInfo& error);
+// A control frame (node ids >= 0). Errc::invalid_argument for an error flag on a request, an
+// error with a body or with code 0; Errc::too_large for a body over kMaxControlBodyBytes or a
+// message over kMaxErrorMessageBytes.
+Result<std::vector<uint8_t>> encode_control(NodeId from, NodeId to, const Control& control);
+// Decodes exactly one frame that must be a control frame: decode_frame's checks and answers,
+// and Errc::corrupt for a frame of another kind.
+Result<Frame> decode_control(std::span<const uint8_t> in);
 // Encodes a decoded frame again (the fuzz target's round trip).
 Result<std::vector<uint8_t>> encode_frame(const Frame& frame);
 

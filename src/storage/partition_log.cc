@@ -22,6 +22,8 @@ constexpr std::string_view kEpochFile = "leader-epoch-checkpoint";
 constexpr std::string_view kCleanShutdownFile = "clean-shutdown";
 // A replicated partition's Raft hard state, written by the cluster module (raft_storage.h).
 constexpr std::string_view kRaftStateFile = "raft.state";
+// The controller group's applied offset (cluster/controller_group.h), beside its raft.state.
+constexpr std::string_view kControllerCommitFile = "controller.commit";
 
 struct PartitionState {
   Offset recovery_point{0};
@@ -129,7 +131,8 @@ Result<void> PartitionLog::load(const OpenOptions& options) {
       ORDO_LOG_INFO("{}: removing unfinished temporary file {}", dir_, name);
       ORDO_TRY(remove_file(dir_ + "/" + name));
     } else if (name != kStateFile && name != kEpochFile && name != kCleanShutdownFile &&
-               name != kCleanerCheckpointFile && name != kRaftStateFile) {
+               name != kCleanerCheckpointFile && name != kRaftStateFile &&
+               name != kControllerCommitFile) {
       ORDO_LOG_WARN("{}: ignoring unknown file {}", dir_, name);
     }
   }

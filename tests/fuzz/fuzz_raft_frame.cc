@@ -47,6 +47,18 @@ void check_one(std::span<const uint8_t> in) {
   ORDO_ASSERT(again.has_value());
   ORDO_ASSERT(again->size() == in.size() && std::equal(in.begin(), in.end(), again->begin()));
   if (frame->kind == wire::FrameKind::error) return;
+  if (frame->kind == wire::FrameKind::control) {
+    ORDO_ASSERT(frame->messages.empty());
+    ORDO_ASSERT(frame->control.body.size() <= wire::kMaxControlBodyBytes);
+    ORDO_ASSERT(!frame->control.error || (frame->control.response && frame->control.body.empty() &&
+                                          frame->control.error_code != 0));
+    auto control = wire::decode_control(in);
+    ORDO_ASSERT(control.has_value() && control->control == frame->control);
+    Batcher receiver(frame->to);
+    auto refused = receiver.receive(in);
+    ORDO_ASSERT(!refused.has_value() && refused.error().code == Errc::invalid_argument);
+    return;
+  }
 
   for (const Message& m : frame->messages) {
     ORDO_ASSERT(m.from.id == frame->from && m.to == frame->to);

@@ -3,8 +3,8 @@
 //   make_raft_frame_corpus tests/fuzz/corpus/raft_frame
 //
 // Valid frames of every kind (a messages frame per body kind, mixed ones, heartbeats, an error
-// frame, the golden frames of docs/replication-wire.md), then valid frames with one thing
-// broken (CRC, length, magic, version, kind, a gap between entries, a count past the bytes).
+// frame, control frames: a request, a response, an error response), then valid frames with one
+// thing broken (CRC, length, magic, version, kind, a gap between entries, a count past the bytes).
 // Random fill from a fixed seed: the output is deterministic, so rerunning the program over
 // the committed corpus changes nothing. Seeds the fuzzer found are stored next to these under
 // their SHA-1 names and are not touched.
@@ -109,6 +109,25 @@ int run(int argc, char** argv) {
   seeds.emplace_back("valid_append_reset",
                      must(wire::encode_messages(1, 2, std::vector<Message>{restart})));
 
+  // Control frames (kind 4): a request, a response, an error response.
+  Bytes control_request = must(wire::encode_control(
+      1, 2, wire::Control{.correlation = 42, .type = 5, .body = {'p', 'i', 'n', 'g'}}));
+  seeds.emplace_back("valid_control_request", control_request);
+  seeds.emplace_back(
+      "valid_control_response",
+      must(wire::encode_control(
+          2, 1,
+          wire::Control{
+              .correlation = 42, .response = true, .type = 5, .body = {'p', 'o', 'n', 'g'}})));
+  seeds.emplace_back("valid_control_error",
+                     must(wire::encode_control(2, 1,
+                                               wire::Control{.correlation = 42,
+                                                             .response = true,
+                                                             .error = true,
+                                                             .type = 5,
+                                                             .error_code = 5,
+                                                             .error_message = "no handler"})));
+
   // Broken ones.
   Bytes b = with_entries;
   b.back() ^= 1;
@@ -139,6 +158,10 @@ int run(int argc, char** argv) {
   store_be32(b.data() + wire::kHeaderBytes, 11);
   reseal(b);
   seeds.emplace_back("bad_heartbeat_count", b);
+  b = control_request;
+  store_be32(b.data() + wire::kHeaderBytes + 11, 0x00200000);  // a body length past the bound
+  reseal(b);
+  seeds.emplace_back("bad_control_length", b);
   seeds.emplace_back("empty", Bytes{});
 
   for (const auto& [name, bytes] : seeds) {

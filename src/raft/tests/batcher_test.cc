@@ -205,5 +205,17 @@ TEST(BatcherTest, ReceiveRefusesBadFramesAndAnswersUnknownVersions) {
   EXPECT_EQ(b.stats().messages_in, 1u);
 }
 
+// A control frame (kind 4) is PeerRpc's: the node routes it before the Batcher, and one that
+// reaches the Batcher anyway is refused and counted, not decoded into messages.
+TEST(BatcherTest, ReceiveRefusesControlFrames) {
+  Batcher b(2);
+  wire::Control c{.correlation = 9, .type = 3, .body = {1, 2, 3}};
+  auto bytes = wire::encode_control(1, 2, c);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().to_string();
+  EXPECT_EQ(code_of(b.receive(*bytes)), Errc::invalid_argument);
+  EXPECT_EQ(b.stats().rejected, 1u);
+  EXPECT_EQ(b.stats().frames_in, 0u);
+}
+
 }  // namespace
 }  // namespace ordo::raft

@@ -140,6 +140,15 @@ std::vector<Bytes> sample_frames() {
   for (int i = 0; i < 6; ++i) hs.push_back(random_message(rnd, 1, 2, 4 + i % 2));
   out.push_back(encode_ok(encode_heartbeats(1, 2, hs)));
   out.push_back(encode_ok(encode_error(1, 2, ErrorInfo{.message = "bad"})));
+  out.push_back(
+      encode_ok(encode_control(1, 2, Control{.correlation = 77, .type = 3, .body = {1, 2, 3, 4}})));
+  out.push_back(encode_ok(encode_control(2, 1,
+                                         Control{.correlation = 77,
+                                                 .response = true,
+                                                 .error = true,
+                                                 .type = 3,
+                                                 .error_code = 4,
+                                                 .error_message = "nope"})));
   return out;
 }
 
@@ -184,7 +193,7 @@ TEST(WireTest, RandomGarbageNeverCrashes) {
     for (uint8_t& x : b) x = uint8_t(rnd.next());
     store_be16(b.data() + kMagicAt, kMagic);
     b[kVersionAt] = kVersion;
-    b[kKindAt] = uint8_t(1 + rnd.below(3));
+    b[kKindAt] = uint8_t(1 + rnd.below(4));
     reseal(b);
     decodes_canonically(b);
   }
@@ -206,6 +215,101 @@ Errc decode_error(Bytes b) {
   reseal(b);
   auto f = decode_frame(b);
   return f.has_value() ? Errc::ok : f.error().code;
+}
+
+TEST(WireTest, ControlFramesRoundTrip) {
+  Random rnd(11);
+  std::vector<Control> cs;
+  cs.push_back(Control{.correlation = 1, .type = 7});  // a request with an empty body
+  Control req{.correlation = 0xfedcba9876543210, .type = 0xffff};
+  req.body.resize(1000);
+  for (uint8_t& x : req.body) x = uint8_t(rnd.next());
+  cs.push_back(req);
+  cs.push_back(Control{.correlation = 3, .response = true, .type = 2, .body = {9, 8}});
+  cs.push_back(Control{.correlation = 4,
+                       .response = true,
+                       .error = true,
+                       .type = 2,
+                       .error_code = uint16_t(Errc::not_found),
+                       .error_message = "no handler"});
+  cs.push_back(Control{.correlation = 5, .response = true, .error = true, .error_code = 1});
+  Control biggest{.correlation = 6};
+  biggest.body.assign(kMaxControlBodyBytes, 0x5a);
+  cs.push_back(biggest);
+  for (const Control& c : cs) {
+    Bytes b = encode_ok(encode_control(3, 4, c));
+    size_t body = c.error ? 2 + c.error_message.size() : c.body.size();
+    EXPECT_EQ(b.size(), kHeaderBytes + kControlHeaderBytes + body);
+    auto f = decode_control(b);
+    ASSERT_TRUE(f.has_value()) << f.error().to_string();
+    EXPECT_EQ(f->kind, FrameKind::control);
+    EXPECT_EQ(f->from, 3);
+    EXPECT_EQ(f->to, 4);
+    EXPECT_TRUE(f->messages.empty());
+    EXPECT_EQ(f->control, c);
+    EXPECT_EQ(encode_ok(encode_frame(*f)), b);
+    EXPECT_TRUE(decodes_canonically(b));
+  }
+  // Another kind is not a control frame.
+  EXPECT_EQ(code_of(decode_control(encode_ok(encode_heartbeats(1, 2, {})))), Errc::corrupt);
+}
+
+TEST(WireTest, ControlFramesAreBoundedAndValidated) {
+  Control big{.correlation = 1};
+  big.body.assign(kMaxControlBodyBytes + 1, 0);
+  EXPECT_EQ(code_of(encode_control(1, 2, big)), Errc::too_large);
+  Control msg{.correlation = 1, .response = true, .error = true, .error_code = 2};
+  msg.error_message.assign(kMaxErrorMessageBytes + 1, 'x');
+  EXPECT_EQ(code_of(encode_control(1, 2, msg)), Errc::too_large);
+  EXPECT_EQ(code_of(encode_control(1, 2, Control{.error = true, .error_code = 2})),
+            Errc::invalid_argument);  // an error that is not a response
+  EXPECT_EQ(code_of(encode_control(1, 2, Control{.response = true, .error = true})),
+            Errc::invalid_argument);  // error code 0
+  EXPECT_EQ(code_of(encode_control(
+                1, 2, Control{.response = true, .error = true, .body = {1}, .error_code = 1})),
+            Errc::invalid_argument);  // an error with a body
+  EXPECT_EQ(code_of(encode_control(1, 2, Control{.error_code = 1})), Errc::invalid_argument);
+  EXPECT_EQ(code_of(encode_control(-1, 2, Control{})), Errc::invalid_argument);
+
+  // The decoder refuses the same on edited bytes. Body layout after the header: correlation
+  // 0..7, flags 8, type 9..10, length 11..14, body 15...
+  const size_t at = kHeaderBytes;
+  Bytes req =
+      encode_ok(encode_control(1, 2, Control{.correlation = 1, .type = 1, .body = {1, 2, 3}}));
+  Bytes b = req;
+  b[at + 8] = 4;  // unknown flag
+  EXPECT_EQ(decode_error(b), Errc::corrupt);
+  b = req;
+  b[at + 8] = 2;  // error without response
+  EXPECT_EQ(decode_error(b), Errc::corrupt);
+  b = req;
+  store_be32(b.data() + at + 11, 4);  // claims more than is left
+  EXPECT_EQ(decode_error(b), Errc::corrupt);
+  b = req;
+  store_be32(b.data() + at + 11, 2);  // claims less: a byte after the body
+  EXPECT_EQ(decode_error(b), Errc::corrupt);
+  b = req;
+  store_be32(b.data() + at + 11, 0xffffffffu);  // beyond the bound, checked before anything
+  EXPECT_EQ(decode_error(b), Errc::corrupt);
+  Bytes err = encode_ok(encode_control(
+      1, 2, Control{.response = true, .error = true, .error_code = 5, .error_message = "m"}));
+  b = err;
+  store_be16(b.data() + at + 15, 0);  // error code 0
+  EXPECT_EQ(decode_error(b), Errc::corrupt);
+  b = err;
+  store_be32(b.data() + at + 11, 1);  // too short for the code
+  b.pop_back();
+  b.pop_back();
+  EXPECT_EQ(decode_error(b), Errc::corrupt);
+  b = err;  // a message over its bound
+  b.insert(b.end(), kMaxErrorMessageBytes, 'x');
+  store_be32(b.data() + at + 11, uint32_t(2 + 1 + kMaxErrorMessageBytes));
+  EXPECT_EQ(decode_error(b), Errc::corrupt);
+  b = req;
+  store_be32(b.data() + kFromAt, uint32_t(-1));  // control frames need real node ids
+  EXPECT_EQ(decode_error(b), Errc::corrupt);
+  EXPECT_EQ(decode_error(req), Errc::ok);
+  EXPECT_EQ(decode_error(err), Errc::ok);
 }
 
 TEST(WireTest, CountsAreBoundedBeforeAnythingIsAllocated) {
@@ -327,7 +431,7 @@ TEST(WireTest, UnknownFlagsAndKindsAreRefused) {
   EXPECT_EQ(decode_error(app.bytes), Errc::corrupt);
 
   b = vote.bytes;
-  b[kKindAt] = 4;
+  b[kKindAt] = 5;
   EXPECT_EQ(decode_error(b), Errc::corrupt);
   b = vote.bytes;
   b.push_back(0);  // a byte after the body
@@ -447,6 +551,18 @@ std::map<std::string, Frame> golden_frames() {
   Frame e{.kind = FrameKind::error, .from = 2, .to = 1};
   e.error = ErrorInfo{.code = ErrorCode::unsupported_version, .max_version = 1, .message = "v2?"};
   out["error"] = e;
+
+  Frame c{.kind = FrameKind::control, .from = 1, .to = 2};
+  c.control = Control{.correlation = 0x2a, .type = 5, .body = {'p', 'i', 'n', 'g'}};
+  out["control"] = c;
+  Frame ce{.kind = FrameKind::control, .from = 2, .to = 1};
+  ce.control = Control{.correlation = 0x2a,
+                       .response = true,
+                       .error = true,
+                       .type = 5,
+                       .error_code = uint16_t(Errc::not_found),
+                       .error_message = "no handler"};
+  out["control-error"] = ce;
   return out;
 }
 
@@ -492,6 +608,7 @@ TEST(WireTest, GoldenFramesMatchTheDocs) {
     ASSERT_TRUE(decoded.has_value()) << name << ": " << decoded.error().to_string();
     EXPECT_EQ(show_all(decoded->messages), show_all(frame.messages)) << name;
     EXPECT_EQ(decoded->error, frame.error) << name;
+    EXPECT_EQ(decoded->control, frame.control) << name;
   }
 }
 
