@@ -416,8 +416,10 @@ Result<raft::Entry> RaftLogStorage::append_leader(raft::Term term, raft::Payload
   storage::AppendOptions options;
   options.assign_offsets = true;
   options.leader_epoch = term;
+  last_duplicate_.reset();
   auto r = ORDO_TRY(log_->append(std::span<uint8_t>(*bytes), options));
   if (r.duplicate) {
+    last_duplicate_ = r;
     return make_error(Errc::already_exists, "{}: duplicate of the batch at [{}, {}]", log_->dir(),
                       r.first_offset, r.last_offset);
   }
@@ -476,6 +478,7 @@ Result<std::vector<raft::Entry>> RaftLogStorage::read(raft::Offset from, size_t 
 
 void RaftLogStorage::sync(std::function<void(Result<void>)> done) {
   ++syncs_;
+  if (fsync_ && sync_runner_) return sync_runner_(std::move(done));
   done(fsync_ ? log_->flush() : ok());
 }
 
