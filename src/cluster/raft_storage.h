@@ -41,6 +41,10 @@ constexpr int16_t kControlConfig = 201;
 
 constexpr std::string_view kRaftStateFileName = "raft.state";
 
+// The timestamp of every control entry (-1, Kafka's NO_TIMESTAMP): each replica writes them from
+// the entry alone, so the same bytes on every replica need a timestamp that no clock gives.
+constexpr int64_t kControlEntryTimestamp = -1;
+
 // The decoded hard-state file.
 struct RaftStateFile {
   uint64_t incarnation = 0;
