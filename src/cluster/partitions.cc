@@ -8,6 +8,36 @@ Error lost_leadership(const model::TopicPartition& tp) {
 }
 }  // namespace
 
+Result<OffsetAnswer> answer_list_offset(const storage::PartitionLog& l, int64_t which,
+                                        int32_t epoch) {
+  const int64_t hw = l.high_watermark().value();
+  OffsetAnswer out;
+  out.leader_epoch = epoch;
+  if (which == kEarliestOffset) {
+    out.offset = l.log_start_offset().value();
+  } else if (which == kLatestOffset) {  // the last stable offset: no transactions yet
+    out.offset = hw;
+  } else if (which < 0 && which != kMaxTimestampOffset) {
+    return make_error(Errc::invalid_argument, "no offset spec {}", which);
+  } else {  // by timestamp, or the record with the largest timestamp
+    auto m =
+        which == kMaxTimestampOffset ? l.max_timestamp_offset() : l.offset_for_timestamp(which);
+    if (!m) return std::move(m).error();
+    if (*m && (*m)->offset.value() < hw) {
+      out.offset = (*m)->offset.value();
+      out.timestamp = (*m)->timestamp;
+    }
+  }
+  return out;
+}
+
+EpochEnd answer_epoch_end(const storage::PartitionLog& log, int32_t epoch) {
+  if (epoch < 0) return {};
+  auto found = log.epochs().end_offset_for(epoch, log.log_end_offset());
+  if (!found) return {};
+  return {found->first, found->second.value()};
+}
+
 LocalPartitions::LocalPartitions(
     NodeId self, const PartitionTable& table,
     std::function<void(const model::TopicPartition&)> on_high_watermark)
@@ -92,26 +122,7 @@ void LocalPartitions::list_offset(const model::TopicPartition& tp, int64_t which
   const int32_t epoch = a ? a->leader_epoch : -1;
   logs_->with_log(tp, [which, epoch, done = std::move(done)](Result<storage::PartitionLog*> found) {
     if (!found) return done(found.error());
-    const storage::PartitionLog& l = **found;
-    const int64_t hw = l.high_watermark().value();
-    OffsetAnswer out;
-    out.leader_epoch = epoch;
-    if (which == kEarliestOffset) {
-      out.offset = l.log_start_offset().value();
-    } else if (which == kLatestOffset) {  // the last stable offset: no transactions yet
-      out.offset = hw;
-    } else if (which < 0 && which != kMaxTimestampOffset) {
-      return done(make_error(Errc::invalid_argument, "no offset spec {}", which));
-    } else {  // by timestamp, or the record with the largest timestamp
-      auto m =
-          which == kMaxTimestampOffset ? l.max_timestamp_offset() : l.offset_for_timestamp(which);
-      if (!m) return done(std::move(m).error());
-      if (*m && (*m)->offset.value() < hw) {
-        out.offset = (*m)->offset.value();
-        out.timestamp = (*m)->timestamp;
-      }
-    }
-    done(out);
+    done(answer_list_offset(**found, which, epoch));
   });
 }
 
@@ -135,6 +146,23 @@ void LocalPartitions::delete_records(const model::TopicPartition& tp, int64_t be
 
 std::vector<storage::PartitionStatus> LocalPartitions::status() {
   return logs_->status();
+}
+
+void LocalPartitions::offset_for_leader_epoch(const model::TopicPartition& tp,
+                                              int32_t current_epoch, int32_t epoch,
+                                              Callback<EpochEnd> done) {
+  if (auto e = check_leader(tp, current_epoch)) {
+    return done(make_error(Errc::closed, "{}: leader error {}", tp.to_string(), int(e->code)));
+  }
+  auto snap = table_.snapshot();
+  const PartitionAssignment* a = snap->find(tp);
+  const int32_t current = a ? a->leader_epoch : 0;
+  logs_->with_log(tp, [epoch, current, done = std::move(done)](Result<storage::PartitionLog*> l) {
+    if (!l) return done(l.error());
+    EpochEnd out = answer_epoch_end(**l, epoch);
+    if (out.epoch < 0 && epoch >= current) out = {current, (*l)->log_end_offset().value()};
+    done(out);
+  });
 }
 
 }  // namespace ordo::cluster

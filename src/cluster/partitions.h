@@ -57,6 +57,22 @@ struct Truncation {
   std::optional<Error> error;  // out_of_range: beyond the high watermark
 };
 
+// OffsetForLeaderEpoch (KIP-101, KIP-320): the largest leader epoch <= the one asked for that
+// the log holds, and its end offset (the start offset of the next larger epoch, or the log end
+// for the latest). {-1, -1} when the log holds no such epoch.
+struct EpochEnd {
+  int32_t epoch = -1;
+  int64_t end_offset = -1;
+  bool operator==(const EpochEnd&) const = default;
+};
+
+// The answer to ListOffsets from a partition's log (on its thread): the high watermark for
+// kLatestOffset, time lookups below it. `epoch` is the leader epoch answered.
+Result<OffsetAnswer> answer_list_offset(const storage::PartitionLog& log, int64_t which,
+                                        int32_t epoch);
+// OffsetForLeaderEpoch from a log's leader-epoch cache (on its thread).
+EpochEnd answer_epoch_end(const storage::PartitionLog& log, int32_t epoch);
+
 class PartitionService {
  public:
   template <typename T>
@@ -93,6 +109,11 @@ class PartitionService {
                               Callback<Truncation> done) = 0;
   // Every local partition's state (blocking: never from a shard thread).
   virtual std::vector<storage::PartitionStatus> status() = 0;
+  // OffsetForLeaderEpoch as the leader: `current_epoch` (-1: not given) is checked as by
+  // check_leader (a mismatch or a lost leadership fails with Errc::closed: the handler asks
+  // check_leader for the code), `epoch` is looked up in the log's leader-epoch cache.
+  virtual void offset_for_leader_epoch(const model::TopicPartition& tp, int32_t current_epoch,
+                                       int32_t epoch, Callback<EpochEnd> done) = 0;
 };
 
 // The single-node owner: this node is the only replica and leader of every partition in the
@@ -128,6 +149,10 @@ class LocalPartitions final : public PartitionService {
   void delete_records(const model::TopicPartition& tp, int64_t before,
                       Callback<Truncation> done) override;
   std::vector<storage::PartitionStatus> status() override;
+  // Every record of a single node's log is of its epoch or an older one: the cache answers,
+  // and an epoch the cache predates (a log written before epochs) is the current one.
+  void offset_for_leader_epoch(const model::TopicPartition& tp, int32_t current_epoch,
+                               int32_t epoch, Callback<EpochEnd> done) override;
 
  private:
   // The options of an append to `tp` as its leader, or why it cannot be appended here.

@@ -373,7 +373,6 @@ Result<void> RaftLogStorage::append(std::span<const raft::Entry> entries) {
   if (entries.empty()) return ok();
   append_buf_.clear();
   raft::Offset next = log_->log_end_offset().value();
-  const int64_t now = clock_.now_ms();
   for (const auto& e : entries) {
     if (e.base != next || e.last < e.base) {
       return make_error(Errc::invalid_argument, "{}: entry [{}, {}] does not start at {}",
@@ -389,7 +388,10 @@ Result<void> RaftLogStorage::append(std::span<const raft::Entry> entries) {
       }
       append_buf_.insert(append_buf_.end(), e.payload->begin(), e.payload->end());
     } else if (e.kind != raft::EntryKind::data) {
-      auto bytes = encode_control_entry(e, now);
+      // Every replica encodes the core's no-op and configuration entries itself (they travel
+      // without bytes): their timestamp must not be a local clock's, or the replicas' bytes
+      // would differ. Kafka's "no timestamp".
+      auto bytes = encode_control_entry(e, kControlEntryTimestamp);
       append_buf_.insert(append_buf_.end(), bytes.begin(), bytes.end());
     } else {
       return make_error(Errc::invalid_argument, "{}: data entry at {} without payload", log_->dir(),
@@ -416,8 +418,10 @@ Result<raft::Entry> RaftLogStorage::append_leader(raft::Term term, raft::Payload
   storage::AppendOptions options;
   options.assign_offsets = true;
   options.leader_epoch = term;
+  last_duplicate_.reset();
   auto r = ORDO_TRY(log_->append(std::span<uint8_t>(*bytes), options));
   if (r.duplicate) {
+    last_duplicate_ = r;
     return make_error(Errc::already_exists, "{}: duplicate of the batch at [{}, {}]", log_->dir(),
                       r.first_offset, r.last_offset);
   }
@@ -476,6 +480,7 @@ Result<std::vector<raft::Entry>> RaftLogStorage::read(raft::Offset from, size_t 
 
 void RaftLogStorage::sync(std::function<void(Result<void>)> done) {
   ++syncs_;
+  if (fsync_ && sync_runner_) return sync_runner_(std::move(done));
   done(fsync_ ? log_->flush() : ok());
 }
 

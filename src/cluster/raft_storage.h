@@ -13,12 +13,15 @@
 // It is replaced atomically (temp file, fsync, rename, directory fsync) and carries a CRC-32C:
 // a torn or flipped file fails recovery with Errc::corrupt instead of being trusted.
 //
-// sync() is synchronous in this version: it fdatasyncs the log (PartitionLog::flush) on the
-// calling thread and calls done before it returns.
+// sync() fdatasyncs the log (PartitionLog::flush) on the calling thread and calls done before
+// it returns, unless a sync runner is set (set_sync_runner): then the runner does it, e.g. the
+// LogManager's flush pool with group commit (LogManager::flush), and done runs later on the
+// replica's thread.
 //
 // Thread: the replica's, like the PartitionLog it wraps.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -37,6 +40,10 @@ constexpr int16_t kControlNoop = 200;
 constexpr int16_t kControlConfig = 201;
 
 constexpr std::string_view kRaftStateFileName = "raft.state";
+
+// The timestamp of every control entry (-1, Kafka's NO_TIMESTAMP): each replica writes them from
+// the entry alone, so the same bytes on every replica need a timestamp that no clock gives.
+constexpr int64_t kControlEntryTimestamp = -1;
 
 // The decoded hard-state file.
 struct RaftStateFile {
@@ -101,6 +108,16 @@ class RaftLogStorage final : public raft::Storage {
   void set_fsync(bool on) { fsync_ = on; }
   bool fsync() const { return fsync_; }
 
+  // Who makes the log durable for sync(): called with sync's `done`, which it must call once
+  // every write made before the call is durable (or with the error), on the replica's thread.
+  // Unset: sync() runs PartitionLog::flush inline. Ignored when fsync is off.
+  using SyncRunner = std::function<void(std::function<void(Result<void>)> done)>;
+  void set_sync_runner(SyncRunner runner) { sync_runner_ = std::move(runner); }
+
+  // The last append_leader refused as an idempotent producer's duplicate (Errc::already_exists):
+  // where the original batch is (first/last offset, duplicate = true).
+  const std::optional<storage::AppendResult>& last_duplicate() const { return last_duplicate_; }
+
   // Counters for tests and benchmarks.
   uint64_t syncs() const { return syncs_; }
   uint64_t state_writes() const { return state_writes_; }
@@ -118,6 +135,8 @@ class RaftLogStorage final : public raft::Storage {
   uint64_t syncs_ = 0;
   uint64_t state_writes_ = 0;
   bool fsync_ = true;
+  SyncRunner sync_runner_;
+  std::optional<storage::AppendResult> last_duplicate_;
 };
 
 }  // namespace ordo::cluster

@@ -39,6 +39,13 @@ struct Waiter {
   LogManager::Callback<AppendResult> done;
 };
 
+// A LogManager::flush() caller: answered once the log is durable up to target (its log end
+// when it asked; clamped to the log end, which a truncation may have moved below it).
+struct SyncWaiter {
+  Offset target;
+  LogManager::Callback<void> done;
+};
+
 struct Partition {
   TopicPartition tp;
   std::unique_ptr<PartitionLog> log;  // null when offline
@@ -46,6 +53,7 @@ struct Partition {
   bool flush_in_flight = false;
   int64_t last_flush_ms = 0;
   std::deque<Waiter> waiters;
+  std::vector<SyncWaiter> sync_waiters;
   uint64_t write_errors = 0;  // appends that failed in a system call
   LogLimiter write_error_log{kWriteErrorLogIntervalMs};
 };
@@ -84,7 +92,8 @@ struct LogManager::Impl {
   std::vector<std::unique_ptr<Shard>> shards;
   std::unique_ptr<asio::thread_pool> flush_pool;
   std::atomic<bool> closing{false};
-  bool started = false;  // shards are running
+  std::atomic<uint64_t> flushes{0};  // fdatasyncs executed by the flush pool
+  bool started = false;              // shards are running
   bool closed = false;
   bool external = false;  // shards run on the caller's contexts
 
@@ -148,6 +157,31 @@ struct LogManager::Impl {
       p.waiters.pop_front();
       w.done(e);
     }
+    fail_sync_waiters(p, e);
+  }
+
+  // Fails every flush() caller of p (callbacks may add new ones: they are failed too).
+  static void fail_sync_waiters(Partition& p, const Error& e) {
+    while (!p.sync_waiters.empty()) {
+      auto taken = std::move(p.sync_waiters);
+      p.sync_waiters.clear();
+      for (auto& w : taken) w.done(e);
+    }
+  }
+
+  // Answers the flush() callers whose writes are durable. Taken out first: a callback may call
+  // flush() again (re-entrantly) or remove the partition.
+  static void complete_sync_waiters(Partition& p) {
+    if (p.sync_waiters.empty() || !p.log) return;
+    const Offset flushed = p.log->flushed_offset();
+    const Offset end = p.log->log_end_offset();
+    std::vector<Callback<void>> ready;
+    std::erase_if(p.sync_waiters, [&](SyncWaiter& w) {
+      if (std::min(w.target, end) > flushed) return false;
+      ready.push_back(std::move(w.done));
+      return true;
+    });
+    for (auto& done : ready) done(ok());
   }
 
   void complete_waiters(Partition& p) {
@@ -157,6 +191,7 @@ struct LogManager::Impl {
       p.waiters.pop_front();
       w.done(std::move(w.result));
     }
+    complete_sync_waiters(p);
   }
 
   // Starts a sync of p on the flush pool unless one is running or nothing needs it.
@@ -176,7 +211,10 @@ struct LogManager::Impl {
       // backlog of one fdatasync per partition.
       const bool skipped = closing.load();
       Result<void> r = ok();
-      if (!skipped) r = execute_flush(ticket);
+      if (!skipped) {
+        r = execute_flush(ticket);
+        flushes.fetch_add(1, std::memory_order_relaxed);
+      }
       asio::post(*s.ctx, [this, &s, p, skipped, ticket = std::move(ticket), r = std::move(r)]() {
         p->flush_in_flight = false;
         if (skipped) return;
@@ -195,7 +233,8 @@ struct LogManager::Impl {
         // In durable mode everything written gets synced, waited for (acks=-1) or not (acks=1).
         bool behind = p->log->config().flush_mode == FlushMode::durable &&
                       p->log->flushed_offset() < p->log->log_end_offset();
-        if (!p->waiters.empty() || behind || p->log->has_unflushed_sealed_segments()) {
+        if (!p->waiters.empty() || !p->sync_waiters.empty() || behind ||
+            p->log->has_unflushed_sealed_segments()) {
           start_flush(s, p);
         }
       });
@@ -277,6 +316,7 @@ struct LogManager::Impl {
                Callback<ReadResult> done);
   void do_with_log(Shard& s, const TopicPartition& tp,
                    std::function<void(Result<PartitionLog*>)>& fn);
+  void do_flush(Shard& s, const TopicPartition& tp, Callback<void> done);
 };
 
 LogManager::LogManager(LogManagerOptions options)
@@ -605,6 +645,7 @@ void LogManager::Impl::do_remove(Shard& s, const TopicPartition& tp, Callback<vo
     p->waiters.pop_front();
     w.done(gone);
   }
+  Impl::fail_sync_waiters(*p, gone);
   done(std::move(r));
 }
 
@@ -709,6 +750,75 @@ void LogManager::with_log(const TopicPartition& tp, std::function<void(Result<Pa
   asio::post(*s.ctx, [impl = impl_.get(), &s, tp, fn = std::move(fn)]() mutable {
     impl->do_with_log(s, tp, fn);
   });
+}
+
+void LogManager::Impl::do_flush(Shard& s, const TopicPartition& tp, Callback<void> done) {
+  if (s.closed) return done(closed_error());
+  auto it = s.partitions.find(tp);
+  if (it == s.partitions.end()) {
+    return done(make_error(Errc::not_found, "no partition {}", tp.to_string()));
+  }
+  std::shared_ptr<Partition> p = it->second;
+  if (p->offline) return done(*p->offline);
+  p->sync_waiters.push_back({p->log->log_end_offset(), std::move(done)});
+  // Runs one now unless one is in flight (its completion starts the next for the waiters it
+  // does not cover), or answers at once when everything is synced already.
+  start_flush(s, p);
+}
+
+void LogManager::flush(const TopicPartition& tp, Callback<void> done) {
+  if (impl_->closing) return done(Impl::closed_error());
+  Shard& s = impl_->shard_for(tp);
+  if (s.here()) return impl_->do_flush(s, tp, std::move(done));
+  asio::post(*s.ctx, [impl = impl_.get(), &s, tp, done = std::move(done)]() mutable {
+    impl->do_flush(s, tp, std::move(done));
+  });
+}
+
+uint64_t LogManager::flushes_executed() const {
+  return impl_->flushes.load(std::memory_order_relaxed);
+}
+
+size_t LogManager::shard_count() const {
+  return impl_->shards.size();
+}
+
+size_t LogManager::shard_of(const TopicPartition& tp) const {
+  return std::hash<TopicPartition>()(tp) % impl_->shards.size();
+}
+
+asio::io_context& LogManager::shard_context(size_t shard) const {
+  ORDO_ASSERT(shard < impl_->shards.size());
+  return *impl_->shards[shard]->ctx;
+}
+
+void LogManager::crash_for_testing() {
+  Impl& impl = *impl_;
+  if (impl.closed) return;
+  ORDO_ASSERT_MSG(!impl.external, "crash_for_testing needs the manager's own shard threads");
+  ORDO_ASSERT(!impl.on_any_shard());
+  impl.stop_cleaner();
+  impl.closing = true;  // queued syncs are skipped, new calls refused
+  if (impl.started) {
+    for (auto& s : impl.shards) {
+      (void)Impl::call<bool>(*s, [&]() -> Result<bool> {
+        s->closed = true;
+        s->timer.reset();
+        return true;
+      });
+    }
+    impl.flush_pool->join();  // a sync that is running finishes; its completion is refused
+    for (auto& s : impl.shards) {
+      s->guard.reset();
+      s->ctx->stop();
+      if (s->thread.joinable()) s->thread.join();
+    }
+    // The logs go without close(): nothing more is written or synced.
+    for (auto& s : impl.shards) s->partitions.clear();
+  }
+  impl.closed = true;
+  ::flock(impl.lock_file.fd(), LOCK_UN);
+  impl.lock_file.close();
 }
 
 namespace {
@@ -882,6 +992,7 @@ Result<void> LogManager::close() {
           p->waiters.pop_front();
           w.done(e);
         }
+        Impl::fail_sync_waiters(*p, e);
       }
       return true;
     });

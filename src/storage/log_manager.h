@@ -198,6 +198,35 @@ class LogManager {
   // blocking forms are forbidden).
   bool on_shard_thread() const;
 
+  // ---- for a replication layer that runs its own work on the shards (cluster::RaftPartitions)
+  // The number of shards, the shard of a partition (stable for the manager's life), and the
+  // context a shard runs on: work posted there runs on the thread that owns the shard's logs
+  // (a timer per shard, a Raft replica per partition beside its log). The context outlives
+  // every use until close(); handlers posted there must not outlive the manager.
+  size_t shard_count() const;
+  size_t shard_of(const model::TopicPartition& tp) const;
+  asio::io_context& shard_context(size_t shard) const;
+
+  // Makes every write to tp's log so far durable (fdatasync of its segments on the flush pool,
+  // whatever the partition's flush mode), then calls done on tp's shard thread (inline when
+  // the log is already synced up to its end). Group commit: while one sync of the partition
+  // runs, every request that arrives waits for the next one, which starts when it completes
+  // and answers all of them (N concurrent requests cost at most two fdatasyncs). A failed
+  // fdatasync takes the partition offline (as for appends) and fails every waiter; remove()
+  // fails them with Errc::not_found, close() answers them after its final filesystem sync.
+  // Writes made directly on the PartitionLog (with_log) are covered like appends.
+  void flush(const model::TopicPartition& tp, Callback<void> done);
+  // fdatasyncs run by the flush pool since open (appends' syncs and flush()'s): for tests and
+  // metrics.
+  uint64_t flushes_executed() const;
+
+  // Tests: the process crashes. Stops the manager's own shard threads and the flush pool and
+  // drops every log WITHOUT closing it (no index writes, no clean-shutdown marker, nothing
+  // synced), then releases the data dir lock: the next open() recovers as after a crash (the
+  // page cache keeps what was written, as after a process crash). Pending callbacks are
+  // dropped uncalled. Only for a manager running its own shard threads; not from a shard.
+  void crash_for_testing();
+
   const LogManagerOptions& options() const { return options_; }
 
  private:
