@@ -65,30 +65,36 @@ struct CreateTopic {
   TopicId id{};
   storage::LogConfig log;
   std::vector<std::vector<NodeId>> replicas;
+  bool operator==(const CreateTopic&) const = default;
 };
 // Partitions [from, from + replicas.size()) added to a topic that has `from` of them.
 struct AddPartitions {
   std::string name;
   int32_t from = 0;
   std::vector<std::vector<NodeId>> replicas;
+  bool operator==(const AddPartitions&) const = default;
 };
 // The topic's partitions from `from` on are dropped (undoes an AddPartitions that failed).
 struct DeletePartitions {
   std::string name;
   int32_t from = 0;
+  bool operator==(const DeletePartitions&) const = default;
 };
 struct DeleteTopic {
   std::string name;
+  bool operator==(const DeleteTopic&) const = default;
 };
 struct SetConfig {
   std::string name;
   storage::LogConfig log;
+  bool operator==(const SetConfig&) const = default;
 };
 // A partition's new leader (kNoLeader: none) at a new epoch (larger than the current one).
 struct SetLeader {
   model::TopicPartition tp;
   NodeId leader = kNoLeader;
   int32_t leader_epoch = 0;
+  bool operator==(const SetLeader&) const = default;
 };
 using Command =
     std::variant<CreateTopic, AddPartitions, DeletePartitions, DeleteTopic, SetConfig, SetLeader>;
