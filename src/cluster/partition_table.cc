@@ -4,12 +4,20 @@ namespace ordo::cluster {
 
 namespace {
 
-PartitionAssignment assignment_of(const std::vector<NodeId>& replicas) {
+// A new partition of `topic` (its index is the current count) with the next group id.
+PartitionAssignment assignment_of(TableSnapshot& t, const std::string& topic, int32_t partition,
+                                  const std::vector<NodeId>& replicas) {
   PartitionAssignment a;
   a.replicas = replicas;
   a.leader = replicas.empty() ? kNoLeader : replicas.front();
   a.leader_epoch = 0;
+  a.group = t.next_group++;
+  t.groups[a.group] = model::TopicPartition{topic, partition};
   return a;
+}
+
+void forget_groups(TableSnapshot& t, const std::vector<PartitionAssignment>& dropped) {
+  for (const auto& a : dropped) t.groups.erase(a.group);
 }
 
 Result<void> check_replicas(const std::string& topic,
@@ -22,7 +30,8 @@ Result<void> check_replicas(const std::string& topic,
 }
 
 // Each apply_* edits `t` (a copy of the current table) and says whether anything changed.
-Result<bool> apply_to(TopicTable& t, const CreateTopic& c) {
+Result<bool> apply_to(TableSnapshot& s, const CreateTopic& c) {
+  TopicTable& t = s.topics;
   if (auto it = t.find(c.name); it != t.end()) {
     const TopicEntry& e = it->second;
     bool same = e.id == c.id && e.log == c.log && e.partitions.size() == c.replicas.size();
@@ -37,12 +46,15 @@ Result<bool> apply_to(TopicTable& t, const CreateTopic& c) {
   e.name = c.name;
   e.id = c.id;
   e.log = c.log;
-  for (const auto& r : c.replicas) e.partitions.push_back(assignment_of(r));
+  for (const auto& r : c.replicas) {
+    e.partitions.push_back(assignment_of(s, c.name, int32_t(e.partitions.size()), r));
+  }
   t.emplace(c.name, std::move(e));
   return true;
 }
 
-Result<bool> apply_to(TopicTable& t, const AddPartitions& c) {
+Result<bool> apply_to(TableSnapshot& s, const AddPartitions& c) {
+  TopicTable& t = s.topics;
   auto it = t.find(c.name);
   if (it == t.end()) return make_error(Errc::not_found, "no topic {}", c.name);
   auto& parts = it->second.partitions;
@@ -62,11 +74,14 @@ Result<bool> apply_to(TopicTable& t, const AddPartitions& c) {
                       parts.size(), c.from);
   }
   ORDO_TRY(check_replicas(c.name, c.replicas));
-  for (const auto& r : c.replicas) parts.push_back(assignment_of(r));
+  for (const auto& r : c.replicas) {
+    parts.push_back(assignment_of(s, c.name, int32_t(parts.size()), r));
+  }
   return true;
 }
 
-Result<bool> apply_to(TopicTable& t, const DeletePartitions& c) {
+Result<bool> apply_to(TableSnapshot& s, const DeletePartitions& c) {
+  TopicTable& t = s.topics;
   auto it = t.find(c.name);
   if (it == t.end()) return false;
   auto& parts = it->second.partitions;
@@ -75,18 +90,22 @@ Result<bool> apply_to(TopicTable& t, const DeletePartitions& c) {
                       c.name);
   }
   if (parts.size() <= size_t(c.from)) return false;
+  forget_groups(s, std::vector<PartitionAssignment>(parts.begin() + c.from, parts.end()));
   parts.resize(size_t(c.from));
   return true;
 }
 
-Result<bool> apply_to(TopicTable& t, const DeleteTopic& c) {
+Result<bool> apply_to(TableSnapshot& s, const DeleteTopic& c) {
+  TopicTable& t = s.topics;
   auto it = t.find(c.name);
   if (it == t.end()) return false;
+  forget_groups(s, it->second.partitions);
   t.erase(it);
   return true;
 }
 
-Result<bool> apply_to(TopicTable& t, const SetConfig& c) {
+Result<bool> apply_to(TableSnapshot& s, const SetConfig& c) {
+  TopicTable& t = s.topics;
   auto it = t.find(c.name);
   if (it == t.end()) return make_error(Errc::not_found, "no topic {}", c.name);
   if (it->second.log == c.log) return false;
@@ -94,7 +113,8 @@ Result<bool> apply_to(TopicTable& t, const SetConfig& c) {
   return true;
 }
 
-Result<bool> apply_to(TopicTable& t, const SetLeader& c) {
+Result<bool> apply_to(TableSnapshot& s, const SetLeader& c) {
+  TopicTable& t = s.topics;
   auto it = t.find(c.tp.topic);
   if (it == t.end() || c.tp.partition < 0 ||
       size_t(c.tp.partition) >= it->second.partitions.size()) {
@@ -124,7 +144,23 @@ const PartitionAssignment* TableSnapshot::find(const model::TopicPartition& tp) 
   return &t->partitions[size_t(tp.partition)];
 }
 
+std::optional<model::TopicPartition> TableSnapshot::find_group(GroupId group) const {
+  auto it = groups.find(group);
+  if (it == groups.end()) return std::nullopt;
+  return it->second;
+}
+
 PartitionTable::PartitionTable() : current_(std::make_shared<const TableSnapshot>()) {}
+
+PartitionTable::PartitionTable(TableSnapshot start) {
+  start.groups.clear();
+  for (const auto& [name, topic] : start.topics) {
+    for (size_t i = 0; i < topic.partitions.size(); ++i) {
+      start.groups[topic.partitions[i].group] = model::TopicPartition{name, int32_t(i)};
+    }
+  }
+  current_.store(std::make_shared<const TableSnapshot>(std::move(start)));
+}
 
 Result<bool> PartitionTable::apply(const Command& command) {
   return apply_all({command});
@@ -137,8 +173,7 @@ Result<bool> PartitionTable::apply_all(const std::vector<Command>& commands) {
   auto next = std::make_shared<TableSnapshot>(*current);
   bool changed = false;
   for (const auto& command : commands) {
-    bool c =
-        ORDO_TRY(std::visit([&](const auto& cmd) { return apply_to(next->topics, cmd); }, command));
+    bool c = ORDO_TRY(std::visit([&](const auto& cmd) { return apply_to(*next, cmd); }, command));
     changed = changed || c;
   }
   if (!changed) return false;

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -31,10 +32,19 @@ using TopicId = std::array<uint8_t, 16>;
 
 inline constexpr NodeId kNoLeader = -1;
 
+// Replication group ids: group 0 is the cluster controller's; each partition gets the next one
+// when the command that makes it is applied (never reused, see TableSnapshot::next_group).
+using GroupId = int64_t;
+inline constexpr GroupId kControllerGroup = 0;
+inline constexpr GroupId kNoGroup = -1;
+
 struct PartitionAssignment {
   std::vector<NodeId> replicas;  // the first is the preferred leader
   NodeId leader = kNoLeader;
   int32_t leader_epoch = 0;
+  // The partition's replication group, assigned on apply (CreateTopic, AddPartitions) from
+  // TableSnapshot::next_group. Single node: assigned the same way and unused.
+  GroupId group = kNoGroup;
   bool operator==(const PartitionAssignment&) const = default;
 };
 
@@ -43,6 +53,7 @@ struct TopicEntry {
   TopicId id{};
   storage::LogConfig log;  // the settings every replica's log runs with
   std::vector<PartitionAssignment> partitions;
+  bool operator==(const TopicEntry&) const = default;
 };
 
 // ---- commands ----
@@ -54,30 +65,36 @@ struct CreateTopic {
   TopicId id{};
   storage::LogConfig log;
   std::vector<std::vector<NodeId>> replicas;
+  bool operator==(const CreateTopic&) const = default;
 };
 // Partitions [from, from + replicas.size()) added to a topic that has `from` of them.
 struct AddPartitions {
   std::string name;
   int32_t from = 0;
   std::vector<std::vector<NodeId>> replicas;
+  bool operator==(const AddPartitions&) const = default;
 };
 // The topic's partitions from `from` on are dropped (undoes an AddPartitions that failed).
 struct DeletePartitions {
   std::string name;
   int32_t from = 0;
+  bool operator==(const DeletePartitions&) const = default;
 };
 struct DeleteTopic {
   std::string name;
+  bool operator==(const DeleteTopic&) const = default;
 };
 struct SetConfig {
   std::string name;
   storage::LogConfig log;
+  bool operator==(const SetConfig&) const = default;
 };
 // A partition's new leader (kNoLeader: none) at a new epoch (larger than the current one).
 struct SetLeader {
   model::TopicPartition tp;
   NodeId leader = kNoLeader;
   int32_t leader_epoch = 0;
+  bool operator==(const SetLeader&) const = default;
 };
 using Command =
     std::variant<CreateTopic, AddPartitions, DeletePartitions, DeleteTopic, SetConfig, SetLeader>;
@@ -87,15 +104,33 @@ using TopicTable = std::map<std::string, TopicEntry, std::less<>>;
 struct TableSnapshot {
   TopicTable topics;
   uint64_t version = 0;  // +1 for each command that changed something
+  // The group id the next new partition gets (1 first: group 0 is the controller). Advances by
+  // one per partition made, never goes back: a deleted partition's group is never reused, so a
+  // late message of an old group cannot reach a new partition.
+  GroupId next_group = 1;
+  // group -> its partition, for every partition of `topics` (kept by apply).
+  std::map<GroupId, model::TopicPartition> groups;
 
   const TopicEntry* find(std::string_view topic) const;
   // Null when the topic does not exist or has no such partition.
   const PartitionAssignment* find(const model::TopicPartition& tp) const;
+  // The partition of a replication group; nullopt for an unknown (or deleted) group.
+  std::optional<model::TopicPartition> find_group(GroupId group) const;
+  bool operator==(const TableSnapshot&) const = default;
 };
 
 class PartitionTable {
  public:
   PartitionTable();
+  // A table that starts from `start` (a restored checkpoint). `groups` is rebuilt from the
+  // topics; the caller checked them (ClusterState::restore).
+  explicit PartitionTable(TableSnapshot start);
+  // Copies share the current (immutable) snapshot; each goes on on its own.
+  PartitionTable(const PartitionTable& other) : current_(other.current_.load()) {}
+  PartitionTable& operator=(const PartitionTable& other) {
+    current_.store(other.current_.load());
+    return *this;
+  }
 
   // Applies a command: true when it changed the table, false when its effect was already
   // there (idempotent). A command that contradicts the table (a topic created again with

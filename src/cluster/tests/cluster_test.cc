@@ -97,6 +97,48 @@ TEST(PartitionTable, ACommandThatFailsInABatchChangesNothing) {
   EXPECT_EQ(table.snapshot()->version, 0u);
 }
 
+TEST(PartitionTable, EachNewPartitionGetsTheNextGroupIdAndAGroupIsNeverReused) {
+  PartitionTable table;
+  EXPECT_EQ(table.snapshot()->next_group, 1);  // group 0 is the controller's
+  ASSERT_TRUE(table.apply(create("a", 2)));
+  ASSERT_TRUE(table.apply(create("b", 1, 2)));
+  auto s = table.snapshot();
+  EXPECT_EQ(s->find(TopicPartition{"a", 0})->group, 1);
+  EXPECT_EQ(s->find(TopicPartition{"a", 1})->group, 2);
+  EXPECT_EQ(s->find(TopicPartition{"b", 0})->group, 3);
+  EXPECT_EQ(s->find_group(2), (TopicPartition{"a", 1}));
+  EXPECT_EQ(s->find_group(0), std::nullopt);
+  // A command applied again assigns nothing.
+  EXPECT_EQ(table.apply(create("a", 2)).value(), false);
+  EXPECT_EQ(table.snapshot()->next_group, 4);
+
+  ASSERT_TRUE(table.apply(AddPartitions{"a", 2, {{kSelf}}}));
+  EXPECT_EQ(table.snapshot()->find(TopicPartition{"a", 2})->group, 4);
+  ASSERT_TRUE(table.apply(DeletePartitions{"a", 2}));
+  EXPECT_EQ(table.snapshot()->find_group(4), std::nullopt);
+  ASSERT_TRUE(table.apply(AddPartitions{"a", 2, {{kSelf}}}));
+  EXPECT_EQ(table.snapshot()->find(TopicPartition{"a", 2})->group, 5);
+  ASSERT_TRUE(table.apply(DeleteTopic{"a"}));
+  ASSERT_TRUE(table.apply(create("a", 1, 3)));
+  s = table.snapshot();
+  EXPECT_EQ(s->find(TopicPartition{"a", 0})->group, 6);
+  EXPECT_EQ(s->find_group(1), std::nullopt);
+  EXPECT_EQ(s->find_group(6), (TopicPartition{"a", 0}));
+  EXPECT_EQ(s->groups.size(), 2u);  // b-0 and a-0
+
+  // A failed batch advances nothing.
+  ASSERT_FALSE(table.apply_all({create("c", 3, 4), AddPartitions{"missing", 0, {{kSelf}}}}));
+  EXPECT_EQ(table.snapshot()->next_group, 7);
+
+  // A table started from a snapshot rebuilds the group index; copies share the snapshot.
+  TableSnapshot start = *table.snapshot();
+  start.groups.clear();
+  PartitionTable restored(start);
+  EXPECT_EQ(*restored.snapshot(), *table.snapshot());
+  PartitionTable copy = table;
+  EXPECT_EQ(copy.snapshot(), table.snapshot());
+}
+
 // ---- the reconciler ----
 
 storage::LogManagerOptions options_for(const std::string& dir, storage::FlushMode mode) {
