@@ -20,6 +20,7 @@
 #include "cluster/peer_transport.h"
 #include "cluster/placement.h"
 #include "cluster/raft_partitions.h"
+#include "cluster/raft_storage.h"
 #include "cluster/reconciler.h"
 #include "raft/batcher.h"
 #include "raft/wire.h"
@@ -301,6 +302,7 @@ struct ClusterNode::Impl : std::enable_shared_from_this<Impl> {
     r.peer_host = peer_host;
     r.peer_port = peer_port;
     if (!c.broker_rack.empty()) r.rack = c.broker_rack;
+    r.epoch = 1;  // the controller sets the real one when it registers the record
     return r;
   }
 
@@ -543,7 +545,11 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(ClusterNodeDeps deps) {
     auto self = weak.lock();
     if (!self) return;
     auto cmd = cluster::decode_command(body);
-    if (!cmd || !std::holds_alternative<cluster::RegisterBroker>(*cmd)) {
+    if (!cmd) {
+      reply(make_error(Errc::invalid_argument, "registration: {}", cmd.error().to_string()));
+      return;
+    }
+    if (!std::holds_alternative<cluster::RegisterBroker>(*cmd)) {
       reply(make_error(Errc::invalid_argument, "not a registration"));
       return;
     }

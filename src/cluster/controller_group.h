@@ -40,6 +40,7 @@
 #include <asio/any_io_executor.hpp>
 
 #include "base/result.h"
+#include "cluster/partition_table.h"
 #include "raft/batcher.h"
 #include "raft/core.h"
 
@@ -47,7 +48,7 @@ namespace ordo::cluster {
 
 using raft::NodeId;
 
-constexpr raft::GroupId kControllerGroup = 0;
+
 constexpr std::string_view kControllerCommitFileName = "controller.commit";
 // The largest command; a bigger one is refused (Errc::too_large).
 constexpr size_t kMaxControllerCommandBytes = 1u << 20;
