@@ -213,7 +213,7 @@ def polled(hist, name, msgs, **extra):
     return records
 
 
-def reader(bootstrap, hist, part, targets, done):
+def reader(bootstrap, hist, part, targets, done, reached):
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
     name = f"r{part}"
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"jepsen-reader-{part}",
@@ -225,13 +225,14 @@ def reader(bootstrap, hist, part, targets, done):
     while not done.is_set():
         for r in polled(hist, name, c.consume(200, 0.5)):
             next_offset = r["offset"] + 1
+        reached[part] = next_offset
         t = targets.get(part)
         if t is not None and next_offset >= t:
             break
     c.close()
 
 
-def group_consumer(bootstrap, hist, done):
+def group_consumer(bootstrap, hist, done, reached):
     from confluent_kafka import Consumer, TopicPartition
     name = "g0"
 
@@ -253,6 +254,8 @@ def group_consumer(bootstrap, hist, done):
             ends = {}
             for r in records:
                 ends[r["partition"]] = max(ends.get(r["partition"], -1), r["offset"] + 1)
+            for p, o in ends.items():
+                reached[p] = max(reached.get(p, 0), o)
             offs = [{"topic": TOPIC, "partition": p, "offset": o} for p, o in sorted(ends.items())]
             hist.add(process=name, type="invoke", f="commit", group=GROUP, offsets=offs)
             try:
@@ -314,6 +317,8 @@ class SingleNode:
         if bin:
             ordo_harness.ORDO_BIN = bin
         port = _free_port()
+        self.root = root
+        os.makedirs(root, exist_ok=True)
         self.broker = ordo_harness.Broker(["--flush-mode", "durable"],
                                           data_dir=os.path.join(root, "n1"), port=port)
         self.nodes = {1: self._Node(self.broker)}
@@ -372,6 +377,11 @@ class SingleNode:
             self.broker.stop()
         if failed and self.broker.log_path:
             print(self.broker.log()[-4000:], file=sys.stderr)
+        # the broker's logs (one per start) next to its data, then its temp dir goes
+        for name in sorted(os.listdir(self.broker.root)):
+            if name.endswith(".log"):
+                shutil.copy(os.path.join(self.broker.root, name), self.root)
+        shutil.rmtree(self.broker.root, ignore_errors=True)
 
 
 def _free_port():
@@ -466,6 +476,8 @@ def main(argv=None):
     hist = History(os.path.join(a.out, "history.jsonl"))
     stop_nemesis, stop_produce, done = threading.Event(), threading.Event(), threading.Event()
     targets = {}
+    reached = {}
+    group_reached = {}
     threads = []
     ends = {}
     try:
@@ -487,8 +499,10 @@ def main(argv=None):
         boot = c.bootstrap_servers
         threads = [threading.Thread(target=producer, daemon=True,
                                     args=(boot, hist, a.partitions, a.rate, stop_produce)),
-                   threading.Thread(target=group_consumer, daemon=True, args=(boot, hist, done))]
-        threads += [threading.Thread(target=reader, daemon=True, args=(boot, hist, p, targets, done))
+                   threading.Thread(target=group_consumer, daemon=True,
+                                    args=(boot, hist, done, group_reached))]
+        threads += [threading.Thread(target=reader, daemon=True,
+                                     args=(boot, hist, p, targets, done, reached))
                     for p in range(a.partitions)]
         for t in threads:
             t.start()
@@ -519,6 +533,10 @@ def main(argv=None):
         targets.update(ends)
         for t in threads[2:]:
             t.join(90)
+        deadline = time.monotonic() + 60  # the group consumer reads to the ends too
+        while time.monotonic() < deadline and any(group_reached.get(p, 0) < e
+                                                  for p, e in ends.items()):
+            time.sleep(0.2)
         done.set()
         threads[1].join(30)
     finally:
@@ -530,10 +548,20 @@ def main(argv=None):
     events = checker.load(os.path.join(a.out, "history.jsonl"))
     verdict = checker.check(events, a.recovery_budget if a.recovery_budget > 0 else None)
     verdict["stats"]["end_offsets"] = {str(k): v for k, v in ends.items()}
-    if len(ends) < a.partitions:
+    # "lost" means something only if the readers read to the end
+    short = [{"partition": p, "end_offset": ends.get(p), "read_to": reached.get(p, 0)}
+             for p in range(a.partitions) if ends.get(p) is None or reached.get(p, 0) < ends[p]]
+    if short:
         verdict["valid"] = False
-        verdict["anomalies"]["incomplete-read"] = [{"end_offsets_known": sorted(ends)}]
-        verdict["anomaly_counts"]["incomplete-read"] = 1
+        verdict["anomalies"]["incomplete-read"] = short
+        verdict["anomaly_counts"]["incomplete-read"] = len(short)
+    # liveness: the group consumer reads to the ends within 60 s of the producer's stop
+    behind = [{"partition": p, "end_offset": e, "group_read_to": group_reached.get(p, 0)}
+              for p, e in sorted(ends.items()) if group_reached.get(p, 0) < e]
+    if behind:
+        verdict["valid"] = False
+        verdict["anomalies"]["group-incomplete"] = behind
+        verdict["anomaly_counts"]["group-incomplete"] = len(behind)
     with open(os.path.join(a.out, "verdict.json"), "w") as f:
         json.dump(verdict, f, indent=1, sort_keys=True)
     s = verdict["stats"]
