@@ -10,8 +10,10 @@
 
 Each node i (1..n) has its own data dir (<root>/n<i>), and Kafka, peer and admin ports picked
 once and kept across restarts. A node is started with the broker's cluster command line
-(`--node-id --cluster-listen --cluster ... [--bootstrap]`); `--bootstrap` only when its data dir
-has no node.meta (first start, or after wipe(i)), unless start(i, bootstrap=...) says otherwise.
+(`--node-id --cluster-listen --cluster ... [--bootstrap]`); `--bootstrap` only on the node's first
+start (its data dir has no node.meta and this Cluster never bootstrapped it: a voter whose disk
+was lost, wipe(i), must not bootstrap again, docs/configuration.md), unless start(i,
+bootstrap=...) says otherwise.
 
 Modes:
 - "loopback": every node on 127.0.0.1. Peers reach each other through peer_proxy.PeerMesh (one
@@ -117,6 +119,7 @@ class Node:
         self.admin_port = _free_port()
         self.proc = None
         self.starts = 0
+        self.bootstrapped = False  # started with --bootstrap by this Cluster
         self.stopped = False  # SIGSTOPped
 
     @property
@@ -262,7 +265,8 @@ class Cluster:
         self.n = n
         self.seed = seed
         self.extra_args = list(extra_args)
-        self.settings = {"default.replication.factor": str(min(3, n))}
+        rf = str(min(3, n))
+        self.settings = {"default.replication.factor": rf, "offsets.topic.replication.factor": rf}
         self.settings.update({k: str(v) for k, v in (extra_settings or {}).items()})
         self._own_root = root is None
         self.root = root or tempfile.mkdtemp(prefix="ordo-cluster-")
@@ -339,7 +343,9 @@ class Cluster:
         if nd.alive():
             raise RuntimeError(f"node {i} is already running")
         if bootstrap is None:
-            bootstrap = not os.path.exists(os.path.join(nd.data_dir, "node.meta"))
+            bootstrap = (not nd.bootstrapped
+                         and not os.path.exists(os.path.join(nd.data_dir, "node.meta")))
+        nd.bootstrapped = nd.bootstrapped or bootstrap
         nd.starts += 1
         args = self.command(i, bootstrap)
         with open(nd.log_path, "ab") as log:
@@ -427,7 +433,8 @@ class Cluster:
         return self.start(i)
 
     def wipe(self, i):
-        """Deletes node i's data dir (the node must be down): its next start bootstraps."""
+        """Deletes node i's data dir (the node must be down), as a lost disk: its next start
+        has no --bootstrap (it joins as an empty node) unless start(i, bootstrap=True)."""
         nd = self.nodes[i]
         if nd.alive():
             raise RuntimeError(f"wipe({i}) of a running node")

@@ -29,7 +29,7 @@ def flag(args, name):
 class LoopbackHarnessTest(unittest.TestCase):
     def test_lifecycle(self):
         with Cluster(3, mode="loopback", bin=FAKE,
-                     extra_settings={"raft.election.timeout.ms": 500}) as c:
+                     extra_settings={"raft.election.ticks": 20}) as c:
             self.assertEqual(c.mode, "loopback")
             c.start_all()
             ports = {i: (nd.kafka_port, nd.peer_port, nd.admin_port) for i, nd in c.nodes.items()}
@@ -46,7 +46,8 @@ class LoopbackHarnessTest(unittest.TestCase):
                     self.assertEqual(voters[str(j)], f"127.0.0.1:{want}")
                 sets = [args[k + 1] for k, a in enumerate(args) if a == "--set"]
                 self.assertEqual(sets, ["default.replication.factor=3",
-                                        "raft.election.timeout.ms=500"])
+                                        "offsets.topic.replication.factor=3",
+                                        "raft.election.ticks=20"])
             self.assertEqual(c.status(2)["node_id"], 2)
             self.assertEqual(c.controller(), 1)
             self.assertEqual(c.leader_of("t", 0), 1)
@@ -64,9 +65,13 @@ class LoopbackHarnessTest(unittest.TestCase):
             with self.assertRaises(TimeoutError):
                 c.wait(lambda: c.status(3), timeout=0.5, what="a stopped node's status")
             self.assertEqual(c.stop(3), 0)  # SIGCONT then SIGTERM
-            c.wipe(3)
+            c.wipe(3)  # a lost disk: the node must not bootstrap again
             c.start(3)
             self.assertEqual(len(starts(c, 3)), 1)
+            self.assertNotIn("--bootstrap", starts(c, 3)[0])
+            c.kill(3)
+            c.wipe(3)
+            c.start(3, bootstrap=True)  # unless asked to
             self.assertIn("--bootstrap", starts(c, 3)[0])
             c.restart(1)
             self.assertEqual(len(starts(c, 1)), 2)
