@@ -48,7 +48,6 @@ namespace ordo::cluster {
 
 using raft::NodeId;
 
-
 constexpr std::string_view kControllerCommitFileName = "controller.commit";
 // The largest command; a bigger one is refused (Errc::too_large).
 constexpr size_t kMaxControllerCommandBytes = 1u << 20;
