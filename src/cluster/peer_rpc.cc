@@ -33,6 +33,11 @@ struct Counters {
 
 }  // namespace
 
+bool is_control_frame(std::span<const uint8_t> frame) {
+  return frame.size() >= wire::kHeaderBytes &&
+         frame[wire::kKindAt] == uint8_t(wire::FrameKind::control);
+}
+
 struct PeerRpc::Impl : std::enable_shared_from_this<PeerRpc::Impl> {
   struct Pending {
     NodeId to = raft::kNoNode;

@@ -63,6 +63,11 @@ using raft::NodeId;
 // (base/result.h); busy says "try again later", which is what a caller should do.
 constexpr Errc kCallTimedOut = Errc::busy;
 
+// Whether a frame PeerTransport::on_frame delivered is a control frame (kind 4, PeerRpc's) by
+// its header (the transport checked the header): route it to PeerRpc::on_frame, not to the
+// Batcher.
+bool is_control_frame(std::span<const uint8_t> frame);
+
 struct PeerRpcOptions {
   size_t max_pending = 4096;            // calls waiting for a response
   size_t max_inflight_requests = 4096;  // requests received, not yet replied to

@@ -363,5 +363,31 @@ TEST_F(ControllerGroupTest, WithoutAQuorumProposalsWaitAndStopAnswersThemClosed)
   EXPECT_EQ(n.applied().size(), 3u);
 }
 
+TEST_F(ControllerGroupTest, ALeaderThatLosesItsQuorumAnswersItsProposalsNotFound) {
+  Cluster c(root_);
+  for (NodeId id : {1, 2, 3}) ASSERT_TRUE(c.start(id).has_value());
+  NodeId leader = raft::kNoNode;
+  ASSERT_TRUE(eventually([&] { return (leader = c.agreed_leader()) != raft::kNoNode; }));
+  ASSERT_EQ(c.propose_all("k", 2).size(), 2u);
+  leader = c.agreed_leader();
+  ASSERT_NE(leader, raft::kNoNode);
+  for (NodeId id : {1, 2, 3}) {
+    if (id != leader) c.kill(id);
+  }
+  // Appended, never committed: with check-quorum the leader steps down after an election
+  // timeout without its followers, and the proposal's outcome is then unknown to it (a leader
+  // that stepped down already refuses it with the same answer).
+  auto r = c.propose(leader, "orphan");
+  EXPECT_EQ(code_of(r), Errc::not_found);
+  EXPECT_FALSE(c.node(leader).on_thread([&] { return c.node(leader).group->is_leader(); }));
+  {
+    Node& n = c.node(leader);
+    std::lock_guard lock(n.mu);
+    ASSERT_FALSE(n.leaders.empty());
+    EXPECT_EQ(n.leaders.back().first, raft::kNoNode);  // on_leader saw it step down
+  }
+  EXPECT_EQ(c.node(leader).applied().size(), 2u);
+}
+
 }  // namespace
 }  // namespace ordo::cluster

@@ -62,10 +62,7 @@ struct Node {
     rpc = std::make_unique<PeerRpc>(
         ctx, id, [this](NodeId to, std::vector<uint8_t> f) { net->send(to, std::move(f)); });
     net->on_frame = [this](NodeId from, std::span<const uint8_t> frame) {
-      if (frame.size() > wire::kKindAt &&
-          frame[wire::kKindAt] == uint8_t(wire::FrameKind::control)) {
-        rpc->on_frame(from, frame);
-      }
+      if (is_control_frame(frame)) rpc->on_frame(from, frame);
     };
     rpc->handle(kEcho, [id](NodeId, Body body, PeerRpc::Reply reply) {
       reply(bytes(std::to_string(id) + ":" + text(body)));
@@ -370,6 +367,9 @@ TEST(PeerRpcTest, InflightRequestsAreBoundedAndADroppedReplyFreesItsSlot) {
   // Frames that are not control frames, or not for this node, are dropped and counted.
   auto other = wire::encode_control(1, 3, wire::Control{.correlation = 6, .type = kHold});
   probe.on_frame(1, other.value());
+  EXPECT_TRUE(is_control_frame(other.value()));
+  EXPECT_FALSE(is_control_frame(wire::encode_heartbeats(1, 2, {}).value()));
+  EXPECT_FALSE(is_control_frame(std::vector<uint8_t>(wire::kKindAt + 1, 4)));  // no header
   probe.on_frame(1, wire::encode_heartbeats(1, 2, {}).value());
   EXPECT_EQ(probe.stats().bad_frames, 2u);
   EXPECT_EQ(held.size(), 3u);
