@@ -228,14 +228,30 @@ class _Netns:
         self.created_links = []
 
 
+_probe = []
+
+
 def netns_unavailable():
-    """Why netns mode cannot run here (None when it can)."""
+    """Why netns mode cannot run here (None when it can). Probed once per process: a
+    namespace with an nft table is created and deleted."""
     if os.geteuid() != 0:
         return "not root"
     for tool in ("ip", "nft"):
         if shutil.which(tool) is None:
             return f"`{tool}` not found (scripts/install-deps installs nftables)"
-    return None
+    if not _probe:
+        name = f"ordo{os.getpid()}probe"
+        try:
+            _run(["ip", "netns", "add", name])
+            try:
+                _run(["ip", "netns", "exec", name, "nft", "-f", "-"],
+                     input="add table inet ordo\n")
+            finally:
+                _run(["ip", "netns", "del", name], check=False)
+            _probe.append(None)
+        except RuntimeError as e:
+            _probe.append(f"cannot create a network namespace with nft rules: {e}")
+    return _probe[0]
 
 
 def cleanup_stale():
@@ -248,7 +264,8 @@ def cleanup_stale():
             pid = name[4:].split("c")[0]
             if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
                 _run(["ip", "netns", "del", name], check=False)
-    for line in _run(["ip", "-o", "link", "show", "type", "bridge"], check=False).stdout.splitlines():
+    bridges = _run(["ip", "-o", "link", "show", "type", "bridge"], check=False).stdout
+    for line in bridges.splitlines():
         parts = line.split(":")
         if len(parts) > 1:
             name = parts[1].strip()
@@ -429,7 +446,8 @@ class Cluster:
     def restart(self, i):
         code = self.stop(i)
         if code not in (0, None):
-            raise RuntimeError(f"node {i} exited with {code} on SIGTERM:\n{self._tail(self.nodes[i])}")
+            raise RuntimeError(f"node {i} exited with {code} on SIGTERM:\n"
+                               f"{self._tail(self.nodes[i])}")
         return self.start(i)
 
     def wipe(self, i):

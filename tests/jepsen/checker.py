@@ -211,7 +211,8 @@ def check_commits(events, anomalies, stats):
                 if best is not None and off < best[0] and best[1] <= start:
                     anomalies.add("commit-regressed", {"group": k[0], "topic": k[1],
                                                        "partition": k[2], "earlier": best[0],
-                                                       "committed": off, "process": e.get("process"),
+                                                       "committed": off,
+                                                       "process": e.get("process"),
                                                        "time": e.get("time")})
                 if best is None or off > best[0]:
                     acked[k] = (off, e.get("time"))

@@ -37,7 +37,8 @@ def main():
     meta = os.path.join(a.data_dir, "node.meta")
     if not os.path.exists(meta):
         if not a.bootstrap:
-            print("fake_ordo: empty data dir without --bootstrap (joins as a new node)", file=sys.stderr)
+            print("fake_ordo: empty data dir without --bootstrap (joins as a new node)",
+                  file=sys.stderr)
         with open(meta, "w") as f:
             json.dump({"node_id": a.node_id}, f)
     with open(os.path.join(a.data_dir, "starts.jsonl"), "a") as f:
