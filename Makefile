@@ -13,7 +13,7 @@ CMAKE_FLAGS ?=
 
 .PHONY: all deps configure build run test test-release test-sanitize bench bench-broker \
         bench-groups bench-cleaner bench-cdc bench-sinks bench-startstop example-mailbox fuzz \
-        sim format format-check clean
+        sim run-cluster jepsen format format-check clean
 
 all: build
 
@@ -30,6 +30,20 @@ build: deps configure
 
 run: build
 	$(BUILD_DIR)/src/cli/ordo serve --data-dir $(DATA_DIR)
+
+# A three-node cluster on 127.0.0.1 (docs/cluster.md): Kafka 9092-9094, peers 19092-19094,
+# admin 9644-9646, data in ./data-cluster; Ctrl-C stops it.
+run-cluster: build
+	scripts/run-cluster --build-dir $(BUILD_DIR)
+
+# A fault-injection run against a real cluster (tests/jepsen/README.md); SEED=N repeats a
+# run's faults, JEPSEN_NODES=5 runs five brokers.
+JEPSEN_TIME ?= 60
+JEPSEN_NEMESIS ?= kill,stop,partition,oneway,loss,delay
+JEPSEN_NODES ?= 3
+jepsen: build
+	ORDO_BIN=$(BUILD_DIR)/src/cli/ordo /usr/bin/python3 -B tests/jepsen/run.py $(if $(SEED),--seed $(SEED)) \
+	  --time $(JEPSEN_TIME) --nemesis $(JEPSEN_NEMESIS) --nodes $(JEPSEN_NODES) --out $(BUILD_DIR)/jepsen
 
 # The sources' formatting (.clang-format), then every test twice: the Release build, then an AddressSanitizer + UBSan build (-O1: it compiles
 # the ~200 generated protocol files in about half the time of -O2 -g).
