@@ -351,6 +351,46 @@ TEST_F(RaftPartitionsTest, OffsetForLeaderEpochAndListOffsets) {
             2);
 }
 
+// A follower cuts a divergent suffix holding a producer's last 5 batches: the batches of that
+// producer it keeps must still be known once it leads (the next sequence is accepted, a retry
+// of a kept batch is a duplicate).
+TEST(ProducerStateTruncationTest, CutOfAProducersLastBatchesKeepsTheOlderOnes) {
+  TempDir tmp;
+  storage::LogConfig config;
+  config.preallocate = storage::Preallocate::none;
+  auto log = storage::PartitionLog::open(tmp.path() + "/p-0", config, SystemClock::instance());
+  ASSERT_TRUE(log);
+  // As a follower: the leader's batches with their offsets, sequences 0..6 at offsets 0..6.
+  for (int32_t seq = 0; seq < 7; ++seq) {
+    model::RecordBatchOptions o;
+    o.base_offset = Offset(seq);
+    o.leader_epoch = 1;
+    o.producer_id = 9;
+    o.producer_epoch = 0;
+    o.base_sequence = seq;
+    model::RecordBatchBuilder b(o);
+    b.add("k", "v" + std::to_string(seq), 1000 + seq);
+    auto bytes = b.build();
+    storage::AppendOptions follower;
+    follower.assign_offsets = false;
+    ASSERT_TRUE((*log)->append(bytes, follower));
+  }
+  ASSERT_TRUE((*log)->truncate_to(Offset(2)));  // keeps sequences 0 and 1
+  // As the new leader: a retry of sequence 1 is a duplicate, sequence 2 follows.
+  storage::AppendOptions leader;
+  leader.leader_epoch = 2;
+  auto retry = idempotent_batch(9, 1, "v1");
+  auto dup = (*log)->append(retry, leader);
+  ASSERT_TRUE(dup) << dup.error().to_string();
+  EXPECT_TRUE(dup->duplicate);
+  EXPECT_EQ(dup->first_offset, Offset(1));
+  auto next = idempotent_batch(9, 2, "v2");
+  auto r = (*log)->append(next, leader);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_FALSE(r->duplicate);
+  EXPECT_EQ(r->first_offset, Offset(2));
+}
+
 // LogManager::flush: N requests while one sync runs cost one more sync, and all are answered.
 TEST(LogManagerFlushTest, ConcurrentRequestsShareSyncs) {
   TempDir tmp;
