@@ -391,6 +391,40 @@ TEST(ProducerStateTruncationTest, CutOfAProducersLastBatchesKeepsTheOlderOnes) {
   EXPECT_EQ(r->first_offset, Offset(2));
 }
 
+// The single-node seam answers OffsetForLeaderEpoch from its log's epoch cache too.
+TEST(LocalPartitionsEpochTest, OffsetForLeaderEpoch) {
+  TempDir tmp;
+  PartitionTable table;
+  CreateTopic create;
+  create.name = kTp.topic;
+  create.log.preallocate = storage::Preallocate::none;
+  create.replicas = {{1}};
+  ASSERT_TRUE(table.apply(create));
+  LocalPartitions parts(1, table, nullptr);
+  storage::LogManagerOptions lo;
+  lo.data_dir = tmp.path();
+  lo.default_config = create.log;
+  lo.high_watermark = parts.high_watermark_policy();
+  auto logs = storage::LogManager::open(lo);
+  ASSERT_TRUE(logs);
+  parts.attach(**logs);
+  ASSERT_TRUE((*logs)->create_sync(kTp, create.log));
+  for (int i = 0; i < 2; ++i) {
+    Answer<storage::AppendResult> a;
+    parts.append(kTp, make_batch(3, "l"), Consistency::quorum, {}, a.callback());
+    auto r = a.get();
+    ASSERT_TRUE(r && *r);
+  }
+  auto ask = [&](int32_t current, int32_t epoch) {
+    Answer<EpochEnd> a;
+    parts.offset_for_leader_epoch(kTp, current, epoch, a.callback());
+    return *a.get();
+  };
+  EXPECT_EQ(*ask(-1, 0), (EpochEnd{0, 6}));
+  EXPECT_EQ(*ask(0, 7), (EpochEnd{0, 6}));
+  EXPECT_FALSE(ask(3, 0));  // not the leader's epoch
+}
+
 // LogManager::flush: N requests while one sync runs cost one more sync, and all are answered.
 TEST(LogManagerFlushTest, ConcurrentRequestsShareSyncs) {
   TempDir tmp;
