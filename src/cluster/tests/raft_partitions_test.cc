@@ -149,7 +149,11 @@ TEST_F(RaftPartitionsTest, QuorumAcksWaitForAMajorityLeaderAcksDoNot) {
   // fails with closed when the leader steps down (check-quorum).
   c_.set_filter([&](const raft::Message& m) { return m.from.id != l && m.to != l; });
   auto one = append(c_.parts(l), make_batch(1, "one"), Consistency::leader).get();
-  ASSERT_TRUE(one && *one) << (one ? one->error().to_string() : "no answer");
+  ASSERT_TRUE(one);
+  // (Unless l already stepped down: a stalled test thread. Then it is refused, retriably.)
+  if (!*one) {
+    EXPECT_EQ(one->error().code, Errc::closed);
+  }
   auto all = append(c_.parts(l), make_batch(1, "all"), Consistency::quorum);
   auto r = all.get();
   ASSERT_TRUE(r) << "the pending ack was never answered";
@@ -202,18 +206,22 @@ TEST_F(RaftPartitionsTest, IdempotentRetryAfterFailoverAnsweredOnlyOnceCommitted
   ASSERT_NE(l, kNoLeader);
   const NodeId f = l % 3 + 1, g = f % 3 + 1;
   auto batch = idempotent_batch(42, 0, "once");
-  // The batch reaches f but never commits: g hears nothing from l, l hears no append
-  // acknowledgement from f.
+  // The batch reaches f but never commits: g hears nothing from l, l hears no acknowledgement
+  // from f (append or heartbeat answers, which carry what f holds).
   c_.set_filter([&](const raft::Message& m) {
     if (m.from.id == l && m.to == g) return false;
-    if (m.from.id == f && m.to == l && std::holds_alternative<raft::AppendResponse>(m.body)) {
+    // Nor may f be elected meanwhile (l may step down: it hears nothing from anyone).
+    if (m.from.id == f && std::holds_alternative<raft::VoteRequest>(m.body)) return false;
+    if (m.from.id == f && m.to == l &&
+        (std::holds_alternative<raft::AppendResponse>(m.body) ||
+         std::holds_alternative<raft::HeartbeatResponse>(m.body))) {
       return false;
     }
     return true;
   });
   auto original = append(c_.parts(l), batch, Consistency::quorum);
   const raft::Offset end = c_.log_end_of(l, kTp);
-  ASSERT_TRUE(wait_for([&] { return c_.log_end_of(f, kTp) == end; }));
+  ASSERT_TRUE(wait_for([&] { return c_.log_end_of(f, kTp) >= end; }));
   // l is cut off; f leads (g lacks the batch, so only f can win) but cannot commit: g's
   // answers to it are lost. l's pending ack fails when it steps down.
   c_.set_filter([&](const raft::Message& m) {
