@@ -359,6 +359,30 @@ TEST_F(RaftPartitionsTest, OffsetForLeaderEpochAndListOffsets) {
             2);
 }
 
+TEST_F(RaftPartitionsTest, CloseGroupFailsPendingAcksAndForgetsTheView) {
+  NodeId l = leader();
+  ASSERT_NE(l, kNoLeader);
+  c_.set_filter([&](const raft::Message& m) { return m.from.id != l; });
+  auto pending = append(c_.parts(l), make_batch(1, "p"), Consistency::quorum);
+  Answer<void> closed;
+  c_.parts(l).close_group(kTp, closed.callback());
+  auto cl = closed.get();
+  ASSERT_TRUE(cl && *cl);
+  auto p = pending.get();
+  ASSERT_TRUE(p);
+  ASSERT_FALSE(*p);
+  EXPECT_EQ(p->error().code, Errc::closed);
+  EXPECT_FALSE(c_.parts(l).local_view(kTp));
+  // No replica here any more: the table answers (the partition exists, led elsewhere).
+  auto e = c_.parts(l).check_leader(kTp);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->code, LeaderError::Code::not_leader_or_follower);
+  auto refused = append(c_.parts(l), make_batch(1, "r"), Consistency::leader).get();
+  ASSERT_TRUE(refused);
+  ASSERT_FALSE(*refused);
+  EXPECT_EQ(refused->error().code, Errc::closed);
+}
+
 // A follower cuts a divergent suffix holding a producer's last 5 batches: the batches of that
 // producer it keeps must still be known once it leads (the next sequence is accepted, a retry
 // of a kept batch is a duplicate).
