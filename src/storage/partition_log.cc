@@ -657,6 +657,14 @@ Result<void> PartitionLog::advance_log_start_offset(Offset offset) {
 Result<void> PartitionLog::truncate_to(Offset offset) {
   ORDO_ASSERT(!closed_);
   if (offset >= log_end_offset()) return ok();
+  // Whether a producer loses batches (cheap: one look per producer).
+  bool cut_producer_batches = false;
+  for (int64_t id : producers_.producer_ids()) {
+    if (producers_.find(id)->newest().last_offset >= offset) {
+      cut_producer_batches = true;
+      break;
+    }
+  }
   ++truncations_;
   const int64_t now = clock_.now_ms();
   if (offset <= segments_.begin()->first || offset < log_start_) {
@@ -678,8 +686,19 @@ Result<void> PartitionLog::truncate_to(Offset offset) {
   ORDO_TRY(active().sync_data());
   ORDO_TRY(fsync_dir(dir_));
   ORDO_TRY(epochs_.truncate_from_end(log_end_offset()));
-  producers_.truncate_after(log_end_offset());
   ORDO_TRY(remove_snapshots_after(dir_, log_end_offset()));
+  if (cut_producer_batches) {
+    // truncate_after forgets a producer whose retained batches were all cut, even when older
+    // batches of it remain (a Raft follower cutting a divergent suffix of 5 or more of one
+    // producer's batches): its next sequence, or a retry of a batch the log still holds, would
+    // be refused once this replica leads. Rebuilt exactly instead, as Kafka does: the newest
+    // snapshot at or below the new end, then the batch headers after it.
+    producers_ = ProducerStateTable(kProducerStateOptions);
+    snapshot_at_.reset();
+    ORDO_TRY(load_producers());
+  } else {
+    producers_.truncate_after(log_end_offset());
+  }
   high_watermark_ = std::min(high_watermark_, log_end_offset());
   flushed_ = std::min(flushed_, log_end_offset());
   if (first_dirty_ > log_end_offset()) {

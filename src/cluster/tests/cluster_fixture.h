@@ -74,8 +74,10 @@ class ClusterFixture {
     raft::GroupId group = 0;
   };
 
-  // Nodes 1..n in root/node-<id>. tick_ms small so that elections take tens of milliseconds.
-  ClusterFixture(std::string root, int n, int64_t tick_ms = 5) : root_(std::move(root)) {
+  // Nodes 1..n in root/node-<id>. tick_ms small so that elections take a few hundred
+  // milliseconds at most (election timeouts of 10 to 20 ticks), large enough that a loaded
+  // machine (sanitizers, parallel tests) does not stall a shard for a whole election timeout.
+  ClusterFixture(std::string root, int n, int64_t tick_ms = 10) : root_(std::move(root)) {
     tick_ms_ = tick_ms;
     for (int i = 1; i <= n; ++i) {
       auto node = std::make_unique<Node>();
@@ -260,7 +262,7 @@ class ClusterFixture {
   }
 
   std::string root_;
-  int64_t tick_ms_ = 5;
+  int64_t tick_ms_ = 10;
   raft::Config config_;
   PartitionTable table_;
   std::vector<std::unique_ptr<Node>> nodes_;
