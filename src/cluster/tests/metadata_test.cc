@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "base/file.h"
+
 namespace ordo::cluster {
 namespace {
 
@@ -444,6 +446,37 @@ TEST(ClusterState, RestoreRefusesADamagedCheckpoint) {
   for (size_t n = 0; n < good.size(); n += 3) {
     EXPECT_FALSE(ClusterState::restore(bytes_of(good.substr(0, n))));
   }
+}
+
+// The seeds of tests/fuzz/corpus/metadata_command are also the format's golden files: today's
+// encoder must produce exactly the committed bytes, so the log's format cannot change by
+// accident. After an intended change, regenerate them with
+//   ORDO_WRITE_METADATA_COMMAND_CORPUS=tests/fuzz/corpus/metadata_command
+//       build/src/cluster/metadata_test --gtest_filter='*FuzzSeeds*'
+// (and bump the version).
+TEST(MetadataCodec, FuzzSeedsAreTheCommittedGoldenFiles) {
+  const char* out = std::getenv("ORDO_WRITE_METADATA_COMMAND_CORPUS");
+  auto write = [&](const std::string& name, const std::vector<uint8_t>& bytes) {
+    if (out != nullptr) {
+      ASSERT_TRUE(
+          write_file_atomic(std::string(out) + "/" + name, std::span<const uint8_t>(bytes)));
+    }
+    auto committed = read_file(std::string(ORDO_METADATA_COMMAND_CORPUS) + "/" + name, 1 << 20);
+    ASSERT_TRUE(committed) << name << ": " << committed.error().to_string();
+    EXPECT_EQ(*committed, text_of(bytes)) << name << " differs from what the encoder writes today";
+  };
+  int i = 0;
+  for (const auto& c : one_of_each()) {
+    write(fmt::format("{:02}_{}.json", i++, command_name(c)), encode_command(c));
+  }
+  ClusterState s;
+  ASSERT_TRUE(s.apply(RegisterBroker{broker(1, 1, "rack-a")}, 0));
+  ASSERT_TRUE(s.apply(RegisterBroker{broker(2)}, 1));
+  ASSERT_TRUE(s.apply(Command(CreateTopic{"orders", id_of(1), odd_log(), {{1, 2}, {2, 1}}}), 2));
+  ASSERT_TRUE(s.apply(TopicConfigs{"orders", {{"retention.ms", "-1"}}}, 3));
+  ASSERT_TRUE(s.apply(AllocateProducerIds{1, 0, 1000}, 5));
+  ASSERT_TRUE(s.apply(FenceBroker{2, 1}, 6));
+  write("checkpoint.json", s.checkpoint());
 }
 
 }  // namespace
