@@ -6,7 +6,7 @@
 add_library(ordo_cluster_metadata ${CMAKE_CURRENT_LIST_DIR}/metadata.cc
                                   ${CMAKE_CURRENT_LIST_DIR}/placement.cc
                                   ${CMAKE_CURRENT_LIST_DIR}/controller_logic.cc)
-target_link_libraries(ordo_cluster_metadata PUBLIC ordo_cluster)
+target_link_libraries(ordo_cluster_metadata PUBLIC ordo_cluster ordo_raft)
 
 ordo_test(metadata_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/tests/metadata_test.cc
           LIBS ordo_cluster_metadata)

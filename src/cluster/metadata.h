@@ -19,6 +19,7 @@
 
 #include "base/result.h"
 #include "cluster/partition_table.h"
+#include "raft/types.h"
 #include "storage/config.h"
 
 namespace ordo::cluster {
@@ -151,5 +152,10 @@ class ClusterState {
   int64_t applied_offset_ = -1;
   std::map<std::string, std::map<std::string, std::string>> topic_configs_;
 };
+
+// A partition's initial Raft configuration: its replicas as voters, each with the incarnation
+// its broker registered (sorted by id). Errc::not_found when a replica's broker is not
+// registered.
+Result<raft::Config> initial_config(const ClusterState& state, const PartitionAssignment& a);
 
 }  // namespace ordo::cluster

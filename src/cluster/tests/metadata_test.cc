@@ -286,6 +286,23 @@ TEST(ClusterState, TopicConfigsBelongToAnExistingTopicAndGoWithIt) {
   EXPECT_FALSE(s.apply(Command(DeleteTopic{"t"}), -1));
 }
 
+TEST(ClusterState, APartitionsInitialConfigNamesItsReplicasRegisteredIncarnations) {
+  ClusterState s;
+  ASSERT_TRUE(s.apply(RegisterBroker{broker(3)}, 0));
+  ASSERT_TRUE(s.apply(RegisterBroker{broker(1)}, 1));
+  PartitionAssignment a;
+  a.replicas = {3, 1};
+  auto c = initial_config(s, a);
+  ASSERT_TRUE(c) << c.error().to_string();
+  EXPECT_EQ(c->voters,
+            (std::vector<raft::Member>{{1, broker(1).incarnation}, {3, broker(3).incarnation}}));
+  EXPECT_TRUE(c->learners.empty());
+  a.replicas = {3, 2};
+  auto missing = initial_config(s, a);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Errc::not_found);
+}
+
 // ---- a model-based test: random logs, replays, checkpoints ----
 
 // A random command: mostly ones that apply, some that contradict the state.
