@@ -13,9 +13,11 @@
 //   (replicas and leaderships then grow together on rf 1), they stay within two
 //   (property-tested, placement_test.cc).
 // - Rack-aware when every eligible broker has a rack (and there are two racks or more): a
-//   partition's replicas are on min(rf, racks) distinct racks (a rack-first choice of
-//   followers; balance is then best effort, within two on racks of equal size in the tests).
-//   Brokers without a rack among brokers with one: racks are ignored.
+//   partition's rf replicas are shared out over the racks as evenly as possible (so they span
+//   min(rf, racks) racks), the extra ones to the racks holding least per broker; within a rack
+//   they go to a least-loaded set of its brokers. With as many brokers on every rack, replicas
+//   stay within one per broker, preferred leaders within two (three with mixed replication
+//   factors; property-tested). Brokers without a rack among brokers with one: racks ignored.
 // - rf < 1, rf > the unfenced brokers, count < 1 or > kMaxPartitionsPerCommand, a broker
 //   listed twice: Errc::invalid_argument (the Kafka handler answers
 //   INVALID_REPLICATION_FACTOR for the rf cases).
