@@ -13,6 +13,13 @@
 // on the new state (for producer ids: retry).
 //
 // Threads: one thread (the broker's metadata thread). Rules: docs/cluster-metadata.md.
+//
+// Decisions beyond the session's contract (issue 19): every call takes the current state (and
+// the time where it matters); create_topic takes the topic id and a placement seed (pure: the
+// caller draws them); topic requests answer a TopicResult (Kafka's error codes, which Errc
+// cannot carry); a registration is unfenced at once unless fence_on_register; the broker's
+// epoch to answer a registration with is state.broker(id)->epoch once the command is applied
+// (or at once for a retry, which proposes nothing).
 
 #include <cstdint>
 #include <map>
