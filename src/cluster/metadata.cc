@@ -1,5 +1,6 @@
 #include "cluster/metadata.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -648,6 +649,18 @@ Result<ClusterState> ClusterState::restore(std::span<const uint8_t> bytes) {
     s.topic_configs_[it.key()] = std::move(c);
   }
   return s;
+}
+
+Result<raft::Config> initial_config(const ClusterState& state, const PartitionAssignment& a) {
+  raft::Config c;
+  for (NodeId id : a.replicas) {
+    auto b = state.broker(id);
+    if (!b) return make_error(Errc::not_found, "replica {}: no such broker registered", id);
+    c.voters.push_back(raft::Member{id, b->incarnation});
+  }
+  std::sort(c.voters.begin(), c.voters.end());
+  if (!c.valid()) return make_error(Errc::invalid_argument, "replicas {}", c.to_string());
+  return c;
 }
 
 }  // namespace ordo::cluster

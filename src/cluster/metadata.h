@@ -8,6 +8,17 @@
 //
 // Threads: ClusterState from one thread at a time (the broker's metadata thread); its table's
 // snapshot() from any thread (PartitionTable).
+//
+// Decisions beyond the session's contract (issue 19):
+// - A command that fails to apply changes nothing, applied_offset() included: every replica
+//   refuses it alike, so the apply callback of the controller group logs it and goes on.
+// - A topic request may be several commands (CreateTopic then TopicConfigs; SetConfig then
+//   TopicConfigs), proposed in order, not atomic (docs/cluster-metadata.md says what a failure
+//   between them leaves).
+// - No Checkpoint command in the log: checkpoint() is a local file's content, the log is
+//   compacted up to its offset (design in docs/cluster-metadata.md).
+// - TableSnapshot::find_group answers the partition (optional<TopicPartition>).
+// - initial_config() builds a partition's first raft::Config from the broker records.
 
 #include <cstdint>
 #include <map>
@@ -19,6 +30,7 @@
 
 #include "base/result.h"
 #include "cluster/partition_table.h"
+#include "raft/types.h"
 #include "storage/config.h"
 
 namespace ordo::cluster {
@@ -151,5 +163,10 @@ class ClusterState {
   int64_t applied_offset_ = -1;
   std::map<std::string, std::map<std::string, std::string>> topic_configs_;
 };
+
+// A partition's initial Raft configuration: its replicas as voters, each with the incarnation
+// its broker registered (sorted by id). Errc::not_found when a replica's broker is not
+// registered.
+Result<raft::Config> initial_config(const ClusterState& state, const PartitionAssignment& a);
 
 }  // namespace ordo::cluster

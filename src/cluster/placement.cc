@@ -37,6 +37,83 @@ struct Candidate {
   size_t rank = 0;  // the seeded order of otherwise equal brokers
 };
 
+// One replica set over racks. The rf replicas are shared out over the racks as evenly as
+// possible (each rack floor(rf / racks) or one more, capped at its size), the extra ones to the
+// racks holding least per broker (then the seeded rack order), so a partition spans
+// min(rf, racks) racks. Within a rack its share goes to a least-loaded set of its brokers. The
+// preferred leader is, among the brokers such sets can contain, the one that leads least; the
+// other places prefer brokers that lead more.
+std::vector<NodeId> place_over_racks(std::vector<Candidate>& c,
+                                     const std::vector<int64_t>& rack_size, int16_t rf) {
+  const size_t racks = rack_size.size();
+  std::vector<int64_t> total(racks, 0);
+  std::vector<std::vector<int64_t>> counts(racks);
+  for (const Candidate& x : c) {
+    total[size_t(x.rack)] += x.replicas;
+    counts[size_t(x.rack)].push_back(x.replicas);
+  }
+  std::vector<size_t> order(racks);
+  for (size_t r = 0; r < racks; ++r) order[r] = r;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const int64_t la = total[a] * rack_size[b];
+    const int64_t lb = total[b] * rack_size[a];
+    return la != lb ? la < lb : a < b;
+  });
+  std::vector<int64_t> share(racks, 0);
+  int64_t left = rf;
+  for (size_t k = 0; k < racks; ++k) {
+    const size_t r = order[k];
+    share[r] = std::min<int64_t>(rack_size[r],
+                                 rf / int64_t(racks) + (int64_t(k) < rf % int64_t(racks) ? 1 : 0));
+    left -= share[r];
+  }
+  for (size_t k = 0; left > 0; k = (k + 1) % racks) {  // small racks left some over
+    const size_t r = order[k];
+    if (share[r] < rack_size[r]) {
+      ++share[r];
+      --left;
+    }
+  }
+  // The largest replica count a least-loaded set of share[r] brokers of rack r contains.
+  std::vector<int64_t> limit(racks, -1);
+  for (size_t r = 0; r < racks; ++r) {
+    if (share[r] == 0) continue;
+    auto& v = counts[r];
+    std::nth_element(v.begin(), v.begin() + (share[r] - 1), v.end());
+    limit[r] = v[size_t(share[r] - 1)];
+  }
+  std::vector<bool> taken(c.size());
+  std::vector<size_t> chosen;
+  auto pick = [&](auto&& eligible, auto&& key) {
+    size_t best = c.size();
+    for (size_t i = 0; i < c.size(); ++i) {
+      if (taken[i] || !eligible(c[i])) continue;
+      if (best == c.size() || key(c[i]) < key(c[best])) best = i;
+    }
+    ORDO_ASSERT(best < c.size());
+    taken[best] = true;
+    chosen.push_back(best);
+    --share[size_t(c[best].rack)];
+  };
+  pick([&](const Candidate& x) { return x.replicas <= limit[size_t(x.rack)]; },
+       [](const Candidate& x) { return std::make_tuple(x.leaders, x.replicas, x.rank); });
+  for (size_t k = 0; k < racks; ++k) {
+    const int rack = int(order[k]);
+    while (share[size_t(rack)] > 0) {
+      pick([&](const Candidate& x) { return x.rack == rack; },
+           [](const Candidate& x) { return std::make_tuple(x.replicas, -x.leaders, x.rank); });
+    }
+  }
+  ORDO_ASSERT(chosen.size() == size_t(rf));
+  std::vector<NodeId> set;
+  for (size_t i : chosen) {
+    ++c[i].replicas;
+    set.push_back(c[i].id);
+  }
+  ++c[chosen[0]].leaders;
+  return set;
+}
+
 }  // namespace
 
 Result<std::vector<std::vector<NodeId>>> place(int32_t count, int16_t rf,
@@ -92,10 +169,16 @@ Result<std::vector<std::vector<NodeId>>> place(int32_t count, int16_t rf,
   out.reserve(size_t(count));
   std::vector<int64_t> sorted(c.size());
   std::vector<bool> taken(c.size());
-  std::vector<int> rack_used(rack_index.size());
+  std::vector<int64_t> rack_size(rack_index.size());
+  for (const Candidate& x : c) {
+    if (racked) ++rack_size[size_t(x.rack)];
+  }
   for (int32_t p = 0; p < count; ++p) {
+    if (racked) {
+      out.push_back(place_over_racks(c, rack_size, rf));
+      continue;
+    }
     std::fill(taken.begin(), taken.end(), false);
-    std::fill(rack_used.begin(), rack_used.end(), 0);
     // The leader: among the brokers a least-loaded replica set can contain (replica count at
     // most the rf-th smallest), the one that leads least, then holds least.
     for (size_t i = 0; i < c.size(); ++i) sorted[i] = c[i].replicas;
@@ -117,11 +200,10 @@ Result<std::vector<std::vector<NodeId>>> place(int32_t count, int16_t rf,
     ORDO_ASSERT(leader < c.size());
     std::vector<NodeId> set{c[leader].id};
     taken[leader] = true;
-    if (racked) rack_used[size_t(c[leader].rack)] = 1;
     ++c[leader].replicas;
     ++c[leader].leaders;
-    // Followers: a rack this partition does not use yet first, then the fewest replicas, then
-    // the most leaderships (brokers that lead less stay free to lead), then the seeded order.
+    // Followers: the fewest replicas, then the most leaderships (brokers that lead less stay
+    // free to lead), then the seeded order.
     for (int16_t k = 1; k < rf; ++k) {
       size_t best = c.size();
       for (size_t i = 0; i < c.size(); ++i) {
@@ -132,17 +214,14 @@ Result<std::vector<std::vector<NodeId>>> place(int32_t count, int16_t rf,
         }
         const Candidate& a = c[i];
         const Candidate& b = c[best];
-        const int used_a = racked ? rack_used[size_t(a.rack)] : 0;
-        const int used_b = racked ? rack_used[size_t(b.rack)] : 0;
-        if (std::make_tuple(used_a, a.replicas, -a.leaders, a.rank) <
-            std::make_tuple(used_b, b.replicas, -b.leaders, b.rank)) {
+        if (std::make_tuple(a.replicas, -a.leaders, a.rank) <
+            std::make_tuple(b.replicas, -b.leaders, b.rank)) {
           best = i;
         }
       }
       ORDO_ASSERT(best < c.size());
       set.push_back(c[best].id);
       taken[best] = true;
-      if (racked) rack_used[size_t(c[best].rack)] = 1;
       ++c[best].replicas;
     }
     out.push_back(std::move(set));

@@ -4,15 +4,20 @@
 //
 // - Only unfenced brokers get replicas; each partition's replicas are distinct brokers, the
 //   first is its preferred leader.
-// - Balance, counting the load already there: every replica set is a least-loaded one (by
-//   replica count), so when the brokers' replica counts are within one of each other before,
-//   they still are after; the preferred leader is the broker with the fewest preferred
-//   leaderships among those that can take a replica, followers prefer brokers that lead more
-//   (they keep the brokers that lead less free to lead next). Preferred leaders end within one
-//   of each other when they start so and no racks are set (property-tested).
+// - Balance, counting the load already there (BrokerLoad): every replica set is a
+//   least-loaded one by replica count, so brokers whose replica counts are within one of each
+//   other before still are after. The preferred leader is, among the brokers such a set can
+//   contain, the one that leads least; followers prefer brokers that lead more (that keeps the
+//   brokers that lead less free to lead next). Topics of one replication factor keep preferred
+//   leaders within one per broker too; mixing replication factors can make that impossible
+//   (replicas and leaderships then grow together on rf 1), they stay within two
+//   (property-tested, placement_test.cc).
 // - Rack-aware when every eligible broker has a rack (and there are two racks or more): a
-//   partition's replicas are on min(rf, racks) distinct racks. Brokers without a rack among
-//   brokers with one: racks are ignored.
+//   partition's rf replicas are shared out over the racks as evenly as possible (so they span
+//   min(rf, racks) racks), the extra ones to the racks holding least per broker; within a rack
+//   they go to a least-loaded set of its brokers. With as many brokers on every rack, replicas
+//   stay within one per broker, preferred leaders within two (three with mixed replication
+//   factors; property-tested). Brokers without a rack among brokers with one: racks ignored.
 // - rf < 1, rf > the unfenced brokers, count < 1 or > kMaxPartitionsPerCommand, a broker
 //   listed twice: Errc::invalid_argument (the Kafka handler answers
 //   INVALID_REPLICATION_FACTOR for the rf cases).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <random>
 #include <set>
+#include <string>
 
 #include <gtest/gtest.h>
 
@@ -158,10 +159,12 @@ TEST(Placement, MixedReplicationFactorsKeepReplicasWithinOne) {
   EXPECT_LE(leaders, 2);
 }
 
-// Property: with racks, each partition's replicas are on min(rf, racks) distinct racks; with
-// as many brokers on every rack, replicas and leaders stay within two per broker.
-TEST(Placement, ReplicasSpreadOverRacks) {
-  std::mt19937_64 rng(19);
+// Places topics over random racked broker sets: each partition's replicas must be on
+// min(rf, racks) distinct racks. Returns the largest replica and leader spreads seen on sets
+// with as many brokers on every rack.
+std::pair<int64_t, int64_t> worst_rack_spreads(uint64_t seed, bool mixed_rf) {
+  std::mt19937_64 rng(seed);
+  int64_t worst_replicas = 0, worst_leaders = 0;
   for (int round = 0; round < 300; ++round) {
     const int racks = 2 + int(rng() % 4);
     const bool even = round % 2 == 0;
@@ -175,24 +178,38 @@ TEST(Placement, ReplicasSpreadOverRacks) {
       rack_of[i + 1] = *bs.back().rack;
     }
     BrokerLoad load;
+    const int16_t same_rf = int16_t(1 + rng() % uint64_t(std::min(n, 5)));
     for (int topic = 0; topic < 4; ++topic) {
-      const int16_t rf = int16_t(1 + rng() % uint64_t(std::min(n, 5)));
+      const int16_t rf = mixed_rf ? int16_t(1 + rng() % uint64_t(std::min(n, 5))) : same_rf;
       auto r = place(int32_t(1 + rng() % 30), rf, bs, load, rng());
-      ASSERT_TRUE(r);
+      EXPECT_TRUE(r);
+      if (!r) return {INT64_MAX, INT64_MAX};
       expect_well_formed(*r, rf, bs);
       for (const auto& s : *r) {
         std::set<std::string> used;
         for (NodeId id : s) used.insert(rack_of[id]);
-        ASSERT_EQ(used.size(), size_t(std::min<int>(rf, racks))) << "round " << round;
+        EXPECT_EQ(used.size(), size_t(std::min<int>(rf, racks))) << "round " << round;
         load.add(s);
       }
       if (even) {
-        // Best effort with racks: a rack's brokers share its turns.
-        ASSERT_LE(spread(load.replicas, bs), 2) << "round " << round;
-        ASSERT_LE(spread(load.leaders, bs), 2) << "round " << round;
+        worst_replicas = std::max(worst_replicas, spread(load.replicas, bs));
+        worst_leaders = std::max(worst_leaders, spread(load.leaders, bs));
       }
     }
   }
+  return {worst_replicas, worst_leaders};
+}
+
+// Property: replicas spread over racks; with as many brokers on every rack, replicas stay
+// within one per broker, preferred leaders within two (one replication factor) or three
+// (mixed: tighter is not always possible, see above).
+TEST(Placement, ReplicasSpreadOverRacks) {
+  auto [replicas, leaders] = worst_rack_spreads(19, false);
+  EXPECT_LE(replicas, 1);
+  EXPECT_LE(leaders, 2);
+  auto [mixed_replicas, mixed_leaders] = worst_rack_spreads(20, true);
+  EXPECT_LE(mixed_replicas, 1);
+  EXPECT_LE(mixed_leaders, 3);
   // A broker without a rack among racked ones: racks are ignored (no error).
   std::vector<BrokerRecord> mixed{broker(1, "a"), broker(2, "a"), broker(3)};
   EXPECT_TRUE(place(3, 2, mixed, {}, 1));
