@@ -115,6 +115,9 @@ struct SearchArgs {
 int serve(const ServeArgs& args);
 int connect_run(const std::string& pipeline_path);
 int connect_status(const std::string& http);
+// `ordo cluster status --admin HOST:PORT`: brokers, controller, partitions without a leader or
+// under-replicated (from GET /v1/cluster).
+int cluster_status(const std::string& admin);
 int connect_pg_stream(const PgStreamArgs& args);
 int view_rebuild(const ViewRebuildArgs& args);
 int claim(const ClaimArgs& args);

@@ -224,6 +224,15 @@ int main(int argc, char** argv) {
                           "value length (-1: null), %% a percent sign; \\n \\t escapes "
                           "(default \"%s\\n\")");
 
+  std::string cluster_admin = "127.0.0.1:9644";
+  auto* cluster_cmd = app.add_subcommand("cluster", "A cluster's state (docs/cluster.md)");
+  cluster_cmd->require_subcommand(1);
+  auto* cluster_status_cmd = cluster_cmd->add_subcommand(
+      "status",
+      "Print the brokers, the controller and the partitions without a leader or under-replicated");
+  cluster_status_cmd->add_option("--admin", cluster_admin,
+                                 "HOST:PORT of any broker's admin API (default 127.0.0.1:9644)");
+
   std::string pipeline_path, connect_http = "127.0.0.1:9645";
   auto* connect_cmd = app.add_subcommand(
       "connect", "Run sinks that keep other stores in step with topics (docs/connect.md)");
@@ -297,6 +306,7 @@ int main(int argc, char** argv) {
   if (*dump_cmd) return ordo::cli::dump_log(dump_path, dump_records);
   if (*connect_run_cmd) return ordo::cli::connect_run(pipeline_path);
   if (*connect_status_cmd) return ordo::cli::connect_status(connect_http);
+  if (*cluster_status_cmd) return ordo::cli::cluster_status(cluster_admin);
   if (*pg_stream_cmd) return ordo::cli::connect_pg_stream(pgs);
   if (*view_rebuild_cmd) return ordo::cli::view_rebuild(vr);
   if (*claim_cmd) return ordo::cli::claim(cl);

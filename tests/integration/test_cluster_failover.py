@@ -14,6 +14,7 @@ import glob
 import hashlib
 import json
 import os
+import subprocess
 import time
 import unittest
 import urllib.request
@@ -107,6 +108,15 @@ class ClusterFailoverTest(unittest.TestCase):
                what="a leader per partition after the restart")
         md = admin.list_topics(timeout=10)
         self.assertEqual(sorted(b.id for b in md.brokers.values()), [1, 2, 3])
+        # What an operator sees: three live brokers, a controller, every partition led.
+        n1 = c.node(1)
+        status = subprocess.run([c.bin, "cluster", "status", "--admin",
+                                 f"{n1.host}:{n1.admin_port}"],
+                                capture_output=True, text=True, timeout=30)
+        self.assertEqual(status.returncode, 0, status.stderr)
+        self.assertRegex(status.stdout, r"controller: node [123] \(term \d+\)")
+        self.assertEqual(status.stdout.count(" live\n"), 3, status.stdout)
+        self.assertIn(f"{PARTITIONS} partitions: 0 without a leader", status.stdout)
 
         # Readers that assign each partition read exactly what was acknowledged.
         consumer = Consumer({"bootstrap.servers": c.bootstrap_servers, "group.id": "failover",
