@@ -83,6 +83,7 @@ struct RaftPartitions::Group final : raft::Transport {
   };
   // voter -> when it last answered this replica as leader (append, heartbeat, granted vote)
   std::map<NodeId, Heard> heard;
+  raft::Term stalled_term = raft::kNoTerm;  // the term when the shard last found it had stalled
   std::shared_ptr<std::atomic<int64_t>> contact =
       std::make_shared<std::atomic<int64_t>>(std::numeric_limits<int64_t>::min());
   std::optional<PartitionView> view;
@@ -162,6 +163,8 @@ int64_t RaftPartitions::note_stall(Shard& s) {
     ORDO_LOG_WARN("raft partitions: shard {} did not run for {} ms: its leaders wait a lease",
                   s.index, now - s.last_tick_ms);
     s.resumed_ms = now;
+    // Answers in a term that starts later cannot have waited: they answer what it sent since.
+    for (auto& [tp, g] : s.groups) g->stalled_term = g->replica->core().term();
     s.last_tick_ms = now;
   }
   return now;
@@ -451,8 +454,7 @@ void RaftPartitions::after_once(Group& g) {
     }
     auto it = g.heard.find(m.id);
     if (it != g.heard.end() && it->second.term == term &&
-        it->second.at_ms >= g.shard->resumed_ms + lease_ms() &&
-        now - it->second.at_ms <= lease_ms()) {
+        fresh(g, it->second.term, it->second.at_ms) && now - it->second.at_ms <= lease_ms()) {
       v.isr.push_back(m.id);
     }
   }
@@ -463,6 +465,10 @@ void RaftPartitions::publish(Group& g, const PartitionView& view) {
   g.view = view;
   std::lock_guard lk(mu_);
   views_[g.tp] = Published{view, g.contact};
+}
+
+bool RaftPartitions::fresh(const Group& g, raft::Term term, int64_t at_ms) const {
+  return term > g.stalled_term || at_ms >= g.shard->resumed_ms + lease_ms();
 }
 
 int64_t RaftPartitions::quorum_contact(const Group& g, int64_t now) const {
@@ -478,7 +484,7 @@ int64_t RaftPartitions::quorum_contact(const Group& g, int64_t now) const {
     }
     auto it = g.heard.find(m.id);
     if (it == g.heard.end() || it->second.term != c.term()) continue;
-    if (it->second.at_ms < g.shard->resumed_ms + lease_ms()) continue;  // maybe buffered
+    if (!fresh(g, it->second.term, it->second.at_ms)) continue;  // maybe it waited in a buffer
     times.push_back(it->second.at_ms);
   }
   const size_t quorum = config.quorum();

@@ -169,6 +169,9 @@ class RaftPartitions final : public PartitionService {
   int64_t quorum_contact(const Group& g, int64_t now) const;
   // g leads and has heard from a majority within the lease (on the shard).
   bool serves(const Group& g) const;
+  // An answer heard that may count as contact: not one that may have waited in a buffer while
+  // the shard was stalled (heard within a lease of the stall, in a term that existed then).
+  bool fresh(const Group& g, raft::Term term, int64_t at_ms) const;
 
   RaftPartitionsOptions o_;
   const PartitionTable& table_;

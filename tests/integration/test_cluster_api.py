@@ -8,6 +8,9 @@
   (74) / UNKNOWN_LEADER_EPOCH (75) for an older / newer current epoch, as ListOffsets v4 does.
 - ElectLeaders (43): the preferred replica (the first assigned) leads once it has caught up,
   so a preferred election is ELECTION_NOT_NEEDED (84); an unclean one is INVALID_REQUEST (42).
+- A leader SIGSTOPped until another leads and the high watermark moved on, then resumed,
+  never answers ListOffsets with an offset below what the new leader answered (the leader
+  lease: it answers NOT_LEADER_OR_FOLLOWER until it has heard a majority again or steps down).
 """
 
 import time
@@ -67,10 +70,10 @@ class ClusterApiTest(unittest.TestCase):
     def tearDown(self):
         self.cluster.close(failed=self.failed)
 
-    def partition0(self):
+    def partition0(self, skip=()):
         """(leader, replicas) of TOPIC-0 as node 1..3's metadata says, or None."""
         for i in range(1, 4):
-            if not self.cluster.node(i).alive():
+            if i in skip or not self.cluster.node(i).alive():
                 continue
             try:
                 with kw.Connection(self.cluster.node(i).kafka) as conn:
@@ -129,6 +132,31 @@ class ClusterApiTest(unittest.TestCase):
         top, error, message = elect_leaders_v1(conn, 1, TOPIC, 0)
         self.assertEqual((top, error), (0, 42))
         self.assertIn("unclean", message)
+
+        # SIGSTOP the leader until another leads and has committed more, then resume it.
+        error, hw0, _ = list_offsets_v4(conn, TOPIC, 0, -1)
+        self.assertEqual(error, 0)
+        c.sigstop(leader)
+        c.wait(lambda: (lambda p: p is not None and p[0] > 0 and p[0] != leader)(
+            self.partition0(skip=(leader,))), timeout=30, what="a new leader")
+        successor = self.partition0(skip=(leader,))[0]
+        with kw.Connection(c.node(successor).kafka) as sc:
+            def moved_on():
+                produce(sc, "while stopped", acks=1)
+                error, hw, _ = list_offsets_v4(sc, TOPIC, 0, -1)
+                return error == 0 and hw > hw0
+            c.wait(moved_on, timeout=30, what="the new leader's high watermark moving on")
+            hw1 = list_offsets_v4(sc, TOPIC, 0, -1)[1]
+        c.sigcont(leader)
+        for _ in range(20):
+            error, hw, _ = list_offsets_v4(conn, TOPIC, 0, -1)
+            self.assertTrue(error != 0 or hw >= hw1,
+                            f"the resumed leader answered {hw} after its successor's {hw1}")
+        # Leadership returns to the preferred replica once it has caught up.
+        c.wait(lambda: (lambda p: p is not None and p[0] == leader)(self.partition0()),
+               timeout=60, what="the preferred replica leading again")
+        c.wait(lambda: list_offsets_v4(conn, TOPIC, 0, -1)[0] == 0, timeout=30,
+               what="the preferred replica serving again")
 
         # A quorum acknowledgement that cannot come within 0 ms.
         self.assertEqual(produce(conn, "hurry", timeout_ms=0)[0], 7)
