@@ -23,6 +23,7 @@
 #include "protocol/messages/describe_configs_request.h"
 #include "protocol/messages/describe_groups_request.h"
 #include "protocol/messages/describe_log_dirs_request.h"
+#include "protocol/messages/elect_leaders_request.h"
 #include "protocol/messages/fetch_request.h"
 #include "protocol/messages/find_coordinator_request.h"
 #include "protocol/messages/heartbeat_request.h"
@@ -37,6 +38,7 @@
 #include "protocol/messages/offset_commit_request.h"
 #include "protocol/messages/offset_delete_request.h"
 #include "protocol/messages/offset_fetch_request.h"
+#include "protocol/messages/offset_for_leader_epoch_request.h"
 #include "protocol/messages/produce_request.h"
 #include "protocol/messages/sync_group_request.h"
 
@@ -66,11 +68,14 @@ constexpr SupportedApi kApis[] = {
     {20, 0, 6, &decoded<protocol::DeleteTopicsRequest, &Broker::Handlers::delete_topics>},
     {21, 0, 2, &decoded<protocol::DeleteRecordsRequest, &Broker::Handlers::delete_records>},
     {22, 0, 4, &decoded<protocol::InitProducerIdRequest, &Broker::Handlers::init_producer_id>},
+    {23, 0, 4,
+     &decoded<protocol::OffsetForLeaderEpochRequest, &Broker::Handlers::offset_for_leader_epoch>},
     {32, 0, 4, &decoded<protocol::DescribeConfigsRequest, &Broker::Handlers::describe_configs>},
     {33, 0, 2, &decoded<protocol::AlterConfigsRequest, &Broker::Handlers::alter_configs>},
     {35, 0, 4, &decoded<protocol::DescribeLogDirsRequest, &Broker::Handlers::describe_log_dirs>},
     {37, 0, 3, &decoded<protocol::CreatePartitionsRequest, &Broker::Handlers::create_partitions>},
     {42, 0, 2, &decoded<protocol::DeleteGroupsRequest, &Broker::Handlers::delete_groups>},
+    {43, 0, 2, &decoded<protocol::ElectLeadersRequest, &Broker::Handlers::elect_leaders>},
     {44, 0, 1,
      &decoded<protocol::IncrementalAlterConfigsRequest,
               &Broker::Handlers::incremental_alter_configs>},
@@ -393,6 +398,7 @@ Result<void> Broker::open_cluster(Broker& b) {
   ro.core.heartbeat_ticks = c.raft_heartbeat_ticks;
   ro.tick_ms = c.raft_tick_ms;
   ro.write_caching = c.raft_write_caching;
+  ro.preferred_leaders = true;  // leadership returns to the first assigned replica
   ro.send = [sink](std::vector<raft::OutFrame> frames) { sink->send(std::move(frames)); };
   ro.on_high_watermark = [waiters](const TopicPartition& tp) { waiters->notify(tp); };
   ro.on_leader = [](const TopicPartition& tp, cluster::NodeId leader, int32_t term) {

@@ -29,6 +29,7 @@ struct DescribeClusterRequest;
 struct DescribeConfigsRequest;
 struct DescribeGroupsRequest;
 struct DescribeLogDirsRequest;
+struct ElectLeadersRequest;
 struct FetchRequest;
 struct FindCoordinatorRequest;
 struct HeartbeatRequest;
@@ -42,6 +43,7 @@ struct MetadataRequest;
 struct OffsetCommitRequest;
 struct OffsetDeleteRequest;
 struct OffsetFetchRequest;
+struct OffsetForLeaderEpochRequest;
 struct ProduceRequest;
 struct SyncGroupRequest;
 }  // namespace ordo::protocol
@@ -173,6 +175,10 @@ struct Broker::Handlers {
                                                           protocol::DescribeClusterRequest& body);
   static asio::awaitable<HandlerOutcome> describe_log_dirs(Broker& b, Request& req,
                                                            protocol::DescribeLogDirsRequest& body);
+  static asio::awaitable<HandlerOutcome> offset_for_leader_epoch(
+      Broker& b, Request& req, protocol::OffsetForLeaderEpochRequest& body);
+  static asio::awaitable<HandlerOutcome> elect_leaders(Broker& b, Request& req,
+                                                       protocol::ElectLeadersRequest& body);
 
   // Consumer groups (group_handlers.cc).
   static asio::awaitable<HandlerOutcome> find_coordinator(Broker& b, Request& req,

@@ -1,9 +1,13 @@
 // Produce: validate each partition's batches, hand them to the partition's writer in the order
 // the requests arrived on the connection, answer by acks (0: nothing, 1: written, -1: durable
-// under the topic's flush policy).
+// under the topic's flush policy; in a cluster: committed by a quorum, refused with
+// NOT_ENOUGH_REPLICAS when fewer than min.insync.replicas are in sync, REQUEST_TIMED_OUT when
+// not committed within the request's timeout).
 
+#include <asio/steady_timer.hpp>
 #include <atomic>
 #include <limits>
+#include <mutex>
 #include <optional>
 
 #include "base/clock.h"
@@ -31,6 +35,7 @@ struct PartitionWork {
   std::vector<uint8_t> converted;  // or, for a legacy message set, its v2 up-conversion
   PartitionResponse response;      // filled in when done (or at once on a validation error)
   bool submit = false;             // validated, ready to append
+  bool answered = false;           // the append's callback ran (under Appends::mu)
 
   std::span<uint8_t> batches() { return converted.empty() ? in_frame : std::span(converted); }
 };
@@ -46,6 +51,14 @@ void fail(PartitionWork& w, const cluster::LeaderError& e) {
   set_leader_error(w.response, e);
   w.response.base_offset = -1;
 }
+
+// The appends of one request, shared with their callbacks: a request that times out answers
+// before them, and late callbacks find it closed.
+struct Appends {
+  std::mutex mu;
+  std::vector<PartitionWork> work;
+  bool closed = false;
+};
 
 constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
 
@@ -225,10 +238,11 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
       } else if (t.name == kOffsetsTopic) {
         // Only the group coordinator writes there (Kafka refuses it the same way).
         fail(w, ErrorCode::invalid_topic_exception, "__consumer_offsets is internal");
-      } else if (acks == -1 && settings->min_insync_replicas > 1) {
+      } else if (int32_t in_sync = acks == -1 ? parts.in_sync_replicas(w.tp) : 0;
+                 acks == -1 && in_sync < settings->min_insync_replicas) {
         fail(w, ErrorCode::not_enough_replicas,
-             fmt::format("min.insync.replicas is {} but this broker is the only replica",
-                         settings->min_insync_replicas));
+             fmt::format("min.insync.replicas is {} but {} replica(s) are in sync",
+                         settings->min_insync_replicas, in_sync));
       } else if (!p.records) {
         fail(w, ErrorCode::invalid_record, "null records");
       } else {
@@ -249,26 +263,49 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
   // acks=-1: every in-sync replica (one node: durable under the topic's flush policy).
   const cluster::Consistency consistency =
       acks == -1 ? cluster::Consistency::quorum : cluster::Consistency::leader;
+  auto appends = std::make_shared<Appends>();
+  appends->work = std::move(work);
+  // A cluster's quorum acknowledgements wait at most the request's timeout (a single node's
+  // durable appends wait for their fsync, as before).
+  std::unique_ptr<asio::steady_timer> timeout;
+  if (acks == -1 && cluster_node(b) != nullptr) {
+    timeout = std::make_unique<asio::steady_timer>(co_await asio::this_coro::executor);
+    timeout->expires_after(std::chrono::milliseconds(std::max(body.timeout_ms, 0)));
+  }
   co_await on_callback<int>([&](auto done) {
-    auto remaining = std::make_shared<std::atomic<size_t>>(1);
-    auto finish_one = [remaining, done]() mutable {
-      if (remaining->fetch_sub(1) == 1) done(0);
+    auto fired = std::make_shared<std::atomic<bool>>(false);
+    auto finish = [fired, done]() mutable {
+      if (!fired->exchange(true)) done(0);
     };
-    for (auto& w : work) {
+    auto remaining = std::make_shared<std::atomic<size_t>>(1);
+    auto finish_one = [remaining, finish]() mutable {
+      if (remaining->fetch_sub(1) == 1) finish();
+    };
+    if (timeout) timeout->async_wait([finish](const asio::error_code&) mutable { finish(); });
+    cluster::PartitionService* ps = &parts;
+    for (size_t i = 0; i < appends->work.size(); ++i) {
+      PartitionWork& w = appends->work[i];
       if (!w.submit) continue;
       remaining->fetch_add(1);
       // Borrowed: on the partition's own thread the log writes the frame's bytes before this
-      // returns; elsewhere it copies them.
+      // returns; elsewhere it copies them (the frame is not needed once this returns).
       parts.append(w.tp, w.batches(), consistency, options,
-                   [&w, &parts, finish_one](Result<storage::AppendResult> r) mutable {
-                     if (r) {
-                       w.response.base_offset = r->first_offset.value();
-                       w.response.log_start_offset = r->log_start_offset.value();
-                     } else if (auto le = parts.check_leader(w.tp)) {
-                       fail(w, *le);  // the leadership moved (or the partition went)
-                       w.response.error_message = r.error().message;
-                     } else {
-                       fail(w, error_code_for(r.error()), r.error().message);
+                   [appends, i, ps, finish_one](Result<storage::AppendResult> r) mutable {
+                     {
+                       std::lock_guard lk(appends->mu);
+                       PartitionWork& w = appends->work[i];
+                       if (!appends->closed) {
+                         w.answered = true;
+                         if (r) {
+                           w.response.base_offset = r->first_offset.value();
+                           w.response.log_start_offset = r->log_start_offset.value();
+                         } else if (auto le = ps->check_leader(w.tp)) {
+                           fail(w, *le);  // the leadership moved (or the partition went)
+                           w.response.error_message = r.error().message;
+                         } else {
+                           fail(w, error_code_for(r.error()), r.error().message);
+                         }
+                       }
                      }
                      finish_one();
                    });
@@ -278,6 +315,18 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
     conn.produce_wakeup->notify_all();
     finish_one();
   });
+  if (timeout) timeout->cancel();
+  {
+    std::lock_guard lk(appends->mu);
+    appends->closed = true;
+    for (auto& w : appends->work) {
+      if (w.submit && !w.answered) {
+        fail(w, ErrorCode::request_timed_out,
+             fmt::format("not committed by a quorum within {} ms", body.timeout_ms));
+      }
+    }
+    work = std::move(appends->work);
+  }
 
   if (acks == 0) {
     // No response to carry the error: like Kafka, close the connection so that the client

@@ -165,4 +165,18 @@ void LocalPartitions::offset_for_leader_epoch(const model::TopicPartition& tp,
   });
 }
 
+int32_t LocalPartitions::in_sync_replicas(const model::TopicPartition& tp) const {
+  return check_leader(tp) ? 0 : 1;
+}
+
+void LocalPartitions::elect_preferred(const model::TopicPartition& tp, Callback<Election> done) {
+  if (auto e = check_leader(tp)) {
+    return done(Election{e->code == LeaderError::Code::unknown_topic_or_partition
+                             ? Election::Code::unknown_topic_or_partition
+                             : Election::Code::not_leader_or_follower,
+                         "this broker does not lead the partition"});
+  }
+  done(Election{Election::Code::election_not_needed, "the only replica leads it"});
+}
+
 }  // namespace ordo::cluster

@@ -14,6 +14,7 @@
 #include <functional>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "cluster/partition_table.h"
@@ -66,6 +67,20 @@ struct EpochEnd {
   bool operator==(const EpochEnd&) const = default;
 };
 
+// ElectLeaders (preferred election) for one partition, in Kafka's terms.
+struct Election {
+  enum class Code : int16_t {
+    none = 0,  // started: leadership moves to the preferred replica (the first assigned)
+    unknown_topic_or_partition = 3,
+    not_leader_or_follower = 6,           // this node cannot tell (the partition's leader can)
+    preferred_leader_not_available = 80,  // the preferred replica is not in sync
+    election_not_needed = 84,             // the preferred replica leads already
+  };
+  Code code = Code::none;
+  std::string message;
+  bool operator==(const Election&) const = default;
+};
+
 // The answer to ListOffsets from a partition's log (on its thread): the high watermark for
 // kLatestOffset, time lookups below it. `epoch` is the leader epoch answered.
 Result<OffsetAnswer> answer_list_offset(const storage::PartitionLog& log, int64_t which,
@@ -114,6 +129,12 @@ class PartitionService {
   // check_leader for the code), `epoch` is looked up in the log's leader-epoch cache.
   virtual void offset_for_leader_epoch(const model::TopicPartition& tp, int32_t current_epoch,
                                        int32_t epoch, Callback<EpochEnd> done) = 0;
+  // The replicas in sync as the leader sees them (itself included; a Raft leader: the voters
+  // that answered it within an election timeout), 0 when this node does not lead tp. Cheap;
+  // produce with acks=-1 compares it with min.insync.replicas.
+  virtual int32_t in_sync_replicas(const model::TopicPartition& tp) const = 0;
+  // ElectLeaders, preferred election: hand the leadership of tp to its first assigned replica.
+  virtual void elect_preferred(const model::TopicPartition& tp, Callback<Election> done) = 0;
 };
 
 // The single-node owner: this node is the only replica and leader of every partition in the
@@ -153,6 +174,10 @@ class LocalPartitions final : public PartitionService {
   // and an epoch the cache predates (a log written before epochs) is the current one.
   void offset_for_leader_epoch(const model::TopicPartition& tp, int32_t current_epoch,
                                int32_t epoch, Callback<EpochEnd> done) override;
+  // 1 when this node leads tp (it is its only replica), else 0.
+  int32_t in_sync_replicas(const model::TopicPartition& tp) const override;
+  // The only replica leads already: ELECTION_NOT_NEEDED.
+  void elect_preferred(const model::TopicPartition& tp, Callback<Election> done) override;
 
  private:
   // The options of an append to `tp` as its leader, or why it cannot be appended here.

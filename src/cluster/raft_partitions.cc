@@ -5,6 +5,7 @@
 #include <asio/steady_timer.hpp>
 #include <chrono>
 #include <future>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -52,6 +53,11 @@ struct RaftPartitions::Shard {
   bool flush_posted = false;
   bool stopped = false;
   uint64_t ticks = 0;
+  int64_t last_tick_ms = 0;
+  // The last time the shard found it had not run for longer than a lease (SIGSTOP, a stall):
+  // answers heard before resumed_ms + lease may have waited in socket buffers meanwhile and
+  // do not count as contact.
+  int64_t resumed_ms = std::numeric_limits<int64_t>::min() / 2;
   std::map<TopicPartition, std::unique_ptr<Group>> groups;
   std::unordered_map<raft::GroupId, Group*> by_id;
 
@@ -71,7 +77,15 @@ struct RaftPartitions::Group final : raft::Transport {
   raft::Term pending_term = raft::kNoTerm;          // the term they were appended in
   NodeId seen_leader = kNoLeader;
   raft::Term seen_term = raft::kNoTerm;
-  std::map<NodeId, uint64_t> heard;  // node -> the shard tick it was last heard from
+  struct Heard {
+    int64_t at_ms = 0;
+    raft::Term term = raft::kNoTerm;
+  };
+  // voter -> when it last answered this replica as leader (append, heartbeat, granted vote)
+  std::map<NodeId, Heard> heard;
+  raft::Term stalled_term = raft::kNoTerm;  // the term when the shard last found it had stalled
+  std::shared_ptr<std::atomic<int64_t>> contact =
+      std::make_shared<std::atomic<int64_t>>(std::numeric_limits<int64_t>::min());
   std::optional<PartitionView> view;
   bool in_after = false;
   bool after_again = false;
@@ -109,6 +123,7 @@ void RaftPartitions::attach(storage::LogManager& logs) {
     asio::post(*s->ctx, [this, s] {
       if (s->stopped) return;
       s->timer = std::make_unique<asio::steady_timer>(*s->ctx);
+      s->last_tick_ms = now_ms();
       arm_tick(s);
     });
   }
@@ -132,8 +147,32 @@ void RaftPartitions::arm_tick(const ShardPtr& s) {
   });
 }
 
+int64_t RaftPartitions::now_ms() const {
+  if (o_.now_ms) return o_.now_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t RaftPartitions::note_stall(Shard& s) {
+  // The tick runs every tick_ms: a gap longer than a lease means the shard (or the process:
+  // SIGSTOP) did not run. Checked before each input, so that answers that waited in buffers
+  // meanwhile are not taken for fresh contact.
+  const int64_t now = now_ms();
+  if (now - s.last_tick_ms > lease_ms()) {
+    ORDO_LOG_WARN("raft partitions: shard {} did not run for {} ms: its leaders wait a lease",
+                  s.index, now - s.last_tick_ms);
+    s.resumed_ms = now;
+    // Answers in a term that starts later cannot have waited: they answer what it sent since.
+    for (auto& [tp, g] : s.groups) g->stalled_term = g->replica->core().term();
+    s.last_tick_ms = now;
+  }
+  return now;
+}
+
 void RaftPartitions::on_tick(Shard& s) {
   ++s.ticks;
+  s.last_tick_ms = note_stall(s);  // one reading: a stop after it shows as a gap next time
   std::vector<Group*> groups;
   groups.reserve(s.groups.size());
   for (auto& [tp, g] : s.groups) groups.push_back(g.get());
@@ -208,6 +247,11 @@ void RaftPartitions::do_open(Shard& s, const TopicPartition& tp, raft::GroupId i
     logs->flush(tp, std::move(synced));
   });
   raft::Options core = o_.core;
+  if (o_.preferred_leaders) {
+    auto snap = table_.snapshot();
+    const PartitionAssignment* a = snap->find(tp);
+    if (a != nullptr && !a->replicas.empty()) core.preferred_leader = a->replicas.front();
+  }
   core.group = id;
   core.self = {o_.self, g->storage->incarnation()};
   core.seed = mix(seed_base_ ^ uint64_t(id));
@@ -303,6 +347,7 @@ void RaftPartitions::deliver(std::vector<raft::Message> messages) {
 }
 
 void RaftPartitions::receive(Shard& s, std::vector<raft::Message> messages) {
+  const int64_t now = note_stall(s);
   std::vector<Group*> touched;
   for (auto& m : messages) {
     auto it = s.by_id.find(m.group);
@@ -311,8 +356,19 @@ void RaftPartitions::receive(Shard& s, std::vector<raft::Message> messages) {
       continue;
     }
     Group* g = it->second;
-    g->heard[m.from.id] = s.ticks;
     g->replica->receive(m);
+    // Contact for the leader lease and the ISR: an answer in this replica's current term from
+    // the member the configuration names.
+    const raft::Core& c = g->replica->core();
+    const bool answer = std::holds_alternative<raft::AppendResponse>(m.body) ||
+                        std::holds_alternative<raft::HeartbeatResponse>(m.body) ||
+                        (std::holds_alternative<raft::VoteResponse>(m.body) &&
+                         std::get<raft::VoteResponse>(m.body).granted &&
+                         !std::get<raft::VoteResponse>(m.body).pre_vote);
+    if (answer && m.term == c.term()) {
+      const raft::Member* member = c.config().find(m.from.id);
+      if (member != nullptr && *member == m.from) g->heard[m.from.id] = {now, m.term};
+    }
     if (std::find(touched.begin(), touched.end(), g) == touched.end()) touched.push_back(g);
   }
   for (Group* g : touched) {
@@ -380,7 +436,10 @@ void RaftPartitions::after_once(Group& g) {
     }
   }
 
-  // 4. The view others read.
+  // 4. The leader lease, and the view others read.
+  const int64_t now = now_ms();
+  const int64_t contact = leading ? quorum_contact(g, now) : std::numeric_limits<int64_t>::min();
+  g.contact->store(contact, std::memory_order_relaxed);
   PartitionView v;
   v.leader = leader;
   v.epoch = term;
@@ -394,7 +453,8 @@ void RaftPartitions::after_once(Group& g) {
       continue;
     }
     auto it = g.heard.find(m.id);
-    if (it != g.heard.end() && g.shard->ticks - it->second <= uint64_t(o_.core.election_ticks)) {
+    if (it != g.heard.end() && it->second.term == term &&
+        fresh(g, it->second.term, it->second.at_ms) && now - it->second.at_ms <= lease_ms()) {
       v.isr.push_back(m.id);
     }
   }
@@ -404,7 +464,38 @@ void RaftPartitions::after_once(Group& g) {
 void RaftPartitions::publish(Group& g, const PartitionView& view) {
   g.view = view;
   std::lock_guard lk(mu_);
-  views_[g.tp] = view;
+  views_[g.tp] = Published{view, g.contact};
+}
+
+bool RaftPartitions::fresh(const Group& g, raft::Term term, int64_t at_ms) const {
+  return term > g.stalled_term || at_ms >= g.shard->resumed_ms + lease_ms();
+}
+
+int64_t RaftPartitions::quorum_contact(const Group& g, int64_t now) const {
+  (void)now;
+  const raft::Core& c = g.replica->core();
+  if (g.replica->failed() || !c.is_leader()) return std::numeric_limits<int64_t>::min();
+  const raft::Config& config = c.config();
+  std::vector<int64_t> times;
+  for (const auto& m : config.voters) {
+    if (m.id == o_.self) {
+      times.push_back(std::numeric_limits<int64_t>::max());
+      continue;
+    }
+    auto it = g.heard.find(m.id);
+    if (it == g.heard.end() || it->second.term != c.term()) continue;
+    if (!fresh(g, it->second.term, it->second.at_ms)) continue;  // maybe it waited in a buffer
+    times.push_back(it->second.at_ms);
+  }
+  const size_t quorum = config.quorum();
+  if (times.size() < quorum) return std::numeric_limits<int64_t>::min();
+  std::sort(times.begin(), times.end(), std::greater<>());
+  return times[quorum - 1];
+}
+
+bool RaftPartitions::serves(const Group& g) const {
+  const int64_t now = now_ms();
+  return quorum_contact(g, now) >= now - lease_ms();
 }
 
 // ---- the seam ---------------------------------------------------------------------------------
@@ -413,12 +504,21 @@ std::optional<PartitionView> RaftPartitions::local_view(const TopicPartition& tp
   std::lock_guard lk(mu_);
   auto it = views_.find(tp);
   if (it == views_.end()) return std::nullopt;
-  return it->second;
+  return it->second.view;
 }
 
 std::optional<LeaderError> RaftPartitions::check_leader(const TopicPartition& tp,
                                                         int32_t current_leader_epoch) const {
-  auto view = local_view(tp);
+  std::optional<PartitionView> view;
+  int64_t contact = std::numeric_limits<int64_t>::min();
+  {
+    std::lock_guard lk(mu_);
+    auto it = views_.find(tp);
+    if (it != views_.end()) {
+      view = it->second.view;
+      contact = it->second.contact->load(std::memory_order_relaxed);
+    }
+  }
   if (!view) {
     auto snap = table_.snapshot();
     const PartitionAssignment* a = snap->find(tp);
@@ -428,6 +528,11 @@ std::optional<LeaderError> RaftPartitions::check_leader(const TopicPartition& tp
   const int32_t epoch = view->leader == kNoLeader ? -1 : view->epoch;
   if (view->leader != o_.self) {
     return LeaderError{LeaderError::Code::not_leader_or_follower, view->leader, epoch};
+  }
+  if (contact < now_ms() - lease_ms()) {
+    // A leader without a majority's answer for a lease (cut off, or it was stopped): another
+    // may lead meanwhile. It does not know which.
+    return LeaderError{LeaderError::Code::not_leader_or_follower, kNoLeader, -1};
   }
   if (current_leader_epoch >= 0 && current_leader_epoch != view->epoch) {
     return LeaderError{current_leader_epoch < view->epoch ? LeaderError::Code::fenced_leader_epoch
@@ -476,7 +581,7 @@ void RaftPartitions::do_append(Shard& s, const TopicPartition& tp, std::vector<u
     return done(make_error(Errc::closed, "{}: the replica stopped: {}", tp.to_string(),
                            g->replica->failure()->message));
   }
-  if (!g->replica->core().is_leader()) return done(lost_leadership(tp));
+  if (!serves(*g)) return done(lost_leadership(tp));
 
   // Split into batches, all checked before any is written.
   struct Piece {
@@ -538,7 +643,15 @@ void RaftPartitions::do_append(Shard& s, const TopicPartition& tp, std::vector<u
 void RaftPartitions::read(const TopicPartition& tp, storage::ReadOptions options,
                           Callback<storage::ReadResult> done) {
   if (stopped_ || logs_ == nullptr) return done(stopped_error());
-  logs_->read(tp, options, std::move(done));
+  ShardPtr s = shard_for(tp);
+  on_shard(s, [this, s, tp, options, done = std::move(done)](bool running) mutable {
+    if (!running) return done(stopped_error());
+    Group* g = find(*s, tp);
+    if (g == nullptr) return done(make_error(Errc::not_found, "no replica of {}", tp.to_string()));
+    // A leader that may have been replaced would show a high watermark behind the new one's.
+    if (!serves(*g)) return done(lost_leadership(tp));
+    logs_->read(tp, options, std::move(done));  // on the shard: inline
+  });
 }
 
 void RaftPartitions::list_offset(const TopicPartition& tp, int64_t which,
@@ -549,6 +662,7 @@ void RaftPartitions::list_offset(const TopicPartition& tp, int64_t which,
     if (!running) return done(stopped_error());
     Group* g = find(*s, tp);
     if (g == nullptr) return done(make_error(Errc::not_found, "no replica of {}", tp.to_string()));
+    if (!serves(*g)) return done(lost_leadership(tp));
     done(answer_list_offset(*g->log, which, g->replica->core().term()));
   });
 }
@@ -561,9 +675,7 @@ void RaftPartitions::delete_records(const TopicPartition& tp, int64_t before,
     if (!running) return done(stopped_error());
     Group* g = find(*s, tp);
     if (g == nullptr) return done(make_error(Errc::not_found, "no replica of {}", tp.to_string()));
-    if (!g->replica->core().is_leader() || g->replica->failed()) {
-      return done(lost_leadership(tp));
-    }
+    if (!serves(*g)) return done(lost_leadership(tp));
     storage::PartitionLog& l = *g->log;
     Truncation out;
     const int64_t hw = l.high_watermark().value();
@@ -594,12 +706,60 @@ void RaftPartitions::offset_for_leader_epoch(const TopicPartition& tp, int32_t c
     Group* g = find(*s, tp);
     if (g == nullptr) return done(make_error(Errc::not_found, "no replica of {}", tp.to_string()));
     const raft::Core& c = g->replica->core();
-    if (!c.is_leader() || g->replica->failed()) return done(lost_leadership(tp));
+    if (!serves(*g)) return done(lost_leadership(tp));
     if (current_epoch >= 0 && current_epoch != c.term()) {
       return done(make_error(Errc::closed, "{}: leader epoch {}, asked with {}", tp.to_string(),
                              c.term(), current_epoch));
     }
     done(answer_epoch_end(*g->log, epoch));
+  });
+}
+
+int32_t RaftPartitions::in_sync_replicas(const TopicPartition& tp) const {
+  if (check_leader(tp)) return 0;
+  std::lock_guard lk(mu_);
+  auto it = views_.find(tp);
+  return it == views_.end() ? 0 : int32_t(it->second.view.isr.size());
+}
+
+void RaftPartitions::elect_preferred(const TopicPartition& tp, Callback<Election> done) {
+  if (stopped_ || logs_ == nullptr) return done(stopped_error());
+  auto snap = table_.snapshot();
+  const PartitionAssignment* a = snap->find(tp);
+  if (a == nullptr || a->replicas.empty()) {
+    return done(Election{Election::Code::unknown_topic_or_partition, "no such partition"});
+  }
+  const NodeId preferred = a->replicas.front();
+  ShardPtr s = shard_for(tp);
+  on_shard(s, [this, s, tp, preferred, done = std::move(done)](bool running) {
+    if (!running) return done(stopped_error());
+    Group* g = find(*s, tp);
+    const NodeId leader = g && !g->replica->failed() ? g->replica->core().leader() : kNoLeader;
+    if (leader == preferred) {
+      return done(Election{Election::Code::election_not_needed,
+                           fmt::format("broker {} (the preferred replica) leads it", preferred)});
+    }
+    if (g == nullptr || !serves(*g)) {
+      return done(Election{
+          Election::Code::not_leader_or_follower,
+          leader == kNoLeader
+              ? std::string("no leader known here")
+              : fmt::format("broker {} leads it: it moves the leadership (and does so on its "
+                            "own once broker {} has caught up)",
+                            leader, preferred)});
+    }
+    const bool in_sync = g->view && std::find(g->view->isr.begin(), g->view->isr.end(),
+                                              preferred) != g->view->isr.end();
+    if (!in_sync) {
+      return done(Election{Election::Code::preferred_leader_not_available,
+                           fmt::format("broker {} is not in sync", preferred)});
+    }
+    auto r = g->replica->transfer_leadership(preferred);
+    after(*g);
+    if (!r && r.error().code != Errc::busy) {  // busy: a transfer is under way already
+      return done(Election{Election::Code::preferred_leader_not_available, r.error().message});
+    }
+    done(Election{});
   });
 }
 

@@ -60,7 +60,12 @@ struct RaftPartitionsOptions {
   uint64_t incarnation = 0;  // the node's (node.meta); a fresh replica takes it
   raft::Options core;        // ticks, pre_vote, check_quorum (group, self and seed are set here)
   int64_t tick_ms = 50;
-  bool write_caching = false;                                           // raft::ReplicaOptions
+  bool write_caching = false;  // raft::ReplicaOptions
+  // Each group's raft::Options::preferred_leader is its assignment's first replica (the
+  // PartitionTable's): leadership moves back to it once it has caught up (after a restart).
+  bool preferred_leaders = false;
+  // Monotonic milliseconds (the leader lease); steady_clock when empty. Tests move time by hand.
+  std::function<int64_t()> now_ms;
   std::function<void(std::vector<raft::OutFrame>)> send;                // thread-safe
   std::function<void(const model::TopicPartition&)> on_high_watermark;  // shard thread
   // A partition's leader or term changed here (shard thread; must not block).
@@ -72,8 +77,8 @@ struct PartitionView {
   NodeId leader = kNoLeader;
   int32_t epoch = -1;            // the Raft term
   std::vector<NodeId> replicas;  // the configuration's voters and learners
-  // Leader: the voters it heard from within an election timeout (itself included). Follower:
-  // every voter, as far as it knows.
+  // Leader: the voters that answered it in its term within an election timeout (itself
+  // included). Follower: every voter, as far as it knows.
   std::vector<NodeId> isr;
   std::vector<NodeId> offline;
   bool operator==(const PartitionView&) const = default;
@@ -124,6 +129,8 @@ class RaftPartitions final : public PartitionService {
   std::vector<storage::PartitionStatus> status() override;
   void offset_for_leader_epoch(const model::TopicPartition& tp, int32_t current_epoch,
                                int32_t epoch, Callback<EpochEnd> done) override;
+  int32_t in_sync_replicas(const model::TopicPartition& tp) const override;
+  void elect_preferred(const model::TopicPartition& tp, Callback<Election> done) override;
 
   // Tests and tools: runs fn on tp's shard thread with its replica (nullptr when tp has no
   // open group here, or after stop()).
@@ -141,6 +148,7 @@ class RaftPartitions final : public PartitionService {
   void on_shard(const ShardPtr& shard, std::function<void(bool running)> fn);
   void arm_tick(const ShardPtr& shard);
   void on_tick(Shard& shard);
+  int64_t note_stall(Shard& shard);  // now
   void schedule_flush(Shard& shard);
   void receive(Shard& shard, std::vector<raft::Message> messages);
   void do_open(Shard& shard, const model::TopicPartition& tp, raft::GroupId id,
@@ -154,6 +162,16 @@ class RaftPartitions final : public PartitionService {
   void after_once(Group& g);
   void publish(Group& g, const PartitionView& view);
   Group* find(Shard& shard, const model::TopicPartition& tp);
+  int64_t now_ms() const;
+  int64_t lease_ms() const { return int64_t(o_.core.election_ticks) * o_.tick_ms; }
+  // When a majority of the voters last answered g as leader in its term (the leader's own
+  // "answer" is now; INT64_MAX when it is the only voter), INT64_MIN when not leading.
+  int64_t quorum_contact(const Group& g, int64_t now) const;
+  // g leads and has heard from a majority within the lease (on the shard).
+  bool serves(const Group& g) const;
+  // An answer heard that may count as contact: not one that may have waited in a buffer while
+  // the shard was stalled (heard within a lease of the stall, in a term that existed then).
+  bool fresh(const Group& g, raft::Term term, int64_t at_ms) const;
 
   RaftPartitionsOptions o_;
   const PartitionTable& table_;
@@ -163,9 +181,15 @@ class RaftPartitions final : public PartitionService {
   std::atomic<bool> stopped_{false};
   std::atomic<uint64_t> dropped_{0};
 
+  struct Published {
+    PartitionView view;
+    // quorum_contact() as of the last input of the group (read by check_leader on any thread).
+    std::shared_ptr<std::atomic<int64_t>> contact;
+  };
+
   mutable std::mutex mu_;  // guards the two maps below
   std::unordered_map<raft::GroupId, size_t> group_shard_;
-  std::map<model::TopicPartition, PartitionView> views_;
+  std::map<model::TopicPartition, Published> views_;
 };
 
 }  // namespace ordo::cluster

@@ -41,6 +41,8 @@
 #include "protocol/messages/describe_configs_response.h"
 #include "protocol/messages/describe_groups_request.h"
 #include "protocol/messages/describe_groups_response.h"
+#include "protocol/messages/elect_leaders_request.h"
+#include "protocol/messages/elect_leaders_response.h"
 #include "protocol/messages/fetch_request.h"
 #include "protocol/messages/fetch_response.h"
 #include "protocol/messages/find_coordinator_request.h"
@@ -67,6 +69,8 @@
 #include "protocol/messages/offset_delete_response.h"
 #include "protocol/messages/offset_fetch_request.h"
 #include "protocol/messages/offset_fetch_response.h"
+#include "protocol/messages/offset_for_leader_epoch_request.h"
+#include "protocol/messages/offset_for_leader_epoch_response.h"
 #include "protocol/messages/produce_request.h"
 #include "protocol/messages/produce_response.h"
 #include "protocol/messages/sync_group_request.h"
@@ -292,8 +296,8 @@ TEST_F(BrokerTest, ApiVersionsAdvertisesTheSupportedRanges) {
       {0, {0, 9}},  {1, {4, 12}}, {2, {0, 7}},  {3, {0, 12}}, {8, {0, 8}},  {9, {0, 8}},
       {10, {0, 4}}, {11, {0, 9}}, {12, {0, 4}}, {13, {0, 5}}, {14, {0, 5}}, {15, {0, 5}},
       {16, {0, 4}}, {18, {0, 3}}, {19, {0, 7}}, {20, {0, 6}}, {21, {0, 2}}, {22, {0, 4}},
-      {32, {0, 4}}, {33, {0, 2}}, {35, {0, 4}}, {37, {0, 3}}, {42, {0, 2}}, {44, {0, 1}},
-      {47, {0, 0}}, {60, {0, 0}}};
+      {23, {0, 4}}, {32, {0, 4}}, {33, {0, 2}}, {35, {0, 4}}, {37, {0, 3}}, {42, {0, 2}},
+      {43, {0, 2}}, {44, {0, 1}}, {47, {0, 0}}, {60, {0, 0}}};
   EXPECT_EQ(got, want);
 }
 
@@ -302,7 +306,7 @@ TEST_F(BrokerTest, ApiVersionsAboveTheRangeGetsAVersionZeroErrorWithTheRanges) {
   auto out = raw(encode(protocol::ApiVersionsRequest{}, 4));
   auto resp = decode<protocol::ApiVersionsResponse>(out, 0);
   EXPECT_EQ(resp.error_code, ec(ErrorCode::unsupported_version));
-  EXPECT_EQ(resp.api_keys.size(), 26u);
+  EXPECT_EQ(resp.api_keys.size(), 28u);
 }
 
 TEST_F(BrokerTest, UnsupportedVersionOrUnknownKeyClosesTheConnection) {
@@ -742,6 +746,49 @@ TEST_F(BrokerTest, FetchAndListOffsetsCheckTheClientsLeaderEpochAgainstThePartit
   EXPECT_EQ(lresp.topics.at(0).partitions.at(0).error_code, 0);
   EXPECT_EQ(lresp.topics.at(0).partitions.at(0).offset, 2);
   EXPECT_EQ(lresp.topics.at(0).partitions.at(0).leader_epoch, 0);
+}
+
+// One node: OffsetForLeaderEpoch answers from the log (epoch 0 ends at the log end), and the
+// only replica is the preferred leader already.
+TEST_F(BrokerTest, OffsetForLeaderEpochAndElectLeadersOnOneNode) {
+  ASSERT_EQ(create("t", 1).topics.at(0).error_code, 0);
+  produce("t", 0, storage::testing::make_batch(3, "o"));
+  protocol::OffsetForLeaderEpochRequest req;
+  protocol::OffsetForLeaderEpochRequest::OffsetForLeaderTopic t;
+  t.topic = "t";
+  t.partitions.push_back({0, -1, 0, {}});
+  t.partitions.push_back({0, 5, 0, {}});  // a current epoch newer than the leader's
+  t.partitions.push_back({7, -1, 0, {}});
+  req.topics.push_back(t);
+  auto resp = call<protocol::OffsetForLeaderEpochResponse>(req, 4);
+  const auto& ps = resp.topics.at(0).partitions;
+  ASSERT_EQ(ps.size(), 3u);
+  EXPECT_EQ(ps[0].error_code, 0);
+  EXPECT_EQ(ps[0].leader_epoch, 0);
+  EXPECT_EQ(ps[0].end_offset, 3);
+  EXPECT_EQ(ps[1].error_code, ec(ErrorCode::unknown_leader_epoch));
+  EXPECT_EQ(ps[2].error_code, ec(ErrorCode::unknown_topic_or_partition));
+
+  protocol::ElectLeadersRequest elect;
+  elect.election_type = 0;
+  elect.topic_partitions.emplace();
+  elect.topic_partitions->push_back({"t", {0, 4}, {}});
+  auto er = call<protocol::ElectLeadersResponse>(elect, 2);
+  ASSERT_EQ(er.replica_election_results.size(), 1u);
+  const auto& rs = er.replica_election_results[0].partition_result;
+  ASSERT_EQ(rs.size(), 2u);
+  EXPECT_EQ(rs[0].error_code, ec(ErrorCode::election_not_needed));
+  EXPECT_EQ(rs[1].error_code, ec(ErrorCode::unknown_topic_or_partition));
+  elect.election_type = 1;  // unclean
+  er = call<protocol::ElectLeadersResponse>(elect, 2);
+  EXPECT_EQ(er.replica_election_results.at(0).partition_result.at(0).error_code,
+            ec(ErrorCode::invalid_request));
+  // Null partitions: every partition; those that need no election are left out.
+  elect.election_type = 0;
+  elect.topic_partitions.reset();
+  er = call<protocol::ElectLeadersResponse>(elect, 2);
+  EXPECT_EQ(er.error_code, 0);
+  EXPECT_TRUE(er.replica_election_results.empty());
 }
 
 TEST_F(BrokerTest, FetchWithASessionIdIsRefused) {

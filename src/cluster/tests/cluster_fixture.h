@@ -67,6 +67,9 @@ class ClusterFixture {
     std::unique_ptr<RaftPartitions> parts;
     std::unique_ptr<raft::Batcher> receiver;  // decode only; under the router's mutex
     std::atomic<uint64_t> hw_events{0};
+    // Added to the node's monotonic clock (RaftPartitionsOptions::now_ms): a jump forward is
+    // what the node sees after a SIGSTOP, without stopping it.
+    std::atomic<int64_t> clock_offset_ms{0};
     bool up = false;  // under the router's mutex
   };
   struct PartitionSpec {
@@ -98,6 +101,8 @@ class ClusterFixture {
   size_t size() const { return nodes_.size(); }
   const raft::Config& config() const { return config_; }
   PartitionTable& table() { return table_; }
+  // Before start(): groups prefer their first assigned replica (RaftPartitionsOptions).
+  void set_preferred_leaders(bool on) { preferred_leaders_ = on; }
 
   storage::LogConfig log_config() const {
     storage::LogConfig c;
@@ -125,6 +130,13 @@ class ClusterFixture {
     o.core.election_ticks = 10;
     o.core.heartbeat_ticks = 2;
     o.tick_ms = tick_ms_;
+    o.preferred_leaders = preferred_leaders_;
+    o.now_ms = [np = &n] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::steady_clock::now().time_since_epoch())
+                 .count() +
+             np->clock_offset_ms.load();
+    };
     o.send = [this, id](std::vector<raft::OutFrame> frames) { route(id, std::move(frames)); };
     Node* np = &n;
     o.on_high_watermark = [np](const model::TopicPartition&) { ++np->hw_events; };
@@ -156,14 +168,18 @@ class ClusterFixture {
   void stop(NodeId id) { down(id, /*clean=*/true); }
 
   // A partition replicated on every node (created on the nodes that are up; opened by the
-  // others when they start).
-  Result<void> create_partition(const model::TopicPartition& tp, raft::GroupId group) {
+  // others when they start); `replicas` in assignment order (the first is preferred), every
+  // node by default.
+  Result<void> create_partition(const model::TopicPartition& tp, raft::GroupId group,
+                                std::vector<NodeId> replicas = {}) {
     CreateTopic create;
     create.name = tp.topic;
     create.id[0] = uint8_t(group);
     create.log = log_config();
-    std::vector<NodeId> all;
-    for (auto& n : nodes_) all.push_back(n->id);
+    std::vector<NodeId> all = std::move(replicas);
+    if (all.empty()) {
+      for (auto& n : nodes_) all.push_back(n->id);
+    }
     create.replicas.push_back(all);
     ORDO_TRY(table_.apply(create));
     partitions_.push_back({tp, group});
@@ -263,6 +279,7 @@ class ClusterFixture {
 
   std::string root_;
   int64_t tick_ms_ = 10;
+  bool preferred_leaders_ = false;
   raft::Config config_;
   PartitionTable table_;
   std::vector<std::unique_ptr<Node>> nodes_;

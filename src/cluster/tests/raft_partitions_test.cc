@@ -383,6 +383,132 @@ TEST_F(RaftPartitionsTest, CloseGroupFailsPendingAcksAndForgetsTheView) {
   EXPECT_EQ(refused->error().code, Errc::closed);
 }
 
+// min.insync.replicas compares with this: the leader and the voters that answer it.
+TEST_F(RaftPartitionsTest, InSyncReplicasAreTheVotersThatAnswerTheLeader) {
+  NodeId l = leader();
+  ASSERT_NE(l, kNoLeader);
+  const NodeId f1 = l % 3 + 1, f2 = f1 % 3 + 1;
+  EXPECT_TRUE(wait_for([&] { return c_.parts(l).in_sync_replicas(kTp) == 3; }));
+  EXPECT_EQ(c_.parts(f1).in_sync_replicas(kTp), 0);  // not the leader
+  c_.set_filter([&](const raft::Message& m) { return m.from.id != f2 && m.to != f2; });
+  EXPECT_TRUE(wait_for([&] { return c_.parts(l).in_sync_replicas(kTp) == 2; }));
+  EXPECT_EQ(c_.parts(l).local_view(kTp)->isr.size(), 2u);
+  c_.set_filter(nullptr);
+  EXPECT_TRUE(wait_for([&] { return c_.parts(l).in_sync_replicas(kTp) == 3; }));
+}
+
+// A leader that has heard no majority for a lease (here: its clock jumps as after a SIGSTOP,
+// and nothing reaches it) refuses reads, ListOffsets, OffsetForLeaderEpoch and appends at
+// once, before its core notices (check-quorum counts ticks, which did not run): another leader
+// may already serve a higher high watermark.
+TEST_F(RaftPartitionsTest, LeaderWithoutQuorumContactForALeaseStopsServing) {
+  NodeId l = leader();
+  ASSERT_NE(l, kNoLeader);
+  ASSERT_TRUE(wait_for([&] { return !c_.parts(l).check_leader(kTp); }));
+  auto r = append(c_.parts(l), make_batch(2, "x"), Consistency::quorum).get();
+  ASSERT_TRUE(r && *r);
+  c_.set_filter([&](const raft::Message& m) { return m.to != l && m.from.id != l; });
+  c_.node(l).clock_offset_ms += 10 * 10 * 10;  // ten leases (10 ticks of 10 ms)
+  EXPECT_EQ(c_.parts(l).check_leader(kTp),
+            (LeaderError{LeaderError::Code::not_leader_or_follower, kNoLeader, -1}));
+  EXPECT_EQ(c_.parts(l).in_sync_replicas(kTp), 0);
+  auto a = append(c_.parts(l), make_batch(1, "stale"), Consistency::leader).get();
+  ASSERT_TRUE(a);
+  ASSERT_FALSE(*a) << "a leader without a quorum accepted a write";
+  EXPECT_EQ(a->error().code, Errc::closed);
+  Answer<storage::ReadResult> read;
+  c_.parts(l).read(kTp, storage::ReadOptions{.start = Offset(0), .max_bytes = 1 << 20},
+                   read.callback());
+  auto rr = read.get();
+  ASSERT_TRUE(rr);
+  ASSERT_FALSE(*rr) << "a leader without a quorum served a read";
+  EXPECT_EQ(rr->error().code, Errc::closed);
+  Answer<OffsetAnswer> latest;
+  c_.parts(l).list_offset(kTp, kLatestOffset, latest.callback());
+  auto la = latest.get();
+  ASSERT_TRUE(la);
+  EXPECT_FALSE(*la) << "a leader without a quorum answered ListOffsets";
+  Answer<EpochEnd> epoch;
+  c_.parts(l).offset_for_leader_epoch(kTp, -1, 1, epoch.callback());
+  auto ep = epoch.get();
+  ASSERT_TRUE(ep);
+  EXPECT_FALSE(*ep);
+  // Healed: some leader serves again (l after a lease of fresh answers, or another).
+  c_.set_filter(nullptr);
+  ASSERT_TRUE(wait_for([&] {
+    NodeId now = leader();
+    if (now == kNoLeader || c_.parts(now).check_leader(kTp)) return false;
+    auto w = append(c_.parts(now), make_batch(1, "after"), Consistency::quorum).get();
+    return w && *w;
+  }));
+}
+
+// ElectLeaders: the preferred replica is the first assigned (here 1, in {1, 2, 3}).
+TEST_F(RaftPartitionsTest, ElectPreferredMovesTheLeadershipToTheFirstReplica) {
+  NodeId l = leader();
+  ASSERT_NE(l, kNoLeader);
+  auto elect = [&](NodeId at) {
+    Answer<Election> a;
+    c_.parts(at).elect_preferred(kTp, a.callback());
+    auto r = a.get();
+    EXPECT_TRUE(r && *r);
+    return r && *r ? **r : Election{};
+  };
+  if (l == 1) {  // move it away first
+    ASSERT_TRUE(c_.on_replica<bool>(
+        1, kTp, [](raft::Replica* rep) { return bool(rep->transfer_leadership(2)); }));
+    ASSERT_TRUE(wait_for([&] {
+      auto v = c_.agreed_leader(kTp);
+      return v && v->first != 1;
+    }));
+    l = leader();
+  }
+  ASSERT_TRUE(wait_for([&] { return c_.parts(l).in_sync_replicas(kTp) == 3; }));
+  const NodeId other = l == 2 ? 3 : 2;
+  EXPECT_EQ(elect(other).code, Election::Code::not_leader_or_follower);
+  EXPECT_EQ(elect(l).code, Election::Code::none);
+  ASSERT_TRUE(wait_for([&] {
+    auto v = c_.agreed_leader(kTp);
+    return v && v->first == 1;
+  }));
+  EXPECT_EQ(elect(1).code, Election::Code::election_not_needed);
+  EXPECT_EQ(elect(l).code, Election::Code::election_not_needed);
+  // The preferred replica down: not available.
+  c_.crash(1);
+  NodeId l2 = leader();
+  ASSERT_NE(l2, 1);
+  ASSERT_TRUE(wait_for([&] { return c_.parts(l2).in_sync_replicas(kTp) == 2; }));
+  EXPECT_EQ(elect(l2).code, Election::Code::preferred_leader_not_available);
+}
+
+// With preferred leaders on (the broker's setting), leadership returns to the first assigned
+// replica on its own once it is back and caught up.
+TEST(RaftPartitionsPreferredTest, LeadershipReturnsToThePreferredReplica) {
+  TempDir tmp;
+  ClusterFixture c(tmp.path(), 3);
+  c.set_preferred_leaders(true);
+  ASSERT_TRUE(c.start_all());
+  ASSERT_TRUE(c.create_partition(kTp, 1, {2, 1, 3}));
+  ASSERT_TRUE(wait_for([&] {
+    auto v = c.agreed_leader(kTp);
+    return v && v->first == 2;
+  }));
+  c.crash(2);
+  auto other = c.wait_leader(kTp);
+  ASSERT_TRUE(other);
+  ASSERT_NE(other->first, 2);
+  Answer<storage::AppendResult> a;
+  c.parts(other->first)
+      .append(kTp, make_batch(2, "while away"), Consistency::quorum, {}, a.callback());
+  auto r = a.get();
+  ASSERT_TRUE(r && *r);
+  ASSERT_TRUE(c.start(2));
+  ASSERT_TRUE(wait_for([&] {
+    auto v = c.agreed_leader(kTp);
+    return v && v->first == 2;
+  }));
+}
+
 // A follower cuts a divergent suffix holding a producer's last 5 batches: the batches of that
 // producer it keeps must still be known once it leads (the next sequence is accepted, a retry
 // of a kept batch is a duplicate).
