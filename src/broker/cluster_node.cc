@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/assert.h"
+#include "base/file.h"
 #include "base/log.h"
 #include "cluster/controller_group.h"
 #include "cluster/controller_logic.h"
@@ -48,6 +49,8 @@ constexpr int64_t kForwardTimeoutMs = 15000;
 // How long a node waits to apply a change the leader committed before it answers anyway.
 constexpr int64_t kApplyWaitMs = 10000;
 constexpr int64_t kProducerIdBlock = 1000;
+constexpr std::string_view kCheckpointFileName = "metadata.checkpoint";
+constexpr size_t kMaxCheckpointBytes = size_t(1) << 30;
 constexpr size_t kMaxPidQueue = 1024;
 constexpr size_t kMaxLeaderReports = 1000;  // partitions per leader report
 // The controller's tick (fencing) and the leader reports.
@@ -204,6 +207,8 @@ struct ClusterNode::Impl : std::enable_shared_from_this<Impl> {
   cluster::ClusterState state;
   std::unique_ptr<cluster::Reconciler> reconciler;
   std::map<TopicPartition, raft::GroupId> open_groups;
+  std::string checkpoint_path;     // <controller dir>/metadata.checkpoint
+  int64_t checkpoint_offset = -1;  // the controller log offset the last checkpoint covers
   asio::steady_timer register_timer;
   asio::steady_timer tick_timer;
   bool registering = false;                       // a registration or heartbeat in flight
@@ -260,6 +265,7 @@ struct ClusterNode::Impl : std::enable_shared_from_this<Impl> {
   // ---- applying the controller's log (controller thread) ----
 
   void apply(std::span<const uint8_t> bytes, int64_t offset) {
+    if (offset <= checkpoint_offset) return;  // in the restored checkpoint
     auto cmd = cluster::decode_command(bytes);
     if (!cmd) {
       ORDO_LOG_ERROR("controller log offset {}: {}", offset, cmd.error().to_string());
@@ -286,6 +292,55 @@ struct ClusterNode::Impl : std::enable_shared_from_this<Impl> {
                    [&](const cluster::TopicConfigs& t) { sync_registry(t.name); },
                },
                *cmd);
+    maybe_checkpoint();
+  }
+
+  // ---- metadata checkpoints (controller thread) ----
+
+  // Every metadata.snapshot.interval.commands applied, the state goes to a file beside the
+  // controller's log (atomically, fsynced). It holds only applied, hence committed, commands.
+  void maybe_checkpoint() {
+    const int64_t every = c.metadata_snapshot_interval_commands;
+    if (every <= 0 || state.applied_offset() - std::max<int64_t>(checkpoint_offset, -1) < every)
+      return;
+    auto bytes = state.checkpoint();
+    if (auto r = write_file_atomic(checkpoint_path, bytes); !r) {
+      ORDO_LOG_WARN("metadata checkpoint {}: {}", checkpoint_path, r.error().to_string());
+      return;
+    }
+    checkpoint_offset = state.applied_offset();
+    ORDO_LOG_DEBUG("metadata checkpoint at controller log offset {} ({} bytes)", checkpoint_offset,
+                   bytes.size());
+  }
+
+  // At open, before the controller's log is replayed: the checkpoint's state, and the logs,
+  // groups and registry it implies; the replay then applies only the commands after it. A
+  // damaged checkpoint is ignored (the whole log is replayed).
+  void restore_checkpoint() {
+    std::error_code ec;
+    if (!std::filesystem::exists(checkpoint_path, ec)) return;
+    auto text = read_file(checkpoint_path, kMaxCheckpointBytes);
+    if (!text) {
+      ORDO_LOG_WARN("metadata checkpoint {}: {} (replaying the whole log)", checkpoint_path,
+                    text.error().to_string());
+      return;
+    }
+    auto restored = cluster::ClusterState::restore(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text->data()), text->size()));
+    if (!restored) {
+      ORDO_LOG_WARN("metadata checkpoint {}: {} (replaying the whole log)", checkpoint_path,
+                    restored.error().to_string());
+      return;
+    }
+    state = std::move(*restored);
+    checkpoint_offset = state.applied_offset();
+    table = state.table();
+    auto snap = table.snapshot();
+    for (const auto& [name, t] : snap->topics) on_table_change(name);
+    ORDO_LOG_INFO(
+        "restored the metadata checkpoint at controller log offset {} ({} topics, {} "
+        "brokers)",
+        checkpoint_offset, snap->topics.size(), state.brokers().size());
   }
 
   Result<raft::Config> group_config(const std::vector<int32_t>& replicas) const {
@@ -947,6 +1002,8 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::open(ClusterNodeDeps deps) {
         ORDO_LOG_INFO("controller: leader is node {} (term {})", leader, term);
         n.on_controller_leader(leader);
       });
+  n.checkpoint_path = controller_dir + "/" + std::string(kCheckpointFileName);
+  if (!fresh) n.restore_checkpoint();
   ORDO_TRY(n.controller->start());
 
   n.rpc->handle(kRpcRegister, [weak](raft::NodeId from, std::vector<uint8_t> body,

@@ -7,6 +7,8 @@ One cluster for the whole module (three brokers start in a few seconds; the chec
 order on it).
 """
 
+import json
+import os
 import unittest
 
 from confluent_kafka import Producer
@@ -61,13 +63,14 @@ class ClusterControlTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.cluster = Cluster(n=3, mode="loopback", extra_settings={
-            "broker.session.timeout.ms": SESSION_MS, "broker.heartbeat.interval.ms": 300})
+            "broker.session.timeout.ms": SESSION_MS, "broker.heartbeat.interval.ms": 300,
+            "metadata.snapshot.interval.commands": 4})
         cls.passed = 0
         cls.cluster.start_all()
 
     @classmethod
     def tearDownClass(cls):
-        cls.cluster.close(failed=cls.passed < 3)
+        cls.cluster.close(failed=cls.passed < 4)
 
     def status_brokers(self, via):
         return {b["id"]: b["fenced"] for b in self.cluster.status(via)["brokers"]}
@@ -153,6 +156,45 @@ class ClusterControlTest(unittest.TestCase):
         self.wait_unfenced(3, via=watcher)
         brokers, _ = metadata(c.node(watcher).kafka, "replicated")
         self.assertEqual(brokers, [1, 2, 3])
+        type(self).passed += 1
+
+    def test_4_restart_restores_metadata_checkpoint(self):
+        # Every 4 commands each broker checkpoints its metadata; a restarted broker restores the
+        # checkpoint and applies only the commands after it, to the same state (a topic deleted
+        # before the checkpoint stays deleted).
+        c = self.cluster
+        controller = c.controller()
+        error, message = create_topic(c.node(controller).kafka, "gone", 2, 3)
+        self.assertEqual(error, 0, message)
+        with kw.Connection(c.node(controller).kafka) as conn:
+            body = kw.array(["gone"], kw.string) + kw.i32(30000)
+            r = kw.Reader(conn.request(20, 1, body))  # DeleteTopics v1
+            r.i32()
+            self.assertEqual(r.array(lambda r: (r.string(), r.i16())), [("gone", 0)])
+        for i in range(3):  # more commands: the next checkpoint covers the deletion
+            error, message = create_topic(c.node(controller).kafka, f"after{i}", 1, 3)
+            self.assertEqual(error, 0, message)
+        node = next(i for i in (1, 2, 3) if i != controller)
+        c.wait(lambda: sorted(p["topic"] for p in c.status(node)["partitions"]
+                              if p["topic"].startswith("after")) ==
+               ["after0", "after1", "after2"], timeout=WAIT_S, what="the topics known")
+
+        def layout(i):
+            return sorted((p["topic"], p["partition"], p["replicas"])
+                          for p in c.status(i)["partitions"])
+        before = layout(node)
+        path = os.path.join(c.node(node).data_dir, "__cluster_metadata-0", "metadata.checkpoint")
+        c.wait(lambda: os.path.exists(path), timeout=WAIT_S, what="a metadata checkpoint")
+        self.assertEqual(c.stop(node), 0)
+        with open(path) as f:
+            checkpoint = json.load(f)
+        self.assertNotIn("gone", [t["name"] for t in checkpoint["table"]["topics"]])
+        c.start(node)
+        self.assertIn("restored the metadata checkpoint at controller log offset "
+                      f"{checkpoint['applied_offset']}", c.node(node).log())
+        c.wait(lambda: layout(node) == before, timeout=WAIT_S, what="the same topics again")
+        self.assertNotIn("gone", [t for t, _, _ in layout(node)])
+        self.wait_unfenced(3, via=node)
         type(self).passed += 1
 
 
