@@ -15,11 +15,16 @@
 //     LogManager forms), RaftPartitions::open_group/close_group, the topic registry (in
 //     memory: the handlers' view of topics and their configs).
 //   topic changes (CreateTopics, ...: the metadata thread, blocking) -> the controller thread:
-//     on the controller leader, checked and placed (ControllerLogic), proposed, answered once
-//     applied here; elsewhere NOT_CONTROLLER (clients send them to the controller Metadata
-//     names).
-//   registration (controller thread, every broker.heartbeat.interval.ms) -> RegisterBroker /
-//     heartbeat to the controller leader (an RPC, or directly when this node leads).
+//     on the controller leader, checked and placed by cluster::ControllerLogic, proposed,
+//     answered once applied here; elsewhere forwarded to the leader (RPC) and answered once
+//     the leader committed it and this node applied it. NOT_CONTROLLER only without a leader.
+//   registration and heartbeats (controller thread, every broker.heartbeat.interval.ms) ->
+//     the controller leader (an RPC, or directly when this node leads); its tick (200 ms)
+//     fences brokers silent for broker.session.timeout.ms, a heartbeat unfences them.
+//   leader reports (controller thread, 200 ms): the partitions this node leads at an epoch
+//     the table does not show -> the controller leader -> SetLeader, so a node that does not
+//     host a partition answers Metadata with its leader (partition()).
+//   (docs/cluster-controller.md, "The controller in the broker")
 //
 // Shutdown: stop() (from a thread that is neither the controller thread nor the transport
 // thread, while the network threads still run): RPC, transport, controller thread.

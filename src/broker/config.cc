@@ -277,6 +277,10 @@ const std::vector<Setting>& settings() {
               kInt32Max, "Cluster mode: how often a broker heartbeats to the controller"),
       integer("broker.session.timeout.ms", broker_field(&B::broker_session_timeout_ms), 1,
               kInt32Max, "Cluster mode: a broker silent for this long is fenced"),
+      integer("metadata.snapshot.interval.commands",
+              broker_field(&B::metadata_snapshot_interval_commands), 0, kInt32Max,
+              "Cluster mode: controller log commands between two checkpoints of the metadata "
+              "(0: none)"),
       integer("network.threads", broker_field(&B::network_threads), 1, 64,
               "Threads that run client connections"),
       integer("shards", broker_field(&B::shards), 1, 256,

@@ -53,6 +53,8 @@ struct BrokerConfig {
   bool raft_write_caching = false;               // raft.write.caching
   int64_t broker_heartbeat_interval_ms = 500;    // broker.heartbeat.interval.ms
   int64_t broker_session_timeout_ms = 6000;      // broker.session.timeout.ms
+  // metadata.snapshot.interval.commands
+  int64_t metadata_snapshot_interval_commands = 1000;
   bool cluster_mode() const { return !cluster_voters.empty(); }
   int network_threads = 1;                    // network.threads
   int shards = 1;                             // shards (storage.shard.mode dedicated)

@@ -68,6 +68,7 @@ const std::vector<std::pair<std::string, std::string>> kSamples = {
     {"raft.write.caching", "true"},
     {"broker.heartbeat.interval.ms", "250"},
     {"broker.session.timeout.ms", "3000"},
+    {"metadata.snapshot.interval.commands", "50"},
     {"network.threads", "4"},
     {"shards", "8"},
     {"storage.shard.mode", "dedicated"},
