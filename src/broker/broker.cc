@@ -411,9 +411,12 @@ Result<void> Broker::open_cluster(Broker& b) {
   b.topics_ = TopicRegistry::in_memory();
   std::vector<TopicPartition> on_disk;
   for (const auto& p : b.logs_->status()) on_disk.push_back(p.tp);
+  b.transport_ = std::make_unique<asio::io_context>(1);
+  b.transport_work_.emplace(b.transport_->get_executor());
+  b.transport_thread_ = std::thread([ctx = b.transport_.get()] { ctx->run(); });
   Broker* self = &b;
   b.cluster_ = ORDO_TRY(ClusterNode::open(
-      ClusterNodeDeps{c, meta, *b.network_[0], *b.logs_, *b.table_, *raft, *b.topics_,
+      ClusterNodeDeps{c, meta, *b.transport_, *b.logs_, *b.table_, *raft, *b.topics_,
                       [self] { return self->advertised(); }, std::move(on_disk), sink}));
   b.partitions_ = std::move(raft);
   b.view_ = b.cluster_.get();
@@ -480,6 +483,11 @@ Result<void> Broker::close() {
   if (auto* raft = dynamic_cast<cluster::RaftPartitions*>(partitions_.get())) raft->stop();
   Result<void> closed = ok();
   if (logs_) closed = logs_->close();
+  if (transport_) {
+    transport_work_.reset();
+    transport_->stop();
+    if (transport_thread_.joinable()) transport_thread_.join();
+  }
   network_work_.clear();
   for (auto& ctx : network_) ctx->stop();
   for (auto& t : network_threads_) {

@@ -154,6 +154,11 @@ class Broker {
   // Cluster mode (config_.cluster_mode()): the node's cluster side; topic changes go to it
   // instead of admin_. Destroyed after the logs are closed (its transport carries the
   // partitions' frames).
+  // Cluster mode: the peer transport's own thread (not a network thread: a shard busy with
+  // many groups' fsyncs must not stall the keep-alives and routing of every peer link).
+  std::unique_ptr<asio::io_context> transport_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> transport_work_;
+  std::thread transport_thread_;
   std::unique_ptr<ClusterNode> cluster_;
   // Opens the cluster-mode side of open() (after the network threads).
   static Result<void> open_cluster(Broker& b);

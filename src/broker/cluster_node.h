@@ -1,7 +1,7 @@
 #pragma once
 // ClusterNode: what makes a broker one node of a cluster (cluster mode, docs/cluster.md).
 //
-// It owns the node-to-node side: the peer transport (on network thread 0, the transport
+// It owns the node-to-node side: the peer transport (on the broker's transport
 // thread), the RPC over it, the controller's Raft group (group 0) and the cluster state it
 // applies, all on the node's controller thread. The broker owns the partitions' side
 // (RaftPartitions over the LogManager) and hands it in; the node opens and closes the
@@ -81,7 +81,7 @@ class FrameSink {
 struct ClusterNodeDeps {
   const BrokerConfig& config;
   NodeMeta meta;
-  asio::io_context& transport;  // network thread 0's context
+  asio::io_context& transport;  // the transport thread's context (run by the broker)
   storage::LogManager& logs;
   cluster::PartitionTable& table;  // the broker's (handlers, RaftPartitions read it)
   cluster::RaftPartitions& partitions;
