@@ -112,9 +112,10 @@ Result<std::vector<uint8_t>> slice_bytes(const storage::ReadResult& r) {
 struct GroupService::Loader {
   int32_t partition = 0;
   uint64_t epoch = 0;
-  int64_t barrier = -1;  // the log end seen once leading: the high watermark must reach it
-  Offset next;           // the next offset to replay
-  Offset end;            // replay up to here (the high watermark once the barrier is passed)
+  int64_t barrier = -1;       // the log end seen once leading: the high watermark must reach it
+  Offset next;                // the next offset to replay
+  Offset end;                 // replay up to here (the high watermark once the barrier is passed)
+  int32_t start_lookups = 0;  // times the log start was asked for (a read below it failed)
   coordinator::GroupStateSnapshot snapshot;
   std::unique_ptr<asio::steady_timer> retry;
 };
@@ -190,9 +191,20 @@ Result<void> GroupService::load_partition(int32_t partition,
     partitions_.read(tp, o, [&p](Result<storage::ReadResult> r) { p.set_value(std::move(r)); });
     return f.get();
   };
-  auto first = ORDO_TRY(read_sync(tp, storage::ReadOptions{.start = Offset(0)}));
-  Offset next = first.log_start_offset;
-  Offset end = first.high_watermark;
+  auto first = read_sync(tp, storage::ReadOptions{.start = Offset(0)});
+  if (!first && first.error().code == Errc::out_of_range) {
+    // The log starts later than offset 0 (DeleteRecords): read from where it starts.
+    std::promise<Result<cluster::OffsetAnswer>> p;
+    auto f = p.get_future();
+    partitions_.list_offset(tp, cluster::kEarliestOffset,
+                            [&p](Result<cluster::OffsetAnswer> r) { p.set_value(std::move(r)); });
+    auto start = ORDO_TRY(f.get());
+    first =
+        read_sync(tp, storage::ReadOptions{.start = Offset(std::max<int64_t>(start.offset, 0))});
+  }
+  if (!first) return first.error();
+  Offset next = first->log_start_offset;
+  Offset end = first->high_watermark;
   while (next < end) {
     auto r = ORDO_TRY(read_sync(tp, storage::ReadOptions{.start = next, .max_bytes = 1 << 20}));
     if (r.slice.size == 0) break;
@@ -291,7 +303,8 @@ void GroupService::start_load(int32_t partition, int32_t term) {
 // the barrier, then its batches up to the high watermark, then install.
 void GroupService::load_step(std::shared_ptr<Loader> load) {
   if (load->barrier < 0 || load->end < Offset(load->barrier)) {
-    return load_read(std::move(load), storage::ReadOptions{.start = Offset(0), .max_bytes = 1});
+    Offset start = load->next;  // 0, or the log start once known
+    return load_read(std::move(load), storage::ReadOptions{.start = start, .max_bytes = 1});
   }
   if (load->next < load->end) {
     Offset start = load->next;
@@ -323,6 +336,11 @@ void GroupService::load_read(std::shared_ptr<Loader> load, storage::ReadOptions 
                        kOffsetsTopic, p, e.to_string());
         set_status(p, Load::failed);
       };
+      if (!r && ends_only && r.error().code == Errc::out_of_range && load->start_lookups < 3) {
+        // The log starts later than offset 0 (DeleteRecords): ask where, then read there.
+        ++load->start_lookups;
+        return find_log_start(std::move(load));
+      }
       if (!r) return fail(r.error());
       if (ends_only) {
         // Leading already (the hook came after the election): every committed record is below
@@ -355,6 +373,29 @@ void GroupService::load_read(std::shared_ptr<Loader> load, storage::ReadOptions 
       load_step(std::move(load));
     });
   });
+}
+
+void GroupService::find_log_start(std::shared_ptr<Loader> load) {
+  model::TopicPartition tp{kOffsetsTopic, load->partition};
+  auto ex = executor();
+  partitions_.list_offset(
+      tp, cluster::kEarliestOffset, [this, ex, load](Result<cluster::OffsetAnswer> r) mutable {
+        asio::post(ex, [this, load = std::move(load), r = std::move(r)]() mutable {
+          int32_t p = load->partition;
+          if (stopping_ || slots_[size_t(p)].epoch != load->epoch || status(p) != Load::loading) {
+            return;
+          }
+          if (!r) {
+            ORDO_LOG_ERROR(
+                "{}-{}: not loaded, its groups are unavailable until its leader "
+                "changes: {}",
+                kOffsetsTopic, p, r.error().to_string());
+            return set_status(p, Load::failed);
+          }
+          load->next = Offset(std::max<int64_t>(r->offset, 0));
+          load_step(std::move(load));
+        });
+      });
 }
 
 void GroupService::unload(int32_t partition, const char* why) {

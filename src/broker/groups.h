@@ -169,6 +169,7 @@ class GroupService {
   void start_load(int32_t partition, int32_t term);
   void load_step(std::shared_ptr<Loader> load);
   void load_read(std::shared_ptr<Loader> load, storage::ReadOptions options);
+  void find_log_start(std::shared_ptr<Loader> load);
   void unload(int32_t partition, const char* why);
   void refresh_partition_count();
   Load status(int32_t partition) const;

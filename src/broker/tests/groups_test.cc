@@ -247,7 +247,9 @@ class GroupServiceTest : public ::testing::Test {
   }
 
   storage::testing::TempDir dir_;
-  ManualClock clock_{1'700'000'000'000};
+  // Starts at the real time: the records' timestamps come from it, and the logs' time-based
+  // segment rolling and retention (on the system clock) must not see them as days old.
+  ManualClock clock_{SystemClock::instance().now_ms()};
   cluster::PartitionTable table_;
   cluster::LocalPartitions partitions_{0, table_, nullptr};
   std::unique_ptr<storage::LogManager> logs_;
@@ -325,6 +327,33 @@ TEST_F(GroupServiceTest, OffsetsOfAGroupWithMembersDoNotExpire) {
   clock_.advance(2 * kRetentionMs);
   expire();
   EXPECT_EQ(committed("live", 0), 4);
+}
+
+TEST_F(GroupServiceTest, APartitionWhoseLogStartsLaterLoads) {
+  ASSERT_EQ(commit("g", 0, 5), ErrorCode::none);
+  ASSERT_EQ(commit("g", 0, 7), ErrorCode::none);
+  ASSERT_EQ(commit("g", 0, 9), ErrorCode::none);
+  model::TopicPartition tp{kOffsetsTopic, service_->partition_for("g")};
+  std::promise<cluster::Truncation> cut;
+  partitions_.delete_records(tp, 1, [&](Result<cluster::Truncation> r) {
+    ASSERT_TRUE(r);
+    cut.set_value(*r);
+  });
+  int64_t start = cut.get_future().get().low_watermark;
+  ASSERT_GT(start, 0);
+  ASSERT_LT(start, 3);  // the last commit is kept
+  // One node: replayed at open from the log start.
+  open_service();
+  EXPECT_EQ(service_->availability("g"), ErrorCode::none);
+  EXPECT_EQ(committed("g", 0), 9);
+  // Cluster mode: the same when the partition is led here.
+  service_.reset();
+  ReplicaPartitions replica(partitions_);
+  auto node = open_replicated(replica, 1);
+  ASSERT_TRUE(node);
+  node->on_partition_leader(tp.partition, 1, 1);
+  ASSERT_TRUE(wait_served(*node, "g"));
+  EXPECT_EQ(committed(*node, "g", 0), 9);
 }
 
 // ---- cluster mode: a partition is served where it is led ----
