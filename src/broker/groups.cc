@@ -117,7 +117,6 @@ struct GroupService::Loader {
   Offset end;                 // replay up to here (the high watermark once the barrier is passed)
   int32_t start_lookups = 0;  // times the log start was asked for (a read below it failed)
   coordinator::GroupStateSnapshot snapshot;
-  std::unique_ptr<asio::steady_timer> retry;
 };
 
 GroupService::GroupService(GroupServiceOptions options, cluster::PartitionService& partitions)
@@ -351,9 +350,11 @@ void GroupService::load_read(std::shared_ptr<Loader> load, storage::ReadOptions 
         }
         load->end = r->high_watermark;
         if (load->end < Offset(load->barrier)) {
-          if (!load->retry) load->retry = std::make_unique<asio::steady_timer>(ctx_);
-          load->retry->expires_after(std::chrono::milliseconds(options_.load_retry_ms));
-          auto* timer = load->retry.get();
+          // The slot owns the timer (not the load, which its handler holds): it goes before
+          // the io_context, whatever is pending at shutdown.
+          auto& timer = slots_[size_t(p)].retry;
+          if (!timer) timer = std::make_unique<asio::steady_timer>(ctx_);
+          timer->expires_after(std::chrono::milliseconds(options_.load_retry_ms));
           timer->async_wait([this, load](const std::error_code& ec) mutable {
             if (!ec) load_step(std::move(load));
           });

@@ -158,6 +158,7 @@ class GroupService {
     std::unique_ptr<coordinator::GroupCoordinator> coordinator;
     int32_t term = -1;   // cluster mode: the leader term it was loaded for
     uint64_t epoch = 0;  // +1 on every load and unload: older callbacks are stale
+    std::unique_ptr<asio::steady_timer> retry;  // a load waiting for its high watermark
   };
   struct Loader;
 

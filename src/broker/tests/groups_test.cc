@@ -404,6 +404,20 @@ TEST_F(GroupServiceTest, ALoadWaitsUntilTheHighWatermarkReachesTheLogEnd) {
   EXPECT_EQ(committed(*node, "g", 0), 9);
 }
 
+TEST_F(GroupServiceTest, AServiceStopsWhileALoadWaits) {
+  ASSERT_EQ(commit("g", 0, 5), ErrorCode::none);
+  service_.reset();
+  ReplicaPartitions replica(partitions_);
+  replica.hw_cap = 0;  // never reaches the log end
+  auto node = open_replicated(replica, 1);
+  ASSERT_TRUE(node);
+  node->on_partition_leader(offsets_partition_for("g", kPartitions), 1, 1);
+  settle(*node);
+  settle(*node);
+  EXPECT_EQ(node->availability("g"), ErrorCode::coordinator_load_in_progress);
+  node.reset();  // its retry timer pending: stops without waiting for it (ASan: nothing leaks)
+}
+
 TEST_F(GroupServiceTest, WritesThatLoseTheLeadershipAnswerNotCoordinator) {
   service_.reset();
   ReplicaPartitions replica(partitions_);
