@@ -188,6 +188,22 @@ class LocalClusterView final : public ClusterView {
   const Broker& b_;
 };
 
+namespace {
+// The group service's settings from the broker's (both modes).
+GroupServiceOptions group_service_options(const BrokerConfig& c) {
+  GroupServiceOptions go;
+  go.group.min_session_timeout_ms = c.group_min_session_timeout_ms;
+  go.group.max_session_timeout_ms = c.group_max_session_timeout_ms;
+  go.group.initial_rebalance_delay_ms = c.group_initial_rebalance_delay_ms;
+  go.group.group_max_size = c.group_max_size;
+  go.partitions = c.offsets_topic_num_partitions;
+  go.retention_ms = c.offsets_retention_minutes * 60'000;
+  go.retention_check_interval_ms = c.offsets_retention_check_interval_ms;
+  go.metadata_max_bytes = c.offset_metadata_max_bytes;
+  return go;
+}
+}  // namespace
+
 Broker::Broker(BrokerConfig config) : config_(std::move(config)) {}
 
 Broker::~Broker() {
@@ -346,15 +362,8 @@ Result<std::unique_ptr<Broker>> Broker::open(BrokerConfig config) {
                     kOffsetsTopic, offsets->partitions, partitions);
       partitions = offsets->partitions;
     }
-    GroupServiceOptions go;
-    go.group.min_session_timeout_ms = c.group_min_session_timeout_ms;
-    go.group.max_session_timeout_ms = c.group_max_session_timeout_ms;
-    go.group.initial_rebalance_delay_ms = c.group_initial_rebalance_delay_ms;
-    go.group.group_max_size = c.group_max_size;
+    GroupServiceOptions go = group_service_options(c);
     go.partitions = partitions;
-    go.retention_ms = c.offsets_retention_minutes * 60'000;
-    go.retention_check_interval_ms = c.offsets_retention_check_interval_ms;
-    go.metadata_max_bytes = c.offset_metadata_max_bytes;
     b->groups_ = ORDO_TRY(GroupService::open(go, *b->partitions_));
   }
 
@@ -401,8 +410,15 @@ Result<void> Broker::open_cluster(Broker& b) {
   ro.preferred_leaders = true;  // leadership returns to the first assigned replica
   ro.send = [sink](std::vector<raft::OutFrame> frames) { sink->send(std::move(frames)); };
   ro.on_high_watermark = [waiters](const TopicPartition& tp) { waiters->notify(tp); };
-  ro.on_leader = [](const TopicPartition& tp, cluster::NodeId leader, int32_t term) {
+  // The group service loads a partition of __consumer_offsets while this node leads it. It is
+  // made before the node opens the partitions' groups, so that no leadership goes unseen.
+  auto group_hook = std::make_shared<std::atomic<GroupService*>>(nullptr);
+  ro.on_leader = [group_hook](const TopicPartition& tp, cluster::NodeId leader, int32_t term) {
     ORDO_LOG_DEBUG("partition {}: leader {} (epoch {})", tp.to_string(), leader, term);
+    if (tp.topic != kOffsetsTopic) return;
+    if (GroupService* groups = group_hook->load()) {
+      groups->on_partition_leader(tp.partition, leader, term);
+    }
   };
   auto raft = std::make_unique<cluster::RaftPartitions>(std::move(ro), *b.table_);
   o.high_watermark = raft->high_watermark_policy();
@@ -414,6 +430,14 @@ Result<void> Broker::open_cluster(Broker& b) {
   b.transport_ = std::make_unique<asio::io_context>(1);
   b.transport_work_.emplace(b.transport_->get_executor());
   b.transport_thread_ = std::thread([ctx = b.transport_.get()] { ctx->run(); });
+  // Consumer groups: the coordinator of a group is the leader of its partition of
+  // __consumer_offsets (created on the first FindCoordinator); docs/broker.md.
+  GroupServiceOptions go = group_service_options(c);
+  go.replicated = true;
+  go.self = c.node_id;
+  go.table = b.table_.get();
+  b.groups_ = ORDO_TRY(GroupService::open(go, *raft));
+  group_hook->store(b.groups_.get());
   Broker* self = &b;
   b.cluster_ = ORDO_TRY(ClusterNode::open(
       ClusterNodeDeps{c, meta, *b.transport_, *b.logs_, *b.table_, *raft, *b.topics_,
@@ -421,12 +445,6 @@ Result<void> Broker::open_cluster(Broker& b) {
   b.partitions_ = std::move(raft);
   b.view_ = b.cluster_.get();
 
-  // Consumer groups need __consumer_offsets led here: not in cluster mode yet. The service
-  // runs over one partition that does not exist, so every group answers
-  // COORDINATOR_NOT_AVAILABLE (docs/cluster.md, "Not yet").
-  GroupServiceOptions go;
-  go.partitions = 1;
-  b.groups_ = ORDO_TRY(GroupService::open(go, *b.partitions_));
   b.metadata_work_.emplace(b.metadata_.get_executor());
   b.metadata_thread_ = std::thread([ctx = &b.metadata_] { ctx->run(); });
   return ok();

@@ -6,6 +6,7 @@
 
 #include <set>
 
+#include "broker/cluster_node.h"
 #include "broker/groups.h"
 #include "broker/handlers.h"
 #include "protocol/messages/delete_groups_request.h"
@@ -89,15 +90,73 @@ const char* state_name_for_listing(GroupState s) {
 
 // ---- FindCoordinator ----
 
+namespace {
+
+// Cluster mode: __consumer_offsets is made on first need, as Kafka does (the controller places
+// it; until enough brokers are live for offsets.topic.replication.factor it is refused and
+// groups wait). Runs on the metadata thread (create_topic blocks); one creation at a time.
+void create_offsets_topic(Broker& b, ClusterNode& node, GroupService& gs,
+                          asio::any_io_executor metadata) {
+  if (!gs.begin_topic_creation()) return;
+  asio::post(metadata, [&b, &node, &gs] {
+    const BrokerConfig& c = b.config();
+    CreateTopicSpec spec;
+    spec.name = kOffsetsTopic;
+    spec.partitions = c.offsets_topic_num_partitions;
+    spec.replication_factor = c.offsets_topic_replication_factor;
+    spec.configs = {{"cleanup.policy", "compact"},
+                    {"segment.bytes", std::to_string(c.offsets_topic_segment_bytes)}};
+    auto r = node.create_topic(spec);
+    gs.end_topic_creation(r.error, r.message);
+  });
+}
+
+}  // namespace
+
 asio::awaitable<HandlerOutcome> Broker::Handlers::find_coordinator(
     Broker& b, Request& req, protocol::FindCoordinatorRequest& body) {
   GroupService& gs = groups(b);
+  // Cluster mode: a group's coordinator is the leader of its partition of __consumer_offsets.
+  ClusterNode* node = cluster_node(b);
+  std::shared_ptr<const cluster::TableSnapshot> table;
+  const cluster::TopicEntry* offsets = nullptr;
+  std::vector<BrokerEndpoint> brokers;
+  if (node != nullptr) {
+    table = b.table_->snapshot();
+    offsets = table->find(kOffsetsTopic);
+    if (offsets == nullptr || offsets->partitions.empty()) {
+      offsets = nullptr;
+      create_offsets_topic(b, *node, gs, metadata(b));
+    }
+    brokers = view(b).brokers();
+  }
   auto answer = [&](int8_t key_type, const std::string& key) {
     protocol::FindCoordinatorResponse::Coordinator c;
     c.key = key;
     if (key_type != 0) {
       c.error_code = code(ErrorCode::coordinator_not_available);
       c.error_message = "transactions are not supported by this broker yet";
+    } else if (node != nullptr) {
+      const BrokerEndpoint* leader = nullptr;
+      if (offsets == nullptr) {
+        c.error_message = "__consumer_offsets is being created";
+      } else {
+        int32_t p = offsets_partition_for(key, int32_t(offsets->partitions.size()));
+        auto state = view(b).partition(*table, model::TopicPartition{kOffsetsTopic, p});
+        for (const auto& e : brokers) {
+          if (state && state->leader != cluster::kNoLeader && e.id == state->leader) leader = &e;
+        }
+        if (leader == nullptr) {
+          c.error_message = fmt::format("{}-{} has no live leader", kOffsetsTopic, p);
+        }
+      }
+      if (leader != nullptr) {
+        c.node_id = leader->id;
+        c.host = leader->host;
+        c.port = leader->port;
+      } else {
+        c.error_code = code(ErrorCode::coordinator_not_available);
+      }
     } else if (ErrorCode e = gs.availability(key); e != ErrorCode::none) {
       c.error_code = code(e);
       c.error_message = "the group's partition of __consumer_offsets is not available";
@@ -149,8 +208,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::join_group(Broker& b, Request&
           r.member_id = jr.member_id;
           return done(std::move(r));
         }
-        gs.coordinator().join(std::move(jr),
-                              [done](coordinator::JoinResponse r) mutable { done(std::move(r)); });
+        auto& c = gs.coordinator(jr.group_id);
+        c.join(std::move(jr), [done](coordinator::JoinResponse r) mutable { done(std::move(r)); });
       });
   coordinator::JoinResponse r = co_await std::move(op);
 
@@ -191,8 +250,8 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::sync_group(Broker& b, Request&
         if (ErrorCode e = gs.availability(sr.group_id); e != ErrorCode::none) {
           return done(coordinator::SyncResponse{.error = e});
         }
-        gs.coordinator().sync(std::move(sr),
-                              [done](coordinator::SyncResponse r) mutable { done(std::move(r)); });
+        auto& c = gs.coordinator(sr.group_id);
+        c.sync(std::move(sr), [done](coordinator::SyncResponse r) mutable { done(std::move(r)); });
       });
   coordinator::SyncResponse r = co_await std::move(op);
   protocol::SyncGroupResponse resp;
@@ -210,8 +269,12 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::heartbeat(Broker& b, Request& 
   coordinator::HeartbeatRequest hr{body.group_id, body.generation_id, body.member_id,
                                    body.group_instance_id};
   auto op = on_groups<ErrorCode>(groups(b), [hr = std::move(hr)](GroupService& gs) {
-    if (ErrorCode e = gs.availability(hr.group_id); e != ErrorCode::none) return e;
-    return gs.coordinator().heartbeat(hr);
+    ErrorCode e = gs.availability(hr.group_id);
+    // While the partition loads the member is told all is well (as Kafka does): it keeps its
+    // session and finds out about its group once it is loaded.
+    if (e == ErrorCode::coordinator_load_in_progress) return ErrorCode::none;
+    if (e != ErrorCode::none) return e;
+    return gs.coordinator(hr.group_id).heartbeat(hr);
   });
   ErrorCode e = co_await std::move(op);
   protocol::HeartbeatResponse resp;
@@ -234,7 +297,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::leave_group(Broker& b, Request
     if (ErrorCode e = gs.availability(lr.group_id); e != ErrorCode::none) {
       return coordinator::LeaveResponse{e, {}};
     }
-    return gs.coordinator().leave(lr);
+    return gs.coordinator(lr.group_id).leave(lr);
   });
   coordinator::LeaveResponse r = co_await std::move(op);
   protocol::LeaveGroupResponse resp;
@@ -309,7 +372,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::offset_commit(
         ErrorCode e = s.availability(group_id);
         if (e == ErrorCode::none && group_id.empty()) e = ErrorCode::invalid_group_id;
         if (e == ErrorCode::none) {
-          e = s.coordinator().check_commit(group_id, generation, member_id, instance_id);
+          e = s.coordinator(group_id).check_commit(group_id, generation, member_id, instance_id);
         }
         if (e != ErrorCode::none || commits.empty()) return done(e);
         s.commit(group_id, std::move(commits), [done](ErrorCode r) mutable { done(r); });
@@ -413,7 +476,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::list_groups(Broker& b, Request
       }
       return false;
     };
-    for (const auto& g : gs.coordinator().list()) {
+    for (const auto& g : gs.list_groups()) {
       std::string state = state_name_for_listing(g.state);
       if (wanted(state)) resp.groups.push_back({g.group_id, g.protocol_type, state, "classic", {}});
     }
@@ -442,7 +505,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::describe_groups(
         resp.groups.push_back(std::move(out));
         continue;
       }
-      auto d = gs.coordinator().describe(id);
+      auto d = gs.coordinator(id).describe(id);
       GroupState state = d.state;
       // A group known only by its offsets is Empty, as Kafka shows it.
       if (state == GroupState::dead && gs.offsets(id) != nullptr) state = GroupState::empty;
@@ -505,7 +568,7 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::offset_delete(
     Plan plan;
     plan.group_error = gs.availability(group_id);
     if (plan.group_error != ErrorCode::none) return plan;
-    auto d = gs.coordinator().describe(group_id);
+    auto d = gs.coordinator(group_id).describe(group_id);
     if (d.state == GroupState::dead) {
       if (gs.offsets(group_id) == nullptr) plan.group_error = ErrorCode::group_id_not_found;
       return plan;

@@ -319,10 +319,13 @@ class Cluster:
                 self.fallback_reason = why
                 print(f"cluster_harness: loopback mode ({why})", file=sys.stderr)
         self.mode = "netns" if self.netns else "loopback"
+        if self.mode == "loopback":
+            # The proxies listen first: a node's ports, picked free below, cannot be one of
+            # theirs (picked the other way round, a proxy could take a port a node was given
+            # but had not bound yet, and the node then fails to listen).
+            self.mesh = PeerMesh(n, lambda j: self.nodes[j].peer_port, seed=seed)
         self.nodes = {i: Node(self, i, self.netns.ip(i) if self.netns else "127.0.0.1")
                       for i in range(1, n + 1)}
-        if self.mode == "loopback":
-            self.mesh = PeerMesh(n, lambda j: self.nodes[j].peer_port, seed=seed)
 
     # ------------------------------------------------------------------ processes
     def node(self, i):
