@@ -503,6 +503,43 @@ class Cluster:
         leader = t.partitions[partition].leader
         return leader if leader >= 0 else None
 
+    def view(self, i, topic, partition):
+        """Node i's own view of topic/partition from GET /v1/cluster: (leader, epoch) or None
+        (raises when node i does not answer)."""
+        for p in self.status(i).get("partitions", ()):
+            if p.get("topic") == topic and p.get("partition") == partition:
+                return p.get("leader"), p.get("epoch")
+        return None
+
+    def agreed_leader(self, topic, partition, nodes=None, exclude=()):
+        """The leader that every node of `nodes` (default: all) names for topic/partition in
+        its own view, when they agree and it is not in `exclude`; else None."""
+        seen = set()
+        for i in nodes or self.nodes:
+            v = self.view(i, topic, partition)
+            if v is None or v[0] in (None, -1) or v[0] in exclude:
+                return None
+            seen.add(v[0])
+        return seen.pop() if len(seen) == 1 else None
+
+    def partition_ends(self, i, topic, partition):
+        """(log end offset, high watermark) of node i's replica (GET /v1/partitions), or None."""
+        nd = self.nodes[i]
+        with urllib.request.urlopen(f"{nd.admin_url}/v1/partitions",
+                                    timeout=HTTP_TIMEOUT_S) as r:
+            rows = json.loads(r.read())
+        for row in rows:
+            if row.get("topic") == topic and row.get("partition") == partition:
+                return row["log_end_offset"], row["high_watermark"]
+        return None
+
+    def registered(self):
+        """How many brokers the controller has registered and not fenced (0: no controller)."""
+        s = self.any_status()
+        if s is None or (s.get("controller") or {}).get("leader", -1) in (None, -1, 0):
+            return 0
+        return sum(1 for b in s.get("brokers", ()) if not b.get("fenced"))
+
     def wait(self, cond, timeout=30, what="condition", interval=0.1):
         """Polls cond() (exceptions count as false) until it returns something truthy, which is
         returned; raises TimeoutError after timeout seconds."""

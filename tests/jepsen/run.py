@@ -412,6 +412,9 @@ def parse(argv):
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="a broker setting for every node (repeatable)")
     ap.add_argument("--bin", default=None, help="the ordo binary (default $ORDO_BIN or build/)")
+    ap.add_argument("--no-group", action="store_true",
+                    help="no group consumer (consumer groups are not in cluster mode yet: "
+                         "they answer COORDINATOR_NOT_AVAILABLE)")
     ap.add_argument("--single", action="store_true",
                     help="smoke test: one broker without cluster mode (--nodes ignored; "
                          "nemesis kill and stop only)")
@@ -432,6 +435,8 @@ def replay_command(a, mode):
             str(a.rate), "--recovery-budget", str(a.recovery_budget)]
     if a.single:
         args[args.index("--nodes"):args.index("--partitions")] = ["--single"]
+    if a.no_group:
+        args.append("--no-group")
     for s in a.set:
         args += ["--set", s]
     return " ".join(shlex.quote(x) for x in args + ["--out", a.out.rstrip("/") + "-replay"])
@@ -463,6 +468,8 @@ def main(argv=None):
     if c.mode == "netns" and "delay" in kinds:
         kinds.remove("delay")
         notes.append("delay dropped: netns mode has no delay (no netem); use --mode loopback")
+    if a.no_group:
+        notes.append("no group consumer (--no-group)")
     if c.fallback_reason:
         notes.append(f"loopback mode: {c.fallback_reason}")
     rng = random.Random(a.seed)
@@ -501,6 +508,8 @@ def main(argv=None):
                                     args=(boot, hist, a.partitions, a.rate, stop_produce)),
                    threading.Thread(target=group_consumer, daemon=True,
                                     args=(boot, hist, done, group_reached))]
+        if a.no_group:
+            threads[1] = threading.Thread(target=lambda: None, daemon=True)
         threads += [threading.Thread(target=reader, daemon=True,
                                      args=(boot, hist, p, targets, done, reached))
                     for p in range(a.partitions)]
@@ -534,8 +543,8 @@ def main(argv=None):
         for t in threads[2:]:
             t.join(90)
         deadline = time.monotonic() + 60  # the group consumer reads to the ends too
-        while time.monotonic() < deadline and any(group_reached.get(p, 0) < e
-                                                  for p, e in ends.items()):
+        while not a.no_group and time.monotonic() < deadline and \
+                any(group_reached.get(p, 0) < e for p, e in ends.items()):
             time.sleep(0.2)
         done.set()
         threads[1].join(30)
@@ -557,7 +566,8 @@ def main(argv=None):
         verdict["anomaly_counts"]["incomplete-read"] = len(short)
     # liveness: the group consumer reads to the ends within 60 s of the producer's stop
     behind = [{"partition": p, "end_offset": e, "group_read_to": group_reached.get(p, 0)}
-              for p, e in sorted(ends.items()) if group_reached.get(p, 0) < e]
+              for p, e in sorted(ends.items())
+              if not a.no_group and group_reached.get(p, 0) < e]
     if behind:
         verdict["valid"] = False
         verdict["anomalies"]["group-incomplete"] = behind
