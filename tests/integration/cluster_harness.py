@@ -290,7 +290,8 @@ class Cluster:
         os.makedirs(self.root, exist_ok=True)
         self.keep_dir = keep_dir
         self.env = dict(os.environ, **(env or {}))
-        self.env.pop("ORDO_BIN", None)  # the broker refuses unknown ORDO_* variables
+        for var in ("ORDO_BIN", "ORDO_JEPSEN_SEED"):  # the broker refuses unknown ORDO_* ones
+            self.env.pop(var, None)
         self.bin = bin or _ordo_bin()
         self.fallback_reason = None
         self.netns = None

@@ -397,6 +397,9 @@ def _free_port():
 def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=None, help="default: random (printed)")
+    ap.add_argument("--seed-env", default=None, metavar="VAR",
+                    help="when the environment variable VAR is set, its value is the seed "
+                         "(overrides --seed; ctest's integration_jepsen_quick: ORDO_JEPSEN_SEED)")
     ap.add_argument("--time", type=float, default=60, help="seconds of faults")
     ap.add_argument("--nemesis", default="kill,partition",
                     help="comma list of " + ",".join(NEMESES))
@@ -423,6 +426,8 @@ def parse(argv):
     bad = [k for k in a.kinds if k not in NEMESES]
     if bad or not a.kinds:
         ap.error(f"unknown nemesis {bad}; choose from {','.join(NEMESES)}")
+    if a.seed_env and os.environ.get(a.seed_env):
+        a.seed = int(os.environ[a.seed_env])
     if a.seed is None:
         a.seed = random.SystemRandom().randrange(1, 1 << 31)
     return a

@@ -81,8 +81,9 @@ async function read() {
       for (const m of part.messages) {
         const o = Number(m.offset)
         if (o < next) continue
-        console.log(`read ${o} ${m.value == null ? '' : m.value.toString()}`)
         last = o
+        if (m.isControlRecord) continue // Raft's no-ops; KafkaJS's consumer drops them too
+        console.log(`read ${o} ${m.value == null ? '' : m.value.toString()}`)
       }
       // Raft's own entries (control batches, which KafkaJS does not return) take offsets no
       // record has: the next fetch starts after the last record read, or one further.
