@@ -32,9 +32,10 @@ which __exit__ and an atexit hook call (also on SIGTERM of the test process). Lo
 node are kept in <root>/n<i>.log across restarts; dump_logs() prints their tails and __exit__
 does so when the block raised.
 
-STATUS: written before the broker's cluster mode exists. The proxy, the netns plumbing and
-the nft rules are tested without a broker (tests/jepsen/test_peer_proxy.py, and by hand for
-netns); starting real nodes awaits the lead's `ordo serve --cluster`.
+Used by tests/integration/test_cluster_*.py and tests/jepsen/run.py against real brokers; the
+proxy, the netns plumbing and the nft rules also have tests without a broker
+(tests/jepsen/test_peer_proxy.py, test_cluster_harness.py). Note for fault tests: with TCP a
+one-way drop also stops new connections the other way (the SYN-ACK is dropped).
 """
 
 import atexit

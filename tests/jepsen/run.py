@@ -19,8 +19,7 @@ Exit code: 0 valid, 1 invalid (the seed and a replay command are printed), 2 the
 be set up. The fault schedule is a function of the seed and the options; client timing is
 not, so a replay repeats the faults, not the exact interleaving.
 
-STATUS: awaits the broker's cluster mode (`ordo serve --cluster`); until it lands this script
-has only been exercised up to the cluster start.
+Consumer groups are not in cluster mode yet: --no-group leaves the group consumer out.
 """
 
 import argparse
