@@ -390,5 +390,37 @@ class ClusterFaultsTest(unittest.TestCase):
         self.passed()
 
 
+class FiveNodeMetadataTest(unittest.TestCase):
+    """Five brokers, a topic with replication factor 3: two brokers hold no replica of its
+    partition, and their Metadata must still name its leader (Kafka answers for every partition
+    from every broker), or a client that asks them can never produce to it."""
+
+    # FINDING F4 (/work/helpers/cluster-findings.md): a broker without a replica of the
+    # partition answers leader -1 and an empty ISR. Remove the mark when it names the leader.
+    @unittest.expectedFailure
+    def test_every_node_names_the_leader(self):
+        c = Cluster(n=5, mode="loopback")
+        try:
+            c.start_all()
+            c.wait(lambda: c.registered() == 5, WAIT_S, "5 registered brokers")
+            admin = AdminClient({"bootstrap.servers": c.bootstrap_servers})
+            admin.create_topics([NewTopic("five", 1, replication_factor=3)])["five"].result(30)
+
+            def replicas_agree():
+                md = admin.list_topics("five", 10).topics["five"].partitions[0]
+                return c.agreed_leader("five", 0, md.replicas) and md
+            md = c.wait(replicas_agree, WAIT_S, "a leader named by every replica")
+            leader = c.agreed_leader("five", 0, md.replicas)
+            answers = {}
+            for i in c.nodes:
+                a = AdminClient({"bootstrap.servers": c.node(i).kafka})
+                answers[i] = a.list_topics("five", 10).topics["five"].partitions[0].leader
+            print(f"replicas {md.replicas}, leader {leader}; Metadata's leader from each node: "
+                  f"{answers}", flush=True)
+            self.assertEqual(answers, {i: leader for i in c.nodes})
+        finally:
+            c.close()  # an expected failure: no log dump, no kept directory
+
+
 if __name__ == "__main__":
     unittest.main()
