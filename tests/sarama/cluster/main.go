@@ -4,12 +4,12 @@
 //
 //	ORDO_BOOTSTRAP=host:port,host:port,... ORDO_TOPIC=t ORDO_COUNT=600 ./sarama_cluster
 //
-// 1. An idempotent SyncProducer (WaitForAll, one request in flight, retries) sends
-//    "sarama-<n>" for n < COUNT one at a time, printing "ack <offset> <value>" for each
-//    acknowledged one and "fail <value> <error>" for one SendMessage gave up on.
-// 2. A partition consumer (no consumer group: cluster mode has none yet) reads the partition
-//    from the oldest offset up to the last acknowledged offset, printing "read <offset> <value>".
-// 3. "done"; exit 0 (the checks are the caller's), 1 when the read does not finish.
+//  1. An idempotent SyncProducer (WaitForAll, one request in flight, retries) sends
+//     "sarama-<n>" for n < COUNT one at a time, printing "ack <offset> <value>" for each
+//     acknowledged one and "fail <value> <error>" for one SendMessage gave up on.
+//  2. A partition consumer (no consumer group: cluster mode has none yet) reads the partition
+//     from the oldest offset up to the last acknowledged offset, printing "read <offset> <value>".
+//  3. "done"; exit 0 (the checks are the caller's), 1 when the read does not finish.
 package main
 
 import (
