@@ -544,8 +544,9 @@ def main(argv=None):
         threads[0].join(90)
         ends = end_offsets(boot, a.partitions, 60)
         targets.update(ends)
+        deadline = time.monotonic() + 90  # one bound for all readers (a stuck partition)
         for t in threads[2:]:
-            t.join(90)
+            t.join(max(0.0, deadline - time.monotonic()))
         deadline = time.monotonic() + 60  # the group consumer reads to the ends too
         while not a.no_group and time.monotonic() < deadline and \
                 any(group_reached.get(p, 0) < e for p, e in ends.items()):
