@@ -32,9 +32,10 @@ which __exit__ and an atexit hook call (also on SIGTERM of the test process). Lo
 node are kept in <root>/n<i>.log across restarts; dump_logs() prints their tails and __exit__
 does so when the block raised.
 
-STATUS: written before the broker's cluster mode exists. The proxy, the netns plumbing and
-the nft rules are tested without a broker (tests/jepsen/test_peer_proxy.py, and by hand for
-netns); starting real nodes awaits the lead's `ordo serve --cluster`.
+Used by tests/integration/test_cluster_*.py and tests/jepsen/run.py against real brokers; the
+proxy, the netns plumbing and the nft rules also have tests without a broker
+(tests/jepsen/test_peer_proxy.py, test_cluster_harness.py). Note for fault tests: with TCP a
+one-way drop also stops new connections the other way (the SYN-ACK is dropped).
 """
 
 import atexit
@@ -290,7 +291,8 @@ class Cluster:
         os.makedirs(self.root, exist_ok=True)
         self.keep_dir = keep_dir
         self.env = dict(os.environ, **(env or {}))
-        self.env.pop("ORDO_BIN", None)  # the broker refuses unknown ORDO_* variables
+        for var in ("ORDO_BIN", "ORDO_JEPSEN_SEED"):  # the broker refuses unknown ORDO_* ones
+            self.env.pop(var, None)
         self.bin = bin or _ordo_bin()
         self.fallback_reason = None
         self.netns = None
@@ -505,6 +507,43 @@ class Cluster:
             return None
         leader = t.partitions[partition].leader
         return leader if leader >= 0 else None
+
+    def view(self, i, topic, partition):
+        """Node i's own view of topic/partition from GET /v1/cluster: (leader, epoch) or None
+        (raises when node i does not answer)."""
+        for p in self.status(i).get("partitions", ()):
+            if p.get("topic") == topic and p.get("partition") == partition:
+                return p.get("leader"), p.get("epoch")
+        return None
+
+    def agreed_leader(self, topic, partition, nodes=None, exclude=()):
+        """The leader that every node of `nodes` (default: all) names for topic/partition in
+        its own view, when they agree and it is not in `exclude`; else None."""
+        seen = set()
+        for i in nodes or self.nodes:
+            v = self.view(i, topic, partition)
+            if v is None or v[0] in (None, -1) or v[0] in exclude:
+                return None
+            seen.add(v[0])
+        return seen.pop() if len(seen) == 1 else None
+
+    def partition_ends(self, i, topic, partition):
+        """(log end offset, high watermark) of node i's replica (GET /v1/partitions), or None."""
+        nd = self.nodes[i]
+        with urllib.request.urlopen(f"{nd.admin_url}/v1/partitions",
+                                    timeout=HTTP_TIMEOUT_S) as r:
+            rows = json.loads(r.read())
+        for row in rows:
+            if row.get("topic") == topic and row.get("partition") == partition:
+                return row["log_end_offset"], row["high_watermark"]
+        return None
+
+    def registered(self):
+        """How many brokers the controller has registered and not fenced (0: no controller)."""
+        s = self.any_status()
+        if s is None or (s.get("controller") or {}).get("leader", -1) in (None, -1, 0):
+            return 0
+        return sum(1 for b in s.get("brokers", ()) if not b.get("fenced"))
 
     def wait(self, cond, timeout=30, what="condition", interval=0.1):
         """Polls cond() (exceptions count as false) until it returns something truthy, which is
