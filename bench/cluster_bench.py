@@ -19,6 +19,7 @@ every data dir it made is deleted.
 import argparse
 import atexit
 import json
+import logging
 import os
 import re
 import shutil
@@ -232,13 +233,25 @@ class Bench:
                                  len(p.get("isr") or ()) == 3 for p in parts)
         wait(whole, timeout, "the cluster whole again" + (f" (topic {topic})" if topic else ""))
 
-    def create_topic(self, c, name, partitions, rf, timeout=120):
+    def create_topic(self, c, name, partitions, rf, timeout=60):
         from confluent_kafka.admin import AdminClient, NewTopic
         admin = AdminClient({"bootstrap.servers": c.bootstrap_servers})
         admin.create_topics([NewTopic(name, partitions, replication_factor=rf)])[name].result(
             timeout=timeout)
         self.wait_leaders(admin, name, partitions, timeout)
         return admin
+
+    @staticmethod
+    def leader_views(c, topic):
+        """{node: {partition: leader}} as each node's GET /v1/cluster reports them."""
+        out = {}
+        for i in c.alive():
+            try:
+                out[i] = {p["partition"]: p["leader"] for p in c.status(i)["partitions"]
+                          if p["topic"] == topic}
+            except (OSError, ValueError) as e:
+                out[i] = repr(e)
+        return out
 
     @staticmethod
     def wait_leaders(admin, name, partitions, timeout):
@@ -271,8 +284,15 @@ class Bench:
         try:
             c = self.start_cluster(tag)
             for rf in (1, 3):
-                self.create_topic(c, f"p3-rf{rf}", 3, rf)
-                self.create_topic(c, f"lat-rf{rf}", 1, rf)
+                try:
+                    self.create_topic(c, f"p3-rf{rf}", 3, rf, a.leader_timeout)
+                    self.create_topic(c, f"lat-rf{rf}", 1, rf, a.leader_timeout)
+                except TimeoutError as e:
+                    # Seen with RF 1 (issue 19): a broker that holds no replica of a partition
+                    # reports no leader for it, so Metadata from it never shows every leader.
+                    self.fail(f"rf{rf}-r{r}", f"{e}; leaders as each node reports them: "
+                              f"{self.leader_views(c, f'p3-rf{rf}')}")
+                    continue
                 if rf == 3:
                     self.wait_whole(c, "p3-rf3")
                     self.wait_whole(c, "lat-rf3")
@@ -319,9 +339,13 @@ class Bench:
         topic = "failover"
         self.create_topic(c, topic, 3, 3)
         self.wait_whole(c, topic)
+        client_log = logging.getLogger("failover-client")
+        client_log.propagate = False
+        client_log.addHandler(logging.FileHandler(os.path.join(self.results,
+                                                               "failover-client.log")))
         prod = Producer({"bootstrap.servers": c.bootstrap_servers, "acks": "all",
                          "enable.idempotence": True, "linger.ms": 0,
-                         "message.timeout.ms": 120000})
+                         "message.timeout.ms": 120000}, logger=client_log)
         lock = threading.Lock()
         acks = []  # (send time, ack time) of partition-0 messages, in ack order
         errors = []
@@ -461,7 +485,13 @@ class Bench:
                                   operation_timeout=120, request_timeout=300)["meta"]
         fut.result(timeout=300)
         t_created = time.monotonic() - t0
-        self.wait_leaders(admin, "meta", n, self.a.timeout)
+        try:
+            self.wait_leaders(admin, "meta", n, self.a.meta_timeout)
+        except TimeoutError as e:
+            md = admin.list_topics("meta", timeout=10).topics.get("meta")
+            led = 0 if md is None else sum(1 for p in md.partitions.values() if p.leader >= 0)
+            raise TimeoutError(f"{e}; {led} of {n} partitions with a leader in Metadata; "
+                               f"controller leader: {c.controller()}") from None
         secs = time.monotonic() - t0
         self.save("metadata", {"partitions": n, "replication_factor": 3, "seconds": secs,
                                "seconds_create_topics_answer": t_created})
@@ -656,6 +686,8 @@ def main():
     a.failover_rate = 500
     a.failover_timeout = 60
     a.timeout = 600
+    a.leader_timeout = 30 if a.quick else 60  # after CreateTopics, until Metadata shows leaders
+    a.meta_timeout = 180 if a.quick else 600
     meta = {"time": os.path.basename(a.results), "rounds": a.rounds, "quick": a.quick,
             "messages": a.messages, "duration": a.duration, "rate": a.rate, "kills": a.kills,
             "catchup_mb": a.catchup_mb, "load_start": open("/proc/loadavg").read().split()[:3]}
