@@ -602,7 +602,8 @@ def summarize(results):
     ratio = med(rf3) / med(rf1) if rf1 and rf3 else None
     v = goal("RF 3 / RF 1 acks=-1 throughput >= 0.5", None if ratio is None else ratio >= 0.5)
     lines.append(f"RF 3 / RF 1 throughput: {'-' if ratio is None else f'{ratio:.2f}'} "
-                 f"(per round: {', '.join(f'{x:.2f}' for x in per_round) or '-'}); goal >= 0.5: {v}")
+                 f"(per round: {', '.join(f'{x:.2f}' for x in per_round) or '-'}); "
+                 f"goal >= 0.5: {v}")
     o50, r50 = series("single-latency", "p50_us"), series("redis-always-latency", "p50_us")
     pr = [runs[f"single-latency-r{r}"]["p50_us"] / runs[f"redis-always-latency-r{r}"]["p50_us"]
           for r in range(1, rounds + 1)
@@ -648,7 +649,8 @@ def summarize(results):
     else:
         lines.append("metadata: not run (see the errors)")
     lines.append("")
-    lines.append(f"load average {meta['load_start']} at the start, {meta.get('load_end')} at the "
+    load_end = " ".join(meta.get("load_end") or ["-"])
+    lines.append(f"load average {' '.join(meta['load_start'])} at the start, {load_end} at the "
                  f"end; {os.cpu_count()} CPUs; server CPU/s: CPU seconds of the server "
                  "process(es) per second of the run (100% = one core)")
     missed = [g["goal"] for g in goals if g["verdict"] == "MISSED"]
