@@ -13,7 +13,7 @@ CMAKE_FLAGS ?=
 
 .PHONY: all deps configure build run test test-release test-sanitize bench bench-broker \
         bench-groups bench-cleaner bench-cdc bench-sinks bench-startstop example-mailbox fuzz \
-        sim run-cluster jepsen format format-check clean
+        sim run-cluster jepsen bench-cluster format format-check clean
 
 all: build
 
@@ -35,6 +35,11 @@ run: build
 # admin 9644-9646, data in ./data-cluster; Ctrl-C stops it.
 run-cluster: build
 	scripts/run-cluster --build-dir $(BUILD_DIR)
+
+# The cluster benchmark alone (about 10 min): RF 3 beside RF 1, one broker and Redis
+# appendfsync always; failover, catch-up, metadata (issue 19, BENCHMARKS.md).
+bench-cluster: build
+	bench/run-cluster-bench --build-dir $(BUILD_DIR)
 
 # A fault-injection run against a real cluster (tests/jepsen/README.md); SEED=N repeats a
 # run's faults, JEPSEN_NODES=5 runs five brokers.
