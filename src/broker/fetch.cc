@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "base/coding.h"
 #include "broker/handlers.h"
 #include "protocol/messages/fetch_request.h"
 #include "protocol/messages/fetch_response.h"
@@ -11,6 +12,52 @@
 namespace ordo::broker {
 
 namespace {
+
+// Cluster mode: Raft's own log entries (a new leader's no-op, configuration changes) are stored
+// as control batches (cluster/raft_storage.h). Kafka clients skip control batches, but not all
+// of them correctly when they never use transactions (kafka-python 2.0 returns them as
+// records; Sarama 1.22 then drops the records that follow), so a cluster leaves them out of
+// Fetch responses: the records skip their offsets, as after compaction. Ordo writes no other
+// control batches (no transactions). nullopt: the slice holds none (sent as the file range);
+// otherwise the slice's other batches, read into memory (rare: one per leader change).
+Result<std::optional<std::vector<uint8_t>>> without_control_batches(const storage::FileSlice& s) {
+  constexpr int64_t kHeader = 23;  // base offset, length, leader epoch, magic, CRC, attributes
+  constexpr uint16_t kControlBit = 0x20;
+  std::vector<std::pair<int64_t, int64_t>> keep;  // [position, size) ranges
+  bool dropped = false;
+  int64_t pos = s.position;
+  const int64_t end = s.position + s.size;
+  uint8_t header[kHeader];
+  for (int guard = 0; pos < end; ++guard) {
+    ORDO_ASSERT(guard < (1 << 24));
+    int64_t total = end - pos;  // a partial batch at the end is kept as it is
+    bool control = false;
+    if (end - pos >= kHeader) {
+      ORDO_TRY(s.file->pread_exact(std::span<uint8_t>(header, kHeader), pos));
+      int64_t length = int32_t(load_be32(header + 8));
+      if (length > 0 && 12 + length <= end - pos) {
+        total = 12 + length;
+        control = (load_be16(header + 21) & kControlBit) != 0;
+      }
+    }
+    if (control) {
+      dropped = true;
+    } else if (!keep.empty() && keep.back().first + keep.back().second == pos) {
+      keep.back().second += total;
+    } else {
+      keep.emplace_back(pos, total);
+    }
+    pos += total;
+  }
+  if (!dropped) return std::optional<std::vector<uint8_t>>();
+  std::vector<uint8_t> out;
+  for (const auto& [at, size] : keep) {
+    size_t from = out.size();
+    out.resize(from + size_t(size));
+    ORDO_TRY(s.file->pread_exact(std::span<uint8_t>(out.data() + from, size_t(size)), at));
+  }
+  return std::optional<std::vector<uint8_t>>(std::move(out));
+}
 
 using FetchPartitionData = protocol::FetchResponse::PartitionData;
 
@@ -170,6 +217,15 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::fetch(Broker& b, Request& req,
         ORDO_ASSERT(used == 0 || used + s.size <= max_bytes);
         out.records = protocol::Records::file({s.file, s.position, s.size});
         used += s.size;
+        if (cluster_node(b) != nullptr) {
+          auto kept = without_control_batches(s);
+          if (!kept) {
+            out.records = protocol::Records::owned({});
+            out.error_code = code(error_code_for(kept.error()));
+          } else if (*kept) {
+            out.records = protocol::Records::owned(std::move(**kept));
+          }
+        }
       }
     }
     resp.responses[item.topic_index].partitions.push_back(std::move(out));

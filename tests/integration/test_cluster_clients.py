@@ -229,11 +229,9 @@ class ClusterClientsTest(unittest.TestCase):
         self.check("confluent-kafka", sent, acked, read, idempotent=True, acked_at=times)
         self.ok = True
 
-    # FINDING F2 (/work/helpers/cluster-findings.md): a new leader's Raft no-op is a control
-    # batch in the partition's log; kafka-python 2.0.2 does not drop control batches and returns
-    # it as a record (value b"\\x00\\x00") after every leader change. Remove the mark when
-    # clients no longer see it.
-    @unittest.expectedFailure
+    # A new leader's Raft no-op is a control batch in the partition's log; kafka-python 2.0.2
+    # does not drop control batches (it returned it as a record, value b"\\x00\\x00"), so a
+    # cluster leaves them out of Fetch responses (broker/fetch.cc).
     def test_kafka_python(self):
         from kafka import KafkaConsumer, KafkaProducer
         from kafka import TopicPartition as KTP
@@ -363,12 +361,9 @@ class ClusterClientsTest(unittest.TestCase):
         self.check("kafkajs", sent, acked, read, idempotent=True, acked_at=times)
         self.ok = True
 
-    # FINDING F2 (/work/helpers/cluster-findings.md): Sarama 1.22's partition consumer, from
-    # OffsetOldest on a partition whose log holds two Raft no-ops (control batches at 0 and at
-    # the first offset of the new leader's term), starts at the record after the second one:
-    # every acknowledged record before the kill is skipped (with only the first no-op it reads
-    # everything). Remove the mark when Sarama reads the whole partition.
-    @unittest.expectedFailure
+    # Sarama 1.22's partition consumer, from OffsetOldest on a partition whose log held two Raft
+    # no-ops (control batches), started after the second one and skipped every record before
+    # it; Fetch responses of a cluster leave those batches out (broker/fetch.cc).
     def test_sarama(self):
         go = shutil.which("go")
         self.assertIsNotNone(go, "go is not installed")

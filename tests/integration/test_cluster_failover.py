@@ -104,6 +104,19 @@ class ClusterFailoverTest(unittest.TestCase):
 
         c.restart(killed)
         self.wait_brokers(3)
+        # The restarted broker answers Metadata from the controller's log as far as it has
+        # applied it: wait until every broker knows the topic and its leaders again.
+        def known_everywhere():
+            for i in (1, 2, 3):
+                try:
+                    s = c.status(i)
+                except OSError:
+                    return False
+                parts = [p for p in (s or {}).get("partitions", []) if p["topic"] == TOPIC]
+                if len(parts) != PARTITIONS or any(p["leader"] < 1 for p in parts):
+                    return False
+            return True
+        c.wait(known_everywhere, timeout=60, what="every broker knows the topic's leaders")
         c.wait(lambda: all(l > 0 for l in self.leaders(admin).values()), timeout=60,
                what="a leader per partition after the restart")
         md = admin.list_topics(timeout=10)

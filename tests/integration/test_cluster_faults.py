@@ -237,8 +237,8 @@ class ClusterFaultsTest(unittest.TestCase):
                         "the majority names a new leader")
         t_elect = time.monotonic() - t0
         # A producer that starts now on the majority's addresses: one connected only to the old
-        # leader keeps asking it for metadata, and it names no leader (FINDING F1 in
-        # /work/helpers/cluster-findings.md; docs/cluster-harness-draft.md)
+        # leader keeps asking it for metadata, and it names no leader (docs/cluster.md, "Not
+        # yet")
         pm = self.producer(others)
         acked.update(self.produce(pm, topic, [f"b{i}" for i in range(50)]))
         t_serve = time.monotonic() - t0
@@ -395,9 +395,8 @@ class FiveNodeMetadataTest(unittest.TestCase):
     partition, and their Metadata must still name its leader (Kafka answers for every partition
     from every broker), or a client that asks them can never produce to it."""
 
-    # FINDING F4 (/work/helpers/cluster-findings.md): a broker without a replica of the
-    # partition answers leader -1 and an empty ISR. Remove the mark when it names the leader.
-    @unittest.expectedFailure
+    # Brokers without a replica learn the leader from the controller (leaders report to it;
+    # docs/cluster-controller.md): within a bounded wait every broker names it.
     def test_every_node_names_the_leader(self):
         c = Cluster(n=5, mode="loopback")
         try:
@@ -411,12 +410,17 @@ class FiveNodeMetadataTest(unittest.TestCase):
                 return c.agreed_leader("five", 0, md.replicas) and md
             md = c.wait(replicas_agree, WAIT_S, "a leader named by every replica")
             leader = c.agreed_leader("five", 0, md.replicas)
+            clients = {i: AdminClient({"bootstrap.servers": c.node(i).kafka}) for i in c.nodes}
             answers = {}
-            for i in c.nodes:
-                a = AdminClient({"bootstrap.servers": c.node(i).kafka})
-                answers[i] = a.list_topics("five", 10).topics["five"].partitions[0].leader
-            print(f"replicas {md.replicas}, leader {leader}; Metadata's leader from each node: "
-                  f"{answers}", flush=True)
+
+            def every_node_names_it():
+                for i, a in clients.items():
+                    answers[i] = a.list_topics("five", 10).topics["five"].partitions[0].leader
+                return answers == {i: leader for i in c.nodes}
+            t0 = time.monotonic()
+            c.wait(every_node_names_it, WAIT_S, "every broker names the leader")
+            print(f"replicas {md.replicas}, leader {leader}; every broker names it after "
+                  f"{time.monotonic() - t0:.2f} s", flush=True)
             self.assertEqual(answers, {i: leader for i in c.nodes})
         finally:
             c.close()  # an expected failure: no log dump, no kept directory
