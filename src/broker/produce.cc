@@ -293,8 +293,10 @@ asio::awaitable<HandlerOutcome> Broker::Handlers::produce(Broker& b, Request& re
                    [appends, i, ps, finish_one](Result<storage::AppendResult> r) mutable {
                      {
                        std::lock_guard lk(appends->mu);
-                       PartitionWork& w = appends->work[i];
+                       // Closed: the request was answered (timed out) and its work moved
+                       // out; this late answer has nowhere to go.
                        if (!appends->closed) {
+                         PartitionWork& w = appends->work[i];
                          w.answered = true;
                          if (r) {
                            w.response.base_offset = r->first_offset.value();
