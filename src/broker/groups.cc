@@ -132,6 +132,10 @@ GroupService::GroupService(GroupServiceOptions options, cluster::PartitionServic
 }
 
 GroupService::~GroupService() {
+  {
+    std::lock_guard lock(live_->mu);
+    live_->self = nullptr;
+  }
   stop();
 }
 
@@ -152,6 +156,7 @@ Result<std::unique_ptr<GroupService>> GroupService::open(GroupServiceOptions opt
                                                          cluster::PartitionService& partitions) {
   ORDO_ASSERT(options.partitions > 0);
   auto s = std::unique_ptr<GroupService>(new GroupService(options, partitions));
+  s->live_->self = s.get();
   if (!options.replicated) {
     size_t groups = 0;
     size_t offsets = 0;
@@ -510,10 +515,10 @@ void GroupService::append(const std::string& group_id, RecordList records,
   int32_t p = partition_for(group_id);
   uint64_t epoch = slots_[size_t(p)].epoch;
   model::TopicPartition tp{kOffsetsTopic, p};
-  auto ex = executor();
   partitions_.append(
       tp, builder.build(), cluster::Consistency::quorum, storage::AppendOptions{},
-      [this, ex, done = std::move(done), tp, epoch](Result<storage::AppendResult> r) mutable {
+      [this, live = live_, done = std::move(done), tp,
+       epoch](Result<storage::AppendResult> r) mutable {
         ErrorCode e = ErrorCode::none;
         if (!r) {
           // Errc::closed: this node lost the partition's leadership (or stops); the client
@@ -526,7 +531,9 @@ void GroupService::append(const std::string& group_id, RecordList records,
             ORDO_LOG_ERROR("{}: append failed: {}", tp.to_string(), r.error().to_string());
           }
         }
-        asio::post(ex, [this, done = std::move(done), e, tp, epoch]() mutable {
+        std::lock_guard lock(live->mu);
+        if (live->self == nullptr) return;  // the service is gone: nobody waits for this
+        asio::post(executor(), [this, done = std::move(done), e, tp, epoch]() mutable {
           // Unloaded (or loaded again) meanwhile: the state this write was for is gone.
           if (slots_[size_t(tp.partition)].epoch != epoch) e = ErrorCode::not_coordinator;
           done(e);

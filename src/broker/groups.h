@@ -36,6 +36,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -200,6 +201,14 @@ class GroupService {
   int64_t last_expiry_ms_ = 0;
   std::atomic<bool> stopping_{false};  // set on executor(); availability() reads it anywhere
   std::atomic<bool> stopped_{false};
+  // Appends answer from the partition's thread, possibly after this service is gone (a log
+  // closed later): they post to its executor only while `self` is set, under `mu`; the
+  // destructor clears it first.
+  struct Liveness {
+    std::mutex mu;
+    GroupService* self = nullptr;
+  };
+  std::shared_ptr<Liveness> live_ = std::make_shared<Liveness>();
   std::atomic<bool> creating_topic_{false};
   std::atomic<int64_t> creation_logged_ms_{0};
 };
