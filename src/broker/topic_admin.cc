@@ -44,7 +44,7 @@ TopicAdmin::TopicAdmin(const BrokerConfig& config, TopicRegistry& topics,
 // Refuses `adding` more partitions when this broker cannot hold them, before anything is made:
 // max.partitions (all topics together), and the open-file limit (each partition keeps at least
 // its active segment open; a reserve stays free for connections and new segments).
-std::optional<Outcome> TopicAdmin::check_partition_limits(int64_t adding) {
+std::optional<TopicAdmin::Outcome> TopicAdmin::check_partition_limits(int64_t adding) {
   int64_t total = 0;
   for (const auto& [n, t] : *topics_.snapshot()) total += t.partitions;
   const int64_t max = config_.max_partitions;
@@ -87,8 +87,10 @@ cluster::CreateTopic TopicAdmin::create_command(cluster::NodeId node, const Topi
 // logs; the registry entry `done` publishes the result and drops the record in one write. A
 // failure takes them out of the table again (the reconciler removes what was made) and drops
 // the record; a crash leaves the record, and the next start removes what was made.
-Outcome TopicAdmin::create_partitions_atomically(const std::string& name, int32_t from, int32_t to,
-                                                 const storage::LogConfig& log, TopicInfo done) {
+TopicAdmin::Outcome TopicAdmin::create_partitions_atomically(const std::string& name, int32_t from,
+                                                             int32_t to,
+                                                             const storage::LogConfig& log,
+                                                             TopicInfo done) {
   int step = 0;
   auto next_step = [&]() -> Result<void> { return step_hook_ ? step_hook_(step++) : ok(); };
   if (auto r = next_step(); !r) return {ErrorCode::kafka_storage_error, r.error().message};
@@ -181,7 +183,7 @@ TopicAdmin::CreateResult TopicAdmin::create_topic(const std::string& name, int32
   return r;
 }
 
-Outcome TopicAdmin::delete_topic(const std::string& name) {
+TopicAdmin::Outcome TopicAdmin::delete_topic(const std::string& name) {
   const TopicInfo* t = topics_.find(*topics_.snapshot(), name);
   if (!t) return {ErrorCode::unknown_topic_or_partition, fmt::format("no topic '{}'", name)};
   if (name == kOffsetsTopic) {
@@ -206,7 +208,8 @@ Outcome TopicAdmin::delete_topic(const std::string& name) {
   return {ErrorCode::none, {}};
 }
 
-Outcome TopicAdmin::set_partitions(const std::string& name, int32_t count, bool validate_only) {
+TopicAdmin::Outcome TopicAdmin::set_partitions(const std::string& name, int32_t count,
+                                               bool validate_only) {
   const TopicInfo* found = topics_.find(*topics_.snapshot(), name);
   if (!found) return {ErrorCode::unknown_topic_or_partition, fmt::format("no topic '{}'", name)};
   TopicInfo t = *found;
@@ -226,9 +229,9 @@ Outcome TopicAdmin::set_partitions(const std::string& name, int32_t count, bool 
   return create_partitions_atomically(name, from, count, settings->log, std::move(t));
 }
 
-Outcome TopicAdmin::set_topic_configs(const std::string& name,
-                                      std::map<std::string, std::string> configs,
-                                      bool validate_only) {
+TopicAdmin::Outcome TopicAdmin::set_topic_configs(const std::string& name,
+                                                  std::map<std::string, std::string> configs,
+                                                  bool validate_only) {
   const TopicInfo* found = topics_.find(*topics_.snapshot(), name);
   if (!found) return {ErrorCode::unknown_topic_or_partition, fmt::format("no topic '{}'", name)};
   for (const auto& [k, v] : configs) {
