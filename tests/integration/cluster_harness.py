@@ -49,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.request
 
 from peer_proxy import PeerMesh
@@ -644,3 +645,29 @@ class Cluster:
     def __exit__(self, exc_type, *_):
         self.close(failed=exc_type is not None)
         return False
+
+
+class ClusterTestCase(unittest.TestCase):
+    """A test class whose tests share one started cluster of NODES brokers (MODE as for
+    Cluster): every broker registered before the first test; the nodes' logs are printed at
+    the end when a test set `type(self).failed`."""
+
+    NODES = 3
+    MODE = "loopback"
+    START_TIMEOUT_S = 60
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster(n=cls.NODES, mode=cls.MODE)
+        cls.failed = False
+        try:
+            cls.c.start_all()
+            cls.c.wait(lambda: cls.c.registered() == cls.NODES, cls.START_TIMEOUT_S,
+                       f"{cls.NODES} registered brokers")
+        except Exception:
+            cls.c.close(failed=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close(failed=cls.failed)

@@ -30,7 +30,7 @@ import unittest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cluster_harness import Cluster, _ordo_bin
+from cluster_harness import ClusterTestCase, _ordo_bin
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
@@ -45,22 +45,7 @@ def build_dir():
                                          "..", ".."))
 
 
-class ClusterClientsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.c = Cluster(n=3, mode="loopback")
-        cls.failed = False
-        try:
-            cls.c.start_all()
-            cls.c.wait(lambda: cls.c.registered() == 3, WAIT_S, "3 registered brokers")
-        except Exception:
-            cls.c.close(failed=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.c.close(failed=cls.failed)
-
+class ClusterClientsTest(ClusterTestCase):
     def setUp(self):
         self.ok = False
         self.killed = None
